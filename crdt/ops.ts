@@ -1,0 +1,159 @@
+/**
+ * Operations carried by log entries, and the payload codec (DAG-CBOR) that validates untrusted
+ * payloads before anything is applied.
+ *
+ * Data ops (sealed under a data-key epoch): `put` (replace a document), `patch` (set some
+ * fields), `del` (delete), `yjs` (an update of a Yjs document). On the wire a put's or patch's
+ * fields travel as JSON text (`j`): documents are JSON, so their canonical text is what gets
+ * stored and indexed, and it keeps JSON number semantics intact. Control ops (plaintext, epoch 0):
+ * `cert` (a device certificate), `revoke` (a revocation), `epoch` (a data-key epoch record).
+ */
+import * as dagCbor from '@ipld/dag-cbor'
+import { MalformedError, TooLargeError } from './errors.js'
+import { isPlainObject, jsonProblem, MAX_FIELD_NAME, type JsonObject } from './json-value.js'
+
+/** A collection name: a letter, then up to 63 letters, digits, `_`, `-` or `.`. */
+export type CollectionName = string & { readonly __brand: 'CollectionName' }
+/** A document id: 1..256 printable characters. */
+export type DocId = string & { readonly __brand: 'DocId' }
+
+export const COLLECTION_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/
+/** System collections (profile, …) start with `_`; user collections may not. */
+export const SYSTEM_COLLECTION_NAME = /^_[a-z][a-z0-9_]{0,62}$/
+export const MAX_DOC_ID = 256
+export const MAX_OPS_PER_ENTRY = 100_000
+export const MAX_YJS_UPDATE = 8 * 1024 * 1024
+
+export interface PutOp { readonly t: 'put', readonly c: CollectionName, readonly id: DocId, readonly f: JsonObject }
+export interface PatchOp { readonly t: 'patch', readonly c: CollectionName, readonly id: DocId, readonly f: JsonObject }
+export interface DeleteOp { readonly t: 'del', readonly c: CollectionName, readonly id: DocId }
+export interface YjsOp { readonly t: 'yjs', readonly d: DocId, readonly u: Uint8Array }
+/** An operation on replicated data. */
+export type DataOp = PutOp | PatchOp | DeleteOp | YjsOp
+
+export interface CertOp { readonly t: 'cert', readonly cert: unknown }
+export interface RevokeOp { readonly t: 'revoke', readonly rev: unknown }
+export interface EpochOp { readonly t: 'epoch', readonly id: number, readonly gen: number, readonly boxes: Record<string, Uint8Array> }
+/** An operation on membership and keys; verified by the identity layer when applied. */
+export type ControlOp = CertOp | RevokeOp | EpochOp
+
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/
+
+/** True when `name` is a valid user collection name. */
+export function isCollectionName (name: unknown): name is CollectionName {
+  return typeof name === 'string' && (COLLECTION_NAME.test(name) || SYSTEM_COLLECTION_NAME.test(name))
+}
+
+/** Returns why `id` is not a valid document id, or undefined. */
+export function docIdProblem (id: unknown): string | undefined {
+  if (typeof id !== 'string') return `expected a string, got ${typeof id}`
+  if (id.length === 0 || id.length > MAX_DOC_ID) return `expected 1..${MAX_DOC_ID} characters, got ${id.length}`
+  if (CONTROL_CHARS.test(id)) return 'contains control characters'
+  return undefined
+}
+
+/** Returns why `name` is not a valid top-level field name, or undefined. */
+export function fieldNameProblem (name: string): string | undefined {
+  if (name.length === 0 || name.length > MAX_FIELD_NAME) return `field name expected 1..${MAX_FIELD_NAME} characters`
+  if (name === '_id') return 'field "_id" is the document id'
+  if (name === '__proto__') return 'field name "__proto__" is not allowed'
+  if (CONTROL_CHARS.test(name)) return 'field name contains control characters'
+  return undefined
+}
+
+function bad (message: string): never {
+  throw new MalformedError(message)
+}
+
+function checkFields (f: unknown, where: string): JsonObject {
+  if (!isPlainObject(f)) bad(`${where}: "f" expected a map`)
+  for (const name of Object.keys(f)) {
+    const p = fieldNameProblem(name)
+    if (p !== undefined) bad(`${where}: ${p}`)
+  }
+  const problem = jsonProblem(f)
+  if (problem !== undefined) bad(`${where}: ${problem}`)
+  return f as JsonObject
+}
+
+function checkDataOp (raw: unknown, i: number): DataOp {
+  const where = `op ${i}`
+  if (!isPlainObject(raw)) bad(`${where}: expected a map`)
+  const t = raw.t
+  if (t === 'yjs') {
+    const p = docIdProblem(raw.d)
+    if (p !== undefined) bad(`${where}: "d" ${p}`)
+    if (!(raw.u instanceof Uint8Array) || raw.u.length === 0) bad(`${where}: "u" expected non-empty bytes`)
+    if (raw.u.length > MAX_YJS_UPDATE) throw new TooLargeError(`${where}: Yjs update of ${raw.u.length} bytes is over ${MAX_YJS_UPDATE}`)
+    return { t, d: raw.d as DocId, u: raw.u }
+  }
+  if (t !== 'put' && t !== 'patch' && t !== 'del') bad(`${where}: unknown op type ${JSON.stringify(String(t).slice(0, 16))}`)
+  if (!isCollectionName(raw.c)) bad(`${where}: "c" is not a valid collection name`)
+  const p = docIdProblem(raw.id)
+  if (p !== undefined) bad(`${where}: "id" ${p}`)
+  if (t === 'del') return { t, c: raw.c, id: raw.id as DocId }
+  if (typeof raw.j !== 'string') bad(`${where}: "j" expected JSON text`)
+  let f: unknown
+  try {
+    f = JSON.parse(raw.j)
+  } catch {
+    bad(`${where}: "j" is not valid JSON`)
+  }
+  return { t, c: raw.c, id: raw.id as DocId, f: checkFields(f, where) }
+}
+
+function checkControlOp (raw: unknown, i: number): ControlOp {
+  const where = `control op ${i}`
+  if (!isPlainObject(raw)) bad(`${where}: expected a map`)
+  switch (raw.t) {
+    case 'cert': return { t: 'cert', cert: raw.cert }
+    case 'revoke': return { t: 'revoke', rev: raw.rev }
+    case 'epoch': {
+      const { id, gen, boxes } = raw
+      if (typeof id !== 'number' || !Number.isInteger(id) || id <= 0 || id > 0xffffffff) bad(`${where}: "id" expected a u32 > 0`)
+      if (typeof gen !== 'number' || !Number.isInteger(gen) || gen < 1 || gen > 0xffffffff) bad(`${where}: "gen" expected a u32 > 0`)
+      if (!isPlainObject(boxes)) bad(`${where}: "boxes" expected a map`)
+      const keys = Object.keys(boxes)
+      if (keys.length === 0 || keys.length > 10_000) bad(`${where}: "boxes" expected 1..10000 entries`)
+      for (const k of keys) if (!(boxes[k] instanceof Uint8Array)) bad(`${where}: box for ${k.slice(0, 64)} expected bytes`)
+      return { t: 'epoch', id, gen, boxes: boxes as Record<string, Uint8Array> }
+    }
+    default: bad(`${where}: unknown op type`)
+  }
+}
+
+function decodeOps (bytes: Uint8Array): unknown[] {
+  let value: unknown
+  try {
+    value = dagCbor.decode(bytes)
+  } catch (err) {
+    bad(`payload is not valid DAG-CBOR: ${(err as Error).message}`)
+  }
+  if (!isPlainObject(value) || !Array.isArray(value.ops)) bad('payload expected { ops: [...] }')
+  const ops = value.ops as unknown[]
+  if (ops.length === 0) bad('payload has no ops')
+  if (ops.length > MAX_OPS_PER_ENTRY) throw new TooLargeError(`payload has ${ops.length} ops, over ${MAX_OPS_PER_ENTRY}`)
+  return ops
+}
+
+/** Encodes data ops as a payload (before sealing). */
+export function encodeDataPayload (ops: readonly DataOp[]): Uint8Array {
+  return dagCbor.encode({
+    ops: ops.map(op => op.t === 'put' || op.t === 'patch' ? { t: op.t, c: op.c, id: op.id, j: JSON.stringify(op.f) } : op)
+  })
+}
+
+/** Decodes and validates a data payload (after opening). Throws {@link MalformedError} / {@link TooLargeError}. */
+export function decodeDataPayload (bytes: Uint8Array): DataOp[] {
+  return decodeOps(bytes).map(checkDataOp)
+}
+
+/** Encodes control ops as a plaintext payload. */
+export function encodeControlPayload (ops: readonly ControlOp[]): Uint8Array {
+  return dagCbor.encode({ ops })
+}
+
+/** Decodes and validates the shape of a control payload (signatures are checked by the identity layer). */
+export function decodeControlPayload (bytes: Uint8Array): ControlOp[] {
+  return decodeOps(bytes).map(checkControlOp)
+}

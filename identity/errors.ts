@@ -1,0 +1,62 @@
+/**
+ * Typed errors of the identity layer. Each class has a stable `name` and `code` that callers
+ * and tests can match on. Messages never contain secret material.
+ */
+
+/** The recovery phrase is not 24 valid BIP-39 English words with a correct checksum. */
+export class InvalidRecoveryPhraseError extends Error {
+  static readonly code = 'ERR_INVALID_RECOVERY_PHRASE'
+  override readonly name = 'InvalidRecoveryPhraseError'
+  readonly code = InvalidRecoveryPhraseError.code
+}
+
+/** A key, signature or other byte string has the wrong length or form. */
+export class InvalidKeyError extends Error {
+  static readonly code = 'ERR_INVALID_KEY'
+  override readonly name = 'InvalidKeyError'
+  readonly code = InvalidKeyError.code
+}
+
+/** A ciphertext failed authentication: wrong key, wrong associated data, or tampering. */
+export class DecryptionError extends Error {
+  static readonly code = 'ERR_DECRYPTION_FAILED'
+  override readonly name = 'DecryptionError'
+  readonly code = DecryptionError.code
+}
+
+/** A device certificate is malformed, for another swarm, or not signed by an accepted issuer. */
+export class InvalidCertificateError extends Error {
+  static readonly code = 'ERR_INVALID_CERTIFICATE'
+  override readonly name = 'InvalidCertificateError'
+  readonly code = InvalidCertificateError.code
+}
+
+/** No data-key epoch with this id is known to this device (or it was not sealed to it). */
+export class UnknownEpochError extends Error {
+  static readonly code = 'ERR_UNKNOWN_EPOCH'
+  override readonly name = 'UnknownEpochError'
+  readonly code = UnknownEpochError.code
+  constructor (readonly epoch: number, message = `unknown data-key epoch ${epoch}`) {
+    super(message)
+  }
+}
+
+/** The keystore file is missing where one is required. */
+export class KeystoreNotFoundError extends Error {
+  static readonly code = 'ERR_KEYSTORE_NOT_FOUND'
+  override readonly name = 'KeystoreNotFoundError'
+  readonly code = KeystoreNotFoundError.code
+  constructor (readonly path: string, message = `keystore not found: ${path}`) {
+    super(message)
+  }
+}
+
+/** The keystore file exists but cannot be read as a PeakDB keystore (truncated, edited, wrong format). */
+export class KeystoreCorruptError extends Error {
+  static readonly code = 'ERR_KEYSTORE_CORRUPT'
+  override readonly name = 'KeystoreCorruptError'
+  readonly code = KeystoreCorruptError.code
+  constructor (readonly path: string, reason: string) {
+    super(`keystore ${path} is corrupt or unreadable: ${reason}; it was left untouched (restore it from a backup or re-create the device with \`peakdb init --recover\` in a new data dir)`)
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * The membership registry: which devices belong to the swarm. A device is a member once a valid
+ * certificate for it is known, issued by the root key or by a device that was a member when the
+ * certificate was applied; it stops being one when a revocation for it is applied. Records are
+ * applied in log (causal) order, so every node decides the same way.
+ */
+import { verifyCertificate, verifyRevocation, type DeviceCertificate, type DeviceRevocation } from './certificate.js'
+import type { DeviceId } from './device-id.js'
+import { InvalidCertificateError } from './errors.js'
+import type { SwarmId } from './user-root.js'
+
+/** What the registry knows of one device. */
+export interface MemberInfo {
+  readonly device: DeviceId
+  readonly name: string
+  readonly certificate: DeviceCertificate
+  readonly revocation?: DeviceRevocation
+}
+
+/** Membership of one swarm. */
+export class Membership {
+  private readonly certs = new Map<DeviceId, DeviceCertificate>()
+  private readonly revocations = new Map<DeviceId, DeviceRevocation>()
+
+  constructor (readonly swarm: SwarmId, readonly rootPublicKey: Uint8Array) {}
+
+  /** An independent copy, for validating a batch before it is committed. */
+  clone (): Membership {
+    const m = new Membership(this.swarm, this.rootPublicKey)
+    for (const [k, v] of this.certs) m.certs.set(k, v)
+    for (const [k, v] of this.revocations) m.revocations.set(k, v)
+    return m
+  }
+
+  private checkIssuer (issuer: string, kind: string): void {
+    if (issuer !== 'root' && !this.isMember(issuer)) {
+      throw new InvalidCertificateError(`${kind} issued by ${issuer}, which is not a member`)
+    }
+  }
+
+  /** Validates and applies a certificate. Returns it, or throws {@link InvalidCertificateError}. */
+  addCertificate (value: unknown): DeviceCertificate {
+    const cert = verifyCertificate(value, this.swarm, this.rootPublicKey)
+    this.checkIssuer(cert.issuer, 'certificate')
+    if (this.revocations.has(cert.device)) throw new InvalidCertificateError(`device ${cert.device} was revoked and cannot be certified again`)
+    if (!this.certs.has(cert.device)) this.certs.set(cert.device, cert)
+    return cert
+  }
+
+  /** Validates and applies a revocation. */
+  addRevocation (value: unknown): DeviceRevocation {
+    const rev = verifyRevocation(value, this.swarm, this.rootPublicKey)
+    this.checkIssuer(rev.issuer, 'revocation')
+    if (!this.revocations.has(rev.device)) this.revocations.set(rev.device, rev)
+    return rev
+  }
+
+  /** True when `device` holds a certificate and is not revoked. */
+  isMember (device: string): boolean {
+    return this.certs.has(device as DeviceId) && !this.revocations.has(device as DeviceId)
+  }
+
+  /**
+   * True when an entry of `device` at `seq` is acceptable: the device is certified and either not
+   * revoked or the entry is within what its revocation keeps.
+   */
+  acceptsEntry (device: string, seq: number): boolean {
+    if (!this.certs.has(device as DeviceId)) return false
+    const rev = this.revocations.get(device as DeviceId)
+    return rev === undefined || seq <= rev.after
+  }
+
+  /** The revocation of a device, if any. */
+  revocationOf (device: string): DeviceRevocation | undefined {
+    return this.revocations.get(device as DeviceId)
+  }
+
+  /** The certificate of a device, if any. */
+  certificateOf (device: string): DeviceCertificate | undefined {
+    return this.certs.get(device as DeviceId)
+  }
+
+  /** Every device ever certified, with its revocation if any. */
+  devices (): MemberInfo[] {
+    return [...this.certs.values()].map(cert => {
+      const revocation = this.revocations.get(cert.device)
+      return revocation === undefined ? { device: cert.device, name: cert.name, certificate: cert } : { device: cert.device, name: cert.name, certificate: cert, revocation }
+    })
+  }
+
+  /** DeviceIds of current (unrevoked) members. */
+  memberIds (): DeviceId[] {
+    return [...this.certs.keys()].filter(d => !this.revocations.has(d))
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * `peakdb init`: create this device's identity (or restore it from a recovery phrase) and show
+ * the recovery phrase once.
+ */
+import { existsSync, readFileSync } from 'node:fs'
+import { PeakNode } from '../peak-node.js'
+import { dataDirPaths } from '../data-dir.js'
+import { DataDirError } from '../errors.js'
+import { emit, table } from './output.js'
+
+/** The recovery-phrase banner shown once when an identity is created. */
+export function phraseBanner (phrase: string): string {
+  const words = phrase.split(' ')
+  const rows: string[] = []
+  for (let i = 0; i < words.length; i += 6) {
+    rows.push('  ' + words.slice(i, i + 6).map((w, j) => `${String(i + j + 1).padStart(2)}. ${w.padEnd(9)}`).join(' '))
+  }
+  return [
+    '',
+    'Recovery phrase: write these 24 words down and keep them safe. They are shown only once,',
+    'they are the only way to recover your data, and anyone who has them can read it.',
+    '',
+    ...rows,
+    ''
+  ].join('\n')
+}
+
+/** Runs `peakdb init`. */
+export async function runInit (o: { dir: string, json: boolean, recover?: string, name?: string }): Promise<void> {
+  const paths = dataDirPaths(o.dir)
+  if (existsSync(paths.keystore)) {
+    throw new DataDirError(`${paths.dir} already has an identity (${paths.keystore}); use another --dir to create a new one`)
+  }
+  const recover = o.recover === '-' ? readFileSync(0, 'utf8') : o.recover
+  const node = await PeakNode.open({
+    dir: o.dir,
+    ...(recover !== undefined ? { recoveryPhrase: recover } : {}),
+    ...(o.name !== undefined ? { deviceName: o.name } : {})
+  })
+  try {
+    const out = { deviceId: node.deviceId, swarmId: node.swarmId, deviceName: node.deviceName, dir: node.dir, recovered: recover !== undefined, ...(node.recoveryPhrase !== undefined ? { recoveryPhrase: node.recoveryPhrase } : {}) }
+    emit(o.json, out, () => [
+      `${recover !== undefined ? 'Restored' : 'Created'} a PeakDB identity in ${node.dir}`,
+      table([['DeviceId', node.deviceId], ['SwarmId', node.swarmId], ['Device name', node.deviceName]]),
+      node.recoveryPhrase !== undefined ? phraseBanner(node.recoveryPhrase) : ''
+    ].join('\n'))
+  } finally {
+    await node.close()
+  }
+}

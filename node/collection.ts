@@ -1,0 +1,224 @@
+/**
+ * Collections: named sets of JSON documents. Writes become ops in the log (one entry per call,
+ * committed with their materialisation in one transaction); reads go to the materialised
+ * documents in storage, filtered by SQL over JSON expressions.
+ */
+import {
+  docIdProblem, entryIdOf, fieldNameProblem, isPlainObject, jsonProblem,
+  type CollectionName, type DataOp, type DocId, type EntryId, type JsonObject
+} from '../crdt/index.js'
+import { normaliseQuery, normaliseWhere, parseFieldPath, type FindQuery, type StorageProvider, type Where } from '../storage/index.js'
+import type { Log } from './log.js'
+import { newDocId } from './doc-id.js'
+import { AbortError, DocumentNotFoundError, DocumentTooLargeError, InvalidDocumentError } from './errors.js'
+
+/** A stored document: its fields plus `_id`. */
+export type Doc = JsonObject & { _id: string }
+
+/** Largest document accepted, in bytes of its JSON text. */
+export const MAX_DOC_BYTES = 1024 * 1024
+/** Most documents in one putMany call. */
+export const MAX_BATCH_DOCS = 100_000
+/** putMany starts a new entry (same transaction) past this many payload bytes. */
+const ENTRY_SPLIT_BYTES = 8 * 1024 * 1024
+
+/** Options of an async call. */
+export interface AbortOptions {
+  signal?: AbortSignal
+}
+
+/** Result of a single-document write. */
+export interface WriteResult {
+  /** The document id. */
+  readonly id: string
+  /** The log entry that carries the write. */
+  readonly entry: EntryId
+  /** Its seq in this device's chain. */
+  readonly seq: number
+}
+
+/** Result of a batch write. */
+export interface BatchWriteResult {
+  readonly ids: readonly string[]
+  /** Entries that carry the batch (one, unless the batch is over 8 MiB). */
+  readonly entries: readonly EntryId[]
+}
+
+/** Result of a delete. */
+export interface DeleteResult extends WriteResult {
+  /** Whether the document existed here before the delete. */
+  readonly existed: boolean
+}
+
+/** Options of a collection. */
+export interface CollectionOptions {
+  /** Field paths to index (SQLite expression indexes), e.g. `['year', 'author.name']`. */
+  readonly indexes?: readonly string[]
+}
+
+/** What a collection needs from its node. */
+export interface CollectionContext {
+  readonly log: Log
+  readonly storage: StorageProvider
+  checkOpen (): void
+}
+
+function checkAbort (options?: AbortOptions): void {
+  if (options?.signal?.aborted === true) throw new AbortError()
+}
+
+/** A named collection of documents. Obtain one with `node.collection(name)`. */
+export class Collection {
+  private ready: Promise<void> = Promise.resolve()
+
+  constructor (readonly name: CollectionName, private readonly ctx: CollectionContext, options: CollectionOptions = {}) {
+    if (options.indexes !== undefined && options.indexes.length > 0) {
+      const paths = options.indexes.map(p => parseFieldPath(p))
+      this.ready = (async () => { for (const p of paths) await ctx.storage.ensureIndex(name, p) })()
+      this.ready.catch(() => {})
+    }
+  }
+
+  /** Validates a document and splits it into id and fields. */
+  private prepare (doc: unknown, index?: number): { id: DocId, fields: JsonObject, bytes: number } {
+    const where = index === undefined ? 'document' : `document ${index}`
+    if (!isPlainObject(doc)) throw new InvalidDocumentError(`${where} expected a JSON object, got ${Array.isArray(doc) ? 'an array' : doc === null ? 'null' : typeof doc}`)
+    const { _id, ...fields } = doc
+    let id: string
+    if (_id === undefined) {
+      id = newDocId()
+    } else {
+      const p = docIdProblem(_id)
+      if (p !== undefined) throw new InvalidDocumentError(`${where}: "_id" ${p}`)
+      id = _id as string
+    }
+    for (const name of Object.keys(fields)) {
+      const p = fieldNameProblem(name)
+      if (p !== undefined) throw new InvalidDocumentError(`${where}: ${p}`)
+    }
+    const problem = jsonProblem(fields)
+    if (problem !== undefined) throw new InvalidDocumentError(`${where}: ${problem}`)
+    const bytes = Buffer.byteLength(JSON.stringify(fields))
+    if (bytes > MAX_DOC_BYTES) throw new DocumentTooLargeError(`${where} is ${bytes} bytes of JSON, over the ${MAX_DOC_BYTES}-byte cap`)
+    return { id: id as DocId, fields: fields as JsonObject, bytes }
+  }
+
+  private async write (ops: DataOp[], options?: AbortOptions): Promise<{ entry: EntryId, seq: number, existed: boolean }> {
+    this.ctx.checkOpen()
+    checkAbort(options)
+    await this.ready
+    const r = await this.ctx.log.append([ops])
+    const entry = r.entries[0]
+    if (entry === undefined) throw new Error('append produced no entry')
+    return { entry: entryIdOf(entry.cid), seq: entry.header.seq, existed: r.changes.some(c => c.before !== null) }
+  }
+
+  /**
+   * Saves a document, replacing any previous version with the same `_id` (fields it no longer
+   * has are removed). Without `_id`, a new time-ordered id is generated.
+   *
+   * @example
+   * ```ts
+   * const { id } = await notes.put({ title: 'hi', tags: ['a'] })
+   * ```
+   */
+  async put (doc: object, options?: AbortOptions): Promise<WriteResult> {
+    const { id, fields } = this.prepare(doc)
+    const w = await this.write([{ t: 'put', c: this.name, id, f: fields }], options)
+    return { id, entry: w.entry, seq: w.seq }
+  }
+
+  /**
+   * Saves many documents in one transaction (one entry unless the batch is over 8 MiB).
+   * All documents are validated first: one invalid document writes nothing.
+   */
+  async putMany (docs: readonly object[], options?: AbortOptions): Promise<BatchWriteResult> {
+    if (!Array.isArray(docs)) throw new InvalidDocumentError('putMany expected an array of documents')
+    if (docs.length > MAX_BATCH_DOCS) throw new DocumentTooLargeError(`putMany of ${docs.length} documents is over the ${MAX_BATCH_DOCS}-document cap`)
+    if (docs.length === 0) return { ids: [], entries: [] }
+    this.ctx.checkOpen()
+    checkAbort(options)
+    const batches: DataOp[][] = [[]]
+    const ids: string[] = []
+    const last = new Map<string, number>()
+    let size = 0
+    // validate everything first; a repeated _id keeps its last version
+    const prepared = docs.map((d, i) => this.prepare(d, i))
+    prepared.forEach((p, i) => last.set(p.id, i))
+    prepared.forEach((p, i) => {
+      ids.push(p.id)
+      if (last.get(p.id) !== i) return
+      if (size + p.bytes > ENTRY_SPLIT_BYTES && size > 0) {
+        batches.push([])
+        size = 0
+      }
+      (batches[batches.length - 1] as DataOp[]).push({ t: 'put', c: this.name, id: p.id, f: p.fields })
+      size += p.bytes
+    })
+    await this.ready
+    const r = await this.ctx.log.append(batches)
+    return { ids, entries: r.entries.map(e => entryIdOf(e.cid)) }
+  }
+
+  /**
+   * Sets some fields of an existing document, leaving the others. Throws
+   * {@link DocumentNotFoundError} when the document does not exist here.
+   */
+  async patch (id: string, fields: object, options?: AbortOptions): Promise<WriteResult> {
+    const docId = this.checkId(id)
+    const p = this.prepare({ ...fields, _id: docId })
+    if (await this.get(docId) === null) throw new DocumentNotFoundError(`document ${JSON.stringify(docId)} does not exist in collection ${this.name}`)
+    const w = await this.write([{ t: 'patch', c: this.name, id: docId, f: p.fields }], options)
+    return { id: docId, entry: w.entry, seq: w.seq }
+  }
+
+  /** Deletes a document. Deleting a document that does not exist here still records the delete. */
+  async delete (id: string, options?: AbortOptions): Promise<DeleteResult> {
+    const docId = this.checkId(id)
+    const w = await this.write([{ t: 'del', c: this.name, id: docId }], options)
+    return { id: docId, entry: w.entry, seq: w.seq, existed: w.existed }
+  }
+
+  private checkId (id: unknown): DocId {
+    const p = docIdProblem(id)
+    if (p !== undefined) throw new InvalidDocumentError(`"id" ${p}`)
+    return id as DocId
+  }
+
+  /** One document by id, or null. */
+  async get (id: string): Promise<Doc | null> {
+    this.ctx.checkOpen()
+    const docId = this.checkId(id)
+    const stored = await this.ctx.storage.getDocument(this.name, docId)
+    return stored?.body == null ? null : { _id: docId, ...stored.body }
+  }
+
+  /**
+   * Documents matching a query, evaluated in SQL over the stored JSON (expression indexes are
+   * used where they exist).
+   *
+   * @example
+   * ```ts
+   * await notes.find({ where: { tags: 'a', year: { gte: 2020 } }, orderBy: 'title', limit: 20 })
+   * ```
+   */
+  async find (query: FindQuery = {}): Promise<Doc[]> {
+    this.ctx.checkOpen()
+    const q = normaliseQuery(query)
+    await this.ready
+    const rows = await this.ctx.storage.find(this.name, q)
+    return rows.map(r => ({ _id: r.id, ...r.body }))
+  }
+
+  /** Number of documents matching a filter. */
+  async count (where?: Where): Promise<number> {
+    this.ctx.checkOpen()
+    return await this.ctx.storage.count(this.name, normaliseWhere(where))
+  }
+
+  /** Creates (if missing) an index on a field path. */
+  async createIndex (path: string): Promise<void> {
+    this.ctx.checkOpen()
+    await this.ctx.storage.ensureIndex(this.name, parseFieldPath(path))
+  }
+}

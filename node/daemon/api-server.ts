@@ -1,0 +1,140 @@
+/**
+ * The daemon's local API: HTTP/1.1 on 127.0.0.1 (like Kubo's RPC API), one POST endpoint per
+ * method (`/api/v1/<method>`, JSON body of parameters), authenticated by a bearer token that
+ * only the data dir's owner can read (`api.json`, mode 0600).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { unlinkSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
+import { writeFileAtomic } from '../../identity/index.js'
+import { callMethod, type MethodContext } from './rpc.js'
+
+/** Largest request body accepted, in bytes. */
+export const MAX_API_BODY = 64 * 1024 * 1024
+
+/** What `api.json` holds. */
+export interface ApiInfo {
+  readonly url: string
+  readonly token: string
+  readonly pid: number
+  readonly deviceId: string
+}
+
+/** Options of {@link ApiServer}. */
+export interface ApiServerOptions {
+  /** Listen host (default 127.0.0.1). */
+  readonly host?: string
+  /** Listen port (default 0: any free port). */
+  readonly port?: number
+  /** Where to write the API info file. */
+  readonly infoPath: string
+  /** Called when a client asks the daemon to stop. */
+  readonly onShutdown: () => void
+}
+
+/** HTTP status for an error name: client mistakes are 4xx, the rest 500. */
+function statusOf (err: Error): number {
+  if (err.name === 'DocumentNotFoundError') return 404
+  if (/^(Invalid|Malformed|TooLarge|DocumentTooLarge|UnknownEpoch|NotInitialized)/.test(err.name)) return 400
+  return 500
+}
+
+function send (res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body)
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) })
+  res.end(text)
+}
+
+/** The local HTTP API of a running node. */
+export class ApiServer {
+  private readonly server: Server
+  private readonly token = randomBytes(32).toString('hex')
+  private info: ApiInfo | undefined
+
+  constructor (private readonly ctx: MethodContext, private readonly options: ApiServerOptions) {
+    this.server = createServer((req, res) => { void this.handle(req, res) })
+    this.server.keepAliveTimeout = 5000
+  }
+
+  /** Starts listening and writes the info file. */
+  async start (): Promise<ApiInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject)
+      this.server.listen(this.options.port ?? 0, this.options.host ?? '127.0.0.1', () => {
+        this.server.off('error', reject)
+        resolve()
+      })
+    })
+    const addr = this.server.address() as AddressInfo
+    const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
+    this.info = { url: `http://${host}:${addr.port}`, token: this.token, pid: process.pid, deviceId: this.ctx.node.deviceId }
+    writeFileAtomic(this.options.infoPath, JSON.stringify(this.info, null, 2) + '\n', 0o600)
+    return this.info
+  }
+
+  /** The listening URL. */
+  get url (): string | undefined {
+    return this.info?.url
+  }
+
+  private authorised (req: IncomingMessage): boolean {
+    const header = req.headers.authorization ?? ''
+    const given = Buffer.from(header.startsWith('Bearer ') ? header.slice(7) : '')
+    const expected = Buffer.from(this.token)
+    return given.length === expected.length && timingSafeEqual(given, expected)
+  }
+
+  private async readBody (req: IncomingMessage): Promise<unknown> {
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length
+      if (size > MAX_API_BODY) throw Object.assign(new Error(`request body over ${MAX_API_BODY} bytes`), { name: 'TooLargeError' })
+      chunks.push(chunk as Buffer)
+    }
+    if (size === 0) return {}
+    try {
+      return JSON.parse(Buffer.concat(chunks).toString('utf8'))
+    } catch {
+      throw Object.assign(new Error('request body is not valid JSON'), { name: 'InvalidOptionError' })
+    }
+  }
+
+  private async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const url = new URL(req.url ?? '/', 'http://localhost')
+      const match = /^\/api\/v1\/([A-Za-z]+)$/.exec(url.pathname)
+      if (req.method !== 'POST' || match === null) {
+        send(res, 404, { ok: false, error: { name: 'NotFound', message: 'expected POST /api/v1/<method>' } })
+        return
+      }
+      if (!this.authorised(req)) {
+        send(res, 401, { ok: false, error: { name: 'Unauthorized', message: 'missing or wrong API token' } })
+        return
+      }
+      const method = match[1] as string
+      const params = await this.readBody(req)
+      if (method === 'shutdown') {
+        send(res, 200, { ok: true, result: { stopping: true } })
+        setImmediate(() => this.options.onShutdown())
+        return
+      }
+      const result = await callMethod(this.ctx, method, params)
+      send(res, 200, { ok: true, result: result ?? null })
+    } catch (err) {
+      const e = err instanceof Error ? err : new Error(String(err))
+      const code = (e as { code?: unknown }).code
+      send(res, statusOf(e), { ok: false, error: { name: e.name, message: e.message, ...(typeof code === 'string' ? { code } : {}) } })
+    }
+  }
+
+  /** Stops listening, ends idle connections and removes the info file. */
+  async stop (): Promise<void> {
+    try { unlinkSync(this.options.infoPath) } catch { /* already gone */ }
+    await new Promise<void>(resolve => {
+      this.server.close(() => resolve())
+      this.server.closeIdleConnections()
+    })
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * The local API's methods: one table that both the daemon (over HTTP) and the CLI's direct mode
+ * (on an opened node) call, so the CLI behaves the same with or without a running daemon.
+ * Parameters are validated with zod schemas before a method runs.
+ */
+import { z } from 'zod'
+import type { PeakNode } from '../peak-node.js'
+import type { Where } from '../../storage/index.js'
+import { DocumentNotFoundError, InvalidOptionError } from '../errors.js'
+
+const collection = z.string().min(1).max(64)
+const docId = z.string().min(1).max(256)
+
+/** Parameter schemas of every method. */
+export const methodParams = {
+  status: z.object({}).strict(),
+  put: z.object({ collection, doc: z.unknown() }).strict(),
+  get: z.object({ collection, id: docId }).strict(),
+  find: z.object({ collection, query: z.record(z.string(), z.unknown()).optional() }).strict(),
+  count: z.object({ collection, where: z.record(z.string(), z.unknown()).optional() }).strict(),
+  delete: z.object({ collection, id: docId }).strict(),
+  collections: z.object({}).strict(),
+  createIndex: z.object({ collection, field: z.string().min(1).max(512) }).strict(),
+  verify: z.object({ rebuild: z.boolean().optional() }).strict()
+} as const
+
+/** Name of a local API method. */
+export type MethodName = keyof typeof methodParams
+
+type Params<M extends MethodName> = z.infer<(typeof methodParams)[M]>
+
+/** Extra context for methods run inside a daemon. */
+export interface MethodContext {
+  readonly node: PeakNode
+  /** Daemon facts merged into `status` (API address, pid, uptime). */
+  readonly daemon?: () => Record<string, unknown>
+}
+
+const handlers: { [M in MethodName]: (ctx: MethodContext, p: Params<M>) => Promise<unknown> } = {
+  status: async ({ node, daemon }) => ({ ...(await node.status()), running: daemon !== undefined, ...(daemon?.() ?? {}) }),
+  put: async ({ node }, p) => {
+    const c = node.collection(p.collection)
+    if (Array.isArray(p.doc)) return await c.putMany(p.doc as object[])
+    return await c.put(p.doc as object)
+  },
+  get: async ({ node }, p) => {
+    const doc = await node.collection(p.collection).get(p.id)
+    if (doc === null) throw new DocumentNotFoundError(`document ${JSON.stringify(p.id)} not found in collection ${p.collection}`)
+    return doc
+  },
+  find: async ({ node }, p) => await node.collection(p.collection).find(p.query ?? {}),
+  count: async ({ node }, p) => await node.collection(p.collection).count(p.where as Where | undefined),
+  delete: async ({ node }, p) => await node.collection(p.collection).delete(p.id),
+  collections: async ({ node }) => await node.collections(),
+  createIndex: async ({ node }, p) => {
+    await node.collection(p.collection).createIndex(p.field)
+    return { collection: p.collection, field: p.field }
+  },
+  verify: async ({ node }, p) => await node.verify({ rebuild: p.rebuild ?? false })
+}
+
+/** True when `name` is a method of the local API. */
+export function isMethod (name: string): name is MethodName {
+  return Object.prototype.hasOwnProperty.call(methodParams, name)
+}
+
+/** Validates parameters and runs a method. Throws {@link InvalidOptionError} for bad parameters. */
+export async function callMethod (ctx: MethodContext, name: string, params: unknown): Promise<unknown> {
+  if (!isMethod(name)) throw new InvalidOptionError(`unknown method ${JSON.stringify(name.slice(0, 64))}`)
+  const parsed = methodParams[name].safeParse(params ?? {})
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    throw new InvalidOptionError(`${name}: ${issue === undefined ? 'invalid parameters' : `${issue.path.join('.') || 'params'}: ${issue.message}`}`)
+  }
+  const handler = handlers[name] as (ctx: MethodContext, p: unknown) => Promise<unknown>
+  return await handler(ctx, parsed.data)
+}

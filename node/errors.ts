@@ -1,0 +1,80 @@
+/**
+ * Typed errors of the node API: each is a failure the caller can act on, with a stable `name`
+ * and `code`. Errors of the lower layers (identity, crdt, storage) pass through unchanged.
+ */
+
+/** A collection name is not valid. */
+export class InvalidCollectionNameError extends Error {
+  static readonly code = 'ERR_INVALID_COLLECTION_NAME'
+  override readonly name = 'InvalidCollectionNameError'
+  readonly code = InvalidCollectionNameError.code
+}
+
+/** A document is not a JSON object of valid fields, or its `_id` is invalid. */
+export class InvalidDocumentError extends Error {
+  static readonly code = 'ERR_INVALID_DOCUMENT'
+  override readonly name = 'InvalidDocumentError'
+  readonly code = InvalidDocumentError.code
+}
+
+/** A document (or a batch) is over the documented size cap. */
+export class DocumentTooLargeError extends Error {
+  static readonly code = 'ERR_DOCUMENT_TOO_LARGE'
+  override readonly name = 'DocumentTooLargeError'
+  readonly code = DocumentTooLargeError.code
+}
+
+/** The document does not exist (for operations that need it to). */
+export class DocumentNotFoundError extends Error {
+  static readonly code = 'ERR_DOCUMENT_NOT_FOUND'
+  override readonly name = 'DocumentNotFoundError'
+  readonly code = DocumentNotFoundError.code
+}
+
+/** An option or argument is invalid. */
+export class InvalidOptionError extends Error {
+  static readonly code = 'ERR_INVALID_OPTION'
+  override readonly name = 'InvalidOptionError'
+  readonly code = InvalidOptionError.code
+}
+
+/** The node was used after close(). */
+export class NodeClosedError extends Error {
+  static readonly code = 'ERR_NODE_CLOSED'
+  override readonly name = 'NodeClosedError'
+  readonly code = NodeClosedError.code
+}
+
+/** Another process holds the data dir. */
+export class DataDirLockedError extends Error {
+  static readonly code = 'ERR_DATA_DIR_LOCKED'
+  override readonly name = 'DataDirLockedError'
+  readonly code = DataDirLockedError.code
+  constructor (readonly dir: string, readonly pid: number) {
+    super(`data dir ${dir} is in use by process ${pid} (a running \`peakdb start\`?); stop it or talk to it through the CLI`)
+  }
+}
+
+/** The data dir is in a state the node will not guess about (e.g. a database without a keystore). */
+export class DataDirError extends Error {
+  static readonly code = 'ERR_DATA_DIR'
+  override readonly name = 'DataDirError'
+  readonly code = DataDirError.code
+}
+
+/** The data dir holds no identity and the caller asked not to create one. */
+export class NotInitializedError extends Error {
+  static readonly code = 'ERR_NOT_INITIALIZED'
+  override readonly name = 'NotInitializedError'
+  readonly code = NotInitializedError.code
+}
+
+/** The operation was aborted through its signal. */
+export class AbortError extends Error {
+  static readonly code = 'ABORT_ERR'
+  override readonly name = 'AbortError'
+  readonly code = AbortError.code
+  constructor (message = 'the operation was aborted') {
+    super(message)
+  }
+}

@@ -1,0 +1,15 @@
+/**
+ * PeakDB's programmatic API.
+ *
+ * @example
+ * ```ts
+ * import { PeakNode } from 'peakdb'
+ * const node = await PeakNode.open({ dir: './data' })
+ * ```
+ */
+export { PeakNode, type PeakNodeOptions, type NodeStatus, type PeakNodeEvents } from './peak-node.js'
+export { Collection, MAX_DOC_BYTES, MAX_BATCH_DOCS, type Doc, type WriteResult, type BatchWriteResult, type DeleteResult, type CollectionOptions, type AbortOptions } from './collection.js'
+export type { ChangeEvent, VerifyReport, VerifyProblem } from './log.js'
+export * from './errors.js'
+export { defaultDataDir } from './data-dir.js'
+export type { FindQuery, Where, Condition } from '../storage/index.js'

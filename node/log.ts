@@ -1,0 +1,410 @@
+/**
+ * The node's log: the signed, encrypted Merkle-DAG of entries, with the in-memory state needed
+ * to extend it (tips, clock, membership, keyring). Local writes and entries from peers go through
+ * the same path: verified, then committed with their materialisation in one storage transaction,
+ * then announced as events.
+ */
+import { createHash } from 'node:crypto'
+import { EventEmitter } from 'node:events'
+import * as dagCbor from '@ipld/dag-cbor'
+import { CID } from 'multiformats/cid'
+import {
+  checkEntryLinks, createEntry, decodeControlPayload, decodeDataPayload, decodeEntry, encodeControlPayload, encodeDataPayload,
+  entryIdOf, HybridClock, NotAMemberError, stampOf, verifyEntrySignature, MalformedError,
+  type ControlOp, type DataOp, type Entry, type EntryHeader, type EntryId, type LogView
+} from '../crdt/index.js'
+import {
+  DecryptionError, encodeCertificate, Keyring, Membership, open, PayloadSealer,
+  type DeviceId, type EpochRecord, type Recipient, type Signer, type SwarmId
+} from '../identity/index.js'
+import type { CommitItem, ControlRecord, DocChange, StorageProvider } from '../storage/index.js'
+import { SqliteProvider } from '../storage/index.js'
+
+/** Where a change came from. */
+export type ChangeOrigin = 'local' | 'remote'
+
+/** Documents changed by one commit. */
+export interface ChangeEvent {
+  readonly origin: ChangeOrigin
+  readonly changes: readonly DocChange[]
+  readonly entries: readonly Entry[]
+}
+
+/** Events of a {@link Log}. */
+export interface LogEvents {
+  /** Documents changed (local write or entries from a peer). */
+  change: [ChangeEvent]
+  /** New entries were committed (local or remote), in log order. */
+  entries: [{ readonly origin: ChangeOrigin, readonly entries: readonly Entry[] }]
+}
+
+/** What a local append produced. */
+export interface AppendResult {
+  readonly entries: readonly Entry[]
+  readonly changes: readonly DocChange[]
+}
+
+/** What ingesting a batch of remote entries did. */
+export interface IngestResult {
+  readonly applied: number
+  readonly duplicates: number
+  readonly changes: readonly DocChange[]
+}
+
+/** One problem found by {@link Log.verify}. */
+export interface VerifyProblem {
+  readonly pos: number
+  readonly entry?: string
+  readonly error: string
+  readonly message: string
+}
+
+/** Result of a full log verification. */
+export interface VerifyReport {
+  readonly ok: boolean
+  readonly entries: number
+  readonly authors: number
+  readonly problems: readonly VerifyProblem[]
+  /** Whether the materialised documents equal a fresh replay of the log (when checked). */
+  readonly stateMatches?: boolean
+  readonly integrity: readonly string[]
+}
+
+/** The keys a log needs. */
+export interface LogIdentity {
+  readonly swarmId: SwarmId
+  readonly rootPublicKey: Uint8Array
+  readonly deviceId: DeviceId
+  readonly signer: Signer
+  readonly sealingSecret: Uint8Array
+  readonly recoverySealingSecret?: Uint8Array
+}
+
+interface Tip { readonly seq: number, readonly cid: CID }
+
+function cidKey (cid: CID | Uint8Array): string {
+  return Buffer.from('bytes' in cid ? cid.bytes : cid).toString('base64')
+}
+
+function safeCidString (bytes: Uint8Array): string {
+  try {
+    return CID.decode(bytes).toString()
+  } catch {
+    return Buffer.from(bytes).toString('hex')
+  }
+}
+
+/** Runs async tasks one at a time, in call order. */
+class Serial {
+  private tail: Promise<unknown> = Promise.resolve()
+  run<T> (task: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(task)
+    this.tail = result.catch(() => {})
+    return result
+  }
+}
+
+/** Encodes an epoch record as stored in the control table and carried in control ops. */
+export function epochOp (record: EpochRecord): ControlOp {
+  return { t: 'epoch', id: record.id, gen: record.gen, boxes: Object.fromEntries(record.boxes) }
+}
+
+function epochFromOp (op: { id: number, gen: number, boxes: Record<string, Uint8Array> }): EpochRecord {
+  return { id: op.id, gen: op.gen, boxes: new Map(Object.entries(op.boxes)) as Map<Recipient, Uint8Array> }
+}
+
+/** State a batch is checked against; swapped in only after its commit succeeded. */
+interface Staged {
+  tips: Map<DeviceId, Tip>
+  membership: Membership
+  keyring: Keyring
+}
+
+/** The signed, encrypted log of one node. */
+export class Log extends EventEmitter<LogEvents> {
+  private tips = new Map<DeviceId, Tip>()
+  /** Seq of each other author at our latest entry: deps list only what advanced since. */
+  private readonly depsSeen = new Map<DeviceId, number>()
+  private membershipState: Membership
+  private keyringState: Keyring
+  private readonly serial = new Serial()
+  private sealer: { epoch: number, sealer: PayloadSealer } | undefined
+  readonly clock: HybridClock
+
+  private constructor (readonly storage: StorageProvider, private readonly identity: LogIdentity, clock: HybridClock) {
+    super()
+    this.clock = clock
+    this.membershipState = new Membership(identity.swarmId, identity.rootPublicKey)
+    this.keyringState = this.newKeyring()
+  }
+
+  private newKeyring (): Keyring {
+    const secrets = this.identity.recoverySealingSecret === undefined
+      ? { deviceId: this.identity.deviceId, deviceSealingSecret: this.identity.sealingSecret }
+      : { deviceId: this.identity.deviceId, deviceSealingSecret: this.identity.sealingSecret, recoverySealingSecret: this.identity.recoverySealingSecret }
+    return new Keyring(this.identity.swarmId, secrets)
+  }
+
+  /** Loads a log's state from storage. */
+  static async open (storage: StorageProvider, identity: LogIdentity, clock = new HybridClock()): Promise<Log> {
+    const log = new Log(storage, identity, clock)
+    for (const head of await storage.heads()) {
+      const bytes = await storage.getEntry(head.cid)
+      if (bytes === undefined) continue
+      const entry = decodeEntry(bytes)
+      log.tips.set(head.author as DeviceId, { seq: head.seq, cid: entry.cid })
+      try { clock.observe(entry.header.clock) } catch { /* a far-future clock was accepted earlier; keep local time */ }
+    }
+    for (const rec of await storage.controlRecords()) log.loadControlRecord(rec)
+    return log
+  }
+
+  private loadControlRecord (rec: ControlRecord): void {
+    const value = dagCbor.decode(rec.bytes)
+    switch (rec.kind) {
+      case 'cert': this.membershipState.addCertificate(value); break
+      case 'revoke': this.membershipState.addRevocation(value); break
+      case 'epoch': this.keyringState.add(epochFromOp(value as { id: number, gen: number, boxes: Record<string, Uint8Array> })); break
+    }
+  }
+
+  get swarmId (): SwarmId { return this.identity.swarmId }
+  get deviceId (): DeviceId { return this.identity.deviceId }
+  get membership (): Membership { return this.membershipState }
+  get keyring (): Keyring { return this.keyringState }
+
+  /** author -> highest contiguous seq. */
+  versionVector (): Map<DeviceId, number> {
+    const v = new Map<DeviceId, number>()
+    for (const [author, tip] of this.tips) v.set(author, tip.seq)
+    return v
+  }
+
+  /** Every author's latest entry. */
+  heads (): Array<{ author: DeviceId, seq: number, entry: EntryId }> {
+    return [...this.tips].map(([author, tip]) => ({ author, seq: tip.seq, entry: entryIdOf(tip.cid) }))
+  }
+
+  private sealerFor (epoch: number, key: Uint8Array): PayloadSealer {
+    if (this.sealer?.epoch !== epoch) this.sealer = { epoch, sealer: new PayloadSealer(key) }
+    return this.sealer.sealer
+  }
+
+  private nextHeader (tips: Map<DeviceId, Tip>, epoch: number): EntryHeader {
+    const me = this.identity.deviceId
+    const tip = tips.get(me)
+    const deps: CID[] = []
+    for (const [author, t] of tips) {
+      if (author !== me && (this.depsSeen.get(author) ?? 0) < t.seq) deps.push(t.cid)
+    }
+    return { v: 1, swarm: this.identity.swarmId, author: me, seq: (tip?.seq ?? 0) + 1, prev: tip?.cid ?? null, deps, clock: this.clock.now(), epoch }
+  }
+
+  private markDepsSeen (tips: Map<DeviceId, Tip>): void {
+    for (const [author, t] of tips) if (author !== this.identity.deviceId) this.depsSeen.set(author, t.seq)
+  }
+
+  /**
+   * Appends local data ops, sealed under the current epoch: one entry per element of `batches`,
+   * all committed in one transaction.
+   */
+  append (batches: ReadonlyArray<readonly DataOp[]>): Promise<AppendResult> {
+    return this.serial.run(async () => {
+      const me = this.identity.deviceId
+      const epoch = this.keyringState.current()
+      const sealer = this.sealerFor(epoch.id, epoch.key)
+      const tips = new Map(this.tips)
+      const entries: Entry[] = []
+      const items: CommitItem[] = []
+      for (const ops of batches) {
+        const header = this.nextHeader(tips, epoch.id)
+        const plain = encodeDataPayload(ops)
+        const entry = createEntry(header, aad => sealer.seal(plain, aad), this.identity.signer)
+        entries.push(entry)
+        items.push({ cid: entry.cid.bytes, author: me, seq: header.seq, bytes: entry.bytes, stamp: stampOf(header.clock, me), ops, control: [] })
+        tips.set(me, { seq: header.seq, cid: entry.cid })
+        this.markDepsSeen(tips)
+      }
+      const result = await this.storage.commit(items)
+      this.tips = tips
+      this.announce('local', entries, result.changes)
+      return { entries, changes: result.changes }
+    })
+  }
+
+  /** Appends a plaintext control entry (membership and key records), validated like a remote one. */
+  appendControl (ops: readonly ControlOp[]): Promise<Entry> {
+    return this.serial.run(async () => {
+      const me = this.identity.deviceId
+      const staged: Staged = { tips: new Map(this.tips), membership: this.membershipState.clone(), keyring: this.keyringState.clone() }
+      const header = this.nextHeader(staged.tips, 0)
+      const payload = encodeControlPayload(ops)
+      const entry = createEntry(header, () => payload, this.identity.signer)
+      const control = this.prepareControl(decodeControlPayload(payload), staged)
+      if (!staged.membership.acceptsEntry(me, header.seq)) throw new NotAMemberError(`this device (${me}) is not a member of swarm ${this.identity.swarmId}`)
+      staged.tips.set(me, { seq: header.seq, cid: entry.cid })
+      await this.storage.commit([{ cid: entry.cid.bytes, author: me, seq: header.seq, bytes: entry.bytes, stamp: stampOf(header.clock, me), ops: [], control }])
+      this.markDepsSeen(staged.tips)
+      this.swapIn(staged)
+      this.announce('local', [entry], [])
+      return entry
+    })
+  }
+
+  private swapIn (staged: Staged): void {
+    this.tips = staged.tips
+    this.membershipState = staged.membership
+    this.keyringState = staged.keyring
+  }
+
+  private announce (origin: ChangeOrigin, entries: Entry[], changes: readonly DocChange[]): void {
+    if (entries.length > 0) this.emit('entries', { origin, entries })
+    if (changes.length > 0) this.emit('change', { origin, changes, entries })
+  }
+
+  /** Validates control ops against staged state and returns the records to persist. */
+  private prepareControl (ops: readonly ControlOp[], staged: Staged): ControlRecord[] {
+    const records: ControlRecord[] = []
+    for (const op of ops) {
+      switch (op.t) {
+        case 'cert': {
+          const cert = staged.membership.addCertificate(op.cert)
+          records.push({ kind: 'cert', key: cert.device, bytes: encodeCertificate(cert) })
+          break
+        }
+        case 'revoke': {
+          const rev = staged.membership.addRevocation(op.rev)
+          records.push({ kind: 'revoke', key: rev.device, bytes: dagCbor.encode(rev) })
+          break
+        }
+        case 'epoch': {
+          staged.keyring.add(epochFromOp(op))
+          // an epoch may be shared several times (more recipients): one row per distinct record
+          const bytes = dagCbor.encode(op)
+          records.push({ kind: 'epoch', key: `${op.id}:${createHash('sha256').update(bytes).digest('hex').slice(0, 32)}`, bytes })
+          break
+        }
+      }
+    }
+    return records
+  }
+
+  /** Verifies one decoded entry against staged state and returns what to commit. */
+  private checkEntry (entry: Entry, staged: Staged, view: LogView): CommitItem | undefined {
+    if (checkEntryLinks(entry, view) === 'duplicate') return undefined
+    verifyEntrySignature(entry)
+    const h = entry.header
+    this.clock.checkDrift(h.clock)
+    let ops: DataOp[] = []
+    let control: ControlRecord[] = []
+    if (h.epoch === 0) {
+      control = this.prepareControl(decodeControlPayload(entry.payload), staged)
+    }
+    if (!staged.membership.acceptsEntry(h.author, h.seq)) {
+      throw new NotAMemberError(`entry ${entry.cid.toString()}: author ${h.author} is not a member of swarm ${this.identity.swarmId}`)
+    }
+    if (h.epoch !== 0) {
+      const key = staged.keyring.key(h.epoch)
+      let plain: Uint8Array
+      try {
+        plain = open(key, entry.payload, entry.headerBytes)
+      } catch (err) {
+        if (err instanceof DecryptionError) throw new MalformedError(`entry ${entry.cid.toString()}: payload does not open under epoch ${h.epoch}`)
+        throw err
+      }
+      ops = decodeDataPayload(plain)
+    }
+    staged.tips.set(h.author, { seq: h.seq, cid: entry.cid })
+    return { cid: entry.cid.bytes, author: h.author, seq: h.seq, bytes: entry.bytes, stamp: stampOf(h.clock, h.author), ops, control }
+  }
+
+  /**
+   * Verifies and applies entries from a peer, in the order given (which must be causal). All or
+   * nothing: the first invalid entry rejects the whole batch with a typed error and nothing of it
+   * is applied. Entries already held are skipped.
+   */
+  ingest (list: readonly Uint8Array[]): Promise<IngestResult> {
+    return this.serial.run(async () => {
+      const entries = list.map(bytes => decodeEntry(bytes))
+      const wanted = new Map<string, Uint8Array>()
+      for (const e of entries) {
+        wanted.set(cidKey(e.cid), e.cid.bytes)
+        for (const d of e.header.deps) wanted.set(cidKey(d), d.bytes)
+      }
+      const present = await this.storage.hasEntries([...wanted.values()])
+      const staged: Staged = { tips: new Map(this.tips), membership: this.membershipState.clone(), keyring: this.keyringState.clone() }
+      const view: LogView = {
+        swarm: this.identity.swarmId,
+        tip: author => staged.tips.get(author),
+        has: cid => present.has(cidKey(cid))
+      }
+      const items: CommitItem[] = []
+      const accepted: Entry[] = []
+      for (const entry of entries) {
+        const item = this.checkEntry(entry, staged, view)
+        if (item === undefined) continue
+        items.push(item)
+        accepted.push(entry)
+        present.add(cidKey(entry.cid))
+      }
+      if (items.length === 0) return { applied: 0, duplicates: entries.length, changes: [] }
+      const result = await this.storage.commit(items)
+      this.swapIn(staged)
+      for (const e of accepted) this.clock.observe(e.header.clock)
+      this.announce('remote', accepted, result.changes)
+      return { applied: items.length, duplicates: entries.length - items.length, changes: result.changes }
+    })
+  }
+
+  /**
+   * Re-verifies the whole log from its first entry: content addresses, signatures, chains and
+   * deps, membership, decryption and payload shape, heads. With `rebuild`, also replays the log
+   * into a scratch database and compares the materialised documents.
+   */
+  async verify (options: { rebuild?: boolean, onProgress?: (done: number, total: number) => void } = {}): Promise<VerifyReport> {
+    const total = await this.storage.entryCount()
+    const staged: Staged = { tips: new Map(), membership: new Membership(this.identity.swarmId, this.identity.rootPublicKey), keyring: this.newKeyring() }
+    const seen = new Set<string>()
+    const view: LogView = { swarm: this.identity.swarmId, tip: a => staged.tips.get(a), has: cid => seen.has(cidKey(cid)) }
+    const problems: VerifyProblem[] = []
+    const replay = options.rebuild === true ? SqliteProvider.open({ path: ':memory:' }) : undefined
+    let done = 0
+    try {
+      for (let after = 0; ;) {
+        const page = await this.storage.scanEntries(after, 500)
+        if (page.length === 0) break
+        const items: CommitItem[] = []
+        for (const row of page) {
+          after = row.pos
+          done++
+          try {
+            const entry = decodeEntry(row.bytes, CID.decode(row.cid))
+            const item = this.checkEntry(entry, staged, view)
+            if (item !== undefined) items.push(item)
+            seen.add(cidKey(entry.cid))
+          } catch (err) {
+            problems.push({ pos: row.pos, entry: safeCidString(row.cid), error: (err as Error).name, message: (err as Error).message })
+          }
+        }
+        if (replay !== undefined && items.length > 0) await replay.commit(items)
+        options.onProgress?.(done, total)
+      }
+      for (const [author, tip] of this.tips) {
+        const rebuilt = staged.tips.get(author)
+        if (rebuilt === undefined || rebuilt.seq !== tip.seq || !rebuilt.cid.equals(tip.cid)) {
+          problems.push({ pos: -1, error: 'HeadMismatchError', message: `head of ${author} is seq ${tip.seq} but the log verifies up to ${rebuilt?.seq ?? 0}` })
+        }
+      }
+      const integrity = await this.storage.checkIntegrity()
+      let stateMatches: boolean | undefined
+      if (replay !== undefined) {
+        stateMatches = (await replay.stateDigest()) === (await this.storage.stateDigest())
+        if (!stateMatches) problems.push({ pos: -1, error: 'StateMismatchError', message: 'materialised documents differ from a replay of the log' })
+      }
+      const report = { ok: problems.length === 0 && integrity.length === 0, entries: done, authors: staged.tips.size, problems, integrity }
+      return stateMatches === undefined ? report : { ...report, stateMatches }
+    } finally {
+      await replay?.close()
+    }
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * Typed errors of the storage layer. Each class has a stable `name` and `code`.
+ */
+
+/** The database file is not a database, is truncated, or fails an integrity check. */
+export class StorageCorruptError extends Error {
+  static readonly code = 'ERR_STORAGE_CORRUPT'
+  override readonly name = 'StorageCorruptError'
+  readonly code = StorageCorruptError.code
+  constructor (readonly path: string, reason: string) {
+    super(`database ${path} is corrupt or not a PeakDB database: ${reason}; it was left untouched (restore a backup, or move it away and resync from your other devices)`)
+  }
+}
+
+/** The database was written by a newer PeakDB (its schema version is unknown here). */
+export class SchemaVersionError extends Error {
+  static readonly code = 'ERR_SCHEMA_VERSION'
+  override readonly name = 'SchemaVersionError'
+  readonly code = SchemaVersionError.code
+}
+
+/** A query is malformed: unknown operator, bad field path, wrong value type. */
+export class InvalidQueryError extends Error {
+  static readonly code = 'ERR_INVALID_QUERY'
+  override readonly name = 'InvalidQueryError'
+  readonly code = InvalidQueryError.code
+}
+
+/** The provider was used after close(). */
+export class StorageClosedError extends Error {
+  static readonly code = 'ERR_STORAGE_CLOSED'
+  override readonly name = 'StorageClosedError'
+  readonly code = StorageClosedError.code
+}

@@ -1,0 +1,8 @@
+/**
+ * storage/: the provider contract, the query language, and the providers (SQLite is the
+ * embedded default).
+ */
+export * from './errors.js'
+export * from './provider.js'
+export * from './query.js'
+export { SqliteProvider, type SqliteProviderOptions } from './sqlite/sqlite-provider.js'

@@ -1,0 +1,144 @@
+/**
+ * The storage provider contract: where a node keeps its log and the documents materialised from
+ * it. The SQLite provider (storage/sqlite/) is the embedded default; other providers implement
+ * the same contract and run the same compliance suite (test/storage-compliance.ts).
+ *
+ * A provider owns durability and atomicity: one `commit` persists a batch of entries together
+ * with everything they change, or nothing at all.
+ */
+import type { DataOp, DeviceIdLike, JsonObject, Stamp } from './types.js'
+import type { NormalisedQuery, Filter, FieldPath } from './query.js'
+
+/** A membership or key record materialised from a control entry. */
+export interface ControlRecord {
+  readonly kind: 'cert' | 'revoke' | 'epoch'
+  /** Identifies the record within its kind (a DeviceId, an epoch id). */
+  readonly key: string
+  readonly bytes: Uint8Array
+}
+
+/** A verified entry to persist, with the operations it carries. */
+export interface CommitItem {
+  /** CID bytes of the entry. */
+  readonly cid: Uint8Array
+  readonly author: DeviceIdLike
+  readonly seq: number
+  /** The encoded entry. */
+  readonly bytes: Uint8Array
+  /** LWW stamp of its ops (clock + author). */
+  readonly stamp: Stamp
+  /** Decrypted data ops. */
+  readonly ops: readonly DataOp[]
+  /** Membership and key records it carries. */
+  readonly control: readonly ControlRecord[]
+}
+
+/** A document whose visible state a commit changed. */
+export interface DocChange {
+  readonly collection: string
+  readonly id: string
+  /** Visible fields before the commit, or null when the document did not exist. */
+  readonly before: JsonObject | null
+  /** Visible fields after the commit, or null when it no longer exists. */
+  readonly after: JsonObject | null
+}
+
+/** What a commit did. */
+export interface CommitResult {
+  /** Log positions assigned to the items, in order (an item already held gets -1). */
+  readonly positions: readonly number[]
+  readonly changes: readonly DocChange[]
+  /** Yjs documents that received updates, with the updates applied. */
+  readonly yjs: ReadonlyArray<{ readonly doc: string, readonly update: Uint8Array }>
+}
+
+/** An author's latest contiguous entry. */
+export interface LogHead {
+  readonly author: DeviceIdLike
+  readonly seq: number
+  readonly cid: Uint8Array
+}
+
+/** One stored entry, in log order. */
+export interface StoredEntry {
+  readonly pos: number
+  readonly cid: Uint8Array
+  readonly author: DeviceIdLike
+  readonly seq: number
+  readonly bytes: Uint8Array
+}
+
+/** A materialised document with its merge metadata. */
+export interface StoredDoc {
+  readonly body: JsonObject | null
+  /** Stamp metadata (see crdt/lww.ts `DocRow`). */
+  readonly meta: string
+}
+
+/** A collection and its live document count. */
+export interface CollectionInfo {
+  readonly name: string
+  readonly count: number
+  readonly indexes: readonly string[]
+}
+
+/** Caps for reading a slice of the log. */
+export interface ReadLimits {
+  readonly maxEntries: number
+  readonly maxBytes: number
+}
+
+/** The contract every storage provider implements. */
+export interface StorageProvider {
+  /** Provider kind, e.g. 'sqlite'. */
+  readonly kind: string
+  /** Where the data lives (file path, connection string without secrets). */
+  readonly location: string
+
+  /** Node-level settings (identity binding, options), as text. */
+  getMeta (key: string): Promise<string | undefined>
+  setMeta (key: string, value: string): Promise<void>
+
+  /** Every author's latest contiguous entry. */
+  heads (): Promise<LogHead[]>
+  /** Which of these CIDs the log holds (CID bytes in, their base64 out). */
+  hasEntries (cids: readonly Uint8Array[]): Promise<Set<string>>
+  /** Persists entries and materialises their ops in one transaction. */
+  commit (items: readonly CommitItem[]): Promise<CommitResult>
+  /** One entry's bytes by CID. */
+  getEntry (cid: Uint8Array): Promise<Uint8Array | undefined>
+  /** One entry's bytes by author and seq. */
+  getEntryAt (author: string, seq: number): Promise<Uint8Array | undefined>
+  /**
+   * Entries that a peer with version vector `have` lacks, in log (causal) order, starting after
+   * log position `after`; at most `limits`. `next` is the position to continue from, or undefined
+   * when nothing is left.
+   */
+  entriesNotIn (have: ReadonlyMap<string, number>, after: number, limits: ReadLimits): Promise<{ entries: StoredEntry[], next: number | undefined }>
+  /** Entries in log order after position `after` (for verification and export). */
+  scanEntries (after: number, limit: number): Promise<StoredEntry[]>
+  /** Number of entries in the log. */
+  entryCount (): Promise<number>
+  /** Every membership and key record. */
+  controlRecords (): Promise<ControlRecord[]>
+
+  /** One document with its merge metadata. */
+  getDocument (collection: string, id: string): Promise<StoredDoc | undefined>
+  /** Documents matching a query. */
+  find (collection: string, query: NormalisedQuery): Promise<Array<{ id: string, body: JsonObject }>>
+  /** Number of documents matching a filter. */
+  count (collection: string, filter: Filter | undefined): Promise<number>
+  /** Every collection with at least one document or index. */
+  collections (): Promise<CollectionInfo[]>
+  /** Creates (if missing) an index on a field path of a collection. */
+  ensureIndex (collection: string, path: FieldPath): Promise<void>
+  /** Canonical dump of every document's merge state, for convergence checks. */
+  stateDigest (): Promise<string>
+
+  /** Deep integrity check of the store itself (not the log's signatures). */
+  checkIntegrity (): Promise<string[]>
+  /** Releases every resource. Idempotent. */
+  close (): Promise<void>
+}
+
+export type { Filter, FieldPath }

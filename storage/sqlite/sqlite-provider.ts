@@ -1,0 +1,374 @@
+/**
+ * The SQLite storage provider (the embedded default), on better-sqlite3: WAL journal, statements
+ * prepared once, every commit one synchronous transaction (nothing is awaited inside it).
+ */
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import Database, { type Database as Db, type Statement, type Transaction } from 'better-sqlite3'
+import {
+  applyDelete, applyPatch, applyPut, canonicalDocState, docStateFromRow, docStateToRow, EMPTY_DOC,
+  type DataOp, type DocRow, type DocState, type JsonObject, type Stamp
+} from '../../crdt/index.js'
+import { StorageClosedError, StorageCorruptError } from '../errors.js'
+import type { FieldPath, Filter, NormalisedQuery } from '../query.js'
+import type {
+  CollectionInfo, CommitItem, CommitResult, ControlRecord, DocChange, LogHead, ReadLimits, StorageProvider, StoredDoc, StoredEntry
+} from '../provider.js'
+import { migrate } from './schema.js'
+import { compileCount, compileFind, indexExpression } from './query-sql.js'
+
+/** Options of the SQLite provider. */
+export interface SqliteProviderOptions {
+  /** Database file path. */
+  readonly path: string
+  /**
+   * 'normal' (default): synchronous=NORMAL in WAL mode; a process crash loses nothing that was
+   * committed, a power loss may lose the last transactions. 'full': fsync on every commit.
+   */
+  readonly durability?: 'normal' | 'full'
+  /** Page cache size in MiB (default 16). */
+  readonly cacheMiB?: number
+}
+
+interface DocRowDb { rid: number, body: string | null, meta: string }
+interface EntryRowDb { pos: number, cid: Uint8Array, author: string, seq: number, bytes: Uint8Array }
+
+const SQLITE_MAGIC = 'SQLite format 3\0'
+const FIND_CACHE_MAX = 64
+
+/** Lookup key of a CID: 8 bytes of its digest (after the 4-byte CIDv1 / dag-cbor / sha2-256 prefix). */
+function cidHash (cid: Uint8Array): bigint {
+  return Buffer.from(cid.buffer, cid.byteOffset, cid.length).readBigInt64BE(cid.length >= 12 ? 4 : 0)
+}
+
+function isCorruption (err: unknown): err is Error & { code: string } {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT'))
+}
+
+/**
+ * Cheap checks of an existing file before SQLite opens it: the magic string, and (when no WAL
+ * is pending) that the file is not shorter than its header says.
+ */
+function precheckFile (path: string): void {
+  if (!existsSync(path)) return
+  const size = statSync(path).size
+  if (size === 0) return
+  const header = Buffer.alloc(100)
+  const fd = openSync(path, 'r')
+  let n: number
+  try {
+    n = readSync(fd, header, 0, 100, 0)
+  } finally {
+    closeSync(fd)
+  }
+  if (n < 100 || header.toString('latin1', 0, 16) !== SQLITE_MAGIC) {
+    throw new StorageCorruptError(path, 'not an SQLite database (bad header)')
+  }
+  const walPath = `${path}-wal`
+  if (existsSync(walPath) && statSync(walPath).size > 0) return
+  const rawPageSize = header.readUInt16BE(16)
+  const pageSize = rawPageSize === 1 ? 65536 : rawPageSize
+  const pages = header.readUInt32BE(28)
+  const valid = header.readUInt32BE(24) === header.readUInt32BE(92)
+  if (valid && pages > 0 && size < pages * pageSize) {
+    throw new StorageCorruptError(path, `file is truncated: ${size} bytes, header says ${pages * pageSize}`)
+  }
+}
+
+/** The SQLite implementation of {@link StorageProvider}. */
+export class SqliteProvider implements StorageProvider {
+  readonly kind = 'sqlite'
+  readonly location: string
+  private readonly db: Db
+  private closed = false
+  private readonly findCache = new Map<string, Statement>()
+  private readonly s: {
+    insertEntry: Statement
+    updateHead: Statement
+    insertHead: Statement
+    getDoc: Statement
+    insertDoc: Statement
+    updateDoc: Statement
+    insertControl: Statement
+    heads: Statement
+    getEntry: Statement
+    getEntryAt: Statement
+    scan: Statement
+    entryCount: Statement
+    control: Statement
+    getMeta: Statement
+    setMeta: Statement
+  }
+
+  private readonly commitTx: Transaction<(items: readonly CommitItem[]) => CommitResult>
+
+  /**
+   * Opens (creating if needed) a database file. Throws {@link StorageCorruptError} naming the file
+   * when it is not a readable PeakDB database.
+   *
+   * @example
+   * ```ts
+   * const storage = SqliteProvider.open({ path: './data/peakdb.sqlite' })
+   * ```
+   */
+  static open (options: SqliteProviderOptions): SqliteProvider {
+    precheckFile(options.path)
+    let db: Db | undefined
+    try {
+      db = new Database(options.path)
+      return new SqliteProvider(db, options)
+    } catch (err) {
+      db?.close()
+      if (isCorruption(err)) throw new StorageCorruptError(options.path, err.message)
+      throw err
+    }
+  }
+
+  private constructor (db: Db, options: SqliteProviderOptions) {
+    this.db = db
+    this.location = options.path
+    // one process owns a data dir (node/data-dir.ts): exclusive locking spares the lock calls of
+    // every transaction and keeps the WAL index in process memory
+    db.pragma('locking_mode = EXCLUSIVE')
+    db.pragma('journal_mode = WAL')
+    db.pragma(`synchronous = ${options.durability === 'full' ? 'FULL' : 'NORMAL'}`)
+    db.pragma('busy_timeout = 5000')
+    db.pragma(`cache_size = -${(options.cacheMiB ?? 16) * 1024}`)
+    db.pragma('temp_store = MEMORY')
+    migrate(db, options.path)
+    // touch every table once so that a damaged schema fails here, naming the file
+    db.prepare('SELECT (SELECT count(*) FROM heads), (SELECT count(*) FROM meta), (SELECT count(*) FROM control)').get()
+    this.s = {
+      insertEntry: db.prepare('INSERT INTO entries (cidh, cid, author, seq, bytes) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING'),
+      updateHead: db.prepare('UPDATE heads SET seq = ?, cid = ? WHERE author = ? AND seq < ?'),
+      insertHead: db.prepare('INSERT INTO heads (author, seq, cid) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
+      getDoc: db.prepare('SELECT rid, body, meta FROM docs WHERE collection = ? AND id = ?'),
+      insertDoc: db.prepare('INSERT INTO docs (collection, id, body, meta, pos) VALUES (?, ?, ?, ?, ?)'),
+      updateDoc: db.prepare('UPDATE docs SET body = ?, meta = ?, pos = ? WHERE rid = ?'),
+      insertControl: db.prepare('INSERT INTO control (kind, key, bytes, pos) VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO NOTHING'),
+      heads: db.prepare('SELECT author, seq, cid FROM heads'),
+      getEntry: db.prepare('SELECT cid, bytes FROM entries WHERE cidh = ?'),
+      getEntryAt: db.prepare('SELECT bytes FROM entries WHERE author = ? AND seq = ?').pluck(),
+      scan: db.prepare('SELECT pos, cid, author, seq, bytes FROM entries WHERE pos > ? ORDER BY pos LIMIT ?'),
+      entryCount: db.prepare('SELECT count(*) FROM entries').pluck(),
+      control: db.prepare('SELECT kind, key, bytes FROM control ORDER BY pos'),
+      getMeta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
+      setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
+    }
+    this.commitTx = db.transaction((items: readonly CommitItem[]) => this.applyItems(items))
+  }
+
+  private guard<T> (fn: () => T): T {
+    if (this.closed) throw new StorageClosedError(`storage ${this.location} is closed`)
+    try {
+      return fn()
+    } catch (err) {
+      if (isCorruption(err)) throw new StorageCorruptError(this.location, err.message)
+      throw err
+    }
+  }
+
+  async getMeta (key: string): Promise<string | undefined> {
+    return this.guard(() => this.s.getMeta.get(key) as string | undefined)
+  }
+
+  async setMeta (key: string, value: string): Promise<void> {
+    this.guard(() => this.s.setMeta.run(key, value))
+  }
+
+  async heads (): Promise<LogHead[]> {
+    return this.guard(() => this.s.heads.all() as LogHead[])
+  }
+
+  async hasEntries (cids: readonly Uint8Array[]): Promise<Set<string>> {
+    return this.guard(() => {
+      const out = new Set<string>()
+      for (const cid of cids) if (this.lookup(cid) !== undefined) out.add(Buffer.from(cid).toString('base64'))
+      return out
+    })
+  }
+
+  async commit (items: readonly CommitItem[]): Promise<CommitResult> {
+    return this.guard(() => this.commitTx.immediate(items))
+  }
+
+  private applyItems (items: readonly CommitItem[]): CommitResult {
+    const positions: number[] = []
+    const changes: DocChange[] = []
+    for (const item of items) {
+      const r = this.s.insertEntry.run(cidHash(item.cid), item.cid, item.author, item.seq, item.bytes)
+      if (r.changes === 0) {
+        positions.push(-1)
+        continue
+      }
+      const pos = Number(r.lastInsertRowid)
+      positions.push(pos)
+      if (this.s.updateHead.run(item.seq, item.cid, item.author, item.seq).changes === 0) this.s.insertHead.run(item.author, item.seq, item.cid)
+      for (const op of item.ops) this.applyOp(op, item.stamp, pos, changes)
+      for (const rec of item.control) this.s.insertControl.run(rec.kind, rec.key, rec.bytes, pos)
+    }
+    return { positions, changes, yjs: [] }
+  }
+
+  private applyOp (op: DataOp, stamp: Stamp, pos: number, changes: DocChange[]): void {
+    if (op.t === 'yjs') return
+    const row = this.s.getDoc.get(op.c, op.id) as DocRowDb | undefined
+    const before: JsonObject | null = row?.body == null ? null : JSON.parse(row.body) as JsonObject
+    const state: DocState = row === undefined ? EMPTY_DOC : docStateFromRow({ body: before, meta: JSON.parse(row.meta) as DocRow['meta'] })
+    const next = op.t === 'put' ? applyPut(state, op.f, stamp) : op.t === 'patch' ? applyPatch(state, op.f, stamp) : applyDelete(state, stamp)
+    const out = docStateToRow(next)
+    const bodyText = out.body === null ? null : JSON.stringify(out.body)
+    const metaText = JSON.stringify(out.meta)
+    if (row === undefined) {
+      this.s.insertDoc.run(op.c, op.id, bodyText, metaText, pos)
+    } else {
+      if (row.body === bodyText && row.meta === metaText) return
+      this.s.updateDoc.run(bodyText, metaText, pos, row.rid)
+    }
+    if (row?.body !== bodyText) changes.push({ collection: op.c, id: op.id, before, after: out.body })
+  }
+
+  private lookup (cid: Uint8Array): Uint8Array | undefined {
+    for (const row of this.s.getEntry.all(cidHash(cid)) as Array<{ cid: Uint8Array, bytes: Uint8Array }>) {
+      if (Buffer.compare(row.cid, cid) === 0) return row.bytes
+    }
+    return undefined
+  }
+
+  async getEntry (cid: Uint8Array): Promise<Uint8Array | undefined> {
+    return this.guard(() => this.lookup(cid))
+  }
+
+  async getEntryAt (author: string, seq: number): Promise<Uint8Array | undefined> {
+    return this.guard(() => this.s.getEntryAt.get(author, seq) as Uint8Array | undefined)
+  }
+
+  async entriesNotIn (have: ReadonlyMap<string, number>, after: number, limits: ReadLimits): Promise<{ entries: StoredEntry[], next: number | undefined }> {
+    return this.guard(() => {
+      const heads = this.s.heads.all() as LogHead[]
+      const lacking = heads.filter(h => h.seq > (have.get(h.author) ?? 0))
+      if (lacking.length === 0) return { entries: [], next: undefined }
+      // one bounded, seq-ordered slice per author, merged in log (causal) order
+      const branch = 'SELECT pos FROM (SELECT pos FROM entries WHERE author = ? AND seq > ? AND pos > ? ORDER BY seq LIMIT ?)'
+      const sql = `SELECT pos, cid, author, seq, bytes FROM entries WHERE pos IN (${lacking.map(() => branch).join(' UNION ALL ')}) ORDER BY pos LIMIT ?`
+      const params: unknown[] = []
+      for (const h of lacking) params.push(h.author, have.get(h.author) ?? 0, after, limits.maxEntries)
+      params.push(limits.maxEntries)
+      const entries: StoredEntry[] = []
+      let bytes = 0
+      let next: number | undefined
+      for (const row of this.db.prepare(sql).iterate(...params) as IterableIterator<EntryRowDb>) {
+        if (entries.length > 0 && bytes + row.bytes.length > limits.maxBytes) {
+          next = entries[entries.length - 1]?.pos
+          break
+        }
+        entries.push(row)
+        bytes += row.bytes.length
+      }
+      if (next === undefined && entries.length === limits.maxEntries) next = entries[entries.length - 1]?.pos
+      return { entries, next }
+    })
+  }
+
+  async scanEntries (after: number, limit: number): Promise<StoredEntry[]> {
+    return this.guard(() => this.s.scan.all(after, limit) as StoredEntry[])
+  }
+
+  async entryCount (): Promise<number> {
+    return this.guard(() => this.s.entryCount.get() as number)
+  }
+
+  async controlRecords (): Promise<ControlRecord[]> {
+    return this.guard(() => this.s.control.all() as ControlRecord[])
+  }
+
+  async getDocument (collection: string, id: string): Promise<StoredDoc | undefined> {
+    return this.guard(() => {
+      const row = this.s.getDoc.get(collection, id) as DocRowDb | undefined
+      if (row === undefined) return undefined
+      return { body: row.body === null ? null : JSON.parse(row.body) as JsonObject, meta: row.meta }
+    })
+  }
+
+  private cached (sql: string): Statement {
+    let stmt = this.findCache.get(sql)
+    if (stmt === undefined) {
+      stmt = this.db.prepare(sql)
+      if (this.findCache.size >= FIND_CACHE_MAX) {
+        const oldest = this.findCache.keys().next().value
+        if (oldest !== undefined) this.findCache.delete(oldest)
+      }
+    } else {
+      this.findCache.delete(sql)
+    }
+    this.findCache.set(sql, stmt)
+    return stmt
+  }
+
+  async find (collection: string, query: NormalisedQuery): Promise<Array<{ id: string, body: JsonObject }>> {
+    return this.guard(() => {
+      const { text, params } = compileFind(collection, query)
+      const rows = this.cached(text).all(...params) as Array<{ id: string, body: string }>
+      return rows.map(r => ({ id: r.id, body: JSON.parse(r.body) as JsonObject }))
+    })
+  }
+
+  async count (collection: string, filter: Filter | undefined): Promise<number> {
+    return this.guard(() => {
+      const { text, params } = compileCount(collection, filter)
+      return (this.cached(text).get(...params) as { n: number }).n
+    })
+  }
+
+  async collections (): Promise<CollectionInfo[]> {
+    return this.guard(() => {
+      const counts = this.db.prepare('SELECT collection AS name, count(body) AS count FROM docs GROUP BY collection').all() as Array<{ name: string, count: number }>
+      const indexes = this.db.prepare('SELECT collection, path FROM indexes ORDER BY collection, path').all() as Array<{ collection: string, path: string }>
+      const byName = new Map<string, { name: string, count: number, indexes: string[] }>()
+      for (const c of counts) byName.set(c.name, { ...c, indexes: [] })
+      for (const i of indexes) {
+        let c = byName.get(i.collection)
+        if (c === undefined) byName.set(i.collection, c = { name: i.collection, count: 0, indexes: [] })
+        c.indexes.push(i.path)
+      }
+      return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : 1))
+    })
+  }
+
+  async ensureIndex (collection: string, path: FieldPath): Promise<void> {
+    this.guard(() => {
+      const text = path.isId ? '_id' : path.segments.join('.')
+      const name = 'ix_' + createHash('sha256').update(`${collection}\0${text}`).digest('hex').slice(0, 16)
+      this.db.transaction(() => {
+        this.db.exec(`CREATE INDEX IF NOT EXISTS ${name} ON docs (collection, ${indexExpression(path)})`)
+        this.db.prepare('INSERT INTO indexes (collection, path, name) VALUES (?, ?, ?) ON CONFLICT DO NOTHING').run(collection, text, name)
+      }).immediate()
+    })
+  }
+
+  async stateDigest (): Promise<string> {
+    return this.guard(() => {
+      const hash = createHash('sha256')
+      for (const row of this.db.prepare('SELECT collection, id, body, meta FROM docs ORDER BY collection, id').iterate() as IterableIterator<{ collection: string, id: string, body: string | null, meta: string }>) {
+        const state = docStateFromRow({ body: row.body === null ? null : JSON.parse(row.body) as JsonObject, meta: JSON.parse(row.meta) as DocRow['meta'] })
+        hash.update(`${row.collection}\0${row.id}\0${canonicalDocState(state)}\n`)
+      }
+      return hash.digest('hex')
+    })
+  }
+
+  async checkIntegrity (): Promise<string[]> {
+    return this.guard(() => {
+      const rows = this.db.pragma('integrity_check') as Array<{ integrity_check: string }>
+      return rows.map(r => r.integrity_check).filter(r => r !== 'ok')
+    })
+  }
+
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    this.findCache.clear()
+    this.db.close()
+  }
+}
