@@ -1,0 +1,136 @@
+import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { runCli, startDaemon, type Daemon } from './helpers/cli.js'
+import { TmpDirs } from './helpers/tmp-dir.js'
+import { waitFor } from './helpers/wait-for.js'
+
+describe('CLI', function () {
+  this.timeout(60_000)
+  const dirs = new TmpDirs()
+  const daemons: Daemon[] = []
+  afterEach(async () => {
+    for (const d of daemons.splice(0)) await d.stop('SIGKILL').catch(() => {})
+    dirs.cleanup()
+  })
+
+  it('init prints the ids and the 24-word phrase once; a second init is refused', async () => {
+    const dir = dirs.make()
+    const r = await runCli(['init', '--dir', dir, '--name', 'laptop'])
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stdout, /DeviceId:\s+12D3KooW/)
+    assert.match(r.stdout, /SwarmId:\s+b[a-z2-7]+/)
+    assert.match(r.stdout, /24\. [a-z]+/)
+    const again = await runCli(['init', '--dir', dir])
+    assert.equal(again.code, 1)
+    assert.match(again.stderr, /already has an identity/)
+    const status = await runCli(['status', '--dir', dir, '--json'])
+    const s = JSON.parse(status.stdout) as Record<string, unknown>
+    assert.equal(s.deviceName, 'laptop')
+    assert.equal(s.running, false)
+  })
+
+  it('init --recover restores the same swarm on another data dir (phrase from stdin too)', async () => {
+    const a = JSON.parse((await runCli(['init', '--json', '--dir', dirs.make()])).stdout) as { swarmId: string, recoveryPhrase: string, deviceId: string }
+    const b = await runCli(['init', '--json', '--dir', dirs.make(), '--recover', a.recoveryPhrase])
+    const bj = JSON.parse(b.stdout) as { swarmId: string, deviceId: string, recoveryPhrase?: string }
+    assert.equal(bj.swarmId, a.swarmId)
+    assert.notEqual(bj.deviceId, a.deviceId)
+    assert.equal(bj.recoveryPhrase, undefined)
+    const c = await runCli(['init', '--json', '--dir', dirs.make(), '--recover', '-'], { input: a.recoveryPhrase + '\n' })
+    assert.equal((JSON.parse(c.stdout) as { swarmId: string }).swarmId, a.swarmId)
+    const bad = await runCli(['init', '--dir', dirs.make(), '--recover', 'not a phrase'])
+    assert.equal(bad.code, 1)
+    assert.match(bad.stderr, /InvalidRecoveryPhraseError/)
+  })
+
+  it('works on the data dir directly when no daemon runs', async () => {
+    const dir = dirs.make()
+    await runCli(['init', '--dir', dir])
+    const put = await runCli(['put', 'notes', '{"title":"hi","tags":["a"],"year":2024}', '--dir', dir, '--json'])
+    assert.equal(put.code, 0, put.stderr)
+    const { id } = JSON.parse(put.stdout) as { id: string }
+    await runCli(['put', 'notes', '-', '--dir', dir], { input: '[{"title":"b","year":2019},{"title":"c","year":2022,"tags":["a"]}]' })
+    const got = await runCli(['get', 'notes', id, '--dir', dir, '--json'])
+    assert.deepEqual(JSON.parse(got.stdout), { _id: id, title: 'hi', tags: ['a'], year: 2024 })
+    const found = await runCli(['find', 'notes', '--where', '{"tags":"a"}', '--order-by=-year', '--json', '--dir', dir])
+    assert.deepEqual((JSON.parse(found.stdout) as Array<{ title: string }>).map(d => d.title), ['hi', 'c'])
+    const human = await runCli(['find', 'notes', '--order-by', 'title', '--limit', '2', '--dir', dir])
+    assert.deepEqual(human.stdout.trim().split('\n').map(l => (JSON.parse(l) as { title: string }).title), ['b', 'c'])
+    const count = await runCli(['count', 'notes', '--where', '{"year":{"gte":2020}}', '--dir', dir])
+    assert.equal(count.stdout.trim(), '2')
+    const del = await runCli(['delete', 'notes', id, '--dir', dir, '--json'])
+    assert.equal((JSON.parse(del.stdout) as { existed: boolean }).existed, true)
+    const missing = await runCli(['get', 'notes', id, '--dir', dir])
+    assert.equal(missing.code, 1)
+    assert.match(missing.stderr, /DocumentNotFoundError/)
+    const verify = await runCli(['verify', '--rebuild', '--dir', dir])
+    assert.equal(verify.code, 0, verify.stdout + verify.stderr)
+    assert.match(verify.stdout, /^ok: 4 entries/) // identity, put, putMany (one entry), delete
+  })
+
+  it('talks to a running daemon and stops it cleanly on SIGTERM and on `peakdb stop`', async () => {
+    const dir = dirs.make()
+    const d = await startDaemon(['--dir', dir])
+    daemons.push(d)
+    assert.match(String(d.started.deviceId), /^12D3KooW/)
+    assert.equal(typeof d.started.recoveryPhrase, 'string', 'first start creates the identity and shows the phrase')
+    assert.ok(existsSync(join(dir, 'api.json')))
+    const put = await runCli(['put', 'notes', '{"title":"via daemon"}', '--dir', dir, '--json'])
+    assert.equal(put.code, 0, put.stderr)
+    const status = JSON.parse((await runCli(['status', '--dir', dir, '--json'])).stdout) as Record<string, unknown>
+    assert.equal(status.running, true)
+    assert.equal(status.pid, d.child.pid)
+    assert.equal(status.deviceId, d.started.deviceId)
+    const found = JSON.parse((await runCli(['find', 'notes', '--json', '--dir', dir])).stdout) as unknown[]
+    assert.equal(found.length, 1)
+    const err = await runCli(['put', 'bad name', '{}', '--dir', dir, '--json'])
+    assert.equal(err.code, 1)
+    assert.equal((JSON.parse(err.stderr) as { error: { name: string } }).error.name, 'InvalidCollectionNameError')
+    assert.equal(await d.stop('SIGTERM'), 0)
+    assert.equal(existsSync(join(dir, 'api.json')), false)
+    assert.equal(existsSync(join(dir, 'LOCK')), false)
+
+    const d2 = await startDaemon(['--dir', dir])
+    daemons.push(d2)
+    assert.equal(d2.started.recoveryPhrase, undefined)
+    const stop = await runCli(['stop', '--dir', dir])
+    assert.equal(stop.code, 0)
+    await waitFor(() => d2.child.exitCode !== null, { timeoutMs: 10_000, message: 'daemon to exit after `peakdb stop`' })
+    assert.equal(d2.child.exitCode, 0)
+    // the data written through the daemon is there when the dir is opened directly
+    assert.equal((JSON.parse((await runCli(['count', 'notes', '--json', '--dir', dir])).stdout) as { count: number }).count, 1)
+  })
+
+  it('reports usage errors (exit 2) and bad input (exit 1) clearly', async () => {
+    const dir = dirs.make()
+    await runCli(['init', '--dir', dir])
+    const unknown = await runCli(['put', 'notes', '{}', '--frobnicate', '--dir', dir])
+    assert.equal(unknown.code, 2)
+    assert.match(unknown.stderr, /unknown option '--frobnicate'/)
+    const badJson = await runCli(['put', 'notes', '{oops', '--dir', dir])
+    assert.equal(badJson.code, 1)
+    assert.match(badJson.stderr, /<json> is not valid JSON/)
+    const badWhere = await runCli(['find', 'notes', '--where', '{"a":{"like":1}}', '--dir', dir])
+    assert.equal(badWhere.code, 1)
+    assert.match(badWhere.stderr, /InvalidQueryError: "a": unknown operator "like"/)
+    const missingArg = await runCli(['get', 'notes', '--dir', dir])
+    assert.equal(missingArg.code, 2)
+    const noInit = await runCli(['status', '--dir', join(dir, 'nope')])
+    assert.equal(noInit.code, 1)
+    assert.match(noInit.stderr, /run `peakdb init` first/)
+    const envDir = await runCli(['status', '--json'], { env: { PEAKDB_DIR: dir } })
+    assert.equal(envDir.code, 0, envDir.stderr)
+  })
+
+  it('prints help for every command', async () => {
+    const top = await runCli(['--help'])
+    assert.equal(top.code, 0)
+    for (const cmd of ['init', 'start', 'stop', 'status', 'put', 'get', 'find', 'count', 'delete', 'collections', 'collection', 'verify']) {
+      assert.match(top.stdout, new RegExp(`\\n  ${cmd}\\b`), `top-level help lists ${cmd}`)
+      const r = await runCli([cmd, '--help'])
+      assert.equal(r.code, 0, `${cmd} --help`)
+      assert.match(r.stdout, new RegExp(`Usage: peakdb ${cmd}`))
+    }
+  })
+})
