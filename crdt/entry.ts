@@ -8,7 +8,8 @@
  * data-key epoch the payload is sealed under (0: a plaintext control payload).
  *
  * The author (a DeviceId, which contains its public key) signs
- * `"peakdb/entry/v1\0" || dagcbor(header) || payload`; sealed payloads bind dagcbor(header) as
+ * `"peakdb/entry/v1\0" || dagcbor(header) || sha256(payload)` (hashing the payload first keeps
+ * signing cost flat for multi-megabyte batches); sealed payloads bind dagcbor(header) as
  * associated data, so a payload cannot be moved under another header.
  */
 import { createHash } from 'node:crypto'
@@ -65,10 +66,10 @@ export function encodeHeader (h: EntryHeader): Uint8Array {
 }
 
 function signedMessage (headerBytes: Uint8Array, payload: Uint8Array): Uint8Array {
-  const m = new Uint8Array(SIG_DOMAIN.length + headerBytes.length + payload.length)
+  const m = new Uint8Array(SIG_DOMAIN.length + headerBytes.length + 32)
   m.set(SIG_DOMAIN)
   m.set(headerBytes, SIG_DOMAIN.length)
-  m.set(payload, SIG_DOMAIN.length + headerBytes.length)
+  m.set(createHash('sha256').update(payload).digest(), SIG_DOMAIN.length + headerBytes.length)
   return m
 }
 

@@ -3,9 +3,10 @@
  * payloads before anything is applied.
  *
  * Data ops (sealed under a data-key epoch): `put` (replace a document), `patch` (set some
- * fields), `del` (delete), `yjs` (an update of a Yjs document). On the wire a put's or patch's
- * fields travel as JSON text (`j`): documents are JSON, so their canonical text is what gets
- * stored and indexed, and it keeps JSON number semantics intact. Control ops (plaintext, epoch 0):
+ * fields), `del` (delete), `yjs` (an update of a Yjs document). A data payload is the DAG-CBOR
+ * map `{ d: <JSON text of the document ops>, y: [{ d: docId, u: update bytes }] }`: documents
+ * are JSON, so their ops travel as JSON text (native to encode and parse, JSON number semantics
+ * intact, and what SQLite stores), while Yjs updates stay binary. Control ops (plaintext, epoch 0):
  * `cert` (a device certificate), `revoke` (a revocation), `epoch` (a data-key epoch record).
  */
 import * as dagCbor from '@ipld/dag-cbor'
@@ -24,8 +25,10 @@ export const MAX_DOC_ID = 256
 export const MAX_OPS_PER_ENTRY = 100_000
 export const MAX_YJS_UPDATE = 8 * 1024 * 1024
 
-export interface PutOp { readonly t: 'put', readonly c: CollectionName, readonly id: DocId, readonly f: JsonObject }
-export interface PatchOp { readonly t: 'patch', readonly c: CollectionName, readonly id: DocId, readonly f: JsonObject }
+/** Replace a document. `j`, when present, is `JSON.stringify(f)` computed earlier (saves redoing it). */
+export interface PutOp { readonly t: 'put', readonly c: CollectionName, readonly id: DocId, readonly f: JsonObject, readonly j?: string }
+/** Set some fields of a document. */
+export interface PatchOp { readonly t: 'patch', readonly c: CollectionName, readonly id: DocId, readonly f: JsonObject, readonly j?: string }
 export interface DeleteOp { readonly t: 'del', readonly c: CollectionName, readonly id: DocId }
 export interface YjsOp { readonly t: 'yjs', readonly d: DocId, readonly u: Uint8Array }
 /** An operation on replicated data. */
@@ -76,30 +79,26 @@ function checkFields (f: unknown, where: string): JsonObject {
   return f as JsonObject
 }
 
-function checkDataOp (raw: unknown, i: number): DataOp {
-  const where = `op ${i}`
+function checkYjsOp (raw: unknown, i: number): YjsOp {
+  const where = `yjs op ${i}`
   if (!isPlainObject(raw)) bad(`${where}: expected a map`)
+  const p = docIdProblem(raw.d)
+  if (p !== undefined) bad(`${where}: "d" ${p}`)
+  if (!(raw.u instanceof Uint8Array) || raw.u.length === 0) bad(`${where}: "u" expected non-empty bytes`)
+  if (raw.u.length > MAX_YJS_UPDATE) throw new TooLargeError(`${where}: Yjs update of ${raw.u.length} bytes is over ${MAX_YJS_UPDATE}`)
+  return { t: 'yjs', d: raw.d as DocId, u: raw.u }
+}
+
+function checkDocOp (raw: unknown, i: number): PutOp | PatchOp | DeleteOp {
+  const where = `op ${i}`
+  if (!isPlainObject(raw)) bad(`${where}: expected an object`)
   const t = raw.t
-  if (t === 'yjs') {
-    const p = docIdProblem(raw.d)
-    if (p !== undefined) bad(`${where}: "d" ${p}`)
-    if (!(raw.u instanceof Uint8Array) || raw.u.length === 0) bad(`${where}: "u" expected non-empty bytes`)
-    if (raw.u.length > MAX_YJS_UPDATE) throw new TooLargeError(`${where}: Yjs update of ${raw.u.length} bytes is over ${MAX_YJS_UPDATE}`)
-    return { t, d: raw.d as DocId, u: raw.u }
-  }
   if (t !== 'put' && t !== 'patch' && t !== 'del') bad(`${where}: unknown op type ${JSON.stringify(String(t).slice(0, 16))}`)
   if (!isCollectionName(raw.c)) bad(`${where}: "c" is not a valid collection name`)
   const p = docIdProblem(raw.id)
   if (p !== undefined) bad(`${where}: "id" ${p}`)
   if (t === 'del') return { t, c: raw.c, id: raw.id as DocId }
-  if (typeof raw.j !== 'string') bad(`${where}: "j" expected JSON text`)
-  let f: unknown
-  try {
-    f = JSON.parse(raw.j)
-  } catch {
-    bad(`${where}: "j" is not valid JSON`)
-  }
-  return { t, c: raw.c, id: raw.id as DocId, f: checkFields(f, where) }
+  return { t, c: raw.c, id: raw.id as DocId, f: checkFields(raw.f, where) }
 }
 
 function checkControlOp (raw: unknown, i: number): ControlOp {
@@ -122,30 +121,56 @@ function checkControlOp (raw: unknown, i: number): ControlOp {
   }
 }
 
-function decodeOps (bytes: Uint8Array): unknown[] {
+function decodeMap (bytes: Uint8Array, what: string): Record<string, unknown> {
   let value: unknown
   try {
     value = dagCbor.decode(bytes)
   } catch (err) {
-    bad(`payload is not valid DAG-CBOR: ${(err as Error).message}`)
+    bad(`${what} is not valid DAG-CBOR: ${(err as Error).message}`)
   }
-  if (!isPlainObject(value) || !Array.isArray(value.ops)) bad('payload expected { ops: [...] }')
-  const ops = value.ops as unknown[]
-  if (ops.length === 0) bad('payload has no ops')
-  if (ops.length > MAX_OPS_PER_ENTRY) throw new TooLargeError(`payload has ${ops.length} ops, over ${MAX_OPS_PER_ENTRY}`)
-  return ops
+  if (!isPlainObject(value)) bad(`${what} expected a map`)
+  return value
+}
+
+function checkCount (n: number, what: string): void {
+  if (n > MAX_OPS_PER_ENTRY) throw new TooLargeError(`${what} has ${n} ops, over ${MAX_OPS_PER_ENTRY}`)
+}
+
+/** JSON text of one document op, reusing its precomputed field text when it has one. */
+function docOpJson (op: PutOp | PatchOp | DeleteOp): string {
+  const head = `{"t":"${op.t}","c":${JSON.stringify(op.c)},"id":${JSON.stringify(op.id)}`
+  return op.t === 'del' ? head + '}' : `${head},"f":${op.j ?? JSON.stringify(op.f)}}`
 }
 
 /** Encodes data ops as a payload (before sealing). */
 export function encodeDataPayload (ops: readonly DataOp[]): Uint8Array {
-  return dagCbor.encode({
-    ops: ops.map(op => op.t === 'put' || op.t === 'patch' ? { t: op.t, c: op.c, id: op.id, j: JSON.stringify(op.f) } : op)
-  })
+  const docs: string[] = []
+  const yjs: Array<{ d: string, u: Uint8Array }> = []
+  for (const op of ops) {
+    if (op.t === 'yjs') yjs.push({ d: op.d, u: op.u })
+    else docs.push(docOpJson(op))
+  }
+  return dagCbor.encode(yjs.length > 0 ? { d: `[${docs.join(',')}]`, y: yjs } : { d: `[${docs.join(',')}]` })
 }
 
 /** Decodes and validates a data payload (after opening). Throws {@link MalformedError} / {@link TooLargeError}. */
 export function decodeDataPayload (bytes: Uint8Array): DataOp[] {
-  return decodeOps(bytes).map(checkDataOp)
+  const map = decodeMap(bytes, 'payload')
+  if (typeof map.d !== 'string') bad('payload "d" expected JSON text')
+  let docs: unknown
+  try {
+    docs = JSON.parse(map.d)
+  } catch {
+    bad('payload "d" is not valid JSON')
+  }
+  if (!Array.isArray(docs)) bad('payload "d" expected a JSON array of ops')
+  const yjs = map.y === undefined ? [] : map.y
+  if (!Array.isArray(yjs)) bad('payload "y" expected an array')
+  checkCount(docs.length + yjs.length, 'payload')
+  if (docs.length + yjs.length === 0) bad('payload has no ops')
+  const out: DataOp[] = docs.map(checkDocOp)
+  yjs.forEach((y, i) => out.push(checkYjsOp(y, i)))
+  return out
 }
 
 /** Encodes control ops as a plaintext payload. */
@@ -155,5 +180,8 @@ export function encodeControlPayload (ops: readonly ControlOp[]): Uint8Array {
 
 /** Decodes and validates the shape of a control payload (signatures are checked by the identity layer). */
 export function decodeControlPayload (bytes: Uint8Array): ControlOp[] {
-  return decodeOps(bytes).map(checkControlOp)
+  const map = decodeMap(bytes, 'control payload')
+  if (!Array.isArray(map.ops) || map.ops.length === 0) bad('control payload expected { ops: [...] } with at least one op')
+  checkCount(map.ops.length, 'control payload')
+  return map.ops.map(checkControlOp)
 }

@@ -80,7 +80,7 @@ export class Collection {
   }
 
   /** Validates a document and splits it into id and fields. */
-  private prepare (doc: unknown, index?: number): { id: DocId, fields: JsonObject, bytes: number } {
+  private prepare (doc: unknown, index?: number): { id: DocId, fields: JsonObject, json: string, bytes: number } {
     const where = index === undefined ? 'document' : `document ${index}`
     if (!isPlainObject(doc)) throw new InvalidDocumentError(`${where} expected a JSON object, got ${Array.isArray(doc) ? 'an array' : doc === null ? 'null' : typeof doc}`)
     const { _id, ...fields } = doc
@@ -98,9 +98,11 @@ export class Collection {
     }
     const problem = jsonProblem(fields)
     if (problem !== undefined) throw new InvalidDocumentError(`${where}: ${problem}`)
-    const bytes = Buffer.byteLength(JSON.stringify(fields))
+    const json = JSON.stringify(fields)
+    // UTF-8 is at most 3 bytes per UTF-16 unit: skip measuring when the text is clearly small
+    const bytes = json.length * 3 <= MAX_DOC_BYTES ? json.length : Buffer.byteLength(json)
     if (bytes > MAX_DOC_BYTES) throw new DocumentTooLargeError(`${where} is ${bytes} bytes of JSON, over the ${MAX_DOC_BYTES}-byte cap`)
-    return { id: id as DocId, fields: fields as JsonObject, bytes }
+    return { id: id as DocId, fields: fields as JsonObject, json, bytes }
   }
 
   private async write (ops: DataOp[], options?: AbortOptions): Promise<{ entry: EntryId, seq: number, existed: boolean }> {
@@ -123,8 +125,8 @@ export class Collection {
    * ```
    */
   async put (doc: object, options?: AbortOptions): Promise<WriteResult> {
-    const { id, fields } = this.prepare(doc)
-    const w = await this.write([{ t: 'put', c: this.name, id, f: fields }], options)
+    const { id, fields, json } = this.prepare(doc)
+    const w = await this.write([{ t: 'put', c: this.name, id, f: fields, j: json }], options)
     return { id, entry: w.entry, seq: w.seq }
   }
 
@@ -152,7 +154,7 @@ export class Collection {
         batches.push([])
         size = 0
       }
-      (batches[batches.length - 1] as DataOp[]).push({ t: 'put', c: this.name, id: p.id, f: p.fields })
+      (batches[batches.length - 1] as DataOp[]).push({ t: 'put', c: this.name, id: p.id, f: p.fields, j: p.json })
       size += p.bytes
     })
     await this.ready
@@ -168,7 +170,7 @@ export class Collection {
     const docId = this.checkId(id)
     const p = this.prepare({ ...fields, _id: docId })
     if (await this.get(docId) === null) throw new DocumentNotFoundError(`document ${JSON.stringify(docId)} does not exist in collection ${this.name}`)
-    const w = await this.write([{ t: 'patch', c: this.name, id: docId, f: p.fields }], options)
+    const w = await this.write([{ t: 'patch', c: this.name, id: docId, f: p.fields, j: p.json }], options)
     return { id: docId, entry: w.entry, seq: w.seq }
   }
 

@@ -26,7 +26,7 @@ export interface SqliteProviderOptions {
    * committed, a power loss may lose the last transactions. 'full': fsync on every commit.
    */
   readonly durability?: 'normal' | 'full'
-  /** Page cache size in MiB (default 16). */
+  /** Page cache size in MiB (default 8). */
   readonly cacheMiB?: number
 }
 
@@ -128,13 +128,10 @@ export class SqliteProvider implements StorageProvider {
   private constructor (db: Db, options: SqliteProviderOptions) {
     this.db = db
     this.location = options.path
-    // one process owns a data dir (node/data-dir.ts): exclusive locking spares the lock calls of
-    // every transaction and keeps the WAL index in process memory
-    db.pragma('locking_mode = EXCLUSIVE')
     db.pragma('journal_mode = WAL')
     db.pragma(`synchronous = ${options.durability === 'full' ? 'FULL' : 'NORMAL'}`)
     db.pragma('busy_timeout = 5000')
-    db.pragma(`cache_size = -${(options.cacheMiB ?? 16) * 1024}`)
+    db.pragma(`cache_size = -${(options.cacheMiB ?? 8) * 1024}`)
     db.pragma('temp_store = MEMORY')
     migrate(db, options.path)
     // touch every table once so that a damaged schema fails here, naming the file
@@ -214,6 +211,12 @@ export class SqliteProvider implements StorageProvider {
   private applyOp (op: DataOp, stamp: Stamp, pos: number, changes: DocChange[]): void {
     if (op.t === 'yjs') return
     const row = this.s.getDoc.get(op.c, op.id) as DocRowDb | undefined
+    if (row === undefined && op.t === 'put') {
+      // a new document: its state is exactly the put (every field stamped x), no merge needed
+      this.s.insertDoc.run(op.c, op.id, op.j ?? JSON.stringify(op.f), JSON.stringify({ x: stamp }), pos)
+      changes.push({ collection: op.c, id: op.id, before: null, after: op.f })
+      return
+    }
     const before: JsonObject | null = row?.body == null ? null : JSON.parse(row.body) as JsonObject
     const state: DocState = row === undefined ? EMPTY_DOC : docStateFromRow({ body: before, meta: JSON.parse(row.meta) as DocRow['meta'] })
     const next = op.t === 'put' ? applyPut(state, op.f, stamp) : op.t === 'patch' ? applyPatch(state, op.f, stamp) : applyDelete(state, stamp)

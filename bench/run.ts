@@ -1,0 +1,44 @@
+/**
+ * `npm run bench`: runs every benchmark, each engine in its own process (so peak RSS is its
+ * own), and prints one JSON document; a copy is written to bench/out/.
+ *
+ *   npm run bench            # N = 5000
+ *   BENCH_N=20000 npm run bench
+ */
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { cpus, totalmem } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { round } from './stats.js'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const N = Number(process.env.BENCH_N ?? 5000)
+
+function runChild (script: string, args: string[]): Record<string, unknown> {
+  const out = execFileSync(process.execPath, [join(here, script), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 16 << 20 })
+  const line = out.trim().split('\n').pop() ?? '{}'
+  return JSON.parse(line) as Record<string, unknown>
+}
+
+process.stderr.write(`bench: local writes and reads, N=${N}\n`)
+const raw = runChild('local.js', ['raw', String(N)])
+const peak = runChild('local.js', ['peakdb', String(N)])
+
+const result = {
+  date: new Date().toISOString(),
+  machine: { cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', memoryGiB: round(totalmem() / 2 ** 30, 1), node: process.version, platform: process.platform },
+  local: {
+    N,
+    raw,
+    peakdb: peak,
+    ratios: {
+      putVsRawAutocommit: round(Number(peak.putDocsPerSec) / Number(raw.autocommitDocsPerSec), 3),
+      putManyVsRawTransaction: round(Number(peak.putManyDocsPerSec) / Number(raw.transactionDocsPerSec), 3)
+    }
+  }
+}
+const text = JSON.stringify(result, null, 2)
+process.stdout.write(text + '\n')
+mkdirSync(join(here, '..', '..', 'bench', 'out'), { recursive: true })
+writeFileSync(join(here, '..', '..', 'bench', 'out', `bench-${result.date.replace(/[:.]/g, '-')}.json`), text + '\n')
