@@ -12,6 +12,7 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { MalformedError, TooLargeError } from './errors.js'
 import { isPlainObject, jsonProblem, MAX_FIELD_NAME, type JsonObject } from './json-value.js'
+import { checkYjsUpdate } from './yjs.js'
 
 /** A collection name: a letter, then up to 63 letters, digits, `_`, `-` or `.`. */
 export type CollectionName = string & { readonly __brand: 'CollectionName' }
@@ -86,6 +87,7 @@ function checkYjsOp (raw: unknown, i: number): YjsOp {
   if (p !== undefined) bad(`${where}: "d" ${p}`)
   if (!(raw.u instanceof Uint8Array) || raw.u.length === 0) bad(`${where}: "u" expected non-empty bytes`)
   if (raw.u.length > MAX_YJS_UPDATE) throw new TooLargeError(`${where}: Yjs update of ${raw.u.length} bytes is over ${MAX_YJS_UPDATE}`)
+  checkYjsUpdate(raw.u)
   return { t: 'yjs', d: raw.d as DocId, u: raw.u }
 }
 

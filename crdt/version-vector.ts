@@ -13,8 +13,8 @@ export type VersionVector = ReadonlyMap<DeviceId, number>
 export const MAX_VECTOR_AUTHORS = 10_000
 
 /** For each author where `remote` is behind `local`, the seq range remote lacks: (from, to]. */
-export function lacking (local: VersionVector, remote: VersionVector): Array<{ author: DeviceId, after: number, upTo: number }> {
-  const out: Array<{ author: DeviceId, after: number, upTo: number }> = []
+export function lacking<K extends string> (local: ReadonlyMap<K, number>, remote: ReadonlyMap<K, number>): Array<{ author: K, after: number, upTo: number }> {
+  const out: Array<{ author: K, after: number, upTo: number }> = []
   for (const [author, seq] of local) {
     const theirs = remote.get(author) ?? 0
     if (seq > theirs) out.push({ author, after: theirs, upTo: seq })
@@ -23,13 +23,13 @@ export function lacking (local: VersionVector, remote: VersionVector): Array<{ a
 }
 
 /** True when `a` holds everything `b` holds. */
-export function dominates (a: VersionVector, b: VersionVector): boolean {
+export function dominates<K extends string> (a: ReadonlyMap<K, number>, b: ReadonlyMap<K, number>): boolean {
   for (const [author, seq] of b) if ((a.get(author) ?? 0) < seq) return false
   return true
 }
 
 /** Number of entries `remote` lacks relative to `local`. */
-export function missingCount (local: VersionVector, remote: VersionVector): number {
+export function missingCount<K extends string> (local: ReadonlyMap<K, number>, remote: ReadonlyMap<K, number>): number {
   let n = 0
   for (const r of lacking(local, remote)) n += r.upTo - r.after
   return n

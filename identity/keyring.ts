@@ -115,6 +115,11 @@ export class Keyring {
     if (cur === undefined || gen > cur.gen || (gen === cur.gen && id > (this.currentId ?? 0))) this.currentId = id
   }
 
+  /** How many epochs this device can open. */
+  openableCount (): number {
+    return this.keys.size
+  }
+
   /** True when an epoch record with this id is known (openable or not). */
   knows (id: number): boolean {
     return this.records.has(id)
@@ -151,4 +156,26 @@ export class Keyring {
   allRecords (): EpochRecord[] {
     return [...this.records.values()]
   }
+}
+
+/**
+ * Which epochs this device should share with which members: every epoch it can open that has no
+ * box for a current member. Pure; the node seals and publishes the boxes.
+ */
+export function planEpochShares (keyring: Keyring, members: readonly DeviceId[], self: DeviceId): Array<{ record: EpochRecord, key: Uint8Array, recipients: DeviceId[] }> {
+  const out: Array<{ record: EpochRecord, key: Uint8Array, recipients: DeviceId[] }> = []
+  for (const record of keyring.allRecords()) {
+    if (!keyring.canOpen(record.id)) continue
+    const recipients = members.filter(m => m !== self && !record.boxes.has(m))
+    if (recipients.length > 0) out.push({ record, key: keyring.key(record.id), recipients })
+  }
+  return out
+}
+
+/** Boxes of an existing epoch key for more recipients (a share record of the same epoch). */
+export function shareEpoch (swarm: SwarmId, record: EpochRecord, key: Uint8Array, recipients: readonly DeviceId[]): EpochRecord {
+  const context = epochContext(swarm, record.id)
+  const boxes = new Map<Recipient, Uint8Array>()
+  for (const device of recipients) boxes.set(device, sealKeyTo(sealingPublicKeyOf(publicKeyFromDeviceId(device)), key, context))
+  return { id: record.id, gen: record.gen, boxes }
 }

@@ -18,6 +18,8 @@ export interface KeystoreData {
   readonly recoveryPublicKey: Uint8Array
   readonly deviceSecretKey: Uint8Array
   readonly certificate: DeviceCertificate
+  /** Certificates of the devices that issued this one, up to a root-issued one (empty when root-issued). */
+  readonly chain: readonly DeviceCertificate[]
   readonly createdAt: string
 }
 
@@ -38,6 +40,7 @@ export function writeKeystore (path: string, data: KeystoreData): void {
     recoveryPublicKey: b64(data.recoveryPublicKey),
     deviceSecretKey: b64(data.deviceSecretKey),
     certificate: b64(encodeCertificate(data.certificate)),
+    chain: data.chain.map(c => b64(encodeCertificate(c))),
     createdAt: data.createdAt
   }
   writeFileAtomic(path, JSON.stringify(doc, null, 2) + '\n', 0o600)
@@ -109,6 +112,14 @@ export function readKeystore (path: string): KeystoreData {
   if (deviceIdFromPublicKey(publicKeyOf(deviceSecretKey)) !== certificate.device) {
     throw new KeystoreCorruptError(path, '"certificate" is for another device key')
   }
+  const chainText = doc.chain ?? []
+  if (!Array.isArray(chainText) || !chainText.every(c => typeof c === 'string')) throw new KeystoreCorruptError(path, '"chain" expected a list of certificates')
+  let chain: DeviceCertificate[]
+  try {
+    chain = chainText.map(c => decodeCertificate(new Uint8Array(Buffer.from(c, 'base64')), swarmId, rootPublicKey))
+  } catch (err) {
+    throw new KeystoreCorruptError(path, `"chain" is invalid: ${(err as Error).message}`)
+  }
   const createdAt = typeof doc.createdAt === 'string' ? doc.createdAt : ''
-  return { swarmId, rootPublicKey, recoveryPublicKey, deviceSecretKey, certificate, createdAt }
+  return { swarmId, rootPublicKey, recoveryPublicKey, deviceSecretKey, certificate, chain, createdAt }
 }

@@ -4,7 +4,7 @@
  * certificate was applied; it stops being one when a revocation for it is applied. Records are
  * applied in log (causal) order, so every node decides the same way.
  */
-import { verifyCertificate, verifyRevocation, type DeviceCertificate, type DeviceRevocation } from './certificate.js'
+import { decodeCertificate, verifyCertificate, verifyRevocation, type DeviceCertificate, type DeviceRevocation } from './certificate.js'
 import type { DeviceId } from './device-id.js'
 import { InvalidCertificateError } from './errors.js'
 import type { SwarmId } from './user-root.js'
@@ -92,4 +92,25 @@ export class Membership {
   memberIds (): DeviceId[] {
     return [...this.certs.keys()].filter(d => !this.revocations.has(d))
   }
+}
+
+/**
+ * Verifies a certificate chain presented by a peer: `chain[0]` certifies `device`, each
+ * certificate is issued by the root key or by the device of the next one, the last by the root
+ * key, and no device in it is revoked. Returns the device's certificate; throws
+ * {@link InvalidCertificateError}.
+ */
+export function verifyCertificateChain (device: string, chain: readonly Uint8Array[], swarm: SwarmId, rootPublicKey: Uint8Array, isRevoked: (device: string) => boolean): DeviceCertificate {
+  if (chain.length === 0 || chain.length > 16) throw new InvalidCertificateError(`certificate chain expected 1..16 certificates, got ${chain.length}`)
+  const certs = chain.map(bytes => decodeCertificate(bytes, swarm, rootPublicKey))
+  const leaf = certs[0] as DeviceCertificate
+  if (leaf.device !== device) throw new InvalidCertificateError(`certificate is for ${leaf.device}, not for ${device}`)
+  for (let i = 0; i < certs.length; i++) {
+    const cert = certs[i] as DeviceCertificate
+    if (isRevoked(cert.device)) throw new InvalidCertificateError(`device ${cert.device} is revoked`)
+    if (cert.issuer === 'root') return leaf
+    const next = certs[i + 1]
+    if (next === undefined || next.device !== cert.issuer) throw new InvalidCertificateError(`certificate of ${cert.device} is issued by ${cert.issuer}, whose certificate is not in the chain`)
+  }
+  throw new InvalidCertificateError('certificate chain does not end at the root key')
 }

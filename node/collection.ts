@@ -11,6 +11,8 @@ import { normaliseQuery, normaliseWhere, parseFieldPath, type FindQuery, type St
 import type { Log } from './log.js'
 import { newDocId } from './doc-id.js'
 import { AbortError, DocumentNotFoundError, DocumentTooLargeError, InvalidDocumentError } from './errors.js'
+import type { Confirmation } from './confirmations.js'
+import { LiveQuery, type LiveEvent, type LiveQueries, type Unsubscribe } from './live-query.js'
 
 /** A stored document: its fields plus `_id`. */
 export type Doc = JsonObject & { _id: string }
@@ -27,8 +29,11 @@ export interface AbortOptions {
   signal?: AbortSignal
 }
 
-/** Result of a single-document write. */
-export interface WriteResult {
+/**
+ * Result of a single-document write: it is applied locally at once (optimistic); `status` turns
+ * from 'pending' to 'confirmed', and `confirmed` resolves, once enough other devices hold it.
+ */
+export interface WriteResult extends Confirmation {
   /** The document id. */
   readonly id: string
   /** The log entry that carries the write. */
@@ -37,8 +42,8 @@ export interface WriteResult {
   readonly seq: number
 }
 
-/** Result of a batch write. */
-export interface BatchWriteResult {
+/** Result of a batch write (confirmed when its last entry is). */
+export interface BatchWriteResult extends Confirmation {
   readonly ids: readonly string[]
   /** Entries that carry the batch (one, unless the batch is over 8 MiB). */
   readonly entries: readonly EntryId[]
@@ -61,6 +66,16 @@ export interface CollectionContext {
   readonly log: Log
   readonly storage: StorageProvider
   checkOpen (): void
+  /** Confirmation tracking of a local write at `seq`. */
+  track (seq: number): Confirmation
+  readonly live: LiveQueries
+}
+
+/** A plain result object whose `status` reads the live confirmation state. */
+function withConfirmation<T extends object> (result: T, c: Confirmation): T & Confirmation {
+  Object.defineProperty(result, 'status', { get: () => c.status, enumerable: true })
+  Object.defineProperty(result, 'confirmed', { value: c.confirmed, enumerable: false })
+  return result as T & Confirmation
 }
 
 function checkAbort (options?: AbortOptions): void {
@@ -127,7 +142,7 @@ export class Collection {
   async put (doc: object, options?: AbortOptions): Promise<WriteResult> {
     const { id, fields, json } = this.prepare(doc)
     const w = await this.write([{ t: 'put', c: this.name, id, f: fields, j: json }], options)
-    return { id, entry: w.entry, seq: w.seq }
+    return withConfirmation({ id, entry: w.entry, seq: w.seq }, this.ctx.track(w.seq))
   }
 
   /**
@@ -137,7 +152,7 @@ export class Collection {
   async putMany (docs: readonly object[], options?: AbortOptions): Promise<BatchWriteResult> {
     if (!Array.isArray(docs)) throw new InvalidDocumentError('putMany expected an array of documents')
     if (docs.length > MAX_BATCH_DOCS) throw new DocumentTooLargeError(`putMany of ${docs.length} documents is over the ${MAX_BATCH_DOCS}-document cap`)
-    if (docs.length === 0) return { ids: [], entries: [] }
+    if (docs.length === 0) return withConfirmation({ ids: [], entries: [] }, this.ctx.track(0))
     this.ctx.checkOpen()
     checkAbort(options)
     const batches: DataOp[][] = [[]]
@@ -159,7 +174,8 @@ export class Collection {
     })
     await this.ready
     const r = await this.ctx.log.append(batches)
-    return { ids, entries: r.entries.map(e => entryIdOf(e.cid)) }
+    const lastEntry = r.entries[r.entries.length - 1]
+    return withConfirmation({ ids, entries: r.entries.map(e => entryIdOf(e.cid)) }, this.ctx.track(lastEntry?.header.seq ?? 0))
   }
 
   /**
@@ -171,14 +187,14 @@ export class Collection {
     const p = this.prepare({ ...fields, _id: docId })
     if (await this.get(docId) === null) throw new DocumentNotFoundError(`document ${JSON.stringify(docId)} does not exist in collection ${this.name}`)
     const w = await this.write([{ t: 'patch', c: this.name, id: docId, f: p.fields, j: p.json }], options)
-    return { id: docId, entry: w.entry, seq: w.seq }
+    return withConfirmation({ id: docId, entry: w.entry, seq: w.seq }, this.ctx.track(w.seq))
   }
 
   /** Deletes a document. Deleting a document that does not exist here still records the delete. */
   async delete (id: string, options?: AbortOptions): Promise<DeleteResult> {
     const docId = this.checkId(id)
     const w = await this.write([{ t: 'del', c: this.name, id: docId }], options)
-    return { id: docId, entry: w.entry, seq: w.seq, existed: w.existed }
+    return withConfirmation({ id: docId, entry: w.entry, seq: w.seq, existed: w.existed }, this.ctx.track(w.seq))
   }
 
   private checkId (id: unknown): DocId {
@@ -216,6 +232,31 @@ export class Collection {
   async count (where?: Where): Promise<number> {
     this.ctx.checkOpen()
     return await this.ctx.storage.count(this.name, normaliseWhere(where))
+  }
+
+  /**
+   * Watches a query: the listener receives the current result, then the result and what changed
+   * in it after every local or remote write that affects it. Returns the function that stops
+   * watching. Without a listener, returns an async iterator of the same events (`close()` it,
+   * or break out of the loop).
+   *
+   * @example
+   * ```ts
+   * const stop = notes.watch({ where: { tags: 'a' }, orderBy: 'title' }, ev => render(ev.docs))
+   * for await (const ev of notes.watch({ where: { done: false } })) console.log(ev.changes)
+   * ```
+   */
+  watch (query: FindQuery, listener: (ev: LiveEvent) => void): Unsubscribe
+  watch (query?: FindQuery): LiveQuery
+  watch (query: FindQuery = {}, listener?: (ev: LiveEvent) => void): Unsubscribe | LiveQuery {
+    this.ctx.checkOpen()
+    if (listener !== undefined) return this.ctx.live.watch(this.name, query, listener)
+    let iterator: LiveQuery | undefined
+    const buffered: LiveEvent[] = []
+    const stop = this.ctx.live.watch(this.name, query, ev => { if (iterator === undefined) buffered.push(ev); else iterator.push(ev) })
+    iterator = new LiveQuery(stop)
+    for (const ev of buffered) iterator.push(ev)
+    return iterator
   }
 
   /** Creates (if missing) an index on a field path. */

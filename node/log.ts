@@ -10,15 +10,18 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import {
   checkEntryLinks, createEntry, decodeControlPayload, decodeDataPayload, decodeEntry, encodeControlPayload, encodeDataPayload,
-  entryIdOf, HybridClock, NotAMemberError, stampOf, verifyEntrySignature, MalformedError,
+  entryIdOf, HybridClock, NotAMemberError, stampOf, verifyEntrySignature, MalformedError, TooLargeError,
   type ControlOp, type DataOp, type Entry, type EntryHeader, type EntryId, type LogView
 } from '../crdt/index.js'
 import {
-  DecryptionError, encodeCertificate, Keyring, Membership, open, PayloadSealer,
+  DecryptionError, encodeCertificate, Keyring, Membership, open, PayloadSealer, UnknownEpochError,
   type DeviceId, type EpochRecord, type Recipient, type Signer, type SwarmId
 } from '../identity/index.js'
-import type { CommitItem, ControlRecord, DocChange, StorageProvider } from '../storage/index.js'
+import type { CommitItem, CommitResult, ControlRecord, DocChange, PendingApply, StorageProvider } from '../storage/index.js'
 import { SqliteProvider } from '../storage/index.js'
+import { createLogger } from './logger.js'
+
+const logger = createLogger('log')
 
 /** Where a change came from. */
 export type ChangeOrigin = 'local' | 'remote'
@@ -36,6 +39,10 @@ export interface LogEvents {
   change: [ChangeEvent]
   /** New entries were committed (local or remote), in log order. */
   entries: [{ readonly origin: ChangeOrigin, readonly entries: readonly Entry[] }]
+  /** Yjs document updates were stored. */
+  yjs: [{ readonly origin: ChangeOrigin, readonly updates: ReadonlyArray<{ readonly doc: string, readonly update: Uint8Array }> }]
+  /** A member's entry had a payload that does not open or decode; it is kept as a no-op. */
+  poison: [{ readonly entry: EntryId, readonly author: string, readonly reason: string }]
 }
 
 /** What a local append produced. */
@@ -227,7 +234,7 @@ export class Log extends EventEmitter<LogEvents> {
       }
       const result = await this.storage.commit(items)
       this.tips = tips
-      this.announce('local', entries, result.changes)
+      this.announce('local', entries, result)
       return { entries, changes: result.changes }
     })
   }
@@ -243,10 +250,12 @@ export class Log extends EventEmitter<LogEvents> {
       const control = this.prepareControl(decodeControlPayload(payload), staged)
       if (!staged.membership.acceptsEntry(me, header.seq)) throw new NotAMemberError(`this device (${me}) is not a member of swarm ${this.identity.swarmId}`)
       staged.tips.set(me, { seq: header.seq, cid: entry.cid })
-      await this.storage.commit([{ cid: entry.cid.bytes, author: me, seq: header.seq, bytes: entry.bytes, stamp: stampOf(header.clock, me), ops: [], control }])
+      const result = await this.storage.commit([{ cid: entry.cid.bytes, author: me, seq: header.seq, bytes: entry.bytes, stamp: stampOf(header.clock, me), ops: [], control }])
       this.markDepsSeen(staged.tips)
+      const keysBefore = this.keyringState.openableCount()
       this.swapIn(staged)
-      this.announce('local', [entry], [])
+      this.announce('local', [entry], result)
+      if (this.keyringState.openableCount() > keysBefore) await this.openPending()
       return entry
     })
   }
@@ -257,9 +266,10 @@ export class Log extends EventEmitter<LogEvents> {
     this.keyringState = staged.keyring
   }
 
-  private announce (origin: ChangeOrigin, entries: Entry[], changes: readonly DocChange[]): void {
+  private announce (origin: ChangeOrigin, entries: Entry[], result: CommitResult): void {
     if (entries.length > 0) this.emit('entries', { origin, entries })
-    if (changes.length > 0) this.emit('change', { origin, changes, entries })
+    if (result.changes.length > 0) this.emit('change', { origin, changes: result.changes, entries })
+    if (result.yjs.length > 0) this.emit('yjs', { origin, updates: result.yjs })
   }
 
   /** Validates control ops against staged state and returns the records to persist. */
@@ -289,6 +299,22 @@ export class Log extends EventEmitter<LogEvents> {
     return records
   }
 
+  /**
+   * Opens and decodes a data entry's payload. A payload that does not open or decode although
+   * its signature and author are valid (a misbehaving member device) is kept in the log as a
+   * no-op, the same way on every device, so that it cannot stall replication.
+   */
+  private openOps (entry: Entry, keyring: Keyring): DataOp[] {
+    try {
+      return decodeDataPayload(open(keyring.key(entry.header.epoch), entry.payload, entry.headerBytes))
+    } catch (err) {
+      if (!(err instanceof DecryptionError || err instanceof MalformedError || err instanceof TooLargeError)) throw err
+      logger.warn('entry payload ignored', { entry: entry.cid.toString(), author: entry.header.author, reason: (err as Error).message })
+      this.emit('poison', { entry: entryIdOf(entry.cid), author: entry.header.author, reason: (err as Error).message })
+      return []
+    }
+  }
+
   /** Verifies one decoded entry against staged state and returns what to commit. */
   private checkEntry (entry: Entry, staged: Staged, view: LogView): CommitItem | undefined {
     if (checkEntryLinks(entry, view) === 'duplicate') return undefined
@@ -297,6 +323,7 @@ export class Log extends EventEmitter<LogEvents> {
     this.clock.checkDrift(h.clock)
     let ops: DataOp[] = []
     let control: ControlRecord[] = []
+    let pending = false
     if (h.epoch === 0) {
       control = this.prepareControl(decodeControlPayload(entry.payload), staged)
     }
@@ -304,18 +331,45 @@ export class Log extends EventEmitter<LogEvents> {
       throw new NotAMemberError(`entry ${entry.cid.toString()}: author ${h.author} is not a member of swarm ${this.identity.swarmId}`)
     }
     if (h.epoch !== 0) {
-      const key = staged.keyring.key(h.epoch)
-      let plain: Uint8Array
-      try {
-        plain = open(key, entry.payload, entry.headerBytes)
-      } catch (err) {
-        if (err instanceof DecryptionError) throw new MalformedError(`entry ${entry.cid.toString()}: payload does not open under epoch ${h.epoch}`)
-        throw err
-      }
-      ops = decodeDataPayload(plain)
+      if (staged.keyring.canOpen(h.epoch)) ops = this.openOps(entry, staged.keyring)
+      else if (staged.keyring.knows(h.epoch)) pending = true
+      else throw new UnknownEpochError(h.epoch, `entry ${entry.cid.toString()} is sealed under unknown data-key epoch ${h.epoch}`)
     }
     staged.tips.set(h.author, { seq: h.seq, cid: entry.cid })
-    return { cid: entry.cid.bytes, author: h.author, seq: h.seq, bytes: entry.bytes, stamp: stampOf(h.clock, h.author), ops, control }
+    return { cid: entry.cid.bytes, author: h.author, seq: h.seq, bytes: entry.bytes, stamp: stampOf(h.clock, h.author), ops, control, pending }
+  }
+
+  /**
+   * Materialises stored entries whose epoch key has become available (shared with this device
+   * after the entries arrived).
+   */
+  private async openPending (): Promise<void> {
+    for (let after = 0; ;) {
+      const rows = await this.storage.pendingEntries(after, 500)
+      if (rows.length === 0) return
+      const items: PendingApply[] = []
+      for (const row of rows) {
+        after = row.pos
+        const entry = decodeEntry(row.bytes)
+        if (!this.keyringState.canOpen(entry.header.epoch)) continue
+        items.push({ cid: row.cid, stamp: stampOf(entry.header.clock, entry.header.author), ops: this.openOps(entry, this.keyringState) })
+      }
+      if (items.length > 0) {
+        const result = await this.storage.applyPending(items)
+        this.announce('remote', [], result)
+      }
+    }
+  }
+
+  /** Number of stored entries whose payload this device cannot open yet. */
+  async pendingCount (): Promise<number> {
+    let n = 0
+    for (let after = 0; ;) {
+      const rows = await this.storage.pendingEntries(after, 1000)
+      if (rows.length === 0) return n
+      n += rows.length
+      after = (rows[rows.length - 1] as { pos: number }).pos
+    }
   }
 
   /**
@@ -349,9 +403,11 @@ export class Log extends EventEmitter<LogEvents> {
       }
       if (items.length === 0) return { applied: 0, duplicates: entries.length, changes: [] }
       const result = await this.storage.commit(items)
+      const keysBefore = this.keyringState.openableCount()
       this.swapIn(staged)
       for (const e of accepted) this.clock.observe(e.header.clock)
-      this.announce('remote', accepted, result.changes)
+      this.announce('remote', accepted, result)
+      if (this.keyringState.openableCount() > keysBefore) await this.openPending()
       return { applied: items.length, duplicates: entries.length - items.length, changes: result.changes }
     })
   }
@@ -368,6 +424,8 @@ export class Log extends EventEmitter<LogEvents> {
     const view: LogView = { swarm: this.identity.swarmId, tip: a => staged.tips.get(a), has: cid => seen.has(cidKey(cid)) }
     const problems: VerifyProblem[] = []
     const replay = options.rebuild === true ? SqliteProvider.open({ path: ':memory:' }) : undefined
+    // entries whose key was shared later in the log: opened once the whole log is read
+    const laterOpened: Entry[] = []
     let done = 0
     try {
       for (let after = 0; ;) {
@@ -381,6 +439,7 @@ export class Log extends EventEmitter<LogEvents> {
             const entry = decodeEntry(row.bytes, CID.decode(row.cid))
             const item = this.checkEntry(entry, staged, view)
             if (item !== undefined) items.push(item)
+            if (item?.pending === true) laterOpened.push(entry)
             seen.add(cidKey(entry.cid))
           } catch (err) {
             problems.push({ pos: row.pos, entry: safeCidString(row.cid), error: (err as Error).name, message: (err as Error).message })
@@ -388,6 +447,10 @@ export class Log extends EventEmitter<LogEvents> {
         }
         if (replay !== undefined && items.length > 0) await replay.commit(items)
         options.onProgress?.(done, total)
+      }
+      const opened = laterOpened.filter(e => staged.keyring.canOpen(e.header.epoch))
+      if (replay !== undefined && opened.length > 0) {
+        await replay.applyPending(opened.map(e => ({ cid: e.cid.bytes, stamp: stampOf(e.header.clock, e.header.author), ops: this.openOps(e, staged.keyring) })))
       }
       for (const [author, tip] of this.tips) {
         const rebuilt = staged.tips.get(author)

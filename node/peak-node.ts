@@ -16,6 +16,12 @@ import { Collection, type CollectionOptions } from './collection.js'
 import { acquireLock, dataDirPaths, ensureDataDir, type DataDirPaths, type DirLock } from './data-dir.js'
 import { DataDirError, InvalidCollectionNameError, NodeClosedError, NotInitializedError } from './errors.js'
 import { epochOp, Log, type ChangeEvent, type VerifyReport } from './log.js'
+import { Confirmations } from './confirmations.js'
+import { YDocs } from './ydocs.js'
+import { LiveQueries } from './live-query.js'
+import type * as Y from 'yjs'
+import { Replicator, type ReplicationOptions } from './replicator.js'
+import type { SwarmTransport, SyncProgress } from '../transport/index.js'
 
 /** Options of {@link PeakNode.open}. */
 export interface PeakNodeOptions {
@@ -32,6 +38,13 @@ export interface PeakNodeOptions {
   readonly create?: boolean
   /** 'normal' (default) or 'full' (fsync every commit); see the SQLite provider. */
   readonly durability?: 'normal' | 'full'
+  /**
+   * Join the swarm over libp2p (listen, bootstrap, mDNS, DHT). Without it the node is local only;
+   * `startNetwork()` can start it later.
+   */
+  readonly network?: ReplicationOptions
+  /** Other devices that must hold a write before it counts as confirmed (default 1). */
+  readonly confirmations?: number
 }
 
 /** A snapshot of a node's state. */
@@ -44,12 +57,27 @@ export interface NodeStatus {
   readonly entries: number
   readonly versionVector: Record<string, number>
   readonly collections: readonly CollectionInfo[]
+  /** Entries held whose payload this device cannot open yet (their key was not shared yet). */
+  readonly pendingEntries: number
+  /** Highest seq of this device held by enough other devices. */
+  readonly confirmedSeq: number
+  /** Present while the node is on the network. */
+  readonly network?: {
+    readonly multiaddrs: string[]
+    readonly peers: ReturnType<Replicator['peers']>
+  }
 }
 
 /** Events of a node. */
 export interface PeakNodeEvents {
   /** Documents changed, by a local write or by entries from a peer. */
   change: [ChangeEvent]
+  /** Progress of pulling a peer's entries. */
+  'sync:progress': [SyncProgress]
+  /** A device proved membership and is now a peer. */
+  'peer:connect': [{ device: string, name: string }]
+  /** A peer disconnected. */
+  'peer:disconnect': [{ device: string }]
 }
 
 function hasData (path: string): boolean {
@@ -77,6 +105,11 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   readonly paths: DataDirPaths
   private closed = false
   private readonly collectionsByName = new Map<string, Collection>()
+  private replicator: Replicator | undefined
+  private readonly ydocs: YDocs
+  private readonly live: LiveQueries
+  /** Acknowledgements of this device's writes by the others. */
+  readonly confirmations: Confirmations
 
   private constructor (
     readonly log: Log,
@@ -84,11 +117,15 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     private readonly keystore: KeystoreData,
     private readonly lock: DirLock,
     paths: DataDirPaths,
-    recoveryPhrase: string | undefined
+    recoveryPhrase: string | undefined,
+    confirmations: number
   ) {
     super()
     this.paths = paths
     this.recoveryPhrase = recoveryPhrase
+    this.confirmations = new Confirmations(confirmations)
+    this.ydocs = new YDocs(log, storage)
+    this.live = new LiveQueries(log, storage)
     log.on('change', ev => this.emit('change', ev))
   }
 
@@ -122,6 +159,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
           recoveryPublicKey: root.recoveryPublicKey,
           deviceSecretKey,
           certificate,
+          chain: [],
           createdAt: new Date().toISOString()
         }
         writeKeystore(paths.keystore, keystore)
@@ -145,7 +183,16 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
         const epoch = createEpoch({ swarm: keystore.swarmId, gen: 1, devices: [deviceId], recoveryPublicKey: created?.recoveryPublicKey ?? keystore.recoveryPublicKey })
         await log.appendControl([{ t: 'cert', cert: keystore.certificate }, epochOp(epoch.record)])
       }
-      return new PeakNode(log, storage, keystore, lock, paths, created?.phrase)
+      const node = new PeakNode(log, storage, keystore, lock, paths, created?.phrase, options.confirmations ?? 1)
+      if (options.network !== undefined) {
+        try {
+          await node.startNetwork(options.network)
+        } catch (err) {
+          await node.close()
+          throw err
+        }
+      }
+      return node
     } catch (err) {
       await storage?.close()
       lock.release()
@@ -180,10 +227,72 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     }
     let c = this.collectionsByName.get(name)
     if (c === undefined || options !== undefined) {
-      c = new Collection(name as CollectionName, { log: this.log, storage: this.storage, checkOpen: () => this.checkOpen() }, options)
+      c = new Collection(name as CollectionName, { log: this.log, storage: this.storage, checkOpen: () => this.checkOpen(), track: seq => this.confirmations.track(seq), live: this.live }, options)
       this.collectionsByName.set(name, c)
     }
     return c
+  }
+
+  /**
+   * Joins the swarm: starts the libp2p host, connects to bootstrap and known devices, and keeps
+   * the log replicated until `stopNetwork()` or `close()`.
+   */
+  async startNetwork (options: ReplicationOptions = {}): Promise<void> {
+    this.checkOpen()
+    if (this.replicator !== undefined) return
+    const r = new Replicator(this.log, this.storage, {
+      certificate: this.keystore.certificate,
+      chain: this.keystore.chain,
+      rootPublicKey: this.keystore.rootPublicKey,
+      deviceSecretKey: this.keystore.deviceSecretKey
+    }, options, this.confirmations)
+    r.on('sync:progress', ev => this.emit('sync:progress', ev))
+    r.on('peer:verified', ev => this.emit('peer:connect', ev))
+    r.on('peer:disconnected', ev => this.emit('peer:disconnect', ev))
+    try {
+      await r.start()
+    } catch (err) {
+      await r.stop()
+      throw err
+    }
+    this.replicator = r
+  }
+
+  /** Leaves the swarm (the node stays open locally). */
+  async stopNetwork (): Promise<void> {
+    const r = this.replicator
+    this.replicator = undefined
+    await r?.stop()
+  }
+
+  /** The network side, while the node is on the network. */
+  get network (): SwarmTransport | undefined {
+    return this.replicator?.network
+  }
+
+  /** Connected peers (empty when not on the network). */
+  peers (): ReturnType<Replicator['peers']> {
+    return this.replicator?.peers() ?? []
+  }
+
+  /** Devices this node has seen, with their last known addresses. */
+  knownDevices (): ReturnType<Replicator['peerBookEntries']> {
+    return this.replicator?.peerBookEntries() ?? []
+  }
+
+  /**
+   * A live Yjs document. Local edits are recorded in the log (one entry per burst of edits) and
+   * replicate like any other write; edits from other devices are applied to it as they arrive.
+   *
+   * @example
+   * ```ts
+   * const doc = await node.ydoc('meeting-notes')
+   * doc.getText('body').insert(0, 'Agenda: ')
+   * ```
+   */
+  async ydoc (id: string): Promise<Y.Doc> {
+    this.checkOpen()
+    return await this.ydocs.open(id)
   }
 
   /** Every collection with documents or indexes, with counts. */
@@ -203,7 +312,10 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       storage: { kind: this.storage.kind, location: this.storage.location },
       entries: await this.storage.entryCount(),
       versionVector: vectorToJson(this.log.versionVector()),
-      collections: await this.storage.collections()
+      collections: await this.storage.collections(),
+      pendingEntries: await this.log.pendingCount(),
+      confirmedSeq: this.confirmations.confirmedSeq(),
+      ...(this.replicator?.network !== undefined ? { network: { multiaddrs: this.replicator.network.multiaddrs(), peers: this.replicator.peers() } } : {})
     }
   }
 
@@ -220,6 +332,9 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   async close (): Promise<void> {
     if (this.closed) return
     this.closed = true
+    this.live.close()
+    await this.ydocs.close().catch(() => {})
+    await this.stopNetwork().catch(() => {})
     this.log.removeAllListeners()
     this.removeAllListeners()
     try {

@@ -31,6 +31,18 @@ export interface CommitItem {
   readonly ops: readonly DataOp[]
   /** Membership and key records it carries. */
   readonly control: readonly ControlRecord[]
+  /**
+   * True when the payload could not be opened yet (its epoch key is not on this device): the
+   * entry is stored and materialised later with {@link StorageProvider.applyPending}.
+   */
+  readonly pending?: boolean
+}
+
+/** Ops of a stored pending entry, now opened. */
+export interface PendingApply {
+  readonly cid: Uint8Array
+  readonly stamp: Stamp
+  readonly ops: readonly DataOp[]
 }
 
 /** A document whose visible state a commit changed. */
@@ -48,7 +60,7 @@ export interface CommitResult {
   /** Log positions assigned to the items, in order (an item already held gets -1). */
   readonly positions: readonly number[]
   readonly changes: readonly DocChange[]
-  /** Yjs documents that received updates, with the updates applied. */
+  /** Yjs document updates the commit stored, in order. */
   readonly yjs: ReadonlyArray<{ readonly doc: string, readonly update: Uint8Array }>
 }
 
@@ -115,6 +127,14 @@ export interface StorageProvider {
    * when nothing is left.
    */
   entriesNotIn (have: ReadonlyMap<string, number>, after: number, limits: ReadLimits): Promise<{ entries: StoredEntry[], next: number | undefined }>
+  /** Stored entries whose payload is not opened yet, in log order after position `after`. */
+  pendingEntries (after: number, limit: number): Promise<StoredEntry[]>
+  /** Materialises opened pending entries and marks them applied, in one transaction. */
+  applyPending (items: readonly PendingApply[]): Promise<CommitResult>
+  /** Stored updates of a Yjs document, oldest first. */
+  yjsUpdates (doc: string): Promise<Array<{ readonly id: number, readonly data: Uint8Array }>>
+  /** Replaces a Yjs document's updates up to `upToId` by one merged update. */
+  compactYjs (doc: string, merged: Uint8Array, upToId: number): Promise<void>
   /** Entries in log order after position `after` (for verification and export). */
   scanEntries (after: number, limit: number): Promise<StoredEntry[]>
   /** Number of entries in the log. */

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import * as dagCbor from '@ipld/dag-cbor'
+import * as Y from 'yjs'
 import {
   cidOf, createEntry, decodeDataPayload, decodeEntry, encodeControlPayload, encodeDataPayload, encodeHeader, frameEntry,
   MAX_ENTRY_BYTES, type EntryHeader
@@ -62,8 +63,12 @@ describe('crdt: entries', () => {
     await rejectsNamed(() => decodeDataPayload(payload('[]')), 'MalformedError', 'no ops')
     await rejectsNamed(() => decodeDataPayload(payload('[]', [{ d: 'doc', u: 5 }])), 'MalformedError', '"u"')
     await rejectsNamed(() => decodeDataPayload(randomBytes(50)), 'MalformedError')
-    const yjs = decodeDataPayload(encodeDataPayload([{ t: 'yjs', d: 'doc' as never, u: new Uint8Array([1, 2]) }, { t: 'del', c: 'n' as never, id: 'x' as never }]))
+    const ydoc = new Y.Doc()
+    ydoc.getText('t').insert(0, 'hello')
+    const update = Y.encodeStateAsUpdate(ydoc)
+    const yjs = decodeDataPayload(encodeDataPayload([{ t: 'yjs', d: 'doc' as never, u: update }, { t: 'del', c: 'n' as never, id: 'x' as never }]))
     assert.deepEqual(yjs.map(o => o.t), ['del', 'yjs'])
+    await rejectsNamed(() => decodeDataPayload(payload('[]', [{ d: 'doc', u: new Uint8Array([1, 2]) }])), 'MalformedError', 'Yjs')
   })
 })
 

@@ -199,7 +199,7 @@ describe('identity: epochs, certificates, keystore', () => {
     const secret = generateSecretKey()
     const device = deviceIdFromPublicKey(publicKeyOf(secret)) as DeviceId
     const certificate = issueCertificate({ swarm: root.swarmId, device, name: 'd' }, createSigner(root.rootSecretKey), true)
-    writeKeystore(path, { swarmId: root.swarmId, rootPublicKey: root.rootPublicKey, recoveryPublicKey: root.recoveryPublicKey, deviceSecretKey: secret, certificate, createdAt: 'now' })
+    writeKeystore(path, { swarmId: root.swarmId, rootPublicKey: root.rootPublicKey, recoveryPublicKey: root.recoveryPublicKey, deviceSecretKey: secret, certificate, chain: [], createdAt: 'now' })
     assert.equal(statSync(path).mode & 0o777, 0o600)
     const ks = readKeystore(path)
     assert.equal(ks.swarmId, root.swarmId)

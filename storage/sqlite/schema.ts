@@ -53,6 +53,19 @@ export const MIGRATIONS: readonly string[] = [
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
   ) WITHOUT ROWID;
+  `,
+  // v2: entries whose payload cannot be opened yet (their epoch key has not been shared with
+  // this device) are kept and materialised later; Yjs document updates
+  `
+  ALTER TABLE entries ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+  CREATE INDEX entries_pending ON entries (pos) WHERE pending = 1;
+  CREATE TABLE yjs_updates (
+    id     INTEGER PRIMARY KEY,
+    doc    TEXT NOT NULL,
+    pos    INTEGER NOT NULL,          -- entries.pos that carried it (0 for a compacted state)
+    data   BLOB NOT NULL
+  );
+  CREATE INDEX yjs_updates_doc ON yjs_updates (doc, id);
   `
 ]
 

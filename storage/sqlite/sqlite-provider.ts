@@ -12,7 +12,7 @@ import {
 import { StorageClosedError, StorageCorruptError } from '../errors.js'
 import type { FieldPath, Filter, NormalisedQuery } from '../query.js'
 import type {
-  CollectionInfo, CommitItem, CommitResult, ControlRecord, DocChange, LogHead, ReadLimits, StorageProvider, StoredDoc, StoredEntry
+  CollectionInfo, CommitItem, CommitResult, ControlRecord, DocChange, LogHead, PendingApply, ReadLimits, StorageProvider, StoredDoc, StoredEntry
 } from '../provider.js'
 import { migrate } from './schema.js'
 import { compileCount, compileFind, indexExpression } from './query-sql.js'
@@ -85,6 +85,12 @@ export class SqliteProvider implements StorageProvider {
   private readonly findCache = new Map<string, Statement>()
   private readonly s: {
     insertEntry: Statement
+    pending: Statement
+    pendingPos: Statement
+    clearPending: Statement
+    insertYjs: Statement
+    yjs: Statement
+    deleteYjs: Statement
     updateHead: Statement
     insertHead: Statement
     getDoc: Statement
@@ -102,6 +108,7 @@ export class SqliteProvider implements StorageProvider {
   }
 
   private readonly commitTx: Transaction<(items: readonly CommitItem[]) => CommitResult>
+  private readonly applyPendingTx: Transaction<(items: readonly PendingApply[]) => CommitResult>
 
   /**
    * Opens (creating if needed) a database file. Throws {@link StorageCorruptError} naming the file
@@ -137,7 +144,13 @@ export class SqliteProvider implements StorageProvider {
     // touch every table once so that a damaged schema fails here, naming the file
     db.prepare('SELECT (SELECT count(*) FROM heads), (SELECT count(*) FROM meta), (SELECT count(*) FROM control)').get()
     this.s = {
-      insertEntry: db.prepare('INSERT INTO entries (cidh, cid, author, seq, bytes) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING'),
+      insertEntry: db.prepare('INSERT INTO entries (cidh, cid, author, seq, bytes, pending) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING'),
+      pending: db.prepare('SELECT pos, cid, author, seq, bytes FROM entries WHERE pending = 1 AND pos > ? ORDER BY pos LIMIT ?'),
+      pendingPos: db.prepare('SELECT pos FROM entries WHERE cidh = ? AND cid = ? AND pending = 1'),
+      clearPending: db.prepare('UPDATE entries SET pending = 0 WHERE pos = ?'),
+      insertYjs: db.prepare('INSERT INTO yjs_updates (doc, pos, data) VALUES (?, ?, ?)'),
+      yjs: db.prepare('SELECT id, data FROM yjs_updates WHERE doc = ? ORDER BY id'),
+      deleteYjs: db.prepare('DELETE FROM yjs_updates WHERE doc = ? AND id <= ?'),
       updateHead: db.prepare('UPDATE heads SET seq = ?, cid = ? WHERE author = ? AND seq < ?'),
       insertHead: db.prepare('INSERT INTO heads (author, seq, cid) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
       getDoc: db.prepare('SELECT rid, body, meta FROM docs WHERE collection = ? AND id = ?'),
@@ -154,6 +167,7 @@ export class SqliteProvider implements StorageProvider {
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
     }
     this.commitTx = db.transaction((items: readonly CommitItem[]) => this.applyItems(items))
+    this.applyPendingTx = db.transaction((items: readonly PendingApply[]) => this.applyPendingItems(items))
   }
 
   private guard<T> (fn: () => T): T {
@@ -193,8 +207,9 @@ export class SqliteProvider implements StorageProvider {
   private applyItems (items: readonly CommitItem[]): CommitResult {
     const positions: number[] = []
     const changes: DocChange[] = []
+    const yjs: Array<{ doc: string, update: Uint8Array }> = []
     for (const item of items) {
-      const r = this.s.insertEntry.run(cidHash(item.cid), item.cid, item.author, item.seq, item.bytes)
+      const r = this.s.insertEntry.run(cidHash(item.cid), item.cid, item.author, item.seq, item.bytes, item.pending === true ? 1 : 0)
       if (r.changes === 0) {
         positions.push(-1)
         continue
@@ -202,14 +217,35 @@ export class SqliteProvider implements StorageProvider {
       const pos = Number(r.lastInsertRowid)
       positions.push(pos)
       if (this.s.updateHead.run(item.seq, item.cid, item.author, item.seq).changes === 0) this.s.insertHead.run(item.author, item.seq, item.cid)
-      for (const op of item.ops) this.applyOp(op, item.stamp, pos, changes)
+      if (item.pending !== true) for (const op of item.ops) this.applyOp(op, item.stamp, pos, changes, yjs)
       for (const rec of item.control) this.s.insertControl.run(rec.kind, rec.key, rec.bytes, pos)
     }
-    return { positions, changes, yjs: [] }
+    return { positions, changes, yjs }
   }
 
-  private applyOp (op: DataOp, stamp: Stamp, pos: number, changes: DocChange[]): void {
-    if (op.t === 'yjs') return
+  private applyPendingItems (items: readonly PendingApply[]): CommitResult {
+    const positions: number[] = []
+    const changes: DocChange[] = []
+    const yjs: Array<{ doc: string, update: Uint8Array }> = []
+    for (const item of items) {
+      const pos = this.s.pendingPos.get(cidHash(item.cid), item.cid) as { pos: number } | undefined
+      if (pos === undefined) {
+        positions.push(-1)
+        continue
+      }
+      positions.push(pos.pos)
+      for (const op of item.ops) this.applyOp(op, item.stamp, pos.pos, changes, yjs)
+      this.s.clearPending.run(pos.pos)
+    }
+    return { positions, changes, yjs }
+  }
+
+  private applyOp (op: DataOp, stamp: Stamp, pos: number, changes: DocChange[], yjs: Array<{ doc: string, update: Uint8Array }>): void {
+    if (op.t === 'yjs') {
+      this.s.insertYjs.run(op.d, pos, op.u)
+      yjs.push({ doc: op.d, update: op.u })
+      return
+    }
     const row = this.s.getDoc.get(op.c, op.id) as DocRowDb | undefined
     if (row === undefined && op.t === 'put') {
       // a new document: its state is exactly the put (every field stamped x), no merge needed
@@ -272,6 +308,25 @@ export class SqliteProvider implements StorageProvider {
       if (next === undefined && entries.length === limits.maxEntries) next = entries[entries.length - 1]?.pos
       return { entries, next }
     })
+  }
+
+  async pendingEntries (after: number, limit: number): Promise<StoredEntry[]> {
+    return this.guard(() => this.s.pending.all(after, limit) as StoredEntry[])
+  }
+
+  async applyPending (items: readonly PendingApply[]): Promise<CommitResult> {
+    return this.guard(() => this.applyPendingTx.immediate(items))
+  }
+
+  async yjsUpdates (doc: string): Promise<Array<{ id: number, data: Uint8Array }>> {
+    return this.guard(() => this.s.yjs.all(doc) as Array<{ id: number, data: Uint8Array }>)
+  }
+
+  async compactYjs (doc: string, merged: Uint8Array, upToId: number): Promise<void> {
+    this.guard(() => this.db.transaction(() => {
+      this.s.deleteYjs.run(doc, upToId)
+      this.s.insertYjs.run(doc, 0, merged)
+    }).immediate())
   }
 
   async scanEntries (after: number, limit: number): Promise<StoredEntry[]> {

@@ -1,0 +1,182 @@
+/**
+ * Wires the log to the swarm transport: implements the transport's backend over the log and
+ * storage, announces local entries, confirms writes from other devices' acknowledgements,
+ * shares data-key epochs with members that lack them, and remembers peers' addresses.
+ */
+import { EventEmitter } from 'node:events'
+import {
+  encodeCertificate, planEpochShares, shareEpoch, verifyCertificateChain, type DeviceCertificate, type DeviceId
+} from '../identity/index.js'
+import type { StorageProvider } from '../storage/index.js'
+import { SwarmTransport, type NetworkOptions, type PeerInfo, type ReplicaBackend, type SwarmEvents, type VerifiedDevice } from '../transport/index.js'
+import type { Confirmations } from './confirmations.js'
+import { epochOp, type Log } from './log.js'
+import { createLogger } from './logger.js'
+
+const logger = createLogger('replication')
+const PEERS_META = 'peers'
+const SHARE_DELAY_MS = 30
+
+/** Options of the network side of a node. */
+export type ReplicationOptions = NetworkOptions
+
+interface PeerRecord { name: string, addrs: string[], seen: number }
+
+/** Replication of one node's log with the user's other devices. */
+export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBackend {
+  readonly confirmations: Confirmations
+  private transport: SwarmTransport | undefined
+  private peerBook = new Map<string, PeerRecord>()
+  private peerBookTimer: NodeJS.Timeout | undefined
+  private shareTimer: NodeJS.Timeout | undefined
+  private readonly vectors = new Map<string, Map<string, number>>()
+  private readonly onEntries = (ev: { origin: 'local' | 'remote', entries: ReadonlyArray<{ bytes: Uint8Array, header: { epoch: number } }> }): void => {
+    if (ev.origin === 'local') this.transport?.announceEntries(ev.entries.map(e => e.bytes))
+    if (ev.entries.some(e => e.header.epoch === 0)) this.scheduleShares()
+  }
+
+  constructor (
+    private readonly log: Log,
+    private readonly storage: StorageProvider,
+    private readonly identity: { certificate: DeviceCertificate, chain: readonly DeviceCertificate[], rootPublicKey: Uint8Array, deviceSecretKey: Uint8Array },
+    private readonly options: ReplicationOptions,
+    confirmations: Confirmations
+  ) {
+    super()
+    this.confirmations = confirmations
+    log.on('entries', this.onEntries)
+  }
+
+  get swarmId (): string { return this.log.swarmId }
+  get deviceId (): string { return this.log.deviceId }
+
+  /** Starts the libp2p host and the protocols. */
+  async start (): Promise<void> {
+    const stored = await this.storage.getMeta(PEERS_META)
+    if (stored !== undefined) {
+      try {
+        this.peerBook = new Map(Object.entries(JSON.parse(stored) as Record<string, PeerRecord>))
+      } catch {
+        logger.warn('ignoring an unreadable peer list')
+      }
+    }
+    this.transport = await SwarmTransport.start({
+      backend: this,
+      deviceSecretKey: this.identity.deviceSecretKey,
+      options: this.options,
+      log: (level, m, f) => logger[level](m, f)
+    })
+    const t = this.transport
+    t.on('peer:verified', ev => this.emit('peer:verified', ev))
+    t.on('peer:disconnected', ev => this.emit('peer:disconnected', ev))
+    t.on('peer:rejected', ev => this.emit('peer:rejected', ev))
+    t.on('sync:progress', ev => this.emit('sync:progress', ev))
+    t.on('sync:done', ev => this.emit('sync:done', ev))
+    this.scheduleShares()
+  }
+
+  /** The running transport. */
+  get network (): SwarmTransport | undefined {
+    return this.transport
+  }
+
+  // --- ReplicaBackend -------------------------------------------------------------------------
+
+  certificateChain (): Uint8Array[] {
+    return [this.identity.certificate, ...this.identity.chain].map(encodeCertificate)
+  }
+
+  verifyChain (peer: string, chain: readonly Uint8Array[]): VerifiedDevice {
+    const cert = verifyCertificateChain(peer, chain, this.log.swarmId, this.identity.rootPublicKey, d => this.isRevoked(d))
+    return { device: cert.device, name: cert.name }
+  }
+
+  isMember (device: string): boolean {
+    return this.log.membership.isMember(device)
+  }
+
+  isRevoked (device: string): boolean {
+    return this.log.membership.revocationOf(device) !== undefined
+  }
+
+  versionVector (): Map<string, number> {
+    return this.log.versionVector()
+  }
+
+  async entriesNotIn (have: ReadonlyMap<string, number>, after: number, limits: { maxEntries: number, maxBytes: number }): Promise<{ entries: Uint8Array[], next: number | undefined }> {
+    const page = await this.storage.entriesNotIn(have, after, limits)
+    return { entries: page.entries.map(e => e.bytes), next: page.next }
+  }
+
+  async ingest (entries: readonly Uint8Array[]): Promise<{ applied: number, duplicates: number }> {
+    const r = await this.log.ingest(entries)
+    return { applied: r.applied, duplicates: r.duplicates }
+  }
+
+  peerVector (device: string, vector: ReadonlyMap<string, number>): void {
+    this.vectors.set(device, new Map(vector))
+    this.confirmations.observe(device, vector.get(this.log.deviceId) ?? 0)
+  }
+
+  rememberPeer (device: string, name: string, addrs: readonly string[]): void {
+    this.peerBook.set(device, { name, addrs: [...addrs], seen: Date.now() })
+    if (this.peerBookTimer === undefined) {
+      this.peerBookTimer = setTimeout(() => {
+        this.peerBookTimer = undefined
+        this.storage.setMeta(PEERS_META, JSON.stringify(Object.fromEntries(this.peerBook))).catch(err => logger.warn('could not save the peer list', { error: (err as Error).message }))
+      }, 100)
+    }
+  }
+
+  knownPeers (): Array<{ device: string, addrs: string[] }> {
+    return [...this.peerBook].map(([device, p]) => ({ device, addrs: p.addrs }))
+  }
+
+  // --- epochs ---------------------------------------------------------------------------------
+
+  private scheduleShares (): void {
+    if (this.shareTimer !== undefined) return
+    // a little jitter, so that devices that could all share the same epoch rarely do it twice
+    this.shareTimer = setTimeout(() => {
+      this.shareTimer = undefined
+      this.shareEpochs().catch(err => logger.warn('epoch sharing failed', { error: (err as Error).message }))
+    }, SHARE_DELAY_MS + Math.floor(Math.random() * SHARE_DELAY_MS))
+  }
+
+  /** Seals every epoch this device can open to the members that lack it, in one control entry. */
+  async shareEpochs (): Promise<number> {
+    const plan = planEpochShares(this.log.keyring, this.log.membership.memberIds(), this.log.deviceId as DeviceId)
+    if (plan.length === 0) return 0
+    const ops = plan.map(p => epochOp(shareEpoch(this.log.swarmId as never, p.record, p.key, p.recipients)))
+    await this.log.appendControl(ops)
+    logger.info('shared data-key epochs', { epochs: plan.length, recipients: [...new Set(plan.flatMap(p => p.recipients))].length })
+    return plan.length
+  }
+
+  // --- status ---------------------------------------------------------------------------------
+
+  /** Connected peers with what is known of their logs. */
+  peers (): Array<PeerInfo & { holds?: Record<string, number> }> {
+    return (this.transport?.peers() ?? []).map(p => {
+      const v = this.vectors.get(p.device)
+      return v === undefined ? p : { ...p, holds: Object.fromEntries(v) }
+    })
+  }
+
+  /** Devices seen before, with their last known addresses. */
+  peerBookEntries (): Array<{ device: string, name: string, addrs: string[], seen: number }> {
+    return [...this.peerBook].map(([device, p]) => ({ device, ...p }))
+  }
+
+  async stop (): Promise<void> {
+    this.log.off('entries', this.onEntries)
+    clearTimeout(this.shareTimer)
+    if (this.peerBookTimer !== undefined) {
+      clearTimeout(this.peerBookTimer)
+      this.peerBookTimer = undefined
+      await this.storage.setMeta(PEERS_META, JSON.stringify(Object.fromEntries(this.peerBook))).catch(() => {})
+    }
+    await this.transport?.stop()
+    this.transport = undefined
+  }
+}

@@ -1,0 +1,39 @@
+/**
+ * What the transport needs from the node: the contract between the wire protocols and the log.
+ * The node (composition root) implements it; transport never imports node/ or storage/.
+ */
+
+/** A member device proven by its certificate chain. */
+export interface VerifiedDevice {
+  readonly device: string
+  readonly name: string
+}
+
+/** The log and identity operations the transport calls. */
+export interface ReplicaBackend {
+  readonly swarmId: string
+  readonly deviceId: string
+  /** This device's certificate chain, encoded, own certificate first. */
+  certificateChain (): Uint8Array[]
+  /** Verifies a peer's certificate chain. Throws when `peer` is not a current member. */
+  verifyChain (peer: string, chain: readonly Uint8Array[]): VerifiedDevice
+  /** True when `device` holds a certificate in this device's log and is not revoked. */
+  isMember (device: string): boolean
+  /** True when `device` has been revoked. */
+  isRevoked (device: string): boolean
+  /** author -> highest contiguous seq held here. */
+  versionVector (): Map<string, number>
+  /**
+   * Entries a peer with vector `have` lacks, in causal order, after log position `after`,
+   * within the caps; `next` continues the listing (undefined when done).
+   */
+  entriesNotIn (have: ReadonlyMap<string, number>, after: number, limits: { maxEntries: number, maxBytes: number }): Promise<{ entries: Uint8Array[], next: number | undefined }>
+  /** Verifies and applies entries (all or nothing). Throws a typed error for invalid input. */
+  ingest (entries: readonly Uint8Array[]): Promise<{ applied: number, duplicates: number }>
+  /** A peer's version vector became known (sync, gossip heads): used for confirmations. */
+  peerVector (device: string, vector: ReadonlyMap<string, number>): void
+  /** Remembers a member's addresses and name, to reconnect after a restart. */
+  rememberPeer (device: string, name: string, addrs: readonly string[]): void
+  /** Previously seen members and their addresses. */
+  knownPeers (): Array<{ device: string, addrs: string[] }>
+}

@@ -1,0 +1,139 @@
+/**
+ * Finding the user's other devices: bootstrap addresses and devices seen before are dialed
+ * (with backoff) until connected; the kad-dht rendezvous (a key derived from the SwarmId that
+ * every device provides) finds devices beyond direct connections; mDNS finds them on the LAN.
+ */
+import { createHash } from 'node:crypto'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { PeerId } from '@libp2p/interface'
+import { CID } from 'multiformats/cid'
+import * as Digest from 'multiformats/hashes/digest'
+import type { ReplicaBackend } from './backend.js'
+import type { Host, NetworkOptions } from './host.js'
+
+const RAW = 0x55
+const REDIAL_MIN_MS = 2_000
+const REDIAL_MAX_MS = 5 * 60_000
+const RENDEZVOUS_EVERY_MS = 30_000
+const DHT_TIMEOUT_MS = 10_000
+
+/** The DHT key devices of a swarm provide and look up. */
+export function rendezvousKey (swarmId: string): CID {
+  const hash = createHash('sha256').update(`peakdb/rendezvous/v1/${swarmId}`).digest()
+  return CID.createV1(RAW, Digest.create(0x12, new Uint8Array(hash)))
+}
+
+interface Target { readonly key: string, readonly dial: () => Promise<unknown>, peer: string | undefined, next: number, backoff: number }
+
+/** Keeps this device connected to the others it knows of or can find. */
+export class Discovery {
+  private timer: NodeJS.Timeout | undefined
+  private stopped = false
+  private readonly targets = new Map<string, Target>()
+  private nextRendezvous = Date.now() + 1_000
+  private readonly onDiscovery = (evt: CustomEvent<{ id: PeerId }>): void => { this.dialPeer(evt.detail.id) }
+
+  constructor (private readonly host: Host, private readonly backend: ReplicaBackend, private readonly options: NetworkOptions, private readonly log: (m: string, f?: Record<string, unknown>) => void) {}
+
+  start (): void {
+    for (const addr of this.options.bootstrap ?? []) {
+      const ma = multiaddr(addr)
+      this.addTarget(`addr:${addr}`, ma.getComponents().find(c => c.name === 'p2p')?.value, async () => await this.host.dial(ma, { signal: AbortSignal.timeout(10_000) }))
+    }
+    for (const peer of this.backend.knownPeers()) this.watch(peer.device, peer.addrs)
+    if (this.options.mdns === true) this.host.addEventListener('peer:discovery', this.onDiscovery)
+    this.schedule(50)
+  }
+
+  /** Keeps reconnecting to a member device at these addresses. */
+  watch (device: string, addrs: readonly string[]): void {
+    if (device === this.backend.deviceId || addrs.length === 0) return
+    const list: Multiaddr[] = []
+    for (const a of addrs) {
+      try { list.push(multiaddr(a)) } catch { /* skip unparsable */ }
+    }
+    this.targets.delete(`peer:${device}`)
+    this.addTarget(`peer:${device}`, device, async () => await this.host.dial(list, { signal: AbortSignal.timeout(10_000) }))
+  }
+
+  private addTarget (key: string, peer: string | undefined, dial: () => Promise<unknown>): void {
+    if (!this.targets.has(key)) this.targets.set(key, { key, dial, peer, next: 0, backoff: REDIAL_MIN_MS })
+  }
+
+  private dialPeer (id: PeerId): void {
+    if (this.stopped || id.equals(this.host.peerId) || this.host.getConnections(id).length > 0) return
+    this.host.dial(id, { signal: AbortSignal.timeout(10_000) }).catch(err => this.log('dial of discovered peer failed', { peer: id.toString(), error: (err as Error).message }))
+  }
+
+  private schedule (ms: number): void {
+    if (this.stopped) return
+    this.timer = setTimeout(() => { void this.tick() }, ms)
+  }
+
+  private async tick (): Promise<void> {
+    const now = Date.now()
+    for (const t of this.targets.values()) {
+      if (this.stopped) return
+      if (t.peer !== undefined && this.connected(t.peer)) {
+        t.backoff = REDIAL_MIN_MS
+        continue
+      }
+      if (t.next > now) continue
+      try {
+        const conn = await t.dial() as { remotePeer?: PeerId }
+        t.backoff = REDIAL_MIN_MS
+        t.peer ??= conn.remotePeer?.toString()
+      } catch (err) {
+        t.next = now + t.backoff
+        t.backoff = Math.min(t.backoff * 2, REDIAL_MAX_MS)
+        this.log('dial failed', { target: t.key, error: (err as Error).message })
+      }
+    }
+    if (this.options.dht !== false && now >= this.nextRendezvous && !this.stopped) {
+      this.nextRendezvous = now + RENDEZVOUS_EVERY_MS
+      await this.rendezvous()
+    }
+    this.schedule(1_000)
+  }
+
+  private connected (peer: string): boolean {
+    try {
+      return this.host.getConnections(peerIdFromString(peer)).length > 0
+    } catch {
+      return false
+    }
+  }
+
+  /** Provides the swarm's rendezvous key and dials the other providers. */
+  async rendezvous (): Promise<number> {
+    if (this.host.getConnections().length === 0) return 0
+    const key = rendezvousKey(this.backend.swarmId)
+    const dht = this.host.services.dht
+    let dialed = 0
+    try {
+      for await (const _ of dht.provide(key, { signal: AbortSignal.timeout(DHT_TIMEOUT_MS) })) { /* drain */ }
+    } catch (err) {
+      this.log('rendezvous provide failed', { error: (err as Error).message })
+    }
+    try {
+      for await (const ev of dht.findProviders(key, { signal: AbortSignal.timeout(DHT_TIMEOUT_MS) })) {
+        if (ev.name !== 'PROVIDER') continue
+        for (const p of ev.providers) {
+          if (p.id.equals(this.host.peerId) || this.host.getConnections(p.id).length > 0) continue
+          dialed++
+          this.dialPeer(p.id)
+        }
+      }
+    } catch (err) {
+      this.log('rendezvous lookup failed', { error: (err as Error).message })
+    }
+    return dialed
+  }
+
+  stop (): void {
+    this.stopped = true
+    clearTimeout(this.timer)
+    this.host.removeEventListener('peer:discovery', this.onDiscovery)
+  }
+}

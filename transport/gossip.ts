@@ -1,0 +1,110 @@
+/**
+ * Log gossip on the swarm's topic: new entries travel inline (small ones, for one-hop latency),
+ * and version vectors ("heads") announce what a device holds, which doubles as the
+ * acknowledgement that confirms writes. Messages are signed by their publisher (StrictSign);
+ * only members' messages are accepted.
+ */
+import { TopicValidatorResult, type GossipsubMessage, type Message } from '@libp2p/gossipsub'
+import type { PeerId } from '@libp2p/interface'
+import type { ReplicaBackend } from './backend.js'
+import type { Host } from './host.js'
+import type { PeerGate } from './peer-gate.js'
+import { decodeMessage, encodeMessage, gossipSchema, MAX_GOSSIP_MESSAGE, MAX_INLINE_ENTRY, vectorFromPairs, vectorToPairs, type GossipMessage } from './messages.js'
+
+/** What gossip reports to its owner. */
+export interface GossipHandlers {
+  /** Entries arrived inline from `origin` (relayed by `via`). */
+  onEntries (entries: Uint8Array[], origin: string, via: PeerId): void
+  /** A device announced its version vector. */
+  onHeads (vector: Map<string, number>, origin: string, via: PeerId): void
+}
+
+/** The swarm's log topic. */
+export function logTopic (swarmId: string): string {
+  return `/peakdb/${swarmId}/log/1`
+}
+
+/** Publishes and receives log gossip. */
+export class LogGossip {
+  readonly topic: string
+  private readonly decoded = new WeakMap<Message, GossipMessage>()
+  private readonly onMessage = (evt: CustomEvent<GossipsubMessage>): void => this.receive(evt.detail)
+
+  constructor (private readonly host: Host, private readonly backend: ReplicaBackend, private readonly gate: PeerGate, private readonly handlers: GossipHandlers) {
+    this.topic = logTopic(backend.swarmId)
+  }
+
+  start (): void {
+    const pubsub = this.host.services.pubsub
+    pubsub.topicValidators.set(this.topic, (_from, msg) => this.validate(msg))
+    pubsub.addEventListener('gossipsub:message', this.onMessage)
+    pubsub.subscribe(this.topic)
+  }
+
+  stop (): void {
+    const pubsub = this.host.services.pubsub
+    pubsub.removeEventListener('gossipsub:message', this.onMessage)
+    pubsub.topicValidators.delete(this.topic)
+    try { pubsub.unsubscribe(this.topic) } catch { /* stopping */ }
+  }
+
+  private validate (msg: Message): TopicValidatorResult {
+    if (msg.type !== 'signed') return TopicValidatorResult.Reject
+    const origin = msg.from.toString()
+    if (!this.gate.isVerified(origin) && !this.backend.isMember(origin)) return TopicValidatorResult.Reject
+    if (msg.data.length > MAX_GOSSIP_MESSAGE) return TopicValidatorResult.Reject
+    try {
+      this.decoded.set(msg, decodeMessage(msg.data, gossipSchema, 'gossip'))
+      return TopicValidatorResult.Accept
+    } catch {
+      return TopicValidatorResult.Reject
+    }
+  }
+
+  private receive (detail: GossipsubMessage): void {
+    const { msg, propagationSource } = detail
+    if (msg.type !== 'signed' || msg.topic !== this.topic) return
+    const message = this.decoded.get(msg) ?? decodeMessage(msg.data, gossipSchema, 'gossip')
+    const origin = msg.from.toString()
+    if (message.t === 'entries') this.handlers.onEntries(message.e, origin, propagationSource)
+    else this.handlers.onHeads(vectorFromPairs(message.h), origin, propagationSource)
+  }
+
+  /**
+   * Announces new local entries: small ones inline (grouped up to the message cap); when any
+   * entry is too large to inline, the heads announcement tells peers to pull.
+   */
+  async publishEntries (entries: readonly Uint8Array[]): Promise<void> {
+    let group: Uint8Array[] = []
+    let size = 0
+    let tooLarge = false
+    for (const e of entries) {
+      if (e.length > MAX_INLINE_ENTRY) {
+        tooLarge = true
+        continue
+      }
+      if (size + e.length > MAX_GOSSIP_MESSAGE - 1024 && group.length > 0) {
+        await this.publish({ t: 'entries', e: group })
+        group = []
+        size = 0
+      }
+      group.push(e)
+      size += e.length
+    }
+    if (group.length > 0) await this.publish({ t: 'entries', e: group })
+    if (tooLarge) await this.publishHeads(this.backend.versionVector())
+  }
+
+  /** Announces this device's version vector. */
+  async publishHeads (vector: ReadonlyMap<string, number>): Promise<void> {
+    await this.publish({ t: 'heads', h: vectorToPairs(vector) })
+  }
+
+  private async publish (message: object): Promise<void> {
+    try {
+      await this.host.services.pubsub.publish(this.topic, encodeMessage(message))
+    } catch {
+      // no subscribed peers or stopping: sync catches up later
+    }
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * `/peakdb/hello/1.0.0`: mutual proof of membership. The dialer sends its swarm id and
+ * certificate chain; the listener checks it and answers with its own, or with an error and a
+ * hang-up. Until a peer has said hello, sync, search and gossip ignore it.
+ */
+import { lpStream } from '@libp2p/utils'
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import type { ReplicaBackend, VerifiedDevice } from './backend.js'
+import type { Host } from './host.js'
+import { decodeMessage, encodeMessage, errorSchema, helloSchema, MAX_SMALL_FRAME, ProtocolError } from './messages.js'
+import { z } from 'zod'
+
+export const HELLO_PROTOCOL = '/peakdb/hello/1.0.0'
+const TIMEOUT_MS = 10_000
+
+const helloOrError = z.union([helloSchema, errorSchema])
+
+/** The peer is not a member of this swarm (or of any swarm this node accepts). */
+export class NotAMemberPeerError extends Error {
+  static readonly code = 'ERR_NOT_A_MEMBER_PEER'
+  override readonly name = 'NotAMemberPeerError'
+  readonly code = NotAMemberPeerError.code
+}
+
+/** Runs the hello handshake on both sides. */
+export class HelloProtocol {
+  constructor (
+    private readonly host: Host,
+    private readonly backend: ReplicaBackend,
+    private readonly onVerified: (peer: PeerId, device: VerifiedDevice, connection: Connection) => void,
+    private readonly onRejected: (peer: PeerId, reason: string) => void
+  ) {}
+
+  private hello (): Uint8Array {
+    return encodeMessage({ t: 'hello', v: 1, swarm: this.backend.swarmId, chain: this.backend.certificateChain() })
+  }
+
+  private check (peer: PeerId, msg: z.infer<typeof helloSchema>): VerifiedDevice {
+    if (msg.swarm !== this.backend.swarmId) throw new NotAMemberPeerError(`peer ${peer.toString()} belongs to swarm ${msg.swarm}`)
+    try {
+      return this.backend.verifyChain(peer.toString(), msg.chain)
+    } catch (err) {
+      throw new NotAMemberPeerError(`peer ${peer.toString()} is not a member: ${(err as Error).message}`)
+    }
+  }
+
+  async start (): Promise<void> {
+    await this.host.handle(HELLO_PROTOCOL, (stream, connection) => this.respond(stream, connection), { maxInboundStreams: 4 })
+  }
+
+  private async respond (stream: Stream, connection: Connection): Promise<void> {
+    const lp = lpStream(stream, { maxDataLength: MAX_SMALL_FRAME })
+    const peer = connection.remotePeer
+    try {
+      const msg = decodeMessage((await lp.read({ signal: AbortSignal.timeout(TIMEOUT_MS) })).subarray(), helloSchema, 'hello')
+      let device: VerifiedDevice
+      try {
+        device = this.check(peer, msg)
+      } catch (err) {
+        await lp.write(encodeMessage({ t: 'error', code: 'not-member', message: 'not a member of this swarm' }))
+        await stream.close()
+        this.onRejected(peer, (err as Error).message)
+        return
+      }
+      await lp.write(this.hello())
+      await stream.close()
+      this.onVerified(peer, device, connection)
+    } catch (err) {
+      stream.abort(err as Error)
+      this.onRejected(peer, `hello failed: ${(err as Error).message}`)
+    }
+  }
+
+  /** Says hello to a connected peer; resolves with its verified identity. */
+  async initiate (connection: Connection, signal = AbortSignal.timeout(TIMEOUT_MS)): Promise<VerifiedDevice> {
+    const stream = await connection.newStream(HELLO_PROTOCOL, { signal })
+    const lp = lpStream(stream, { maxDataLength: MAX_SMALL_FRAME })
+    try {
+      await lp.write(this.hello(), { signal })
+      const msg = decodeMessage((await lp.read({ signal })).subarray(), helloOrError, 'hello reply')
+      await stream.close()
+      if (msg.t === 'error') throw new NotAMemberPeerError(`peer ${connection.remotePeer.toString()} refused: ${msg.message}`)
+      const device = this.check(connection.remotePeer, msg)
+      this.onVerified(connection.remotePeer, device, connection)
+      return device
+    } catch (err) {
+      stream.abort(err as Error)
+      if (err instanceof ProtocolError || err instanceof NotAMemberPeerError) this.onRejected(connection.remotePeer, err.message)
+      throw err
+    }
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * The libp2p host of a node: TCP, Noise, Yamux, identify, ping, a private kad-dht, gossipsub and
+ * (optionally) mDNS, with the device key as PeerId and the membership gater.
+ */
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify, type Identify } from '@libp2p/identify'
+import { ping, type Ping } from '@libp2p/ping'
+import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { mdns } from '@libp2p/mdns'
+import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { isLoopback } from '@libp2p/utils'
+import type { ConnectionGater } from '@libp2p/interface'
+import { MAX_GOSSIP_MESSAGE } from './messages.js'
+
+/** libp2p services of a PeakDB host. */
+export type HostServices = { identify: Identify, ping: Ping, dht: KadDHT, pubsub: GossipSub }
+/** A PeakDB libp2p host. */
+export type Host = Libp2p<HostServices>
+
+/** Network options of a node. */
+export interface NetworkOptions {
+  /** Listen multiaddrs (default `/ip4/127.0.0.1/tcp/0`: loopback, any port). */
+  readonly listen?: readonly string[]
+  /** Multiaddrs (with /p2p/<id>) of devices to connect to at start. */
+  readonly bootstrap?: readonly string[]
+  /** Discover devices on the LAN with mDNS (default false). */
+  readonly mdns?: boolean
+  /** Use the kad-dht rendezvous to find devices beyond direct connections (default true). */
+  readonly dht?: boolean
+}
+
+export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0']
+
+/** Creates (and starts) the libp2p host of a device. */
+export async function createHost (init: { deviceSecretKey: Uint8Array, swarmId: string, gater: ConnectionGater, options: NetworkOptions }): Promise<Host> {
+  const privateKey = await generateKeyPairFromSeed('Ed25519', init.deviceSecretKey)
+  const listen = [...(init.options.listen ?? DEFAULT_LISTEN)]
+  const loopbackOnly = listen.every(a => a.startsWith('/ip4/127.') || a.startsWith('/ip6/::1/'))
+  return await createLibp2p({
+    privateKey,
+    addresses: {
+      listen,
+      // a node listening on loopback only must not announce anything else
+      ...(loopbackOnly ? { announceFilter: (addrs) => addrs.filter(ma => isLoopback(ma)) } : {})
+    },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionGater: init.gater,
+    connectionManager: { maxConnections: 256 },
+    peerDiscovery: init.options.mdns === true ? [mdns({ serviceTag: `peakdb-${init.swarmId.slice(0, 16)}.local`, interval: 10_000 })] : [],
+    services: {
+      identify: identify(),
+      ping: ping(),
+      dht: kadDHT({
+        protocol: '/peakdb/kad/1.0.0',
+        clientMode: false,
+        peerInfoMapper: passthroughMapper,
+        allowQueryWithZeroPeers: true
+      }),
+      pubsub: gossipsub({
+        emitSelf: false,
+        allowPublishToZeroTopicPeers: true,
+        fallbackToFloodsub: false,
+        maxInboundDataLength: MAX_GOSSIP_MESSAGE + 64 * 1024
+      })
+    }
+  })
+}

@@ -1,0 +1,14 @@
+/**
+ * transport/: the libp2p host, membership gating and PeakDB's wire protocols (hello, sync,
+ * gossip) with discovery. Imports crdt/ and identity/ only; the node implements
+ * {@link ReplicaBackend}.
+ */
+export * from './backend.js'
+export * from './host.js'
+export * from './messages.js'
+export * from './peer-gate.js'
+export * from './hello-protocol.js'
+export * from './sync-protocol.js'
+export * from './gossip.js'
+export * from './discovery.js'
+export * from './swarm.js'

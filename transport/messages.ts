@@ -1,0 +1,108 @@
+/**
+ * Wire messages of PeakDB's protocols, DAG-CBOR encoded, each validated against a zod schema
+ * with caps on every array and byte string. Anything that does not decode and validate is a
+ * {@link ProtocolError}; callers drop the peer.
+ */
+import * as dagCbor from '@ipld/dag-cbor'
+import { z } from 'zod'
+import { MAX_ENTRY_BYTES, MAX_VECTOR_AUTHORS } from '../crdt/index.js'
+
+/** A peer sent bytes that are not a valid message of the protocol in use. */
+export class ProtocolError extends Error {
+  static readonly code = 'ERR_PROTOCOL'
+  override readonly name = 'ProtocolError'
+  readonly code = ProtocolError.code
+}
+
+/** Largest frame of the sync protocol: one maximal entry plus framing. */
+export const MAX_SYNC_FRAME = MAX_ENTRY_BYTES + 64 * 1024
+/** Largest frame of the small request/response protocols (hello, acks). */
+export const MAX_SMALL_FRAME = 256 * 1024
+/** Largest gossip message. */
+export const MAX_GOSSIP_MESSAGE = 1024 * 1024
+/** Entries at most this large travel inline in gossip. */
+export const MAX_INLINE_ENTRY = 64 * 1024
+/** Most certificates in a chain. */
+export const MAX_CHAIN = 16
+
+const bytes = (max: number) => z.instanceof(Uint8Array).refine(b => b.length <= max, `over ${max} bytes`)
+const deviceId = z.string().min(40).max(64)
+const vector = z.array(z.tuple([deviceId, z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)])).max(MAX_VECTOR_AUTHORS)
+
+export const helloSchema = z.object({
+  t: z.literal('hello'),
+  v: z.literal(1),
+  swarm: z.string().min(1).max(128),
+  chain: z.array(bytes(4096)).min(1).max(MAX_CHAIN)
+}).strict()
+
+export const errorSchema = z.object({
+  t: z.literal('error'),
+  code: z.string().max(64),
+  message: z.string().max(1024)
+}).strict()
+
+export const syncRequestSchema = z.object({
+  t: z.literal('req'),
+  have: vector
+}).strict()
+
+export const syncBatchSchema = z.object({
+  t: z.literal('batch'),
+  entries: z.array(bytes(MAX_ENTRY_BYTES)).min(1).max(10_000),
+  remaining: z.number().int().min(0)
+}).strict()
+
+export const syncAckSchema = z.object({
+  t: z.literal('ack'),
+  applied: z.number().int().min(0)
+}).strict()
+
+export const syncEndSchema = z.object({
+  t: z.literal('end'),
+  have: vector
+}).strict()
+
+export const gossipSchema = z.discriminatedUnion('t', [
+  z.object({ t: z.literal('entries'), e: z.array(bytes(MAX_INLINE_ENTRY)).min(1).max(1024) }).strict(),
+  z.object({ t: z.literal('heads'), h: vector }).strict()
+])
+
+export type Hello = z.infer<typeof helloSchema>
+export type SyncRequest = z.infer<typeof syncRequestSchema>
+export type SyncBatch = z.infer<typeof syncBatchSchema>
+export type SyncAck = z.infer<typeof syncAckSchema>
+export type SyncEnd = z.infer<typeof syncEndSchema>
+export type ErrorMessage = z.infer<typeof errorSchema>
+export type GossipMessage = z.infer<typeof gossipSchema>
+
+/** Encodes a message. */
+export function encodeMessage (message: object): Uint8Array {
+  return dagCbor.encode(message)
+}
+
+/** Decodes and validates a message against one or more schemas (first match wins). */
+export function decodeMessage<T> (bytes: Uint8Array, schema: z.ZodType<T>, what: string): T {
+  let value: unknown
+  try {
+    value = dagCbor.decode(bytes)
+  } catch (err) {
+    throw new ProtocolError(`${what}: not DAG-CBOR (${(err as Error).message})`)
+  }
+  const parsed = schema.safeParse(value)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    throw new ProtocolError(`${what}: ${issue === undefined ? 'invalid' : `${issue.path.join('.') || 'message'}: ${issue.message}`}`)
+  }
+  return parsed.data
+}
+
+/** Version vector in wire form. */
+export function vectorToPairs (v: ReadonlyMap<string, number>): Array<[string, number]> {
+  return [...v.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+}
+
+/** Version vector from wire form. */
+export function vectorFromPairs (pairs: ReadonlyArray<readonly [string, number]>): Map<string, number> {
+  return new Map(pairs.map(([a, s]) => [a, s]))
+}

@@ -1,0 +1,65 @@
+/**
+ * Who may talk to this node. A peer is *verified* once it proved membership with its
+ * certificate chain (hello protocol); sync, search and gossip serve verified peers only. The
+ * libp2p connection gater refuses revoked devices and peers banned for sending invalid data.
+ */
+import type { ConnectionGater, PeerId } from '@libp2p/interface'
+
+/** Verified peers and bans. */
+export class PeerGate {
+  private readonly verified = new Map<string, { name: string, at: number }>()
+  private readonly banned = new Map<string, { until: number, reason: string }>()
+
+  constructor (private readonly isRevoked: (device: string) => boolean) {}
+
+  /** Records a peer that proved membership. */
+  verify (peer: string, name: string): void {
+    this.verified.set(peer, { name, at: Date.now() })
+  }
+
+  /** Forgets a peer's verification (on disconnect). */
+  forget (peer: string): void {
+    this.verified.delete(peer)
+  }
+
+  /** True when the peer proved membership on its current connection and is not revoked since. */
+  isVerified (peer: string): boolean {
+    return this.verified.has(peer) && !this.isRevoked(peer)
+  }
+
+  /** Name the peer gave in its certificate. */
+  nameOf (peer: string): string | undefined {
+    return this.verified.get(peer)?.name
+  }
+
+  /** Refuses a peer for `ms` milliseconds. */
+  ban (peer: string, reason: string, ms = 10 * 60_000): void {
+    this.verified.delete(peer)
+    this.banned.set(peer, { until: Date.now() + ms, reason })
+  }
+
+  /** The reason a peer is banned now, if it is. */
+  banReason (peer: string): string | undefined {
+    const b = this.banned.get(peer)
+    if (b === undefined) return undefined
+    if (b.until < Date.now()) {
+      this.banned.delete(peer)
+      return undefined
+    }
+    return b.reason
+  }
+
+  private refused (peer: PeerId): boolean {
+    const id = peer.toString()
+    return this.isRevoked(id) || this.banReason(id) !== undefined
+  }
+
+  /** The libp2p connection gater: refuses revoked and banned peers at dial and after Noise. */
+  connectionGater (): ConnectionGater {
+    return {
+      denyDialPeer: (peer) => this.refused(peer),
+      denyInboundEncryptedConnection: (peer) => this.refused(peer),
+      denyOutboundEncryptedConnection: (peer) => this.refused(peer)
+    }
+  }
+}

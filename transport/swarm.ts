@@ -1,0 +1,310 @@
+/**
+ * The swarm transport: one libp2p host and the protocols that keep this device's log in step
+ * with the user's other devices. Peers prove membership (hello), then each side pulls what it
+ * lacks (sync); new entries spread by gossip; gaps, announcements and a periodic anti-entropy
+ * round trigger pulls; discovery keeps the devices connected.
+ */
+import { EventEmitter } from 'node:events'
+import type { Connection, PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { lacking } from '../crdt/index.js'
+import type { ReplicaBackend, VerifiedDevice } from './backend.js'
+import { Discovery } from './discovery.js'
+import { LogGossip } from './gossip.js'
+import { HelloProtocol } from './hello-protocol.js'
+import { createHost, type Host, type NetworkOptions } from './host.js'
+import { PeerGate } from './peer-gate.js'
+import { SyncProtocol, SyncRefusedError, type SyncProgress } from './sync-protocol.js'
+
+const VERIFY_WITHIN_MS = 10_000
+const ANTI_ENTROPY_MS = 30_000
+const HEADS_DEBOUNCE_MS = 5
+/** Errors that mean the gap is ours (pull), not the peer's fault. */
+const GAP_ERRORS = new Set(['SeqGapError', 'MissingDependencyError', 'UnknownEpochError'])
+/** Errors that mean the peer sent something invalid. */
+const HOSTILE_ERRORS = new Set(['InvalidSignatureError', 'HashMismatchError', 'MalformedError', 'TooLargeError', 'WrongSwarmError', 'NotAMemberError', 'ForkError', 'ProtocolError', 'InvalidCertificateError', 'ClockDriftError', 'SeqGapError', 'MissingDependencyError', 'UnknownEpochError'])
+
+/** A connected peer as seen by this device. */
+export interface PeerInfo {
+  readonly device: string
+  readonly name: string | undefined
+  readonly verified: boolean
+  readonly addrs: string[]
+  readonly lastSync: number | undefined
+  readonly syncing: boolean
+}
+
+/** Events of the swarm transport. */
+export interface SwarmEvents {
+  'peer:verified': [{ device: string, name: string }]
+  'peer:disconnected': [{ device: string }]
+  'peer:rejected': [{ peer: string, reason: string }]
+  'sync:progress': [SyncProgress]
+  'sync:done': [{ peer: string, received: number, applied: number }]
+}
+
+interface PullState { running: boolean, again: boolean, last: number | undefined }
+
+/** Replication over libp2p for one device. */
+export class SwarmTransport extends EventEmitter<SwarmEvents> {
+  readonly gate: PeerGate
+  private readonly hello: HelloProtocol
+  private readonly sync: SyncProtocol
+  private readonly gossip: LogGossip
+  private readonly discovery: Discovery
+  private readonly pulls = new Map<string, PullState>()
+  private readonly verifyTimers = new Map<string, NodeJS.Timeout>()
+  private headsTimer: NodeJS.Timeout | undefined
+  private antiEntropy: NodeJS.Timeout | undefined
+  private stopped = false
+
+  private readonly onConnectionOpen = (evt: CustomEvent<Connection>): void => this.connectionOpened(evt.detail)
+  private readonly onPeerDisconnect = (evt: CustomEvent<PeerId>): void => this.peerGone(evt.detail)
+
+  private constructor (readonly host: Host, private readonly backend: ReplicaBackend, gate: PeerGate, options: NetworkOptions, private readonly log: (level: 'debug' | 'info' | 'warn', m: string, f?: Record<string, unknown>) => void) {
+    super()
+    this.gate = gate
+    this.hello = new HelloProtocol(host, backend, (peer, device, connection) => this.verified(peer, device, connection), (peer, reason) => this.reject(peer, reason))
+    this.sync = new SyncProtocol(host, backend, gate)
+    this.sync.on('progress', p => this.emit('sync:progress', p))
+    this.gossip = new LogGossip(host, backend, gate, {
+      onEntries: (entries, origin, via) => { void this.gossipEntries(entries, origin, via) },
+      onHeads: (vector, origin, via) => this.gossipHeads(vector, origin, via)
+    })
+    this.discovery = new Discovery(host, backend, options, (m, f) => log('debug', m, f))
+  }
+
+  /** Creates the host, registers the protocols and starts connecting. */
+  static async start (init: { backend: ReplicaBackend, deviceSecretKey: Uint8Array, options: NetworkOptions, log: (level: 'debug' | 'info' | 'warn', m: string, f?: Record<string, unknown>) => void }): Promise<SwarmTransport> {
+    const gate = new PeerGate(device => init.backend.isRevoked(device))
+    const host = await createHost({ deviceSecretKey: init.deviceSecretKey, swarmId: init.backend.swarmId, gater: gate.connectionGater(), options: init.options })
+    const t = new SwarmTransport(host, init.backend, gate, init.options, init.log)
+    try {
+      await t.hello.start()
+      await t.sync.start()
+      t.gossip.start()
+      host.addEventListener('connection:open', t.onConnectionOpen)
+      host.addEventListener('peer:disconnect', t.onPeerDisconnect)
+      t.discovery.start()
+      t.scheduleAntiEntropy()
+    } catch (err) {
+      await host.stop()
+      throw err
+    }
+    return t
+  }
+
+  /** Listening addresses, with /p2p/<deviceId>. */
+  multiaddrs (): string[] {
+    return this.host.getMultiaddrs().map(a => a.toString())
+  }
+
+  /** Connected peers. */
+  peers (): PeerInfo[] {
+    const out: PeerInfo[] = []
+    for (const peer of this.host.getPeers()) {
+      const id = peer.toString()
+      const pull = this.pulls.get(id)
+      out.push({
+        device: id,
+        name: this.gate.nameOf(id),
+        verified: this.gate.isVerified(id),
+        addrs: this.host.getConnections(peer).map(c => c.remoteAddr.toString()),
+        lastSync: pull?.last,
+        syncing: pull?.running === true
+      })
+    }
+    return out
+  }
+
+  /** Dials a multiaddr (with /p2p/<id>) and waits until the peer proved membership. */
+  async dial (addr: string, options: { signal?: AbortSignal } = {}): Promise<VerifiedDevice> {
+    const signal = options.signal ?? AbortSignal.timeout(15_000)
+    const connection = await this.host.dial(multiaddr(addr), { signal })
+    return await this.hello.initiate(connection, signal)
+  }
+
+  private connectionOpened (connection: Connection): void {
+    const peer = connection.remotePeer
+    const id = peer.toString()
+    if (connection.direction === 'outbound') {
+      this.hello.initiate(connection).catch(err => this.log('debug', 'hello failed', { peer: id, error: (err as Error).message }))
+    } else if (!this.gate.isVerified(id) && !this.verifyTimers.has(id)) {
+      // an inbound peer that never says hello is not one of ours
+      this.verifyTimers.set(id, setTimeout(() => {
+        this.verifyTimers.delete(id)
+        if (!this.gate.isVerified(id)) this.reject(peer, 'no hello within 10 s')
+      }, VERIFY_WITHIN_MS))
+    }
+  }
+
+  private verified (peer: PeerId, device: VerifiedDevice, connection: Connection): void {
+    const id = peer.toString()
+    const fresh = !this.gate.isVerified(id)
+    this.gate.verify(id, device.name)
+    clearTimeout(this.verifyTimers.get(id))
+    this.verifyTimers.delete(id)
+    if (!fresh) return
+    const addrs = connection.direction === 'outbound' ? [connection.remoteAddr.toString()] : []
+    void this.host.peerStore.get(peer).then(p => {
+      const all = [...new Set([...addrs, ...p.addresses.map(a => a.multiaddr.toString())])]
+      this.backend.rememberPeer(id, device.name, all)
+      this.discovery.watch(id, all)
+    }).catch(() => { if (addrs.length > 0) this.backend.rememberPeer(id, device.name, addrs) })
+    this.log('info', 'peer verified', { peer: id, name: device.name })
+    this.emit('peer:verified', { device: id, name: device.name })
+    this.requestPull(peer)
+  }
+
+  private reject (peer: PeerId, reason: string): void {
+    const id = peer.toString()
+    this.log('warn', 'peer rejected', { peer: id, reason })
+    this.gate.ban(id, reason)
+    this.emit('peer:rejected', { peer: id, reason })
+    this.host.hangUp(peer).catch(() => {})
+  }
+
+  private peerGone (peer: PeerId): void {
+    const id = peer.toString()
+    clearTimeout(this.verifyTimers.get(id))
+    this.verifyTimers.delete(id)
+    this.gate.forget(id)
+    this.emit('peer:disconnected', { device: id })
+  }
+
+  /** Pulls from a verified peer now (or again after the running pull). */
+  requestPull (peer: PeerId): void {
+    if (this.stopped) return
+    const id = peer.toString()
+    let state = this.pulls.get(id)
+    if (state === undefined) this.pulls.set(id, state = { running: false, again: false, last: undefined })
+    if (state.running) {
+      state.again = true
+      return
+    }
+    state.running = true
+    void this.runPulls(peer, state)
+  }
+
+  private async runPulls (peer: PeerId, state: PullState): Promise<void> {
+    const id = peer.toString()
+    try {
+      for (let refused = 0; !this.stopped;) {
+        state.again = false
+        try {
+          const r = await this.sync.pull(peer)
+          state.last = Date.now()
+          if (r.received > 0) {
+            this.emit('sync:done', { peer: id, received: r.received, applied: r.applied })
+            this.scheduleHeads()
+          }
+        } catch (err) {
+          const e = err as Error
+          if (e instanceof SyncRefusedError && refused++ < 5) {
+            // the peer has not finished verifying us yet
+            await new Promise(resolve => setTimeout(resolve, 200))
+            state.again = true
+          } else if (HOSTILE_ERRORS.has(e.name)) {
+            this.reject(peer, `sent invalid entries: ${e.name}: ${e.message}`)
+            return
+          } else {
+            this.log('debug', 'pull failed', { peer: id, error: `${e.name}: ${e.message}` })
+          }
+        }
+        if (!state.again) break
+      }
+    } finally {
+      state.running = false
+    }
+  }
+
+  /** Pulls from every verified peer and waits for the pulls to finish. */
+  async syncNow (): Promise<Array<{ device: string, ok: boolean, error?: string }>> {
+    const peers = this.host.getPeers().filter(p => this.gate.isVerified(p.toString()))
+    return await Promise.all(peers.map(async peer => {
+      try {
+        const r = await this.sync.pull(peer)
+        if (r.received > 0) this.scheduleHeads()
+        return { device: peer.toString(), ok: true }
+      } catch (err) {
+        return { device: peer.toString(), ok: false, error: (err as Error).message }
+      }
+    }))
+  }
+
+  private async gossipEntries (entries: Uint8Array[], origin: string, via: PeerId): Promise<void> {
+    try {
+      const r = await this.backend.ingest(entries)
+      if (r.applied > 0) this.scheduleHeads()
+    } catch (err) {
+      const e = err as Error
+      if (GAP_ERRORS.has(e.name)) {
+        this.pullFrom(origin, via)
+      } else if (HOSTILE_ERRORS.has(e.name)) {
+        this.log('warn', 'gossiped entries rejected', { origin, via: via.toString(), error: `${e.name}: ${e.message}` })
+        this.reject(peerIdFromString(origin), `gossiped invalid entries: ${e.name}`)
+      } else {
+        this.log('warn', 'gossiped entries not applied', { origin, error: `${e.name}: ${e.message}` })
+      }
+    }
+  }
+
+  private gossipHeads (vector: Map<string, number>, origin: string, via: PeerId): void {
+    this.backend.peerVector(origin, vector)
+    if (lacking(vector, this.backend.versionVector()).length > 0) this.pullFrom(origin, via)
+  }
+
+  /** Pulls from the origin when directly connected and verified, else from the relaying peer. */
+  private pullFrom (origin: string, via: PeerId): void {
+    if (this.gate.isVerified(origin)) this.requestPull(peerIdFromString(origin))
+    else if (this.gate.isVerified(via.toString())) this.requestPull(via)
+  }
+
+  /** Announces new local entries. */
+  announceEntries (entries: readonly Uint8Array[]): void {
+    void this.gossip.publishEntries(entries)
+  }
+
+  /** Announces this device's version vector soon (coalescing bursts). */
+  scheduleHeads (): void {
+    if (this.headsTimer !== undefined || this.stopped) return
+    this.headsTimer = setTimeout(() => {
+      this.headsTimer = undefined
+      void this.gossip.publishHeads(this.backend.versionVector())
+    }, HEADS_DEBOUNCE_MS)
+  }
+
+  private scheduleAntiEntropy (): void {
+    this.antiEntropy = setTimeout(() => {
+      for (const peer of this.host.getPeers()) if (this.gate.isVerified(peer.toString())) this.requestPull(peer)
+      void this.gossip.publishHeads(this.backend.versionVector())
+      if (!this.stopped) this.scheduleAntiEntropy()
+    }, ANTI_ENTROPY_MS)
+  }
+
+  /** Looks up the DHT rendezvous once now; resolves with how many new peers were dialed. */
+  async rendezvous (): Promise<number> {
+    return await this.discovery.rendezvous()
+  }
+
+  /** Hangs up on a device. */
+  async hangUp (device: string): Promise<void> {
+    await this.host.hangUp(peerIdFromString(device))
+  }
+
+  /** Stops discovery, protocols and the host. */
+  async stop (): Promise<void> {
+    if (this.stopped) return
+    this.stopped = true
+    clearTimeout(this.headsTimer)
+    clearTimeout(this.antiEntropy)
+    for (const t of this.verifyTimers.values()) clearTimeout(t)
+    this.verifyTimers.clear()
+    this.discovery.stop()
+    this.gossip.stop()
+    this.host.removeEventListener('connection:open', this.onConnectionOpen)
+    this.host.removeEventListener('peer:disconnect', this.onPeerDisconnect)
+    await this.host.stop()
+  }
+}
