@@ -251,11 +251,11 @@ export class Collection {
   watch (query: FindQuery = {}, listener?: (ev: LiveEvent) => void): Unsubscribe | LiveQuery {
     this.ctx.checkOpen()
     if (listener !== undefined) return this.ctx.live.watch(this.name, query, listener)
-    let iterator: LiveQuery | undefined
     const buffered: LiveEvent[] = []
-    const stop = this.ctx.live.watch(this.name, query, ev => { if (iterator === undefined) buffered.push(ev); else iterator.push(ev) })
-    iterator = new LiveQuery(stop)
+    let deliver = (ev: LiveEvent): void => { buffered.push(ev) }
+    const iterator = new LiveQuery(this.ctx.live.watch(this.name, query, ev => deliver(ev)))
     for (const ev of buffered) iterator.push(ev)
+    deliver = ev => iterator.push(ev)
     return iterator
   }
 
