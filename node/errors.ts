@@ -69,6 +69,13 @@ export class NotInitializedError extends Error {
   readonly code = NotInitializedError.code
 }
 
+/** The operation needs the network, and the node is not on it. */
+export class NotOnNetworkError extends Error {
+  static readonly code = 'ERR_NOT_ON_NETWORK'
+  override readonly name = 'NotOnNetworkError'
+  readonly code = NotOnNetworkError.code
+}
+
 /** The operation was aborted through its signal. */
 export class AbortError extends Error {
   static readonly code = 'ABORT_ERR'

@@ -14,7 +14,7 @@ import { isCollectionName, vectorToJson, type CollectionName } from '../crdt/ind
 import { SqliteProvider, type CollectionInfo, type StorageProvider } from '../storage/index.js'
 import { Collection, type CollectionOptions } from './collection.js'
 import { acquireLock, dataDirPaths, ensureDataDir, type DataDirPaths, type DirLock } from './data-dir.js'
-import { DataDirError, InvalidCollectionNameError, NodeClosedError, NotInitializedError } from './errors.js'
+import { DataDirError, InvalidCollectionNameError, NodeClosedError, NotInitializedError, NotOnNetworkError } from './errors.js'
 import { epochOp, Log, type ChangeEvent, type VerifyReport } from './log.js'
 import { Confirmations } from './confirmations.js'
 import { YDocs } from './ydocs.js'
@@ -65,6 +65,8 @@ export interface NodeStatus {
   readonly network?: {
     readonly multiaddrs: string[]
     readonly peers: ReturnType<Replicator['peers']>
+    /** Pulls in progress. */
+    readonly syncing: ReturnType<Replicator['syncState']>
   }
 }
 
@@ -275,6 +277,25 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     return this.replicator?.peers() ?? []
   }
 
+  /**
+   * Pulls from every connected member now and waits for the pulls to finish. Throws
+   * {@link NotOnNetworkError} when the node is not on the network.
+   */
+  async syncNow (): Promise<Array<{ device: string, ok: boolean, error?: string }>> {
+    this.checkOpen()
+    const t = this.replicator?.network
+    if (t === undefined) throw new NotOnNetworkError('the node is not on the network (start it with `network` options or startNetwork())')
+    return await t.syncNow()
+  }
+
+  /** Connects to a device by multiaddr (with /p2p/<id>) and waits until it proved membership. */
+  async connect (addr: string, options: { signal?: AbortSignal } = {}): Promise<{ device: string, name: string }> {
+    this.checkOpen()
+    const t = this.replicator?.network
+    if (t === undefined) throw new NotOnNetworkError('the node is not on the network (start it with `network` options or startNetwork())')
+    return await t.dial(addr, options)
+  }
+
   /** Devices this node has seen, with their last known addresses. */
   knownDevices (): ReturnType<Replicator['peerBookEntries']> {
     return this.replicator?.peerBookEntries() ?? []
@@ -315,7 +336,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       collections: await this.storage.collections(),
       pendingEntries: await this.log.pendingCount(),
       confirmedSeq: this.confirmations.confirmedSeq(),
-      ...(this.replicator?.network !== undefined ? { network: { multiaddrs: this.replicator.network.multiaddrs(), peers: this.replicator.peers() } } : {})
+      ...(this.replicator?.network !== undefined ? { network: { multiaddrs: this.replicator.network.multiaddrs(), peers: this.replicator.peers(), syncing: this.replicator.syncState() } } : {})
     }
   }
 

@@ -30,6 +30,7 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
   private peerBookTimer: NodeJS.Timeout | undefined
   private shareTimer: NodeJS.Timeout | undefined
   private readonly vectors = new Map<string, Map<string, number>>()
+  private readonly progress = new Map<string, { received: number, total: number, at: number }>()
   private readonly onEntries = (ev: { origin: 'local' | 'remote', entries: ReadonlyArray<{ bytes: Uint8Array, header: { epoch: number } }> }): void => {
     if (ev.origin === 'local') this.transport?.announceEntries(ev.entries.map(e => e.bytes))
     if (ev.entries.some(e => e.header.epoch === 0)) this.scheduleShares()
@@ -70,7 +71,11 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
     t.on('peer:verified', ev => this.emit('peer:verified', ev))
     t.on('peer:disconnected', ev => this.emit('peer:disconnected', ev))
     t.on('peer:rejected', ev => this.emit('peer:rejected', ev))
-    t.on('sync:progress', ev => this.emit('sync:progress', ev))
+    t.on('sync:progress', ev => {
+      if (ev.done) this.progress.delete(ev.peer)
+      else this.progress.set(ev.peer, { received: ev.received, total: ev.total, at: Date.now() })
+      this.emit('sync:progress', ev)
+    })
     t.on('sync:done', ev => this.emit('sync:done', ev))
     this.scheduleShares()
   }
@@ -161,6 +166,12 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
       const v = this.vectors.get(p.device)
       return v === undefined ? p : { ...p, holds: Object.fromEntries(v) }
     })
+  }
+
+  /** Pulls in progress: entries received so far and expected, per peer. */
+  syncState (): Array<{ peer: string, received: number, total: number }> {
+    const now = Date.now()
+    return [...this.progress].filter(([, p]) => now - p.at < 60_000).map(([peer, p]) => ({ peer, received: p.received, total: p.total }))
   }
 
   /** Devices seen before, with their last known addresses. */

@@ -31,6 +31,8 @@ export interface NetworkOptions {
   readonly mdns?: boolean
   /** Use the kad-dht rendezvous to find devices beyond direct connections (default true). */
   readonly dht?: boolean
+  /** How long an inbound peer has to prove membership before it is dropped (default 10 s). */
+  readonly helloTimeoutMs?: number
 }
 
 export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0']

@@ -23,7 +23,7 @@ const HEADS_DEBOUNCE_MS = 5
 /** Errors that mean the gap is ours (pull), not the peer's fault. */
 const GAP_ERRORS = new Set(['SeqGapError', 'MissingDependencyError', 'UnknownEpochError'])
 /** Errors that mean the peer sent something invalid. */
-const HOSTILE_ERRORS = new Set(['InvalidSignatureError', 'HashMismatchError', 'MalformedError', 'TooLargeError', 'WrongSwarmError', 'NotAMemberError', 'ForkError', 'ProtocolError', 'InvalidCertificateError', 'ClockDriftError', 'SeqGapError', 'MissingDependencyError', 'UnknownEpochError'])
+const HOSTILE_ERRORS = new Set(['InvalidDataLengthError', 'InvalidDataLengthLengthError', 'InvalidMessageLengthError', 'InvalidSignatureError', 'HashMismatchError', 'MalformedError', 'TooLargeError', 'WrongSwarmError', 'NotAMemberError', 'ForkError', 'ProtocolError', 'InvalidCertificateError', 'ClockDriftError', 'SeqGapError', 'MissingDependencyError', 'UnknownEpochError'])
 
 /** A connected peer as seen by this device. */
 export interface PeerInfo {
@@ -62,7 +62,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   private readonly onConnectionOpen = (evt: CustomEvent<Connection>): void => this.connectionOpened(evt.detail)
   private readonly onPeerDisconnect = (evt: CustomEvent<PeerId>): void => this.peerGone(evt.detail)
 
-  private constructor (readonly host: Host, private readonly backend: ReplicaBackend, gate: PeerGate, options: NetworkOptions, private readonly log: (level: 'debug' | 'info' | 'warn', m: string, f?: Record<string, unknown>) => void) {
+  private constructor (readonly host: Host, private readonly backend: ReplicaBackend, gate: PeerGate, private readonly options: NetworkOptions, private readonly log: (level: 'debug' | 'info' | 'warn', m: string, f?: Record<string, unknown>) => void) {
     super()
     this.gate = gate
     this.hello = new HelloProtocol(host, backend, (peer, device, connection) => this.verified(peer, device, connection), (peer, reason) => this.reject(peer, reason))
@@ -134,8 +134,8 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
       // an inbound peer that never says hello is not one of ours
       this.verifyTimers.set(id, setTimeout(() => {
         this.verifyTimers.delete(id)
-        if (!this.gate.isVerified(id)) this.reject(peer, 'no hello within 10 s')
-      }, VERIFY_WITHIN_MS))
+        if (!this.gate.isVerified(id)) this.reject(peer, 'no hello in time')
+      }, this.options.helloTimeoutMs ?? VERIFY_WITHIN_MS))
     }
   }
 

@@ -1,17 +1,88 @@
 /**
  * `peakdb start`: run the node in the foreground with its local API until SIGINT/SIGTERM.
  */
+import { join } from 'node:path'
+import cliProgress from 'cli-progress'
 import { PeakNode } from '../peak-node.js'
 import { ApiServer } from '../daemon/api-server.js'
+import { dataDirPaths } from '../data-dir.js'
 import { createLogger } from '../logger.js'
+import type { SyncProgress } from '../../transport/index.js'
 import { emit, table } from './output.js'
 import { phraseBanner } from './init-command.js'
+import { readConfig } from './config.js'
 
 const log = createLogger('daemon')
 
+/** Options of `peakdb start` (flags; each overrides the config file). */
+export interface DaemonOptions {
+  dir: string
+  json: boolean
+  apiPort?: number
+  name?: string
+  listen?: string[]
+  bootstrap?: string[]
+  mdns?: boolean
+  dht?: boolean
+  confirmations?: number
+  config?: string
+}
+
+/** Shows pulls of large logs: a bar on a terminal, a log line per quarter otherwise. */
+function progressReporter (json: boolean): (p: SyncProgress) => void {
+  const bars = new Map<string, cliProgress.SingleBar>()
+  const logged = new Map<string, number>()
+  return (p) => {
+    if (p.total < 200 && !bars.has(p.peer)) return
+    if (!json && process.stderr.isTTY === true) {
+      let bar = bars.get(p.peer)
+      if (bar === undefined && !p.done) {
+        bar = new cliProgress.SingleBar({ stream: process.stderr, format: `sync ${p.peer.slice(-8)} [{bar}] {value}/{total} entries {eta_formatted}`, hideCursor: true, clearOnComplete: false }, cliProgress.Presets.shades_classic)
+        bar.start(p.total, p.received)
+        bars.set(p.peer, bar)
+      } else if (bar !== undefined) {
+        bar.setTotal(Math.max(p.total, p.received))
+        bar.update(p.received)
+        if (p.done) {
+          bar.stop()
+          bars.delete(p.peer)
+        }
+      }
+      return
+    }
+    const quarter = p.done ? 4 : Math.floor((p.received / Math.max(1, p.total)) * 4)
+    if (quarter > (logged.get(p.peer) ?? -1)) {
+      logged.set(p.peer, quarter)
+      log.info('sync progress', { peer: p.peer, received: p.received, total: p.total })
+    }
+    if (p.done) logged.delete(p.peer)
+  }
+}
+
 /** Runs the daemon; resolves after a clean stop. */
-export async function runDaemon (o: { dir: string, json: boolean, apiPort?: number, name?: string }): Promise<void> {
-  const node = await PeakNode.open({ dir: o.dir, ...(o.name !== undefined ? { deviceName: o.name } : {}) })
+export async function runDaemon (o: DaemonOptions): Promise<void> {
+  const paths = dataDirPaths(o.dir)
+  const config = readConfig(o.config ?? join(paths.dir, 'config.json'), o.config !== undefined)
+  const name = o.name ?? config.deviceName
+  const dht = o.dht ?? config.dht
+  const mdns = o.mdns ?? config.mdns
+  const network = {
+    listen: o.listen ?? config.listen ?? ['/ip4/127.0.0.1/tcp/0'],
+    bootstrap: [...(config.bootstrap ?? []), ...(o.bootstrap ?? [])],
+    ...(dht !== undefined ? { dht } : {}),
+    ...(mdns !== undefined ? { mdns } : {})
+  }
+  const apiPort = o.apiPort ?? config.apiPort
+  const confirmations = o.confirmations ?? config.confirmations
+  const node = await PeakNode.open({
+    dir: o.dir,
+    network,
+    ...(name !== undefined ? { deviceName: name } : {}),
+    ...(confirmations !== undefined ? { confirmations } : {})
+  })
+  node.on('sync:progress', progressReporter(o.json))
+  node.on('peer:connect', ev => log.info('device connected', { device: ev.device, name: ev.name }))
+  node.on('peer:disconnect', ev => log.info('device disconnected', { device: ev.device }))
   const startedAt = Date.now()
   let stopping: Promise<void> | undefined
   let resolveStopped!: () => void
@@ -36,7 +107,7 @@ export async function runDaemon (o: { dir: string, json: boolean, apiPort?: numb
     daemon: (): Record<string, unknown> => ({ pid: process.pid, api: api.url, uptimeMs: Date.now() - startedAt })
   }, {
     infoPath: node.paths.api,
-    ...(o.apiPort !== undefined ? { port: o.apiPort } : {}),
+    ...(apiPort !== undefined ? { port: apiPort } : {}),
     onShutdown: () => { void stop('stop requested') }
   })
   let info
@@ -57,9 +128,13 @@ export async function runDaemon (o: { dir: string, json: boolean, apiPort?: numb
   process.on('SIGTERM', onSignal)
 
   if (node.recoveryPhrase !== undefined && !o.json) process.stdout.write(phraseBanner(node.recoveryPhrase) + '\n')
-  emit(o.json, { event: 'started', deviceId: node.deviceId, swarmId: node.swarmId, dir: node.dir, api: info.url, pid: process.pid, ...(node.recoveryPhrase !== undefined ? { recoveryPhrase: node.recoveryPhrase } : {}) }, () => [
+  const multiaddrs = node.network?.multiaddrs() ?? []
+  emit(o.json, { event: 'started', deviceId: node.deviceId, swarmId: node.swarmId, deviceName: node.deviceName, dir: node.dir, api: info.url, pid: process.pid, multiaddrs, ...(node.recoveryPhrase !== undefined ? { recoveryPhrase: node.recoveryPhrase } : {}) }, () => [
     'PeakDB node running',
     table([['DeviceId', node.deviceId], ['SwarmId', node.swarmId], ['Device name', node.deviceName], ['Data dir', node.dir], ['Local API', info.url]]),
+    'Listening on:',
+    ...multiaddrs.map(a => `  ${a}`),
+    'Other devices of this swarm can join with: peakdb start --bootstrap <one of the addresses above>',
     'Press Ctrl+C to stop.'
   ].join('\n'))
 

@@ -100,10 +100,48 @@ Examples:
 
   program.command('start')
     .description('run the node in the foreground until SIGINT/SIGTERM (creates an identity on first run)')
+    .option('--listen <multiaddr...>', 'addresses to listen on (default: /ip4/127.0.0.1/tcp/0; e.g. /ip4/0.0.0.0/tcp/4011 for the LAN)')
+    .option('--bootstrap <multiaddr...>', 'devices to connect to, as /ip4/<ip>/tcp/<port>/p2p/<DeviceId>')
+    .option('--mdns', 'find devices on the LAN with mDNS')
+    .option('--no-mdns', 'do not use mDNS (default)')
+    .option('--dht', 'find devices through the DHT rendezvous (default)')
+    .option('--no-dht', 'do not use the DHT')
+    .option('--confirmations <n>', 'other devices that must hold a write to confirm it (default 1)', intOption('--confirmations'))
+    .option('--config <path>', 'configuration file (default: <dir>/config.json when present)')
     .option('--api-port <port>', 'port of the local API on 127.0.0.1 (default: any free port)', intOption('--api-port'))
     .option('--name <name>', 'device name, when a new identity is created')
-    .action(async (opts: { apiPort?: number, name?: string }, cmd: Command) => {
+    .action(async (opts: Omit<Parameters<typeof runDaemon>[0], 'dir' | 'json'>, cmd: Command) => {
       await runDaemon({ ...globals(cmd), ...opts })
+    })
+
+  program.command('peers')
+    .description('list connected devices and devices seen before (needs a running daemon for live data)')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const g = globals(cmd)
+      const r = await invoke(g.dir, 'peers', {}) as { online: boolean, connected: Array<{ device: string, name?: string, verified: boolean, addrs: string[], lastSync?: number, syncing: boolean }>, known: Array<{ device: string, name: string, addrs: string[], seen: number }> }
+      emit(g.json, r, () => {
+        if (!r.online) return `not on the network (no daemon runs on ${g.dir}); devices seen before: ${r.known.length}`
+        const lines = r.connected.map(p => `${p.device}  ${p.name ?? '?'}  ${p.verified ? 'member' : 'unverified'}  ${p.syncing ? 'syncing' : p.lastSync !== undefined ? `synced ${new Date(p.lastSync).toISOString()}` : ''}  ${p.addrs.join(' ')}`)
+        return lines.length === 0 ? '(no connected devices)' : lines.join('\n')
+      })
+    })
+
+  program.command('connect')
+    .description('connect the running daemon to a device by multiaddr (/ip4/<ip>/tcp/<port>/p2p/<DeviceId>)')
+    .argument('<multiaddr>', 'address of the device')
+    .action(async (addr: string, _opts: unknown, cmd: Command) => {
+      const g = globals(cmd)
+      const r = await invoke(g.dir, 'connect', { addr }) as { device: string, name: string }
+      emit(g.json, r, () => `connected to ${r.name} (${r.device})`)
+    })
+
+  program.command('sync')
+    .description('pull from every connected device now and wait until done (needs a running daemon)')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const g = globals(cmd)
+      const r = await invoke(g.dir, 'sync', {}) as { peers: Array<{ device: string, ok: boolean, error?: string }>, status: { entries: number } }
+      emit(g.json, r, () => r.peers.length === 0 ? 'no connected devices to sync with' : [...r.peers.map(p => `${p.device}: ${p.ok ? 'in sync' : `failed: ${p.error ?? '?'}`}`), `${r.status.entries} entries held`].join('\n'))
+      if (r.peers.some(p => !p.ok)) process.exitCode = EXIT.error
     })
 
   program.command('stop')
@@ -123,16 +161,31 @@ Examples:
     .description('show this device, its swarm, the log and collections (and the daemon, if running)')
     .action(async (_opts: unknown, cmd: Command) => {
       const g = globals(cmd)
-      const s = await invoke(g.dir, 'status', {}) as Record<string, unknown> & { collections: Array<{ name: string, count: number }> }
-      emit(g.json, s, () => table([
-        ['DeviceId', s.deviceId],
-        ['SwarmId', s.swarmId],
-        ['Device name', s.deviceName],
-        ['Data dir', s.dir],
-        ['Daemon', s.running === true ? `running (pid ${String(s.pid)}, API ${String(s.api)})` : 'not running'],
-        ['Entries', s.entries],
-        ['Collections', s.collections.length === 0 ? '(none)' : s.collections.map(c => `${c.name} (${c.count})`).join(', ')]
-      ]))
+      const s = await invoke(g.dir, 'status', {}) as Record<string, unknown> & {
+        collections: Array<{ name: string, count: number }>
+        versionVector: Record<string, number>
+        pendingEntries: number
+        network?: { multiaddrs: string[], peers: Array<{ device: string, name?: string, verified: boolean, syncing: boolean }>, syncing: Array<{ peer: string, received: number, total: number }> }
+      }
+      emit(g.json, s, () => {
+        const rows: Array<[string, unknown]> = [
+          ['DeviceId', s.deviceId],
+          ['SwarmId', s.swarmId],
+          ['Device name', s.deviceName],
+          ['Data dir', s.dir],
+          ['Daemon', s.running === true ? `running (pid ${String(s.pid)}, API ${String(s.api)})` : 'not running'],
+          ['Entries', s.entries],
+          ['Version vector', Object.entries(s.versionVector).map(([a, n]) => `${a.slice(-8)}:${n}`).join(' ')],
+          ['Collections', s.collections.length === 0 ? '(none)' : s.collections.map(c => `${c.name} (${c.count})`).join(', ')]
+        ]
+        if (s.pendingEntries > 0) rows.push(['Waiting for keys', `${s.pendingEntries} entries`])
+        if (s.network !== undefined) {
+          rows.push(['Listening', s.network.multiaddrs.join(' ')])
+          rows.push(['Peers', s.network.peers.length === 0 ? '(none)' : s.network.peers.map(p => `${p.name ?? '?'} (${p.device.slice(-8)}${p.verified ? '' : ', unverified'}${p.syncing ? ', syncing' : ''})`).join(', ')])
+          rows.push(['Sync', s.network.syncing.length === 0 ? 'idle' : s.network.syncing.map(x => `${x.peer.slice(-8)} ${x.received}/${x.total}`).join(', ')])
+        }
+        return table(rows)
+      })
     })
 
   program.command('put')

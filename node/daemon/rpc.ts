@@ -21,7 +21,10 @@ export const methodParams = {
   delete: z.object({ collection, id: docId }).strict(),
   collections: z.object({}).strict(),
   createIndex: z.object({ collection, field: z.string().min(1).max(512) }).strict(),
-  verify: z.object({ rebuild: z.boolean().optional() }).strict()
+  verify: z.object({ rebuild: z.boolean().optional() }).strict(),
+  peers: z.object({}).strict(),
+  sync: z.object({}).strict(),
+  connect: z.object({ addr: z.string().min(1).max(1024) }).strict()
 } as const
 
 /** Name of a local API method. */
@@ -56,7 +59,10 @@ const handlers: { [M in MethodName]: (ctx: MethodContext, p: Params<M>) => Promi
     await node.collection(p.collection).createIndex(p.field)
     return { collection: p.collection, field: p.field }
   },
-  verify: async ({ node }, p) => await node.verify({ rebuild: p.rebuild ?? false })
+  verify: async ({ node }, p) => await node.verify({ rebuild: p.rebuild ?? false }),
+  peers: async ({ node }) => ({ connected: node.peers(), known: node.knownDevices(), online: node.network !== undefined }),
+  sync: async ({ node }) => ({ peers: await node.syncNow(), status: await node.status() }),
+  connect: async ({ node }, p) => await node.connect(p.addr)
 }
 
 /** True when `name` is a method of the local API. */

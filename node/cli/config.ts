@@ -1,0 +1,47 @@
+/**
+ * The daemon's configuration file (`<dir>/config.json`, or `--config <path>`), validated with a
+ * zod schema. Command-line flags override it.
+ *
+ * ```json
+ * { "listen": ["/ip4/0.0.0.0/tcp/4011"], "bootstrap": ["/ip4/192.0.2.7/tcp/4011/p2p/12D3KooW..."],
+ *   "mdns": true, "dht": true, "apiPort": 5011, "confirmations": 1 }
+ * ```
+ */
+import { existsSync, readFileSync } from 'node:fs'
+import { z } from 'zod'
+import { InvalidOptionError } from '../errors.js'
+
+const multiaddrText = z.string().min(1).max(1024).refine(s => s.startsWith('/'), 'expected a multiaddr starting with /')
+
+export const configSchema = z.object({
+  listen: z.array(multiaddrText).max(32).optional(),
+  bootstrap: z.array(multiaddrText).max(256).optional(),
+  mdns: z.boolean().optional(),
+  dht: z.boolean().optional(),
+  apiPort: z.number().int().min(0).max(65535).optional(),
+  confirmations: z.number().int().min(0).max(1000).optional(),
+  deviceName: z.string().min(1).max(64).optional()
+}).strict()
+
+/** Daemon settings from the configuration file. */
+export type DaemonConfig = z.infer<typeof configSchema>
+
+/** Reads a configuration file: `{}` when `path` is the default and missing. */
+export function readConfig (path: string, explicit: boolean): DaemonConfig {
+  if (!existsSync(path)) {
+    if (explicit) throw new InvalidOptionError(`config file ${path} does not exist`)
+    return {}
+  }
+  let value: unknown
+  try {
+    value = JSON.parse(readFileSync(path, 'utf8'))
+  } catch (err) {
+    throw new InvalidOptionError(`config file ${path} is not valid JSON: ${(err as Error).message}`)
+  }
+  const parsed = configSchema.safeParse(value)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    throw new InvalidOptionError(`config file ${path}: ${issue === undefined ? 'invalid' : `${issue.path.join('.') || '(root)'}: ${issue.message}`}`)
+  }
+  return parsed.data
+}

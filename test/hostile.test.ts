@@ -1,0 +1,176 @@
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { createLibp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import { lpStream } from '@libp2p/utils'
+import { multiaddr } from '@multiformats/multiaddr'
+import * as varint from 'uint8-varint'
+import { createEntry, decodeEntry, encodeDataPayload } from '../crdt/index.js'
+import { seal } from '../identity/index.js'
+import { encodeMessage, SYNC_PROTOCOL, decodeMessage, errorSchema, logTopic } from '../transport/index.js'
+import type { PeakNode } from '../node/index.js'
+import { batchFrame, startHostilePeer, type HostilePeer } from './helpers/hostile.js'
+import { connect, TestSwarm } from './helpers/nodes.js'
+import { waitFor } from './helpers/wait-for.js'
+
+describe('hostile peers', function () {
+  this.timeout(60_000)
+  let swarm: TestSwarm
+  let hostile: HostilePeer | undefined
+  beforeEach(() => { swarm = new TestSwarm() })
+  afterEach(async () => {
+    await hostile?.stop()
+    hostile = undefined
+    await swarm.close()
+  })
+
+  /** A victim node with some data, and the valid entries of another member (to tamper with). */
+  async function victimWithHistory (): Promise<{ victim: PeakNode, other: PeakNode, otherEntries: Uint8Array[] }> {
+    const victim = await swarm.add({ deviceName: 'victim' })
+    await victim.collection('c').put({ _id: 'mine', v: 1 })
+    const other = await swarm.add({ deviceName: 'other', network: undefined as never })
+    for (let i = 0; i < 3; i++) await other.collection('c').put({ _id: `o${i}`, i })
+    const rows = await other.storage.scanEntries(0, 100)
+    return { victim, other, otherEntries: rows.map(r => r.bytes) }
+  }
+
+  /** Lets the victim pull from the hostile peer; checks it stays up, applies nothing and drops the peer. */
+  async function expectRejected (victim: PeakNode, peer: HostilePeer): Promise<void> {
+    const before = (await victim.status()).entries
+    await victim.connect(peer.addr).catch(() => {})
+    await waitFor(() => victim.network?.gate.banReason(peer.device.deviceId), { timeoutMs: 10_000, message: 'hostile peer to be banned' })
+    await waitFor(() => !victim.peers().some(p => p.device === peer.device.deviceId), { timeoutMs: 10_000, message: 'hostile peer to be disconnected' })
+    assert.equal((await victim.status()).entries, before, 'nothing of the hostile batch is applied')
+    assert.equal((await victim.verify()).ok, true)
+    // still up: local writes and reads work
+    await victim.collection('c').put({ _id: 'after', ok: true })
+    assert.deepEqual(await victim.collection('c').get('after'), { _id: 'after', ok: true })
+  }
+
+  it('garbage bytes on the sync stream', async () => {
+    const { victim } = await victimWithHistory()
+    hostile = await startHostilePeer(swarm.phrase!, async (_stream, lp) => { await lp.write(randomBytes(64)) })
+    await expectRejected(victim, hostile)
+    assert.match(victim.network!.gate.banReason(hostile.device.deviceId)!, /ProtocolError/)
+  })
+
+  it('unframed garbage and a stream cut mid-frame leave the node up with nothing applied', async () => {
+    const { victim } = await victimWithHistory()
+    hostile = await startHostilePeer(swarm.phrase!, async (stream) => { stream.send(Uint8Array.from([0x85, 0x02, 1, 2, 3])); await stream.close() })
+    const before = (await victim.status()).entries
+    await victim.connect(hostile.addr)
+    const r = await victim.syncNow()
+    assert.equal(r.find(p => p.device === hostile!.device.deviceId)?.ok, false)
+    assert.equal((await victim.status()).entries, before)
+    await victim.collection('c').put({ _id: 'still-up' })
+  })
+
+  it('an oversized frame', async () => {
+    const { victim } = await victimWithHistory()
+    hostile = await startHostilePeer(swarm.phrase!, async (stream) => {
+      // a length prefix announcing 64 MiB, beyond the 16 MiB + framing cap
+      stream.send(varint.encode(64 * 1024 * 1024))
+      stream.send(randomBytes(1024))
+      await stream.close()
+    })
+    await expectRejected(victim, hostile)
+  })
+
+  it('an entry with a forged signature', async () => {
+    const { victim, otherEntries } = await victimWithHistory()
+    const forged = otherEntries.map(e => Uint8Array.from(e))
+    const last = forged[1]!
+    last[last.length - 1] = (last[last.length - 1] as number) ^ 1
+    hostile = await startHostilePeer(swarm.phrase!, async (_stream, lp) => { await lp.write(batchFrame(forged)) })
+    await expectRejected(victim, hostile)
+    assert.match(victim.network!.gate.banReason(hostile.device.deviceId)!, /InvalidSignatureError/)
+  })
+
+  it('a reordered stream (seq 3 before seq 2) and a replayed one', async () => {
+    const { victim, otherEntries } = await victimWithHistory()
+    const reordered = [otherEntries[0]!, otherEntries[2]!, otherEntries[1]!]
+    hostile = await startHostilePeer(swarm.phrase!, async (_stream, lp) => { await lp.write(batchFrame(reordered)) })
+    await expectRejected(victim, hostile)
+    assert.match(victim.network!.gate.banReason(hostile.device.deviceId)!, /SeqGapError/)
+  })
+
+  it('an entry of another swarm', async () => {
+    const { victim } = await victimWithHistory()
+    const stranger = new TestSwarm()
+    try {
+      const s = await stranger.add({ network: undefined as never })
+      await s.collection('c').put({ x: 1 })
+      const foreign = (await s.storage.scanEntries(0, 10)).map(r => r.bytes)
+      hostile = await startHostilePeer(swarm.phrase!, async (_stream, lp) => { await lp.write(batchFrame(foreign)) })
+      await expectRejected(victim, hostile)
+      assert.match(victim.network!.gate.banReason(hostile.device.deviceId)!, /WrongSwarmError/)
+    } finally {
+      await stranger.close()
+    }
+  })
+
+  it('forged entries in gossip are rejected and the publisher dropped', async () => {
+    const { victim, otherEntries } = await victimWithHistory()
+    hostile = await startHostilePeer(swarm.phrase!, async () => {})
+    await victim.connect(hostile.addr)
+    await waitFor(() => victim.peers().some(p => p.device === hostile!.device.deviceId && p.verified), { message: 'hostile member to pass hello' })
+    await waitFor(() => hostile!.host.services.pubsub.getSubscribers(logTopic(victim.swarmId)).length > 0, { message: 'victim to subscribe' })
+    const e = decodeEntry(otherEntries[0]!)
+    // signed by the hostile device's key but claiming another author
+    const lie = createEntry({ ...e.header, author: victim.deviceId as never }, aad => seal(randomBytes(32), encodeDataPayload([{ t: 'del', c: 'c' as never, id: 'mine' as never }]), aad), hostile.device.signer)
+    const before = (await victim.status()).entries
+    await hostile.gossip(encodeMessage({ t: 'entries', e: [lie.bytes] }))
+    await waitFor(() => victim.network?.gate.banReason(hostile!.device.deviceId), { timeoutMs: 10_000, message: 'gossiping peer to be banned' })
+    assert.equal((await victim.status()).entries, before)
+    assert.notEqual(await victim.collection('c').get('mine'), null)
+  })
+
+  it('a plain libp2p node gets no sync and is dropped; another swarm\'s node is refused at hello', async () => {
+    const { victim } = await victimWithHistory()
+    const plain = await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()], services: { identify: identify() } })
+    try {
+      const addr = multiaddr(victim.network!.multiaddrs()[0]!)
+      const stream = await plain.dialProtocol(addr, SYNC_PROTOCOL, { signal: AbortSignal.timeout(5_000) })
+      const lp = lpStream(stream, { maxDataLength: 1 << 20 })
+      const reply = decodeMessage((await lp.read({ signal: AbortSignal.timeout(5_000) })).subarray(), errorSchema, 'reply')
+      assert.equal(reply.code, 'not-member')
+    } finally {
+      await plain.stop()
+    }
+
+    const stranger = new TestSwarm()
+    try {
+      const s = await stranger.add()
+      await s.collection('secret').put({ text: 'do not leak' })
+      await assert.rejects(() => s.connect(victim.network!.multiaddrs()[0]!), /refused|not a member/)
+      await waitFor(() => victim.network?.gate.banReason(s.deviceId), { message: 'stranger to be banned' })
+      assert.equal(await victim.collection('secret').count(), 0)
+      assert.equal((await s.status()).entries, 2, 'the stranger received nothing')
+    } finally {
+      await stranger.close()
+    }
+  })
+
+  it('an inbound peer that never says hello is dropped', async () => {
+    const victim = await swarm.add({ network: { listen: ['/ip4/127.0.0.1/tcp/0'], dht: false, helloTimeoutMs: 500 } })
+    const plain = await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()], services: { identify: identify() } })
+    try {
+      await plain.dial(multiaddr(victim.network!.multiaddrs()[0]!))
+      await waitFor(() => plain.getConnections().length === 0, { timeoutMs: 5_000, message: 'silent peer to be dropped' })
+    } finally {
+      await plain.stop()
+    }
+  })
+
+  it('sanity: an honest member still syncs after the victim banned hostile peers', async () => {
+    const { victim, other } = await victimWithHistory()
+    hostile = await startHostilePeer(swarm.phrase!, async (_stream, lp) => { await lp.write(randomBytes(10)) })
+    await expectRejected(victim, hostile)
+    await other.startNetwork({ listen: ['/ip4/127.0.0.1/tcp/0'], dht: false })
+    await connect(victim, other)
+    await waitFor(async () => (await victim.collection('c').get('o2')) !== null, { message: 'honest entries to arrive' })
+  })
+})
