@@ -38,6 +38,11 @@ export class PeerGate {
     this.banned.set(peer, { until: Date.now() + ms, reason })
   }
 
+  /** Lifts a ban. */
+  unban (peer: string): void {
+    this.banned.delete(peer)
+  }
+
   /** The reason a peer is banned now, if it is. */
   banReason (peer: string): string | undefined {
     const b = this.banned.get(peer)
