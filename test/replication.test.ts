@@ -97,3 +97,64 @@ describe('replication over libp2p (127.0.0.1)', function () {
     assert.equal((await a2.ydoc('pad')).getText('t').toString(), text)
   })
 })
+
+describe('replication: discovery, restarts, large logs', function () {
+  this.timeout(90_000)
+  let swarm: TestSwarm
+  beforeEach(() => { swarm = new TestSwarm() })
+  afterEach(async () => { await swarm.close() })
+
+  it('finds a device it was never told about through the DHT rendezvous', async () => {
+    const net = { listen: ['/ip4/127.0.0.1/tcp/0'], dht: true }
+    const a = await swarm.add({ network: net })
+    const b = await swarm.add({ network: net })
+    const c = await swarm.add({ network: net })
+    await connect(a, b)
+    await connect(b, c)
+    assert.equal(a.peers().some(p => p.device === c.deviceId), false)
+    // each provides the swarm's rendezvous key; a looks it up and dials c
+    await waitFor(async () => {
+      await c.network!.rendezvous()
+      await a.network!.rendezvous()
+      return a.peers().some(p => p.device === c.deviceId && p.verified)
+    }, { timeoutMs: 30_000, intervalMs: 500, message: 'a to find c through the DHT' })
+  })
+
+  it('reconnects to the devices it knew after a restart, without bootstrap addresses', async () => {
+    const a = await swarm.add()
+    const b = await swarm.add()
+    await connect(a, b)
+    await waitFor(() => a.knownDevices().some(d => d.device === b.deviceId && d.addrs.length > 0), { message: 'a to remember b and its addresses' })
+    const a2 = await swarm.reopen(a)
+    await waitFor(() => a2.peers().some(p => p.device === b.deviceId && p.verified), { timeoutMs: 20_000, message: 'a to reconnect to b by itself' })
+    await b.collection('c').put({ _id: 'after-restart' })
+    await waitFor(async () => (await a2.collection('c').get('after-restart')) !== null, { message: 'write after restart to arrive' })
+  })
+
+  it('a large initial sync reports progress and resumes after an interruption', async () => {
+    const a = await swarm.add()
+    for (let i = 0; i < 12; i++) await a.collection('big').putMany(Array.from({ length: 100 }, (_, k) => ({ _id: `b${i}-${k}`, body: 'x'.repeat(200) })))
+    for (let i = 0; i < 2500; i++) await a.collection('small').put({ _id: `s${i}`, i })
+    const b = await swarm.add()
+    const progress: Array<{ received: number, total: number, done: boolean }> = []
+    b.on('sync:progress', p => progress.push(p))
+    // cut the connection once part of the log has arrived
+    let cut = false
+    b.on('sync:progress', p => {
+      if (!cut && p.received >= 1000) {
+        cut = true
+        void b.network!.hangUp(a.deviceId)
+      }
+    })
+    await connect(a, b).catch(() => {})
+    await waitFor(() => cut, { timeoutMs: 30_000, message: 'sync to make progress before the cut' })
+    const partial = (await b.status()).entries
+    assert.ok(partial >= 1000 && partial < 2514, `partial sync kept what was applied (${partial})`)
+    await connect(a, b)
+    await waitForConvergence([a, b], 60_000)
+    assert.ok(progress.length >= 2, 'progress events are emitted')
+    assert.ok(progress.some(p => p.total >= 2000), 'progress knows the total')
+    assert.equal(await b.collection('small').count(), 2500)
+    assert.equal(await b.collection('big').count(), 1200)
+  })
+})

@@ -60,6 +60,12 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   private stopped = false
 
   private readonly onConnectionOpen = (evt: CustomEvent<Connection>): void => this.connectionOpened(evt.detail)
+  private readonly onIdentify = (evt: CustomEvent<{ peerId: PeerId, listenAddrs: Array<{ toString: () => string }> }>): void => {
+    const id = evt.detail.peerId.toString()
+    const name = this.gate.nameOf(id)
+    if (name === undefined || !this.gate.isVerified(id)) return
+    this.remember(id, name, evt.detail.listenAddrs.map(a => a.toString()))
+  }
   private readonly onPeerDisconnect = (evt: CustomEvent<PeerId>): void => this.peerGone(evt.detail)
 
   private constructor (readonly host: Host, private readonly backend: ReplicaBackend, gate: PeerGate, private readonly options: NetworkOptions, private readonly log: (level: 'debug' | 'info' | 'warn', m: string, f?: Record<string, unknown>) => void) {
@@ -86,6 +92,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
       t.gossip.start()
       host.addEventListener('connection:open', t.onConnectionOpen)
       host.addEventListener('peer:disconnect', t.onPeerDisconnect)
+      host.addEventListener('peer:identify', t.onIdentify as unknown as (evt: Event) => void)
       t.discovery.start()
       t.scheduleAntiEntropy()
     } catch (err) {
@@ -147,14 +154,20 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     this.verifyTimers.delete(id)
     if (!fresh) return
     const addrs = connection.direction === 'outbound' ? [connection.remoteAddr.toString()] : []
-    void this.host.peerStore.get(peer).then(p => {
-      const all = [...new Set([...addrs, ...p.addresses.map(a => a.multiaddr.toString())])]
-      this.backend.rememberPeer(id, device.name, all)
-      this.discovery.watch(id, all)
-    }).catch(() => { if (addrs.length > 0) this.backend.rememberPeer(id, device.name, addrs) })
+    // listen addresses come with identify, which may finish before or after hello
+    void this.host.peerStore.get(peer)
+      .then(p => this.remember(id, device.name, [...addrs, ...p.addresses.map(a => a.multiaddr.toString())]))
+      .catch(() => this.remember(id, device.name, addrs))
     this.log('info', 'peer verified', { peer: id, name: device.name })
     this.emit('peer:verified', { device: id, name: device.name })
     this.requestPull(peer)
+  }
+
+  private remember (device: string, name: string, addrs: string[]): void {
+    const unique = [...new Set(addrs)].filter(a => !a.includes('/p2p-circuit'))
+    if (unique.length === 0) return
+    this.backend.rememberPeer(device, name, unique)
+    this.discovery.watch(device, unique)
   }
 
   private reject (peer: PeerId, reason: string): void {
@@ -305,6 +318,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     this.gossip.stop()
     this.host.removeEventListener('connection:open', this.onConnectionOpen)
     this.host.removeEventListener('peer:disconnect', this.onPeerDisconnect)
+    this.host.removeEventListener('peer:identify', this.onIdentify as unknown as (evt: Event) => void)
     await this.host.stop()
   }
 }
