@@ -11,6 +11,7 @@ import { cpus, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { round } from './stats.js'
+import { replicationBench } from './replication.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const N = Number(process.env.BENCH_N ?? 5000)
@@ -25,6 +26,9 @@ process.stderr.write(`bench: local writes and reads, N=${N}\n`)
 const raw = runChild('local.js', ['raw', String(N)])
 const peak = runChild('local.js', ['peakdb', String(N)])
 
+process.stderr.write('bench: replication between two processes on loopback\n')
+const replication = await replicationBench(N)
+
 const result = {
   date: new Date().toISOString(),
   machine: { cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', memoryGiB: round(totalmem() / 2 ** 30, 1), node: process.version, platform: process.platform },
@@ -36,7 +40,8 @@ const result = {
       putVsRawAutocommit: round(Number(peak.putDocsPerSec) / Number(raw.autocommitDocsPerSec), 3),
       putManyVsRawTransaction: round(Number(peak.putManyDocsPerSec) / Number(raw.transactionDocsPerSec), 3)
     }
-  }
+  },
+  replication
 }
 const text = JSON.stringify(result, null, 2)
 process.stdout.write(text + '\n')

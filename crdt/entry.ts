@@ -14,6 +14,7 @@
  */
 import { createHash } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
+import { decodeFirst } from 'cborg'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { isDeviceId, publicKeyFromDeviceId, verifySignature, type DeviceId, type Signer } from '../identity/index.js'
@@ -157,14 +158,8 @@ export function decodeEntry (bytes: Uint8Array, expected?: CID): Entry {
   if (bytes.length > MAX_ENTRY_BYTES) throw new TooLargeError(`entry of ${bytes.length} bytes is over ${MAX_ENTRY_BYTES}`)
   const cid = cidOf(bytes)
   if (expected !== undefined && Buffer.compare(cid.bytes, expected.bytes) !== 0) throw new HashMismatchError(`entry bytes hash to ${cid.toString()}, expected ${expected.toString()}`)
-  let value: unknown
-  try {
-    value = dagCbor.decode(bytes)
-  } catch (err) {
-    bad(`entry is not valid DAG-CBOR: ${(err as Error).message}`)
-  }
-  if (!isPlainObject(value)) bad('entry expected a map')
-  const { h, p, s } = value
+  const parts = splitEntry(bytes) ?? decodeWhole(bytes)
+  const { h, p, s } = parts
   if (!isPlainObject(h)) bad('entry "h" expected a map')
   if (!(p instanceof Uint8Array)) bad('entry "p" expected bytes')
   if (!(s instanceof Uint8Array) || s.length !== 64) bad('entry "s" expected 64 bytes')
@@ -179,7 +174,51 @@ export function decodeEntry (bytes: Uint8Array, expected?: CID): Entry {
   const clock = checkHlc(h.clock)
   if (typeof h.epoch !== 'number' || !Number.isInteger(h.epoch) || h.epoch < 0 || h.epoch > 0xffffffff) bad('entry "epoch" expected a u32')
   const header: EntryHeader = { v: 1, swarm: h.swarm, author: h.author, seq: h.seq, prev, deps, clock, epoch: h.epoch }
-  return { cid, bytes, header, headerBytes: encodeHeader(header), payload: p, sig: s }
+  return { cid, bytes, header, headerBytes: parts.headerBytes ?? encodeHeader(header), payload: p, sig: s }
+}
+
+interface EntryParts { h: unknown, p: unknown, s: unknown, headerBytes?: Uint8Array }
+
+/**
+ * Fast path for the canonical layout every PeakDB writer produces (see {@link frameEntry}):
+ * only the header goes through the DAG-CBOR decoder; payload and signature are views into the
+ * bytes, and the header's own bytes are kept for signature checks instead of being re-encoded.
+ * Returns undefined when the bytes have any other layout (then they are decoded whole).
+ */
+function splitEntry (bytes: Uint8Array): EntryParts | undefined {
+  if (bytes.length < 80 || bytes[0] !== 0xa3 || bytes[1] !== 0x61 || bytes[2] !== 0x68) return undefined
+  let h: unknown
+  let rest: Uint8Array
+  try {
+    [h, rest] = decodeFirst(bytes.subarray(3), dagCbor.decodeOptions)
+  } catch {
+    return undefined
+  }
+  const headerBytes = bytes.subarray(3, bytes.length - rest.length)
+  if (rest.length < 8 || rest[0] !== 0x61 || rest[1] !== 0x70) return undefined
+  const view = new DataView(rest.buffer, rest.byteOffset, rest.length)
+  const first = rest[2] as number
+  let len: number
+  let at: number
+  if (first >= 0x40 && first < 0x58) { len = first - 0x40; at = 3 }
+  else if (first === 0x58) { len = rest[3] as number; at = 4 }
+  else if (first === 0x59) { len = view.getUint16(3); at = 5 }
+  else if (first === 0x5a) { len = view.getUint32(3); at = 7 }
+  else return undefined
+  const tail = at + len
+  if (rest.length !== tail + 4 + 64 || rest[tail] !== 0x61 || rest[tail + 1] !== 0x73 || rest[tail + 2] !== 0x58 || rest[tail + 3] !== 0x40) return undefined
+  return { h, p: rest.subarray(at, tail), s: rest.subarray(tail + 4), headerBytes }
+}
+
+function decodeWhole (bytes: Uint8Array): EntryParts {
+  let value: unknown
+  try {
+    value = dagCbor.decode(bytes)
+  } catch (err) {
+    bad(`entry is not valid DAG-CBOR: ${(err as Error).message}`)
+  }
+  if (!isPlainObject(value)) bad('entry expected a map')
+  return { h: value.h, p: value.p, s: value.s }
 }
 
 /** Checks the author's signature. Throws {@link InvalidSignatureError}. */

@@ -37,7 +37,7 @@ export type DataOp = PutOp | PatchOp | DeleteOp | YjsOp
 
 export interface CertOp { readonly t: 'cert', readonly cert: unknown }
 export interface RevokeOp { readonly t: 'revoke', readonly rev: unknown }
-export interface EpochOp { readonly t: 'epoch', readonly id: number, readonly gen: number, readonly boxes: Record<string, Uint8Array> }
+export interface EpochOp { readonly t: 'epoch', readonly id: number, readonly gen: number, readonly kc: Uint8Array, readonly boxes: Record<string, Uint8Array> }
 /** An operation on membership and keys; verified by the identity layer when applied. */
 export type ControlOp = CertOp | RevokeOp | EpochOp
 
@@ -110,14 +110,15 @@ function checkControlOp (raw: unknown, i: number): ControlOp {
     case 'cert': return { t: 'cert', cert: raw.cert }
     case 'revoke': return { t: 'revoke', rev: raw.rev }
     case 'epoch': {
-      const { id, gen, boxes } = raw
+      const { id, gen, kc, boxes } = raw
       if (typeof id !== 'number' || !Number.isInteger(id) || id <= 0 || id > 0xffffffff) bad(`${where}: "id" expected a u32 > 0`)
       if (typeof gen !== 'number' || !Number.isInteger(gen) || gen < 1 || gen > 0xffffffff) bad(`${where}: "gen" expected a u32 > 0`)
+      if (!(kc instanceof Uint8Array) || kc.length !== 16) bad(`${where}: "kc" expected 16 bytes`)
       if (!isPlainObject(boxes)) bad(`${where}: "boxes" expected a map`)
       const keys = Object.keys(boxes)
       if (keys.length === 0 || keys.length > 10_000) bad(`${where}: "boxes" expected 1..10000 entries`)
       for (const k of keys) if (!(boxes[k] instanceof Uint8Array)) bad(`${where}: box for ${k.slice(0, 64)} expected bytes`)
-      return { t: 'epoch', id, gen, boxes: boxes as Record<string, Uint8Array> }
+      return { t: 'epoch', id, gen, kc, boxes: boxes as Record<string, Uint8Array> }
     }
     default: bad(`${where}: unknown op type`)
   }

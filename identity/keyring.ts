@@ -4,7 +4,7 @@
  * opens the boxes addressed to it; the newest epoch it can open (highest generation, then
  * highest id) is the one new writes are sealed under.
  */
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { openKeyBox, sealKeyTo, sealingPublicKeyOf } from './key-box.js'
 import { publicKeyFromDeviceId, type DeviceId } from './device-id.js'
 import { DecryptionError, UnknownEpochError } from './errors.js'
@@ -19,7 +19,17 @@ export interface EpochRecord {
   readonly id: number
   /** Generation: each rotation creates generation + 1. */
   readonly gen: number
+  /** Key commitment: {@link keyCommitment} of the epoch key; an opened box must match it. */
+  readonly kc: Uint8Array
   readonly boxes: ReadonlyMap<Recipient, Uint8Array>
+}
+
+/**
+ * A commitment to an epoch key (16 bytes of a domain-separated SHA-256), published in the
+ * signed epoch record so that a box holding a different key is recognised and ignored.
+ */
+export function keyCommitment (swarm: SwarmId, id: number, key: Uint8Array): Uint8Array {
+  return createHash('sha256').update(`peakdb/epoch-key/v1\0${swarm}\0${id}\0`).update(key).digest().subarray(0, 16)
 }
 
 /** How a keyring opens boxes: this device's X25519 secret, and the recovery secret when known. */
@@ -53,13 +63,14 @@ export function createEpoch (init: { swarm: SwarmId, gen: number, devices: Itera
     boxes.set(device, sealKeyTo(sealingPublicKeyOf(publicKeyFromDeviceId(device)), key, context))
   }
   boxes.set('recovery', sealKeyTo(init.recoveryPublicKey, key, context))
-  return { record: { id, gen: init.gen, boxes }, key }
+  return { record: { id, gen: init.gen, kc: keyCommitment(init.swarm, id, key), boxes }, key }
 }
 
 /** The epoch keys this device can open, and the records of those it cannot. */
 export class Keyring {
   private readonly keys = new Map<number, { gen: number, key: Uint8Array }>()
   private readonly records = new Map<number, EpochRecord>()
+  private readonly delivered = new Map<number, Uint8Array>()
   private currentId: number | undefined
 
   constructor (private readonly swarm: SwarmId, private readonly secrets: KeyringSecrets) {}
@@ -69,6 +80,7 @@ export class Keyring {
     const k = new Keyring(this.swarm, this.secrets)
     for (const [id, v] of this.keys) k.keys.set(id, v)
     for (const [id, v] of this.records) k.records.set(id, v)
+    for (const [id, v] of this.delivered) k.delivered.set(id, v)
     k.currentId = this.currentId
     return k
   }
@@ -80,27 +92,53 @@ export class Keyring {
   add (record: EpochRecord): boolean {
     const known = this.records.get(record.id)
     // the same epoch may be shared again later with boxes for more recipients: keep the union
+    // (the first record's generation and key commitment stay authoritative)
     const merged: EpochRecord = known === undefined
       ? record
-      : { id: record.id, gen: known.gen, boxes: new Map([...known.boxes, ...record.boxes]) }
+      : { id: record.id, gen: known.gen, kc: known.kc, boxes: new Map([...known.boxes, ...record.boxes]) }
     this.records.set(record.id, merged)
     if (this.keys.has(record.id)) return true
-    const context = epochContext(this.swarm, record.id)
-    const tries: Array<[Uint8Array | undefined, Uint8Array]> = [
+    const candidates: Array<[Uint8Array | undefined, Uint8Array]> = [
       [merged.boxes.get(this.secrets.deviceId), this.secrets.deviceSealingSecret],
-      [merged.boxes.get('recovery'), this.secrets.recoverySealingSecret ?? new Uint8Array(0)]
+      [merged.boxes.get('recovery'), this.secrets.recoverySealingSecret ?? new Uint8Array(0)],
+      [this.delivered.get(record.id), this.secrets.deviceSealingSecret]
     ]
-    for (const [box, secret] of tries) {
-      if (box === undefined || secret.length === 0) continue
-      try {
-        this.keys.set(record.id, { gen: merged.gen, key: openKeyBox(secret, box, context) })
-        this.updateCurrent(record.id, merged.gen)
-        return true
-      } catch (err) {
-        if (!(err instanceof DecryptionError)) throw err
-      }
+    for (const [box, secret] of candidates) {
+      if (box !== undefined && secret.length > 0 && this.tryOpen(merged, box, secret)) return true
     }
     return false
+  }
+
+  private tryOpen (record: EpochRecord, box: Uint8Array, secret: Uint8Array): boolean {
+    let key: Uint8Array
+    try {
+      key = openKeyBox(secret, box, epochContext(this.swarm, record.id))
+    } catch (err) {
+      if (err instanceof DecryptionError) return false
+      throw err
+    }
+    // a box is only as good as the key it holds: it must match the signed record's commitment
+    const kc = keyCommitment(this.swarm, record.id, key)
+    if (kc.length !== record.kc.length || !timingSafeEqual(kc, record.kc)) return false
+    this.keys.set(record.id, { gen: record.gen, key })
+    this.delivered.delete(record.id)
+    this.updateCurrent(record.id, record.gen)
+    return true
+  }
+
+  /**
+   * Takes a key box sealed to this device for epoch `id` handed over directly by a peer (before
+   * the share record arrives through the log). Returns true when it opened a key now; a box for
+   * an epoch whose record is not known yet is kept until the record arrives.
+   */
+  deliver (id: number, box: Uint8Array): boolean {
+    if (this.keys.has(id)) return false
+    const record = this.records.get(id)
+    if (record === undefined) {
+      if (this.delivered.size < 1024) this.delivered.set(id, box)
+      return false
+    }
+    return this.tryOpen(record, box, this.secrets.deviceSealingSecret)
   }
 
   /** Adds a key this device created itself. */
@@ -177,5 +215,5 @@ export function shareEpoch (swarm: SwarmId, record: EpochRecord, key: Uint8Array
   const context = epochContext(swarm, record.id)
   const boxes = new Map<Recipient, Uint8Array>()
   for (const device of recipients) boxes.set(device, sealKeyTo(sealingPublicKeyOf(publicKeyFromDeviceId(device)), key, context))
-  return { id: record.id, gen: record.gen, boxes }
+  return { id: record.id, gen: record.gen, kc: record.kc, boxes }
 }

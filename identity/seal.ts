@@ -75,6 +75,18 @@ export function seal (key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, n
   }
 }
 
+// A sealer keeps one nonce prefix for up to 2^32 messages: remember the last subkey per key.
+const lastSubkey = new WeakMap<Uint8Array, { prefix: Buffer, subkey: Buffer }>()
+
+function cachedSubkey (key: Uint8Array, nonce: Uint8Array): Buffer {
+  const prefix = nonce.subarray(0, 16)
+  const hit = lastSubkey.get(key)
+  if (hit !== undefined && hit.prefix.equals(prefix)) return hit.subkey
+  const subkeyBytes = subkey(key, nonce)
+  lastSubkey.set(key, { prefix: Buffer.from(prefix), subkey: subkeyBytes })
+  return subkeyBytes
+}
+
 /** Decrypts and authenticates a sealed payload. Throws {@link DecryptionError} on any mismatch. */
 export function open (key: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array {
   checkKey(key)
@@ -89,10 +101,9 @@ export function open (key: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uin
       throw new DecryptionError('payload failed authentication (wrong key, header or tampered bytes)')
     }
   }
-  const k = subkey(key, nonce)
+  const k = cachedSubkey(key, nonce)
   const body = sealed.subarray(NONCE_BYTES, sealed.length - TAG_BYTES)
   const decipher = createDecipheriv('chacha20-poly1305', k, innerNonce(nonce), { authTagLength: TAG_BYTES })
-  k.fill(0)
   decipher.setAAD(aad, { plaintextLength: body.length })
   decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES))
   const plain = decipher.update(body)

@@ -137,6 +137,16 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
     return [...this.peerBook].map(([device, p]) => ({ device, addrs: p.addrs }))
   }
 
+  keyBoxesFor (device: string): Array<{ id: number, box: Uint8Array }> {
+    // called only after the peer's certificate chain was verified
+    return this.isRevoked(device) ? [] : this.log.keyBoxesFor(device as DeviceId)
+  }
+
+  async acceptKeyBoxes (from: string, boxes: ReadonlyArray<{ id: number, box: Uint8Array }>): Promise<void> {
+    const opened = await this.log.deliverKeys(boxes)
+    if (opened > 0) logger.info('received data-key epochs', { from, epochs: opened })
+  }
+
   // --- epochs ---------------------------------------------------------------------------------
 
   private scheduleShares (): void {

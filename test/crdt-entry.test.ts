@@ -156,7 +156,7 @@ describe('log verification (ingest)', () => {
     const header: EntryHeader = { v: 1, swarm: w.root.swarmId, author: intruder.deviceId, seq: 1, prev: null, deps: [], clock: { ms: Date.now(), c: 0 }, epoch: 0 }
     const e = createEntry(header, () => encodeControlPayload([{ t: 'cert', cert: forgedCert }]), intruder.signer)
     await rejectsNamed(() => r.log.ingest([e.bytes]), 'InvalidCertificateError')
-    const noCert = createEntry(header, () => encodeControlPayload([{ t: 'epoch', id: 5, gen: 9, boxes: { x: new Uint8Array(5) } }]), intruder.signer)
+    const noCert = createEntry(header, () => encodeControlPayload([{ t: 'epoch', id: 5, gen: 9, kc: new Uint8Array(16), boxes: { x: new Uint8Array(5) } }]), intruder.signer)
     await rejectsNamed(() => r.log.ingest([noCert.bytes]), 'NotAMemberError')
     assert.equal(await r.storage.entryCount(), 1)
   })

@@ -79,14 +79,22 @@ describe('hostile peers', function () {
     await expectRejected(victim, hostile)
   })
 
-  it('an entry with a forged signature', async () => {
+  it('an entry with a forged signature (last of a chain, or in the middle of one)', async () => {
     const { victim, otherEntries } = await victimWithHistory()
     const forged = otherEntries.map(e => Uint8Array.from(e))
-    const last = forged[1]!
+    const last = forged[forged.length - 1]!
     last[last.length - 1] = (last[last.length - 1] as number) ^ 1
     hostile = await startHostilePeer(swarm.phrase!, async (_stream, lp) => { await lp.write(batchFrame(forged)) })
     await expectRejected(victim, hostile)
     assert.match(victim.network!.gate.banReason(hostile.device.deviceId)!, /InvalidSignatureError/)
+    await hostile.stop()
+    // a tampered entry inside a chain no longer matches the hash its successor links to
+    const middle = otherEntries.map(e => Uint8Array.from(e))
+    const m = middle[1]!
+    m[m.length - 1] = (m[m.length - 1] as number) ^ 1
+    hostile = await startHostilePeer(swarm.phrase!, async (_stream, lp) => { await lp.write(batchFrame(middle)) })
+    await expectRejected(victim, hostile)
+    assert.match(victim.network!.gate.banReason(hostile.device.deviceId)!, /ForkError|InvalidSignatureError/)
   })
 
   it('a reordered stream (seq 3 before seq 2) and a replayed one', async () => {

@@ -177,7 +177,17 @@ describe('identity: epochs, certificates, keystore', () => {
     assert.equal(ringR.add(record), true)
     // a box bound to another swarm's context does not open
     const foreign = sealKeyTo(sealingPublicKeyOf(publicKeyOf(b)), key, epochContext('bother' as never, record.id))
-    assert.equal(ringB.add({ id: record.id, gen: 1, boxes: new Map([[idB, foreign]]) }), false)
+    assert.equal(ringB.add({ id: record.id, gen: 1, kc: record.kc, boxes: new Map([[idB, foreign]]) }), false)
+    // a box that holds another key than the record commits to is ignored
+    const wrongKey = sealKeyTo(sealingPublicKeyOf(publicKeyOf(b)), randomBytes(32), epochContext(root.swarmId, record.id))
+    assert.equal(ringB.add({ id: record.id, gen: 1, kc: record.kc, boxes: new Map([[idB, wrongKey]]) }), false)
+    assert.equal(ringB.deliver(record.id, wrongKey), false)
+    // a box delivered directly by a peer opens once the record is known
+    const ringD = new Keyring(root.swarmId, { deviceId: idB, deviceSealingSecret: sealingSecretKeyOf(b) })
+    const good = sealKeyTo(sealingPublicKeyOf(publicKeyOf(b)), key, epochContext(root.swarmId, record.id))
+    assert.equal(ringD.deliver(record.id, good), false, 'record not known yet')
+    assert.equal(ringD.add(record), true)
+    assert.deepEqual(ringD.key(record.id), key)
   })
 
   it('certificates verify, and tampered or foreign ones are rejected', async () => {

@@ -21,7 +21,8 @@ describe('replication over libp2p (127.0.0.1)', function () {
     await waitForConvergence([a, b])
     assert.deepEqual((await a.collection('notes').find({ orderBy: '_id' })).map(d => d._id), ['from-b', 'm1', 'm2'])
     assert.deepEqual(a.log.heads().sort((x, y) => x.author.localeCompare(y.author)), b.log.heads().sort((x, y) => x.author.localeCompare(y.author)))
-    assert.equal((await a.verify({ rebuild: true })).ok, true)
+    const ra = await a.verify({ rebuild: true })
+    assert.equal(ra.ok, true, JSON.stringify(ra))
     assert.equal((await b.verify({ rebuild: true })).ok, true)
   })
 

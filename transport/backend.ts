@@ -36,4 +36,8 @@ export interface ReplicaBackend {
   rememberPeer (device: string, name: string, addrs: readonly string[]): void
   /** Previously seen members and their addresses. */
   knownPeers (): Array<{ device: string, addrs: string[] }>
+  /** This device's epoch keys sealed to a verified member (handed over during hello). */
+  keyBoxesFor (device: string): Array<{ id: number, box: Uint8Array }>
+  /** Takes epoch keys a verified member sealed to this device. */
+  acceptKeyBoxes (from: string, boxes: ReadonlyArray<{ id: number, box: Uint8Array }>): Promise<void>
 }

@@ -101,6 +101,8 @@ export class LogGossip {
   }
 
   private async publish (message: object): Promise<void> {
+    // alone on the topic: nobody to tell (signing a message costs more than the write itself)
+    if (this.host.services.pubsub.getSubscribers(this.topic).length === 0) return
     try {
       await this.host.services.pubsub.publish(this.topic, encodeMessage(message))
     } catch {

@@ -1,13 +1,16 @@
 /**
- * `/peakdb/hello/1.0.0`: mutual proof of membership. The dialer sends its swarm id and
- * certificate chain; the listener checks it and answers with its own, or with an error and a
- * hang-up. Until a peer has said hello, sync, search and gossip ignore it.
+ * `/peakdb/hello/1.0.0`: mutual proof of membership, then a key handover. The dialer sends its
+ * swarm id and certificate chain; the listener checks it and answers with its own chain and its
+ * epoch keys sealed to the dialer (or with an error and a hang-up); the dialer checks that and
+ * sends its own epoch keys sealed to the listener. Keys therefore only ever go to a peer whose
+ * membership was verified, and a new device can read what it syncs straight away. Until a peer
+ * has said hello, sync, search and gossip ignore it.
  */
 import { lpStream } from '@libp2p/utils'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import type { ReplicaBackend, VerifiedDevice } from './backend.js'
 import type { Host } from './host.js'
-import { decodeMessage, encodeMessage, errorSchema, helloSchema, MAX_SMALL_FRAME, ProtocolError } from './messages.js'
+import { decodeMessage, encodeMessage, errorSchema, helloSchema, keysSchema, MAX_SMALL_FRAME, ProtocolError } from './messages.js'
 import { z } from 'zod'
 
 export const HELLO_PROTOCOL = '/peakdb/hello/1.0.0'
@@ -31,8 +34,9 @@ export class HelloProtocol {
     private readonly onRejected: (peer: PeerId, reason: string) => void
   ) {}
 
-  private hello (): Uint8Array {
-    return encodeMessage({ t: 'hello', v: 1, swarm: this.backend.swarmId, chain: this.backend.certificateChain() })
+  private hello (keysFor?: string): Uint8Array {
+    const base = { t: 'hello', v: 1, swarm: this.backend.swarmId, chain: this.backend.certificateChain() }
+    return encodeMessage(keysFor === undefined ? base : { ...base, keys: this.backend.keyBoxesFor(keysFor) })
   }
 
   private check (peer: PeerId, msg: z.infer<typeof helloSchema>): VerifiedDevice {
@@ -62,9 +66,11 @@ export class HelloProtocol {
         this.onRejected(peer, (err as Error).message)
         return
       }
-      await lp.write(this.hello())
-      await stream.close()
+      await lp.write(this.hello(peer.toString()))
       this.onVerified(peer, device, connection)
+      const keys = decodeMessage((await lp.read({ signal: AbortSignal.timeout(TIMEOUT_MS) })).subarray(), keysSchema, 'keys')
+      await this.backend.acceptKeyBoxes(peer.toString(), keys.keys)
+      await stream.close()
     } catch (err) {
       stream.abort(err as Error)
       this.onRejected(peer, `hello failed: ${(err as Error).message}`)
@@ -78,9 +84,12 @@ export class HelloProtocol {
     try {
       await lp.write(this.hello(), { signal })
       const msg = decodeMessage((await lp.read({ signal })).subarray(), helloOrError, 'hello reply')
-      await stream.close()
       if (msg.t === 'error') throw new NotAMemberPeerError(`peer ${connection.remotePeer.toString()} refused: ${msg.message}`)
       const device = this.check(connection.remotePeer, msg)
+      // keys first, so that the pull that follows verification can open what it receives
+      await this.backend.acceptKeyBoxes(device.device, msg.keys ?? [])
+      await lp.write(encodeMessage({ t: 'keys', keys: this.backend.keyBoxesFor(device.device) }), { signal })
+      await stream.close()
       this.onVerified(connection.remotePeer, device, connection)
       return device
     } catch (err) {

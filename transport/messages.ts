@@ -29,11 +29,20 @@ const bytes = (max: number) => z.instanceof(Uint8Array).refine(b => b.length <= 
 const deviceId = z.string().min(40).max(64)
 const vector = z.array(z.tuple([deviceId, z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)])).max(MAX_VECTOR_AUTHORS)
 
+const keyBoxes = z.array(z.object({ id: z.number().int().min(1).max(0xffffffff), box: bytes(256) }).strict()).max(1024)
+
 export const helloSchema = z.object({
   t: z.literal('hello'),
   v: z.literal(1),
   swarm: z.string().min(1).max(128),
-  chain: z.array(bytes(4096)).min(1).max(MAX_CHAIN)
+  chain: z.array(bytes(4096)).min(1).max(MAX_CHAIN),
+  /** Epoch keys sealed to the peer (only sent to a peer already verified). */
+  keys: keyBoxes.optional()
+}).strict()
+
+export const keysSchema = z.object({
+  t: z.literal('keys'),
+  keys: keyBoxes
 }).strict()
 
 export const errorSchema = z.object({
@@ -69,6 +78,7 @@ export const gossipSchema = z.discriminatedUnion('t', [
 ])
 
 export type Hello = z.infer<typeof helloSchema>
+export type KeyBoxes = z.infer<typeof keyBoxes>
 export type SyncRequest = z.infer<typeof syncRequestSchema>
 export type SyncBatch = z.infer<typeof syncBatchSchema>
 export type SyncAck = z.infer<typeof syncAckSchema>

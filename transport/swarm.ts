@@ -44,7 +44,7 @@ export interface SwarmEvents {
   'sync:done': [{ peer: string, received: number, applied: number }]
 }
 
-interface PullState { running: boolean, again: boolean, last: number | undefined }
+interface PullState { running: boolean, again: boolean, last: number | undefined, retryMs: number, retry: NodeJS.Timeout | undefined }
 
 /** Replication over libp2p for one device. */
 export class SwarmTransport extends EventEmitter<SwarmEvents> {
@@ -191,7 +191,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     if (this.stopped) return
     const id = peer.toString()
     let state = this.pulls.get(id)
-    if (state === undefined) this.pulls.set(id, state = { running: false, again: false, last: undefined })
+    if (state === undefined) this.pulls.set(id, state = { running: false, again: false, last: undefined, retryMs: 1_000, retry: undefined })
     if (state.running) {
       state.again = true
       return
@@ -208,6 +208,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
         try {
           const r = await this.sync.pull(peer)
           state.last = Date.now()
+          state.retryMs = 1_000
           if (r.received > 0) {
             this.emit('sync:done', { peer: id, received: r.received, applied: r.applied })
             this.scheduleHeads()
@@ -223,6 +224,12 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
             return
           } else {
             this.log('debug', 'pull failed', { peer: id, error: `${e.name}: ${e.message}` })
+            // a transient failure (reset, timeout): try again soon while the peer stays connected
+            clearTimeout(state.retry)
+            state.retry = setTimeout(() => {
+              if (this.host.getConnections(peer).length > 0 && this.gate.isVerified(id)) this.requestPull(peer)
+            }, state.retryMs)
+            state.retryMs = Math.min(state.retryMs * 2, ANTI_ENTROPY_MS)
           }
         }
         if (!state.again) break
@@ -313,6 +320,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     clearTimeout(this.headsTimer)
     clearTimeout(this.antiEntropy)
     for (const t of this.verifyTimers.values()) clearTimeout(t)
+    for (const p of this.pulls.values()) clearTimeout(p.retry)
     this.verifyTimers.clear()
     this.discovery.stop()
     this.gossip.stop()

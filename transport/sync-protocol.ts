@@ -26,6 +26,14 @@ const READ_TIMEOUT_MS = 60_000
 
 const serverMessage = z.union([syncBatchSchema, syncEndSchema, errorSchema])
 
+/**
+ * Lets a sync stream buffer one maximal frame: libp2p's default read buffer (4 MiB) would reset
+ * the stream on a large entry (a big putMany batch).
+ */
+function allowLargeFrames (stream: Stream): void {
+  (stream as unknown as { maxReadBufferLength: number }).maxReadBufferLength = 2 * MAX_SYNC_FRAME
+}
+
 /** Progress of one pull. */
 export interface SyncProgress {
   readonly peer: string
@@ -103,7 +111,8 @@ export class SyncProtocol extends EventEmitter<SyncEvents> {
   async pull (peer: PeerId, options: { signal?: AbortSignal } = {}): Promise<{ received: number, applied: number }> {
     const id = peer.toString()
     const stream = await this.host.dialProtocol(peer, SYNC_PROTOCOL, { signal: options.signal ?? AbortSignal.timeout(10_000) })
-    const lp = lpStream(stream, { maxDataLength: MAX_SYNC_FRAME })
+    allowLargeFrames(stream)
+    const lp = lpStream(stream, { maxDataLength: MAX_SYNC_FRAME, maxBufferSize: 2 * MAX_SYNC_FRAME })
     let received = 0
     let applied = 0
     let total = 0

@@ -37,7 +37,9 @@ export async function startHostilePeer (phrase: string, serveSync: (stream: Stre
     ingest: async () => ({ applied: 0, duplicates: 0 }),
     peerVector: () => {},
     rememberPeer: () => {},
-    knownPeers: () => []
+    knownPeers: () => [],
+    keyBoxesFor: () => [],
+    acceptKeyBoxes: async () => {}
   }
   const gate = new PeerGate(() => false)
   const host = await createHost({ deviceSecretKey: device.secretKey, swarmId: root.swarmId, gater: gate.connectionGater(), options: { listen: ['/ip4/127.0.0.1/tcp/0'], dht: false } })
