@@ -119,7 +119,7 @@ export class Keyring {
     }
     // a box is only as good as the key it holds: it must match the signed record's commitment
     const kc = keyCommitment(this.swarm, record.id, key)
-    if (kc.length !== record.kc.length || !timingSafeEqual(kc, record.kc)) return false
+    if (!(record.kc instanceof Uint8Array) || kc.length !== record.kc.length || !timingSafeEqual(kc, record.kc)) return false
     this.keys.set(record.id, { gen: record.gen, key })
     this.delivered.delete(record.id)
     this.updateCurrent(record.id, record.gen)

@@ -74,7 +74,7 @@ export interface CollectionContext {
 /** A plain result object whose `status` reads the live confirmation state. */
 function withConfirmation<T extends object> (result: T, c: Confirmation): T & Confirmation {
   Object.defineProperty(result, 'status', { get: () => c.status, enumerable: true })
-  Object.defineProperty(result, 'confirmed', { value: c.confirmed, enumerable: false })
+  Object.defineProperty(result, 'confirmed', { get: () => c.confirmed, enumerable: false })
   return result as T & Confirmation
 }
 

@@ -28,21 +28,25 @@ export class Confirmations {
     return this.upTo
   }
 
-  /** Tracks a write at `seq`. */
+  /**
+   * Tracks a write at `seq`. Nothing is held for a write unless its `confirmed` promise is asked
+   * for, so an offline device writing for weeks keeps no per-write state.
+   */
   track (seq: number): Confirmation {
-    let resolve!: () => void
-    const confirmed = new Promise<void>(r => { resolve = r })
-    const waiter: Waiter = { seq, resolve, done: false }
-    if (this.required <= 0 || seq <= this.upTo) {
-      waiter.done = true
-      resolve()
-    } else {
-      this.waiting.push(waiter)
-    }
+    const self = this
+    let promise: Promise<void> | undefined
     return {
-      get status () { return waiter.done ? 'confirmed' : 'pending' },
-      confirmed
+      get status () { return self.required <= 0 || seq <= self.upTo ? 'confirmed' : 'pending' },
+      get confirmed () {
+        promise ??= self.waitFor(seq)
+        return promise
+      }
     }
+  }
+
+  private waitFor (seq: number): Promise<void> {
+    if (this.required <= 0 || seq <= this.upTo) return Promise.resolve()
+    return new Promise<void>(resolve => { this.waiting.push({ seq, resolve, done: false }) })
   }
 
   /** Device `device` holds this device's entries up to `seq`. */

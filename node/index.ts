@@ -9,7 +9,7 @@
  */
 export { PeakNode, type PeakNodeOptions, type NodeStatus, type PeakNodeEvents } from './peak-node.js'
 export { Collection, MAX_DOC_BYTES, MAX_BATCH_DOCS, type Doc, type WriteResult, type BatchWriteResult, type DeleteResult, type CollectionOptions, type AbortOptions } from './collection.js'
-export type { ChangeEvent, VerifyReport, VerifyProblem } from './log.js'
+export { StoredRecordError, type ChangeEvent, type VerifyReport, type VerifyProblem } from './log.js'
 export { LiveQuery, type LiveEvent, type LiveChange, type Unsubscribe } from './live-query.js'
 export type { Confirmation } from './confirmations.js'
 export type { ReplicationOptions } from './replicator.js'

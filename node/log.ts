@@ -101,6 +101,13 @@ function safeCidString (bytes: Uint8Array): string {
   }
 }
 
+/** A membership or key record stored in the database does not decode or verify. */
+export class StoredRecordError extends Error {
+  static readonly code = 'ERR_STORED_RECORD'
+  override readonly name = 'StoredRecordError'
+  readonly code = StoredRecordError.code
+}
+
 /** Runs async tasks one at a time, in call order. */
 class Serial {
   private tail: Promise<unknown> = Promise.resolve()
@@ -162,7 +169,13 @@ export class Log extends EventEmitter<LogEvents> {
       log.tips.set(head.author as DeviceId, { seq: head.seq, cid: entry.cid })
       try { clock.observe(entry.header.clock) } catch { /* a far-future clock was accepted earlier; keep local time */ }
     }
-    for (const rec of await storage.controlRecords()) log.loadControlRecord(rec)
+    for (const rec of await storage.controlRecords()) {
+      try {
+        log.loadControlRecord(rec)
+      } catch (err) {
+        throw new StoredRecordError(`${storage.location}: stored ${rec.kind} record ${rec.key} is invalid (${(err as Error).message}); the database was written by an incompatible PeakDB version or damaged`)
+      }
+    }
     return log
   }
 

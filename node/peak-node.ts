@@ -20,7 +20,7 @@ import { Confirmations } from './confirmations.js'
 import { YDocs } from './ydocs.js'
 import { LiveQueries } from './live-query.js'
 import type * as Y from 'yjs'
-import { Replicator, type ReplicationOptions } from './replicator.js'
+import type { Replicator, ReplicationOptions } from './replicator.js'
 import type { SwarmTransport, SyncProgress } from '../transport/index.js'
 
 /** Options of {@link PeakNode.open}. */
@@ -242,6 +242,8 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   async startNetwork (options: ReplicationOptions = {}): Promise<void> {
     this.checkOpen()
     if (this.replicator !== undefined) return
+    // libp2p is loaded only by nodes that go on the network (it costs ~0.35 s and ~45 MB)
+    const { Replicator } = await import('./replicator.js')
     const r = new Replicator(this.log, this.storage, {
       certificate: this.keystore.certificate,
       chain: this.keystore.chain,

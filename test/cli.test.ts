@@ -102,6 +102,37 @@ describe('CLI', function () {
     assert.equal((JSON.parse((await runCli(['count', 'notes', '--json', '--dir', dir])).stdout) as { count: number }).count, 1)
   })
 
+  it('two daemons of one swarm on this machine sync through the CLI (the README walkthrough)', async () => {
+    const dirA = dirs.make()
+    const dirB = dirs.make()
+    const init = JSON.parse((await runCli(['init', '--dir', dirA, '--name', 'laptop', '--json'])).stdout) as { recoveryPhrase: string }
+    await runCli(['init', '--dir', dirB, '--name', 'desktop', '--recover', '-'], { input: init.recoveryPhrase })
+    const a = await startDaemon(['--dir', dirA])
+    daemons.push(a)
+    const addr = (a.started.multiaddrs as string[])[0] as string
+    assert.match(addr, /^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/12D3KooW/)
+    const b = await startDaemon(['--dir', dirB, '--bootstrap', addr])
+    daemons.push(b)
+    await runCli(['put', 'notes', '{"_id":"n1","title":"written on the laptop"}', '--dir', dirA])
+    const got = await waitFor(async () => {
+      const r = await runCli(['get', 'notes', 'n1', '--dir', dirB, '--json'])
+      return r.code === 0 ? JSON.parse(r.stdout) as Record<string, unknown> : undefined
+    }, { timeoutMs: 20_000, message: 'the note to reach the desktop' })
+    assert.equal(got.title, 'written on the laptop')
+    await runCli(['put', 'notes', '{"_id":"n2","title":"written on the desktop"}', '--dir', dirB])
+    await waitFor(async () => (await runCli(['get', 'notes', 'n2', '--dir', dirA])).code === 0, { timeoutMs: 20_000, message: 'the note to reach the laptop' })
+    const status = JSON.parse((await runCli(['status', '--dir', dirB, '--json'])).stdout) as { network: { peers: Array<{ name: string, verified: boolean }> }, versionVector: Record<string, number> }
+    assert.deepEqual(status.network.peers.map(p => [p.name, p.verified]), [['laptop', true]])
+    assert.equal(Object.keys(status.versionVector).length, 2)
+    const peers = await runCli(['peers', '--dir', dirA])
+    assert.match(peers.stdout, /desktop\s+member/)
+    const sync = await runCli(['sync', '--dir', dirB])
+    assert.equal(sync.code, 0, sync.stdout + sync.stderr)
+    assert.match(sync.stdout, /in sync/)
+    assert.equal(await a.stop(), 0)
+    assert.equal(await b.stop(), 0)
+  })
+
   it('reports usage errors (exit 2) and bad input (exit 1) clearly', async () => {
     const dir = dirs.make()
     await runCli(['init', '--dir', dir])
