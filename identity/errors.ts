@@ -60,3 +60,45 @@ export class KeystoreCorruptError extends Error {
     super(`keystore ${path} is corrupt or unreadable: ${reason}; it was left untouched (restore it from a backup or re-create the device with \`peakdb init --recover\` in a new data dir)`)
   }
 }
+
+/** The keystore is protected by a passphrase and none was given. */
+export class PassphraseRequiredError extends Error {
+  static readonly code = 'ERR_PASSPHRASE_REQUIRED'
+  override readonly name = 'PassphraseRequiredError'
+  readonly code = PassphraseRequiredError.code
+}
+
+/** The passphrase does not open the keystore. */
+export class WrongPassphraseError extends Error {
+  static readonly code = 'ERR_WRONG_PASSPHRASE'
+  override readonly name = 'WrongPassphraseError'
+  readonly code = WrongPassphraseError.code
+}
+
+/** An invite code is malformed, fails its check digit, or was tampered with. */
+export class InvalidInviteError extends Error {
+  static readonly code = 'ERR_INVALID_INVITE'
+  override readonly name = 'InvalidInviteError'
+  readonly code = InvalidInviteError.code
+}
+
+/** The invite has expired. */
+export class InviteExpiredError extends Error {
+  static readonly code = 'ERR_INVITE_EXPIRED'
+  override readonly name = 'InviteExpiredError'
+  readonly code = InviteExpiredError.code
+}
+
+/** The invite was already used (invites are single-use). */
+export class InviteUsedError extends Error {
+  static readonly code = 'ERR_INVITE_USED'
+  override readonly name = 'InviteUsedError'
+  readonly code = InviteUsedError.code
+}
+
+/** The inviter did not accept the proof of the invite's secret (wrong or unknown invite). */
+export class InviteRejectedError extends Error {
+  static readonly code = 'ERR_INVITE_REJECTED'
+  override readonly name = 'InviteRejectedError'
+  readonly code = InviteRejectedError.code
+}

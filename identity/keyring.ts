@@ -198,16 +198,34 @@ export class Keyring {
 
 /**
  * Which epochs this device should share with which members: every epoch it can open that has no
- * box for a current member. Pure; the node seals and publishes the boxes.
+ * box for a current member. This device counts too: a key it holds only through the recovery
+ * key or a direct handover is then kept in the log for its next start. Pure; the node seals and
+ * publishes the boxes.
  */
 export function planEpochShares (keyring: Keyring, members: readonly DeviceId[], self: DeviceId): Array<{ record: EpochRecord, key: Uint8Array, recipients: DeviceId[] }> {
   const out: Array<{ record: EpochRecord, key: Uint8Array, recipients: DeviceId[] }> = []
+  const everyone = members.includes(self) ? members : [...members, self]
   for (const record of keyring.allRecords()) {
     if (!keyring.canOpen(record.id)) continue
-    const recipients = members.filter(m => m !== self && !record.boxes.has(m))
+    const recipients = everyone.filter(m => !record.boxes.has(m))
     if (recipients.length > 0) out.push({ record, key: keyring.key(record.id), recipients })
   }
   return out
+}
+
+/**
+ * True when the newest epoch this device writes under is still sealed to a revoked device:
+ * then a new epoch must be started (revocation rotates keys).
+ */
+export function needsRotation (keyring: Keyring, isRevoked: (device: string) => boolean): boolean {
+  let current: { id: number } | undefined
+  try {
+    current = keyring.current()
+  } catch {
+    return false
+  }
+  const record = keyring.allRecords().find(r => r.id === current?.id)
+  return record !== undefined && [...record.boxes.keys()].some(r => r !== 'recovery' && isRevoked(r))
 }
 
 /** Boxes of an existing epoch key for more recipients (a share record of the same epoch). */

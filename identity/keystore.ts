@@ -1,15 +1,20 @@
 /**
- * The keystore file of a data dir: the device's secret key, its certificate and the swarm's
- * public identity. Written atomically with mode 0600; a file that cannot be read as a keystore is
- * reported (naming the file), never replaced.
+ * The keystore file of a data dir: the device's secret key (and, on devices created from the
+ * recovery phrase, the user root signing key), the device certificate and the swarm's public
+ * identity. Written atomically with mode 0600. The secrets can be sealed under a passphrase
+ * (scrypt N=2^17, r=8, p=1 from @noble/hashes, then XChaCha20-Poly1305). A file that cannot be
+ * read as a keystore is reported (naming the file), never replaced.
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync, unlinkSync, existsSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
 import { dirname } from 'node:path'
-import { KeystoreCorruptError, KeystoreNotFoundError } from './errors.js'
+import { scrypt } from '@noble/hashes/scrypt.js'
+import { KeystoreCorruptError, KeystoreNotFoundError, PassphraseRequiredError, WrongPassphraseError, DecryptionError } from './errors.js'
 import { decodeCertificate, encodeCertificate, type DeviceCertificate } from './certificate.js'
 import { swarmIdFromRootKey, type SwarmId } from './user-root.js'
 import { deviceIdFromPublicKey } from './device-id.js'
 import { publicKeyOf } from './ed25519.js'
+import { open, seal } from './seal.js'
 
 /** What a keystore holds. */
 export interface KeystoreData {
@@ -17,31 +22,59 @@ export interface KeystoreData {
   readonly rootPublicKey: Uint8Array
   readonly recoveryPublicKey: Uint8Array
   readonly deviceSecretKey: Uint8Array
+  /** The user root signing key, kept on devices created from the recovery phrase. */
+  readonly rootSecretKey?: Uint8Array
   readonly certificate: DeviceCertificate
   /** Certificates of the devices that issued this one, up to a root-issued one (empty when root-issued). */
   readonly chain: readonly DeviceCertificate[]
   readonly createdAt: string
+  /** How the device came to be: created with a new phrase, restored from one, or paired. */
+  readonly origin?: 'init' | 'recover' | 'join'
 }
 
 const FORMAT = 'peakdb-keystore'
-const VERSION = 1
+const VERSION = 2
+/** scrypt cost for passphrase-protected keystores (OWASP's recommendation for scrypt). */
+export const KEYSTORE_SCRYPT = { N: 2 ** 17, r: 8, p: 1 } as const
 
 function b64 (bytes: Uint8Array): string {
   return Buffer.from(bytes).toString('base64')
 }
 
-/** Writes `data` to `path` atomically (temp file, fsync, rename), readable by the owner only. */
-export function writeKeystore (path: string, data: KeystoreData): void {
+function passphraseKey (passphrase: string, salt: Uint8Array, params: { N: number, r: number, p: number }): Uint8Array {
+  return scrypt(passphrase.normalize('NFKC'), salt, { ...params, dkLen: 32, maxmem: 256 * 1024 * 1024 })
+}
+
+function aadOf (swarmId: string): Uint8Array {
+  return new TextEncoder().encode(`peakdb/keystore/v2\0${swarmId}`)
+}
+
+/**
+ * Writes `data` to `path` atomically (temp file, fsync, rename), readable by the owner only.
+ * With a passphrase, the secret keys are sealed under it.
+ */
+export function writeKeystore (path: string, data: KeystoreData, options: { passphrase?: string } = {}): void {
+  const secrets: Record<string, string> = { deviceSecretKey: b64(data.deviceSecretKey) }
+  if (data.rootSecretKey !== undefined) secrets.rootSecretKey = b64(data.rootSecretKey)
+  let stored: Record<string, unknown> = secrets
+  if (options.passphrase !== undefined) {
+    const salt = randomBytes(16)
+    const key = passphraseKey(options.passphrase, salt, KEYSTORE_SCRYPT)
+    const sealed = seal(key, new TextEncoder().encode(JSON.stringify(secrets)), aadOf(data.swarmId))
+    key.fill(0)
+    stored = { kdf: 'scrypt', ...KEYSTORE_SCRYPT, salt: b64(salt), sealed: b64(sealed) }
+  }
   const doc = {
     format: FORMAT,
     version: VERSION,
     swarmId: data.swarmId,
     rootPublicKey: b64(data.rootPublicKey),
     recoveryPublicKey: b64(data.recoveryPublicKey),
-    deviceSecretKey: b64(data.deviceSecretKey),
     certificate: b64(encodeCertificate(data.certificate)),
     chain: data.chain.map(c => b64(encodeCertificate(c))),
-    createdAt: data.createdAt
+    createdAt: data.createdAt,
+    origin: data.origin ?? 'init',
+    secrets: stored
   }
   writeFileAtomic(path, JSON.stringify(doc, null, 2) + '\n', 0o600)
 }
@@ -70,16 +103,14 @@ export function writeFileAtomic (path: string, content: string, mode: number): v
   }
 }
 
-function bytesField (doc: Record<string, unknown>, name: string, length: number | undefined, path: string): Uint8Array {
-  const v = doc[name]
-  if (typeof v !== 'string') throw new KeystoreCorruptError(path, `"${name}" is missing`)
-  const bytes = new Uint8Array(Buffer.from(v, 'base64'))
+function bytesOf (value: unknown, name: string, length: number | undefined, path: string): Uint8Array {
+  if (typeof value !== 'string') throw new KeystoreCorruptError(path, `"${name}" is missing`)
+  const bytes = new Uint8Array(Buffer.from(value, 'base64'))
   if (length !== undefined && bytes.length !== length) throw new KeystoreCorruptError(path, `"${name}" expected ${length} bytes, got ${bytes.length}`)
   return bytes
 }
 
-/** Reads and validates a keystore. Throws {@link KeystoreNotFoundError} or {@link KeystoreCorruptError}. */
-export function readKeystore (path: string): KeystoreData {
+function parseFile (path: string): Record<string, unknown> {
   let text: string
   try {
     text = readFileSync(path, 'utf8')
@@ -87,24 +118,66 @@ export function readKeystore (path: string): KeystoreData {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new KeystoreNotFoundError(path)
     throw new KeystoreCorruptError(path, (err as Error).message)
   }
-  let doc: Record<string, unknown>
   try {
     const parsed: unknown = JSON.parse(text)
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object')
-    doc = parsed as Record<string, unknown>
+    return parsed as Record<string, unknown>
   } catch {
     throw new KeystoreCorruptError(path, 'not valid JSON (truncated or edited?)')
   }
+}
+
+/** True when the keystore's secrets are sealed under a passphrase. */
+export function keystoreIsProtected (path: string): boolean {
+  const doc = parseFile(path)
+  const secrets = doc.secrets as Record<string, unknown> | undefined
+  return secrets?.kdf === 'scrypt'
+}
+
+function openSecrets (doc: Record<string, unknown>, swarmId: string, path: string, passphrase: string | undefined): Record<string, unknown> {
+  if (doc.version === 1) return doc // version 1 kept the device key at the top level
+  const secrets = doc.secrets
+  if (secrets === null || typeof secrets !== 'object' || Array.isArray(secrets)) throw new KeystoreCorruptError(path, '"secrets" is missing')
+  const s = secrets as Record<string, unknown>
+  if (s.kdf === undefined) return s
+  if (s.kdf !== 'scrypt') throw new KeystoreCorruptError(path, `unknown key derivation ${JSON.stringify(s.kdf)}`)
+  if (passphrase === undefined) throw new PassphraseRequiredError(`keystore ${path} is protected by a passphrase (set PEAKDB_PASSPHRASE or pass it)`)
+  const params = { N: Number(s.N), r: Number(s.r), p: Number(s.p) }
+  if (![params.N, params.r, params.p].every(n => Number.isSafeInteger(n) && n > 0) || params.N > 2 ** 20 || params.r > 32 || params.p > 16) {
+    throw new KeystoreCorruptError(path, 'scrypt parameters out of range')
+  }
+  const key = passphraseKey(passphrase, bytesOf(s.salt, 'salt', 16, path), params)
+  try {
+    return JSON.parse(new TextDecoder().decode(open(key, bytesOf(s.sealed, 'sealed', undefined, path), aadOf(swarmId)))) as Record<string, unknown>
+  } catch (err) {
+    if (err instanceof DecryptionError) throw new WrongPassphraseError(`the passphrase does not open keystore ${path}`)
+    throw new KeystoreCorruptError(path, 'sealed secrets do not decode')
+  } finally {
+    key.fill(0)
+  }
+}
+
+/**
+ * Reads and validates a keystore. Throws {@link KeystoreNotFoundError}, {@link KeystoreCorruptError},
+ * {@link PassphraseRequiredError} or {@link WrongPassphraseError}.
+ */
+export function readKeystore (path: string, options: { passphrase?: string } = {}): KeystoreData {
+  const doc = parseFile(path)
   if (doc.format !== FORMAT) throw new KeystoreCorruptError(path, `"format" expected "${FORMAT}"`)
-  if (doc.version !== VERSION) throw new KeystoreCorruptError(path, `unsupported version ${String(doc.version)}`)
-  const rootPublicKey = bytesField(doc, 'rootPublicKey', 32, path)
+  if (doc.version !== VERSION && doc.version !== 1) throw new KeystoreCorruptError(path, `unsupported version ${String(doc.version)}`)
+  const rootPublicKey = bytesOf(doc.rootPublicKey, 'rootPublicKey', 32, path)
   const swarmId = swarmIdFromRootKey(rootPublicKey)
   if (doc.swarmId !== swarmId) throw new KeystoreCorruptError(path, '"swarmId" does not match "rootPublicKey"')
-  const recoveryPublicKey = bytesField(doc, 'recoveryPublicKey', 32, path)
-  const deviceSecretKey = bytesField(doc, 'deviceSecretKey', 32, path)
+  const recoveryPublicKey = bytesOf(doc.recoveryPublicKey, 'recoveryPublicKey', 32, path)
+  const secrets = openSecrets(doc, swarmId, path, options.passphrase)
+  const deviceSecretKey = bytesOf(secrets.deviceSecretKey, 'deviceSecretKey', 32, path)
+  const rootSecretKey = secrets.rootSecretKey === undefined ? undefined : bytesOf(secrets.rootSecretKey, 'rootSecretKey', 32, path)
+  if (rootSecretKey !== undefined && Buffer.compare(publicKeyOf(rootSecretKey), rootPublicKey) !== 0) {
+    throw new KeystoreCorruptError(path, '"rootSecretKey" does not match "rootPublicKey"')
+  }
   let certificate: DeviceCertificate
   try {
-    certificate = decodeCertificate(bytesField(doc, 'certificate', undefined, path), swarmId, rootPublicKey)
+    certificate = decodeCertificate(bytesOf(doc.certificate, 'certificate', undefined, path), swarmId, rootPublicKey)
   } catch (err) {
     if (err instanceof KeystoreCorruptError) throw err
     throw new KeystoreCorruptError(path, `"certificate" is invalid: ${(err as Error).message}`)
@@ -121,5 +194,7 @@ export function readKeystore (path: string): KeystoreData {
     throw new KeystoreCorruptError(path, `"chain" is invalid: ${(err as Error).message}`)
   }
   const createdAt = typeof doc.createdAt === 'string' ? doc.createdAt : ''
-  return { swarmId, rootPublicKey, recoveryPublicKey, deviceSecretKey, certificate, chain, createdAt }
+  const origin = doc.origin === 'recover' || doc.origin === 'join' ? doc.origin : 'init'
+  const base = { swarmId, rootPublicKey, recoveryPublicKey, deviceSecretKey, certificate, chain, createdAt, origin } as const
+  return rootSecretKey === undefined ? base : { ...base, rootSecretKey }
 }

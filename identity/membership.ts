@@ -61,13 +61,20 @@ export class Membership {
   }
 
   /**
-   * True when an entry of `device` at `seq` is acceptable: the device is certified and either not
-   * revoked or the entry is within what its revocation keeps.
+   * How an entry of `device` at `seq` counts: 'member' when the device is certified and not
+   * revoked, or the entry is within what its revocation keeps; 'quarantined' when the device was
+   * revoked before it (kept in the log so that every log stays causally complete, but it changes
+   * nothing); 'unknown' when the device holds no certificate.
    */
-  acceptsEntry (device: string, seq: number): boolean {
-    if (!this.certs.has(device as DeviceId)) return false
+  entryStatus (device: string, seq: number): 'member' | 'quarantined' | 'unknown' {
+    if (!this.certs.has(device as DeviceId)) return 'unknown'
     const rev = this.revocations.get(device as DeviceId)
-    return rev === undefined || seq <= rev.after
+    return rev === undefined || seq <= rev.after ? 'member' : 'quarantined'
+  }
+
+  /** True when an entry of `device` at `seq` takes effect (see {@link entryStatus}). */
+  acceptsEntry (device: string, seq: number): boolean {
+    return this.entryStatus(device, seq) === 'member'
   }
 
   /** The revocation of a device, if any. */

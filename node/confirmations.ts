@@ -33,15 +33,13 @@ export class Confirmations {
    * for, so an offline device writing for weeks keeps no per-write state.
    */
   track (seq: number): Confirmation {
-    const self = this
     let promise: Promise<void> | undefined
-    return {
-      get status () { return self.required <= 0 || seq <= self.upTo ? 'confirmed' : 'pending' },
-      get confirmed () {
-        promise ??= self.waitFor(seq)
-        return promise
-      }
-    }
+    const status = (): 'pending' | 'confirmed' => (this.required <= 0 || seq <= this.upTo ? 'confirmed' : 'pending')
+    const confirmed = (): Promise<void> => (promise ??= this.waitFor(seq))
+    return Object.defineProperties({} as Confirmation, {
+      status: { get: status, enumerable: true },
+      confirmed: { get: confirmed, enumerable: true }
+    })
   }
 
   private waitFor (seq: number): Promise<void> {

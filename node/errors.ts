@@ -76,6 +76,13 @@ export class NotOnNetworkError extends Error {
   readonly code = NotOnNetworkError.code
 }
 
+/** No device with this id is a member of the swarm. */
+export class UnknownDeviceError extends Error {
+  static readonly code = 'ERR_UNKNOWN_DEVICE'
+  override readonly name = 'UnknownDeviceError'
+  readonly code = UnknownDeviceError.code
+}
+
 /** The operation was aborted through its signal. */
 export class AbortError extends Error {
   static readonly code = 'ABORT_ERR'

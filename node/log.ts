@@ -43,6 +43,10 @@ export interface LogEvents {
   yjs: [{ readonly origin: ChangeOrigin, readonly updates: ReadonlyArray<{ readonly doc: string, readonly update: Uint8Array }> }]
   /** A member's entry had a payload that does not open or decode; it is kept as a no-op. */
   poison: [{ readonly entry: EntryId, readonly author: string, readonly reason: string }]
+  /** A device was revoked (locally or by another device). */
+  revoked: [{ readonly device: string, readonly after: number }]
+  /** Documents were rebuilt from the log (after a revocation undid a device's late writes). */
+  rebuilt: []
 }
 
 /** What a local append produced. */
@@ -132,6 +136,8 @@ interface Staged {
   tips: Map<DeviceId, Tip>
   membership: Membership
   keyring: Keyring
+  /** Revocations the batch applies. */
+  revoked: Array<{ device: string, after: number }>
 }
 
 /** The signed, encrypted log of one node. */
@@ -256,7 +262,7 @@ export class Log extends EventEmitter<LogEvents> {
   appendControl (ops: readonly ControlOp[]): Promise<Entry> {
     return this.serial.run(async () => {
       const me = this.identity.deviceId
-      const staged: Staged = { tips: new Map(this.tips), membership: this.membershipState.clone(), keyring: this.keyringState.clone() }
+      const staged: Staged = { tips: new Map(this.tips), membership: this.membershipState.clone(), keyring: this.keyringState.clone(), revoked: [] }
       const header = this.nextHeader(staged.tips, 0)
       const payload = encodeControlPayload(ops)
       const entry = createEntry(header, () => payload, this.identity.signer)
@@ -269,6 +275,7 @@ export class Log extends EventEmitter<LogEvents> {
       this.swapIn(staged)
       this.announce('local', [entry], result)
       if (this.keyringState.openableCount() > keysBefore) await this.openPending()
+      await this.applyRevocations(staged.revoked)
       return entry
     })
   }
@@ -296,8 +303,10 @@ export class Log extends EventEmitter<LogEvents> {
           break
         }
         case 'revoke': {
+          const known = staged.membership.revocationOf((op.rev as { device?: string } | null)?.device ?? '')
           const rev = staged.membership.addRevocation(op.rev)
           records.push({ kind: 'revoke', key: rev.device, bytes: dagCbor.encode(rev) })
+          if (known === undefined) staged.revoked.push({ device: rev.device, after: rev.after })
           break
         }
         case 'epoch': {
@@ -341,6 +350,11 @@ export class Log extends EventEmitter<LogEvents> {
     let ops: DataOp[] = []
     let control: ControlRecord[] = []
     let pending = false
+    if (staged.membership.entryStatus(h.author, h.seq) === 'quarantined') {
+      // written by a revoked device after its revocation: kept, changes nothing
+      staged.tips.set(h.author, { seq: h.seq, cid: entry.cid })
+      return { cid: entry.cid.bytes, author: h.author, seq: h.seq, bytes: entry.bytes, stamp: stampOf(h.clock, h.author), ops: [], control: [], quarantined: true }
+    }
     if (h.epoch === 0) {
       control = this.prepareControl(decodeControlPayload(entry.payload), staged)
     }
@@ -354,6 +368,32 @@ export class Log extends EventEmitter<LogEvents> {
     }
     staged.tips.set(h.author, { seq: h.seq, cid: entry.cid })
     return { cid: entry.cid.bytes, author: h.author, seq: h.seq, bytes: entry.bytes, stamp: stampOf(h.clock, h.author), ops, control, pending }
+  }
+
+  /**
+   * Quarantines what revoked devices wrote after their revocation. When some of it had already
+   * been applied here (it arrived before the revocation), the documents are rebuilt from the
+   * log without it, so that every device ends with the same state.
+   */
+  private async applyRevocations (revoked: ReadonlyArray<{ device: string, after: number }>): Promise<void> {
+    let undo = 0
+    for (const r of revoked) {
+      undo += await this.storage.quarantine(r.device, r.after)
+      this.emit('revoked', r)
+    }
+    if (undo === 0) return
+    logger.warn('rebuilding documents without writes of revoked devices', { entries: undo })
+    await this.rematerialize(this.storage, this.membershipState, this.keyringState)
+    this.emit('rebuilt')
+  }
+
+  private async rematerialize (storage: StorageProvider, membership: Membership, keyring: Keyring): Promise<void> {
+    await storage.rematerialize(row => {
+      const entry = decodeEntry(row.bytes)
+      if (entry.header.epoch === 0 || !keyring.canOpen(entry.header.epoch)) return undefined
+      if (membership.entryStatus(entry.header.author, entry.header.seq) !== 'member') return undefined
+      return { stamp: stampOf(entry.header.clock, entry.header.author), ops: this.openOps(entry, keyring) }
+    })
   }
 
   /**
@@ -428,7 +468,7 @@ export class Log extends EventEmitter<LogEvents> {
         for (const d of e.header.deps) wanted.set(cidKey(d), d.bytes)
       }
       const present = await this.storage.hasEntries([...wanted.values()])
-      const staged: Staged = { tips: new Map(this.tips), membership: this.membershipState.clone(), keyring: this.keyringState.clone() }
+      const staged: Staged = { tips: new Map(this.tips), membership: this.membershipState.clone(), keyring: this.keyringState.clone(), revoked: [] }
       const view: LogView = {
         swarm: this.identity.swarmId,
         tip: author => staged.tips.get(author),
@@ -456,6 +496,7 @@ export class Log extends EventEmitter<LogEvents> {
       for (const e of accepted) this.clock.observe(e.header.clock)
       this.announce('remote', accepted, result)
       if (this.keyringState.openableCount() > keysBefore) await this.openPending()
+      await this.applyRevocations(staged.revoked)
       return { applied: items.length, duplicates: entries.length - items.length, changes: result.changes }
     })
   }
@@ -467,7 +508,7 @@ export class Log extends EventEmitter<LogEvents> {
    */
   async verify (options: { rebuild?: boolean, onProgress?: (done: number, total: number) => void } = {}): Promise<VerifyReport> {
     const total = await this.storage.entryCount()
-    const staged: Staged = { tips: new Map(), membership: new Membership(this.identity.swarmId, this.identity.rootPublicKey), keyring: this.newKeyring() }
+    const staged: Staged = { tips: new Map(), membership: new Membership(this.identity.swarmId, this.identity.rootPublicKey), keyring: this.newKeyring(), revoked: [] }
     // keys handed over directly by peers are not in the log: give the replay the ones held now
     for (const { id, box } of this.keyBoxesFor(this.identity.deviceId)) staged.keyring.deliver(id, box)
     const seen = new Set<string>()
@@ -501,6 +542,11 @@ export class Log extends EventEmitter<LogEvents> {
       const opened = laterOpened.filter(e => staged.keyring.canOpen(e.header.epoch))
       if (replay !== undefined && opened.length > 0) {
         await replay.applyPending(opened.map(e => ({ cid: e.cid.bytes, stamp: stampOf(e.header.clock, e.header.author), ops: this.openOps(e, staged.keyring) })))
+      }
+      if (replay !== undefined && staged.revoked.length > 0) {
+        // as applyRevocations does live: late writes of revoked devices change nothing
+        for (const r of staged.revoked) await replay.quarantine(r.device, r.after)
+        await this.rematerialize(replay, staged.membership, staged.keyring)
       }
       for (const [author, tip] of this.tips) {
         const rebuilt = staged.tips.get(author)

@@ -7,14 +7,17 @@ import { existsSync, statSync } from 'node:fs'
 import { hostname } from 'node:os'
 import {
   createEpoch, createSigner, deriveUserRoot, deviceIdFromPublicKey, generateRecoveryPhrase, generateSecretKey,
-  issueCertificate, parseRecoveryPhrase, publicKeyOf, readKeystore, sealingSecretKeyOf, writeKeystore,
+  issueCertificate, normaliseDeviceName, parseRecoveryPhrase, publicKeyOf, readKeystore, sealingSecretKeyOf, writeKeystore,
   type DeviceId, type KeystoreData, type SwarmId
 } from '../identity/index.js'
 import { isCollectionName, vectorToJson, type CollectionName } from '../crdt/index.js'
 import { SqliteProvider, type CollectionInfo, type StorageProvider } from '../storage/index.js'
-import { Collection, type CollectionOptions } from './collection.js'
+import { Collection, type CollectionContext, type CollectionOptions } from './collection.js'
 import { acquireLock, dataDirPaths, ensureDataDir, type DataDirPaths, type DirLock } from './data-dir.js'
-import { DataDirError, InvalidCollectionNameError, NodeClosedError, NotInitializedError, NotOnNetworkError } from './errors.js'
+import { DataDirError, InvalidCollectionNameError, InvalidOptionError, NodeClosedError, NotInitializedError, NotOnNetworkError } from './errors.js'
+import { keystoreFromWelcome, newDevice, Pairing, parseInviteCode } from './pairing.js'
+import { Devices } from './devices.js'
+import { Profile } from './profile.js'
 import { epochOp, Log, type ChangeEvent, type VerifyReport } from './log.js'
 import { Confirmations } from './confirmations.js'
 import { YDocs } from './ydocs.js'
@@ -45,6 +48,17 @@ export interface PeakNodeOptions {
   readonly network?: ReplicationOptions
   /** Other devices that must hold a write before it counts as confirmed (default 1). */
   readonly confirmations?: number
+  /**
+   * Passphrase of the keystore: opens a protected keystore, and protects a keystore created by
+   * this open (scrypt + XChaCha20-Poly1305).
+   */
+  readonly passphrase?: string
+}
+
+/** Options of {@link PeakNode.join}. */
+export interface JoinOptions extends Omit<PeakNodeOptions, 'recoveryPhrase' | 'create'> {
+  /** The invite code from `peakdb pair invite` / `node.pairing.invite()` on a member device. */
+  readonly code: string
 }
 
 /** A snapshot of a node's state. */
@@ -109,6 +123,12 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   private readonly collectionsByName = new Map<string, Collection>()
   private replicator: Replicator | undefined
   private readonly ydocs: YDocs
+  /** Inviting new devices (`invite()`); a new device joins with {@link PeakNode.join}. */
+  readonly pairing: Pairing
+  /** The swarm's devices: list and revoke. */
+  readonly devices: Devices
+  /** The user's profile and preferences, replicated and encrypted. */
+  readonly profile: Profile
   private readonly live: LiveQueries
   /** Acknowledgements of this device's writes by the others. */
   readonly confirmations: Confirmations
@@ -116,7 +136,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   private constructor (
     readonly log: Log,
     readonly storage: StorageProvider,
-    private readonly keystore: KeystoreData,
+    private keystore: KeystoreData,
     private readonly lock: DirLock,
     paths: DataDirPaths,
     recoveryPhrase: string | undefined,
@@ -128,6 +148,15 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     this.confirmations = new Confirmations(confirmations)
     this.ydocs = new YDocs(log, storage)
     this.live = new LiveQueries(log, storage)
+    this.pairing = new Pairing({ log, keystore, deviceName: keystore.certificate.name, multiaddrs: () => this.replicator?.network?.multiaddrs() ?? [] })
+    this.devices = new Devices({
+      log,
+      keystore,
+      online: () => new Set(this.peers().filter(p => p.verified).map(p => p.device)),
+      lastSeen: () => this.replicator?.lastSeen() ?? new Map(),
+      hangUp: async device => { await this.replicator?.network?.hangUp(device) }
+    })
+    this.profile = new Profile(new Collection('_profile' as CollectionName, this.collectionContext()))
     log.on('change', ev => this.emit('change', ev))
   }
 
@@ -143,8 +172,16 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     try {
       let keystore: KeystoreData
       let created: { phrase: string | undefined, recoveryPublicKey: Uint8Array } | undefined
+      let recoverySealingSecret: Uint8Array | undefined
       if (existsSync(paths.keystore)) {
-        keystore = readKeystore(paths.keystore)
+        keystore = readKeystore(paths.keystore, options.passphrase !== undefined ? { passphrase: options.passphrase } : {})
+        if (options.recoveryPhrase !== undefined) {
+          // the phrase unlocks the recovery key for this session: every epoch opens with it
+          const root = deriveUserRoot(parseRecoveryPhrase(options.recoveryPhrase))
+          if (root.swarmId !== keystore.swarmId) throw new DataDirError(`the recovery phrase belongs to swarm ${root.swarmId}, but ${paths.dir} is a device of swarm ${keystore.swarmId}`)
+          recoverySealingSecret = root.recoverySecretKey
+          root.rootSecretKey.fill(0)
+        }
       } else {
         if (hasData(paths.database)) {
           throw new DataDirError(`${paths.keystore} is missing but ${paths.database} holds data; refusing to create a new identity over it (restore the keystore, or move the database away)`)
@@ -160,13 +197,16 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
           rootPublicKey: root.rootPublicKey,
           recoveryPublicKey: root.recoveryPublicKey,
           deviceSecretKey,
+          // a device created from the phrase keeps the root key: it can certify new devices
+          rootSecretKey: root.rootSecretKey,
           certificate,
           chain: [],
-          createdAt: new Date().toISOString()
+          createdAt: new Date().toISOString(),
+          origin: options.recoveryPhrase !== undefined ? 'recover' : 'init'
         }
-        writeKeystore(paths.keystore, keystore)
-        root.rootSecretKey.fill(0)
-        root.recoverySecretKey.fill(0)
+        writeKeystore(paths.keystore, keystore, options.passphrase !== undefined ? { passphrase: options.passphrase } : {})
+        if (options.recoveryPhrase !== undefined) recoverySealingSecret = root.recoverySecretKey
+        else root.recoverySecretKey.fill(0)
         created = { phrase: options.recoveryPhrase === undefined ? phrase : undefined, recoveryPublicKey: root.recoveryPublicKey }
       }
       storage = SqliteProvider.open(options.durability === undefined ? { path: paths.database } : { path: paths.database, durability: options.durability })
@@ -177,11 +217,12 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
         rootPublicKey: keystore.rootPublicKey,
         deviceId,
         signer: createSigner(keystore.deviceSecretKey),
-        sealingSecret: sealingSecretKeyOf(keystore.deviceSecretKey)
+        sealingSecret: sealingSecretKeyOf(keystore.deviceSecretKey),
+        ...(recoverySealingSecret !== undefined ? { recoverySealingSecret } : {})
       })
       // first open (or a crash right after the keystore was written): record this device's
       // certificate and the first data-key epoch in the log
-      if (log.heads().length === 0 && keystore.certificate.issuer === 'root') {
+      if (log.heads().length === 0 && keystore.origin !== 'join') {
         const epoch = createEpoch({ swarm: keystore.swarmId, gen: 1, devices: [deviceId], recoveryPublicKey: created?.recoveryPublicKey ?? keystore.recoveryPublicKey })
         await log.appendControl([{ t: 'cert', cert: keystore.certificate }, epochOp(epoch.record)])
       }
@@ -229,7 +270,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     }
     let c = this.collectionsByName.get(name)
     if (c === undefined || options !== undefined) {
-      c = new Collection(name as CollectionName, { log: this.log, storage: this.storage, checkOpen: () => this.checkOpen(), track: seq => this.confirmations.track(seq), live: this.live }, options)
+      c = new Collection(name as CollectionName, this.collectionContext(), options)
       this.collectionsByName.set(name, c)
     }
     return c
@@ -248,8 +289,9 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       certificate: this.keystore.certificate,
       chain: this.keystore.chain,
       rootPublicKey: this.keystore.rootPublicKey,
+      recoveryPublicKey: this.keystore.recoveryPublicKey,
       deviceSecretKey: this.keystore.deviceSecretKey
-    }, options, this.confirmations)
+    }, options, this.confirmations, this.pairing)
     r.on('sync:progress', ev => this.emit('sync:progress', ev))
     r.on('peer:verified', ev => this.emit('peer:connect', ev))
     r.on('peer:disconnected', ev => this.emit('peer:disconnect', ev))
@@ -316,6 +358,74 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   async ydoc (id: string): Promise<Y.Doc> {
     this.checkOpen()
     return await this.ydocs.open(id)
+  }
+
+  private collectionContext (): CollectionContext {
+    return { log: this.log, storage: this.storage, checkOpen: () => this.checkOpen(), track: seq => this.confirmations.track(seq), live: this.live }
+  }
+
+  /**
+   * Protects the keystore with a passphrase, changes it, or (with undefined) removes it. The
+   * keystore is rewritten atomically.
+   */
+  async setPassphrase (passphrase: string | undefined): Promise<void> {
+    this.checkOpen()
+    if (passphrase !== undefined && passphrase.length < 8) throw new InvalidOptionError('"passphrase" expected at least 8 characters')
+    writeKeystore(this.paths.keystore, this.keystore, passphrase !== undefined ? { passphrase } : {})
+  }
+
+  /** True when the keystore holds the user root key (this device can certify devices as root). */
+  get holdsRootKey (): boolean {
+    return this.keystore.rootSecretKey !== undefined
+  }
+
+  /**
+   * Joins a swarm with an invite code: a fresh data dir becomes a new device of the inviter's
+   * swarm. The new device dials the inviter, proves it knows the invite's secret (which never
+   * crosses the wire), receives its certificate and the data keys, and starts syncing.
+   *
+   * @example
+   * ```ts
+   * const node = await PeakNode.join({ dir: './desktop', code: 'peak1…', network: { listen: ['/ip4/127.0.0.1/tcp/0'] } })
+   * ```
+   */
+  static async join (options: JoinOptions): Promise<PeakNode> {
+    const invite = parseInviteCode(options.code)
+    const paths = dataDirPaths(options.dir)
+    if (existsSync(paths.keystore) || hasData(paths.database)) throw new DataDirError(`${paths.dir} already holds a device; join with a fresh data dir`)
+    const device = newDevice(options.deviceName)
+    const { createHost, requestPairing } = await import('../transport/index.js')
+    const host = await createHost({ deviceSecretKey: device.secretKey, swarmId: 'pairing', gater: {}, options: { listen: ['/ip4/127.0.0.1/tcp/0'], dht: false } })
+    let welcome
+    try {
+      welcome = await requestPairing(host, invite, normaliseDeviceName(device.name))
+    } finally {
+      await host.stop()
+    }
+    const keystore = keystoreFromWelcome(device.secretKey, welcome)
+    ensureDataDir(paths.dir)
+    writeKeystore(paths.keystore, keystore, options.passphrase !== undefined ? { passphrase: options.passphrase } : {})
+    const network = options.network ?? {}
+    const node = await PeakNode.open({
+      ...options,
+      create: false,
+      network: { ...network, bootstrap: [...(network.bootstrap ?? []), ...welcome.addrs] }
+    })
+    try {
+      await node.log.deliverKeys(welcome.keys)
+      // come back with the data: the first pull brings the epoch records and the log
+      for (const addr of welcome.addrs) {
+        try {
+          await node.connect(addr)
+          break
+        } catch { /* try the next address */ }
+      }
+      await node.syncNow()
+    } catch (err) {
+      await node.close()
+      throw err
+    }
+    return node
   }
 
   /** Every collection with documents or indexes, with counts. */

@@ -5,10 +5,10 @@
  */
 import { EventEmitter } from 'node:events'
 import {
-  encodeCertificate, planEpochShares, shareEpoch, verifyCertificateChain, type DeviceCertificate, type DeviceId
+  createEpoch, encodeCertificate, needsRotation, planEpochShares, shareEpoch, verifyCertificateChain, type DeviceCertificate, type DeviceId
 } from '../identity/index.js'
 import type { StorageProvider } from '../storage/index.js'
-import { SwarmTransport, type NetworkOptions, type PeerInfo, type ReplicaBackend, type SwarmEvents, type VerifiedDevice } from '../transport/index.js'
+import { SwarmTransport, type NetworkOptions, type PairingBackend, type PeerInfo, type ReplicaBackend, type SwarmEvents, type VerifiedDevice } from '../transport/index.js'
 import type { Confirmations } from './confirmations.js'
 import { epochOp, type Log } from './log.js'
 import { createLogger } from './logger.js'
@@ -35,17 +35,23 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
     if (ev.origin === 'local') this.transport?.announceEntries(ev.entries.map(e => e.bytes))
     if (ev.entries.some(e => e.header.epoch === 0)) this.scheduleShares()
   }
+  private readonly onRevoked = (ev: { device: string }): void => {
+    this.transport?.hangUp(ev.device).catch(() => {})
+    this.scheduleShares()
+  }
 
   constructor (
     private readonly log: Log,
     private readonly storage: StorageProvider,
-    private readonly identity: { certificate: DeviceCertificate, chain: readonly DeviceCertificate[], rootPublicKey: Uint8Array, deviceSecretKey: Uint8Array },
+    private readonly identity: { certificate: DeviceCertificate, chain: readonly DeviceCertificate[], rootPublicKey: Uint8Array, recoveryPublicKey: Uint8Array, deviceSecretKey: Uint8Array },
     private readonly options: ReplicationOptions,
-    confirmations: Confirmations
+    confirmations: Confirmations,
+    private readonly pairing?: PairingBackend
   ) {
     super()
     this.confirmations = confirmations
     log.on('entries', this.onEntries)
+    log.on('revoked', this.onRevoked)
   }
 
   get swarmId (): string { return this.log.swarmId }
@@ -63,6 +69,7 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
     }
     this.transport = await SwarmTransport.start({
       backend: this,
+      ...(this.pairing !== undefined ? { pairing: this.pairing } : {}),
       deviceSecretKey: this.identity.deviceSecretKey,
       options: this.options,
       log: (level, m, f) => logger[level](m, f)
@@ -158,14 +165,25 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
     }, SHARE_DELAY_MS + Math.floor(Math.random() * SHARE_DELAY_MS))
   }
 
-  /** Seals every epoch this device can open to the members that lack it, in one control entry. */
+  /**
+   * Seals every epoch this device can open to the members that lack it, and starts a new epoch
+   * when the current one is still sealed to a revoked device (a revocation made concurrently
+   * elsewhere), in one control entry.
+   */
   async shareEpochs (): Promise<number> {
-    const plan = planEpochShares(this.log.keyring, this.log.membership.memberIds(), this.log.deviceId as DeviceId)
-    if (plan.length === 0) return 0
+    const keyring = this.log.keyring
+    const members = this.log.membership.memberIds()
+    const plan = planEpochShares(keyring, members, this.log.deviceId as DeviceId)
     const ops = plan.map(p => epochOp(shareEpoch(this.log.swarmId as never, p.record, p.key, p.recipients)))
+    if (needsRotation(keyring, d => this.isRevoked(d))) {
+      const epoch = createEpoch({ swarm: this.log.swarmId as never, gen: keyring.highestGeneration() + 1, devices: members, recoveryPublicKey: this.identity.recoveryPublicKey })
+      ops.push(epochOp(epoch.record))
+      logger.info('started a new data-key epoch without revoked devices', { epoch: epoch.record.id })
+    }
+    if (ops.length === 0) return 0
     await this.log.appendControl(ops)
-    logger.info('shared data-key epochs', { epochs: plan.length, recipients: [...new Set(plan.flatMap(p => p.recipients))].length })
-    return plan.length
+    if (plan.length > 0) logger.info('shared data-key epochs', { epochs: plan.length, recipients: [...new Set(plan.flatMap(p => p.recipients))].length })
+    return ops.length
   }
 
   // --- status ---------------------------------------------------------------------------------
@@ -184,6 +202,14 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
     return [...this.progress].filter(([, p]) => now - p.at < 60_000).map(([peer, p]) => ({ peer, received: p.received, total: p.total }))
   }
 
+  /** When each device was last connected. */
+  lastSeen (): Map<string, number> {
+    const out = new Map<string, number>()
+    for (const [device, p] of this.peerBook) out.set(device, p.seen)
+    for (const p of this.transport?.peers() ?? []) if (p.verified) out.set(p.device, Date.now())
+    return out
+  }
+
   /** Devices seen before, with their last known addresses. */
   peerBookEntries (): Array<{ device: string, name: string, addrs: string[], seen: number }> {
     return [...this.peerBook].map(([device, p]) => ({ device, ...p }))
@@ -191,6 +217,7 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
 
   async stop (): Promise<void> {
     this.log.off('entries', this.onEntries)
+    this.log.off('revoked', this.onRevoked)
     clearTimeout(this.shareTimer)
     if (this.peerBookTimer !== undefined) {
       clearTimeout(this.peerBookTimer)

@@ -36,6 +36,11 @@ export interface CommitItem {
    * entry is stored and materialised later with {@link StorageProvider.applyPending}.
    */
   readonly pending?: boolean
+  /**
+   * True for an entry of a revoked device beyond what its revocation keeps: stored so that
+   * every log stays causally complete, never materialised.
+   */
+  readonly quarantined?: boolean
 }
 
 /** Ops of a stored pending entry, now opened. */
@@ -131,6 +136,17 @@ export interface StorageProvider {
   pendingEntries (after: number, limit: number): Promise<StoredEntry[]>
   /** Materialises opened pending entries and marks them applied, in one transaction. */
   applyPending (items: readonly PendingApply[]): Promise<CommitResult>
+  /**
+   * Marks an author's entries after `afterSeq` as quarantined (never materialised). Returns how
+   * many of them had been materialised already.
+   */
+  quarantine (author: string, afterSeq: number): Promise<number>
+  /**
+   * Rebuilds every materialised document and Yjs update from the log, in one transaction:
+   * `open` (synchronous) gives the stamp and ops of each materialised entry, or undefined to
+   * skip it.
+   */
+  rematerialize (open: (entry: StoredEntry) => { stamp: Stamp, ops: readonly DataOp[] } | undefined): Promise<void>
   /** Stored updates of a Yjs document, oldest first. */
   yjsUpdates (doc: string): Promise<Array<{ readonly id: number, readonly data: Uint8Array }>>
   /** Replaces a Yjs document's updates up to `upToId` by one merged update. */

@@ -116,3 +116,35 @@ export function vectorToPairs (v: ReadonlyMap<string, number>): Array<[string, n
 export function vectorFromPairs (pairs: ReadonlyArray<readonly [string, number]>): Map<string, number> {
   return new Map(pairs.map(([a, s]) => [a, s]))
 }
+
+export const pairJoinSchema = z.object({
+  t: z.literal('join'),
+  invite: bytes(8).refine(b => b.length === 8, 'expected 8 bytes'),
+  name: z.string().min(1).max(64),
+  nonce: bytes(32).refine(b => b.length === 16, 'expected 16 bytes')
+}).strict()
+
+export const pairChallengeSchema = z.object({
+  t: z.literal('challenge'),
+  nonce: bytes(32).refine(b => b.length === 16, 'expected 16 bytes')
+}).strict()
+
+export const pairProofSchema = z.object({
+  t: z.literal('proof'),
+  mac: bytes(32).refine(b => b.length === 32, 'expected 32 bytes')
+}).strict()
+
+export const pairWelcomeSchema = z.object({
+  t: z.literal('welcome'),
+  mac: bytes(32).refine(b => b.length === 32, 'expected 32 bytes'),
+  swarm: z.string().min(1).max(128),
+  rootPublicKey: bytes(32).refine(b => b.length === 32, 'expected 32 bytes'),
+  recoveryPublicKey: bytes(32).refine(b => b.length === 32, 'expected 32 bytes'),
+  certificate: bytes(4096),
+  chain: z.array(bytes(4096)).max(MAX_CHAIN),
+  keys: keyBoxes,
+  addrs: z.array(z.string().max(1024)).max(16),
+  name: z.string().max(64)
+}).strict()
+
+export type PairWelcome = z.infer<typeof pairWelcomeSchema>

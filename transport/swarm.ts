@@ -16,6 +16,7 @@ import { HelloProtocol } from './hello-protocol.js'
 import { createHost, type Host, type NetworkOptions } from './host.js'
 import { PeerGate } from './peer-gate.js'
 import { SyncProtocol, SyncRefusedError, type SyncProgress } from './sync-protocol.js'
+import { handlePairing, type PairingBackend } from './pair-protocol.js'
 
 const VERIFY_WITHIN_MS = 10_000
 const ANTI_ENTROPY_MS = 30_000
@@ -82,13 +83,28 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   }
 
   /** Creates the host, registers the protocols and starts connecting. */
-  static async start (init: { backend: ReplicaBackend, deviceSecretKey: Uint8Array, options: NetworkOptions, log: (level: 'debug' | 'info' | 'warn', m: string, f?: Record<string, unknown>) => void }): Promise<SwarmTransport> {
+  static async start (init: { backend: ReplicaBackend, pairing?: PairingBackend, deviceSecretKey: Uint8Array, options: NetworkOptions, log: (level: 'debug' | 'info' | 'warn', m: string, f?: Record<string, unknown>) => void }): Promise<SwarmTransport> {
     const gate = new PeerGate(device => init.backend.isRevoked(device))
     const host = await createHost({ deviceSecretKey: init.deviceSecretKey, swarmId: init.backend.swarmId, gater: gate.connectionGater(), options: init.options })
     const t = new SwarmTransport(host, init.backend, gate, init.options, init.log)
     try {
       await t.hello.start()
       await t.sync.start()
+      const pairing = init.pairing
+      if (pairing !== undefined) {
+        await handlePairing(host, {
+          publicKey: pairing.publicKey,
+          findInvite: id => pairing.findInvite(id),
+          failedProof: id => pairing.failedProof(id),
+          admit: async (id, joiner) => await pairing.admit(id, joiner),
+          // a joining device says hello only after it is certified: do not drop it meanwhile
+          pairing: peer => {
+            clearTimeout(t.verifyTimers.get(peer))
+            t.verifyTimers.delete(peer)
+            pairing.pairing(peer)
+          }
+        }, (m, f) => init.log('info', m, f))
+      }
       t.gossip.start()
       host.addEventListener('connection:open', t.onConnectionOpen)
       host.addEventListener('peer:disconnect', t.onPeerDisconnect)

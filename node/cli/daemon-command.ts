@@ -11,6 +11,7 @@ import type { SyncProgress } from '../../transport/index.js'
 import { emit, table } from './output.js'
 import { phraseBanner } from './init-command.js'
 import { readConfig } from './config.js'
+import { passphrase } from './target.js'
 
 const log = createLogger('daemon')
 
@@ -26,6 +27,7 @@ export interface DaemonOptions {
   dht?: boolean
   confirmations?: number
   config?: string
+  passphraseFile?: string
 }
 
 /** Shows pulls of large logs: a bar on a terminal, a log line per quarter otherwise. */
@@ -74,9 +76,11 @@ export async function runDaemon (o: DaemonOptions): Promise<void> {
   }
   const apiPort = o.apiPort ?? config.apiPort
   const confirmations = o.confirmations ?? config.confirmations
+  const pass = passphrase(o.passphraseFile)
   const node = await PeakNode.open({
     dir: o.dir,
     network,
+    ...(pass !== undefined ? { passphrase: pass } : {}),
     ...(name !== undefined ? { deviceName: name } : {}),
     ...(confirmations !== undefined ? { confirmations } : {})
   })

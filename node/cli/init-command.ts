@@ -7,6 +7,7 @@ import { PeakNode } from '../peak-node.js'
 import { dataDirPaths } from '../data-dir.js'
 import { DataDirError } from '../errors.js'
 import { emit, table } from './output.js'
+import { passphrase } from './target.js'
 
 /** The recovery-phrase banner shown once when an identity is created. */
 export function phraseBanner (phrase: string): string {
@@ -26,14 +27,16 @@ export function phraseBanner (phrase: string): string {
 }
 
 /** Runs `peakdb init`. */
-export async function runInit (o: { dir: string, json: boolean, recover?: string, name?: string }): Promise<void> {
+export async function runInit (o: { dir: string, json: boolean, recover?: string, name?: string, passphraseFile?: string }): Promise<void> {
   const paths = dataDirPaths(o.dir)
   if (existsSync(paths.keystore)) {
     throw new DataDirError(`${paths.dir} already has an identity (${paths.keystore}); use another --dir to create a new one`)
   }
   const recover = o.recover === '-' ? readFileSync(0, 'utf8') : o.recover
+  const pass = passphrase(o.passphraseFile)
   const node = await PeakNode.open({
     dir: o.dir,
+    ...(pass !== undefined ? { passphrase: pass } : {}),
     ...(recover !== undefined ? { recoveryPhrase: recover } : {}),
     ...(o.name !== undefined ? { deviceName: o.name } : {})
   })

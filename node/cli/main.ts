@@ -11,12 +11,13 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { defaultDataDir, dataDirPaths } from '../data-dir.js'
 import { InvalidOptionError } from '../errors.js'
 import { EXIT, emit, reportError, table } from './output.js'
-import { invoke } from './target.js'
+import { invoke, passphrase } from './target.js'
+import { PeakNode } from '../peak-node.js'
 import { runDaemon } from './daemon-command.js'
 import { runInit } from './init-command.js'
 import { callApi, readApiInfo } from '../daemon/api-client.js'
 
-interface GlobalOptions { dir?: string, json?: boolean }
+interface GlobalOptions { dir?: string, json?: boolean, passphraseFile?: string }
 
 function packageVersion (): string {
   let dir = dirname(fileURLToPath(import.meta.url))
@@ -31,9 +32,24 @@ function packageVersion (): string {
   return '0.0.0'
 }
 
-function globals (cmd: Command): { dir: string, json: boolean } {
+interface Globals { dir: string, json: boolean, passphraseFile?: string }
+
+function globals (cmd: Command): Globals {
   const o = cmd.optsWithGlobals<GlobalOptions>()
-  return { dir: o.dir ?? defaultDataDir(), json: o.json === true }
+  return { dir: o.dir ?? defaultDataDir(), json: o.json === true, ...(o.passphraseFile !== undefined ? { passphraseFile: o.passphraseFile } : {}) }
+}
+
+/** Runs a local API method for the command's data dir (daemon or direct). */
+async function call (g: Globals, method: string, params: unknown): Promise<unknown> {
+  return await invoke(g.dir, method, params, g.passphraseFile !== undefined ? { passphraseFile: g.passphraseFile } : {})
+}
+
+/** `10m`, `1h`, `90s` or milliseconds. */
+function durationOption (value: string): number {
+  const m = /^(\d+)(ms|s|m|h)?$/.exec(value.trim())
+  if (m === null) throw new InvalidArgumentError('expected a duration such as 90s, 10m or 1h')
+  const n = Number(m[1])
+  return n * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | undefined ?? 'ms'] ?? 1)
 }
 
 /** Parses a JSON argument, or reads it from stdin when it is `-`. */
@@ -75,6 +91,7 @@ export function buildProgram (): Command {
     .version(packageVersion(), '-v, --version')
     .option('--dir <path>', 'data dir (default: $PEAKDB_DIR, else ~/.peakdb)')
     .option('--json', 'machine-readable JSON output')
+    .option('--passphrase-file <path>', 'file holding the keystore passphrase (or set $PEAKDB_PASSPHRASE)')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({ writeErr: s => process.stderr.write(s) })
@@ -114,11 +131,105 @@ Examples:
       await runDaemon({ ...globals(cmd), ...opts })
     })
 
+  const pair = program.command('pair').description('pair a new device with an invite instead of the recovery phrase')
+  pair.command('invite')
+    .description('create a short-lived, single-use invite for a new device (needs a running daemon)')
+    .option('--ttl <duration>', 'how long the invite works: 90s, 10m, 1h (default 10m)', durationOption)
+    .action(async (opts: { ttl?: number }, cmd: Command) => {
+      const g = globals(cmd)
+      const r = await call(g, 'invite', opts.ttl !== undefined ? { ttl: opts.ttl } : {}) as { code: string, qr: string, expires: string, inviter: string, addrs: string[] }
+      emit(g.json, { code: r.code, expires: r.expires, inviter: r.inviter, addrs: r.addrs }, () => [
+        `Invite for a new device (single use, valid until ${r.expires}):`,
+        '',
+        `  ${r.code}`,
+        '',
+        r.qr,
+        'On the new device, with a fresh data dir:',
+        `  peakdb pair join ${r.code}`
+      ].join('\n'))
+    })
+  pair.command('join')
+    .description('turn a fresh data dir into a new device of the inviter\'s swarm, and sync it')
+    .argument('<code>', 'the invite code (or - to read it from stdin)')
+    .option('--name <name>', 'name of this device (default: host name)')
+    .option('--listen <multiaddr...>', 'addresses to listen on while joining (default /ip4/127.0.0.1/tcp/0)')
+    .action(async (code: string, opts: { name?: string, listen?: string[] }, cmd: Command) => {
+      const g = globals(cmd)
+      const text = code === '-' ? readFileSync(0, 'utf8').trim() : code
+      const pass = passphrase(g.passphraseFile)
+      const node = await PeakNode.join({
+        dir: g.dir,
+        code: text,
+        network: { listen: opts.listen ?? ['/ip4/127.0.0.1/tcp/0'], dht: false },
+        ...(opts.name !== undefined ? { deviceName: opts.name } : {}),
+        ...(pass !== undefined ? { passphrase: pass } : {})
+      })
+      try {
+        const s = await node.status()
+        const out = { deviceId: node.deviceId, swarmId: node.swarmId, deviceName: node.deviceName, dir: node.dir, entries: s.entries }
+        emit(g.json, out, () => [
+          `Joined swarm ${node.swarmId} as ${node.deviceName} (${node.deviceId}); ${s.entries} entries synced.`,
+          `Run \`peakdb start --dir ${node.dir}\` to keep this device in sync.`
+        ].join('\n'))
+      } finally {
+        await node.close()
+      }
+    })
+
+  const devices = program.command('devices')
+    .description('list the swarm\'s devices (name, DeviceId, last seen, online)')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const g = globals(cmd)
+      const list = await call(g, 'devices', {}) as Array<{ device: string, name: string, self: boolean, online: boolean, revoked: boolean, lastSeen?: string }>
+      emit(g.json, list, () => list.map(d => `${d.self ? '*' : ' '} ${d.name.padEnd(16)} ${d.device}  ${d.revoked ? 'revoked' : d.online ? 'online' : 'offline'}  ${d.self ? '(this device)' : d.lastSeen !== undefined ? `last seen ${d.lastSeen}` : 'never seen here'}`).join('\n'))
+    })
+  devices.command('revoke')
+    .description('remove a device: it is disconnected, its later writes change nothing, and new data is sealed under a key it does not have')
+    .argument('<deviceId>', 'the device to remove')
+    .action(async (device: string, _opts: unknown, cmd: Command) => {
+      const g = globals(cmd)
+      const r = await call(g, 'revoke', { device }) as { device: string, epoch: number, keptUpTo: number }
+      emit(g.json, r, () => `revoked ${r.device} (its entries up to seq ${r.keptUpTo} stay valid; new data-key epoch ${r.epoch})`)
+    })
+
+  const profile = program.command('profile')
+    .description('show the user\'s profile and preferences (the same on every device)')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const g = globals(cmd)
+      const p = await call(g, 'profileGet', {})
+      emit(g.json, p, () => JSON.stringify(p, null, 2))
+    })
+  profile.command('set')
+    .description('set profile fields, keeping the others, e.g. \'{"name":"Ada","preferences":{"theme":"dark"}}\'')
+    .argument('<json>', 'fields as a JSON object (or - for stdin)')
+    .action(async (json: string, _opts: unknown, cmd: Command) => {
+      const g = globals(cmd)
+      const p = await call(g, 'profileSet', { fields: jsonArg('<json>', json) })
+      emit(g.json, p, () => JSON.stringify(p, null, 2))
+    })
+
+  const pass = program.command('passphrase').description('protect the keystore with a passphrase, change it, or remove it')
+  pass.command('set')
+    .description('set or change the passphrase: the new one comes from $PEAKDB_NEW_PASSPHRASE or the first line of stdin')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const g = globals(cmd)
+      const next = process.env.PEAKDB_NEW_PASSPHRASE ?? readFileSync(0, 'utf8').split(/\r?\n/)[0] ?? ''
+      const r = await call(g, 'setPassphrase', { passphrase: next })
+      emit(g.json, r, () => 'keystore protected by the new passphrase (opening it now needs $PEAKDB_PASSPHRASE or --passphrase-file)')
+    })
+  pass.command('remove')
+    .description('store the keystore without a passphrase (still readable by this user only)')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const g = globals(cmd)
+      const r = await call(g, 'setPassphrase', { passphrase: null })
+      emit(g.json, r, () => 'passphrase removed')
+    })
+
   program.command('peers')
     .description('list connected devices and devices seen before (needs a running daemon for live data)')
     .action(async (_opts: unknown, cmd: Command) => {
       const g = globals(cmd)
-      const r = await invoke(g.dir, 'peers', {}) as { online: boolean, connected: Array<{ device: string, name?: string, verified: boolean, addrs: string[], lastSync?: number, syncing: boolean }>, known: Array<{ device: string, name: string, addrs: string[], seen: number }> }
+      const r = await call(g, 'peers', {}) as { online: boolean, connected: Array<{ device: string, name?: string, verified: boolean, addrs: string[], lastSync?: number, syncing: boolean }>, known: Array<{ device: string, name: string, addrs: string[], seen: number }> }
       emit(g.json, r, () => {
         if (!r.online) return `not on the network (no daemon runs on ${g.dir}); devices seen before: ${r.known.length}`
         const lines = r.connected.map(p => `${p.device}  ${p.name ?? '?'}  ${p.verified ? 'member' : 'unverified'}  ${p.syncing ? 'syncing' : p.lastSync !== undefined ? `synced ${new Date(p.lastSync).toISOString()}` : ''}  ${p.addrs.join(' ')}`)
@@ -131,7 +242,7 @@ Examples:
     .argument('<multiaddr>', 'address of the device')
     .action(async (addr: string, _opts: unknown, cmd: Command) => {
       const g = globals(cmd)
-      const r = await invoke(g.dir, 'connect', { addr }) as { device: string, name: string }
+      const r = await call(g, 'connect', { addr }) as { device: string, name: string }
       emit(g.json, r, () => `connected to ${r.name} (${r.device})`)
     })
 
@@ -139,7 +250,7 @@ Examples:
     .description('pull from every connected device now and wait until done (needs a running daemon)')
     .action(async (_opts: unknown, cmd: Command) => {
       const g = globals(cmd)
-      const r = await invoke(g.dir, 'sync', {}) as { peers: Array<{ device: string, ok: boolean, error?: string }>, status: { entries: number } }
+      const r = await call(g, 'sync', {}) as { peers: Array<{ device: string, ok: boolean, error?: string }>, status: { entries: number } }
       emit(g.json, r, () => r.peers.length === 0 ? 'no connected devices to sync with' : [...r.peers.map(p => `${p.device}: ${p.ok ? 'in sync' : `failed: ${p.error ?? '?'}`}`), `${r.status.entries} entries held`].join('\n'))
       if (r.peers.some(p => !p.ok)) process.exitCode = EXIT.error
     })
@@ -161,7 +272,7 @@ Examples:
     .description('show this device, its swarm, the log and collections (and the daemon, if running)')
     .action(async (_opts: unknown, cmd: Command) => {
       const g = globals(cmd)
-      const s = await invoke(g.dir, 'status', {}) as Record<string, unknown> & {
+      const s = await call(g, 'status', {}) as Record<string, unknown> & {
         collections: Array<{ name: string, count: number }>
         versionVector: Record<string, number>
         pendingEntries: number
@@ -195,7 +306,7 @@ Examples:
     .action(async (collection: string, json: string, _opts: unknown, cmd: Command) => {
       const g = globals(cmd)
       const doc = jsonArg('<json>', json)
-      const r = await invoke(g.dir, 'put', { collection, doc }) as { id?: string, ids?: string[] }
+      const r = await call(g, 'put', { collection, doc }) as { id?: string, ids?: string[] }
       emit(g.json, r, () => (r.ids ?? [r.id]).join('\n'))
     })
 
@@ -205,7 +316,7 @@ Examples:
     .argument('<id>', 'document id')
     .action(async (collection: string, id: string, _opts: unknown, cmd: Command) => {
       const g = globals(cmd)
-      const doc = await invoke(g.dir, 'get', { collection, id })
+      const doc = await call(g, 'get', { collection, id })
       emit(g.json, doc, () => JSON.stringify(doc, null, 2))
     })
 
@@ -223,7 +334,7 @@ Examples:
       if (opts.orderBy !== undefined) query.orderBy = opts.orderBy
       if (opts.limit !== undefined) query.limit = opts.limit
       if (opts.offset !== undefined) query.offset = opts.offset
-      const docs = await invoke(g.dir, 'find', { collection, query }) as unknown[]
+      const docs = await call(g, 'find', { collection, query }) as unknown[]
       emit(g.json, docs, () => docLines(docs))
     })
 
@@ -235,7 +346,7 @@ Examples:
       const g = globals(cmd)
       const params: Record<string, unknown> = { collection }
       if (opts.where !== undefined) params.where = jsonArg('--where', opts.where)
-      const n = await invoke(g.dir, 'count', params) as number
+      const n = await call(g, 'count', params) as number
       emit(g.json, { count: n }, () => String(n))
     })
 
@@ -245,7 +356,7 @@ Examples:
     .argument('<id>', 'document id')
     .action(async (collection: string, id: string, _opts: unknown, cmd: Command) => {
       const g = globals(cmd)
-      const r = await invoke(g.dir, 'delete', { collection, id }) as { existed: boolean }
+      const r = await call(g, 'delete', { collection, id }) as { existed: boolean }
       emit(g.json, r, () => r.existed ? `deleted ${id}` : `deleted ${id} (it did not exist here)`)
     })
 
@@ -253,7 +364,7 @@ Examples:
     .description('list collections with their document counts and indexes')
     .action(async (_opts: unknown, cmd: Command) => {
       const g = globals(cmd)
-      const list = await invoke(g.dir, 'collections', {}) as Array<{ name: string, count: number, indexes: string[] }>
+      const list = await call(g, 'collections', {}) as Array<{ name: string, count: number, indexes: string[] }>
       emit(g.json, list, () => list.length === 0 ? '(no collections)' : list.map(c => `${c.name}\t${c.count} docs${c.indexes.length > 0 ? `\tindexes: ${c.indexes.join(', ')}` : ''}`).join('\n'))
     })
 
@@ -264,9 +375,9 @@ Examples:
     .action(async (name: string, opts: { index?: string }, cmd: Command) => {
       const g = globals(cmd)
       for (const field of (opts.index ?? '').split(',').map(s => s.trim()).filter(s => s.length > 0)) {
-        await invoke(g.dir, 'createIndex', { collection: name, field })
+        await call(g, 'createIndex', { collection: name, field })
       }
-      const list = await invoke(g.dir, 'collections', {}) as Array<{ name: string, count: number, indexes: string[] }>
+      const list = await call(g, 'collections', {}) as Array<{ name: string, count: number, indexes: string[] }>
       const info = list.find(c => c.name === name) ?? { name, count: 0, indexes: [] }
       emit(g.json, info, () => table([['Collection', info.name], ['Documents', info.count], ['Indexes', info.indexes.length === 0 ? '(none)' : info.indexes.join(', ')]]))
     })
@@ -276,7 +387,7 @@ Examples:
     .option('--rebuild', 'also replay the log and compare the documents with the stored ones')
     .action(async (opts: { rebuild?: boolean }, cmd: Command) => {
       const g = globals(cmd)
-      const r = await invoke(g.dir, 'verify', { rebuild: opts.rebuild === true }) as { ok: boolean, entries: number, authors: number, problems: Array<{ pos: number, error: string, message: string }>, integrity: string[], stateMatches?: boolean }
+      const r = await call(g, 'verify', { rebuild: opts.rebuild === true }) as { ok: boolean, entries: number, authors: number, problems: Array<{ pos: number, error: string, message: string }>, integrity: string[], stateMatches?: boolean }
       emit(g.json, r, () => [
         r.ok ? `ok: ${r.entries} entries from ${r.authors} device(s) verified` : `FAILED: ${r.problems.length} problem(s) in ${r.entries} entries`,
         ...r.problems.slice(0, 20).map(p => `  at ${p.pos}: ${p.error}: ${p.message}`),
@@ -291,6 +402,8 @@ Examples:
 
 /** Runs the CLI with `argv` (as in process.argv) and returns the exit code. */
 export async function main (argv: string[]): Promise<number> {
+  // the daemon reports what it does; one-shot commands only warnings (unless asked otherwise)
+  process.env.PEAKDB_LOG ??= argv.includes('start') ? 'info' : 'warn'
   const program = buildProgram()
   const json = argv.includes('--json')
   try {

@@ -2,6 +2,7 @@
  * Where a CLI command runs: through the local API of the daemon that owns the data dir, or, when
  * none runs, on the data dir opened directly for the duration of the command.
  */
+import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { PeakNode } from '../peak-node.js'
 import { dataDirPaths } from '../data-dir.js'
@@ -9,8 +10,15 @@ import { DataDirLockedError } from '../errors.js'
 import { callApi, readApiInfo } from '../daemon/api-client.js'
 import { callMethod } from '../daemon/rpc.js'
 
+/** The keystore passphrase from `$PEAKDB_PASSPHRASE` or `--passphrase-file`, if any. */
+export function passphrase (file?: string): string | undefined {
+  if (file !== undefined) return readFileSync(file, 'utf8').replace(/\r?\n$/, '')
+  const env = process.env.PEAKDB_PASSPHRASE
+  return env !== undefined && env !== '' ? env : undefined
+}
+
 /** Runs one local API method against the data dir `dir`. */
-export async function invoke (dir: string, method: string, params: unknown): Promise<unknown> {
+export async function invoke (dir: string, method: string, params: unknown, options: { passphraseFile?: string } = {}): Promise<unknown> {
   const paths = dataDirPaths(dir)
   // a daemon that is still starting holds the lock before it writes api.json: wait a little
   for (let attempt = 0; ; attempt++) {
@@ -18,7 +26,8 @@ export async function invoke (dir: string, method: string, params: unknown): Pro
     if (info !== undefined) return await callApi(info, method, params)
     let node: PeakNode
     try {
-      node = await PeakNode.open({ dir, create: false })
+      const pass = passphrase(options.passphraseFile)
+      node = await PeakNode.open({ dir, create: false, ...(pass !== undefined ? { passphrase: pass } : {}) })
     } catch (err) {
       if (err instanceof DataDirLockedError && attempt < 50) {
         await sleep(100)

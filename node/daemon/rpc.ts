@@ -6,6 +6,7 @@
 import { z } from 'zod'
 import type { PeakNode } from '../peak-node.js'
 import type { Where } from '../../storage/index.js'
+import type { JsonObject } from '../../crdt/index.js'
 import { DocumentNotFoundError, InvalidOptionError } from '../errors.js'
 
 const collection = z.string().min(1).max(64)
@@ -24,7 +25,13 @@ export const methodParams = {
   verify: z.object({ rebuild: z.boolean().optional() }).strict(),
   peers: z.object({}).strict(),
   sync: z.object({}).strict(),
-  connect: z.object({ addr: z.string().min(1).max(1024) }).strict()
+  connect: z.object({ addr: z.string().min(1).max(1024) }).strict(),
+  invite: z.object({ ttl: z.number().int().min(1000).max(86_400_000).optional() }).strict(),
+  devices: z.object({}).strict(),
+  revoke: z.object({ device: z.string().min(1).max(128) }).strict(),
+  profileGet: z.object({}).strict(),
+  profileSet: z.object({ fields: z.record(z.string(), z.unknown()) }).strict(),
+  setPassphrase: z.object({ passphrase: z.string().min(8).max(1024).nullable() }).strict()
 } as const
 
 /** Name of a local API method. */
@@ -62,7 +69,19 @@ const handlers: { [M in MethodName]: (ctx: MethodContext, p: Params<M>) => Promi
   verify: async ({ node }, p) => await node.verify({ rebuild: p.rebuild ?? false }),
   peers: async ({ node }) => ({ connected: node.peers(), known: node.knownDevices(), online: node.network !== undefined }),
   sync: async ({ node }) => ({ peers: await node.syncNow(), status: await node.status() }),
-  connect: async ({ node }, p) => await node.connect(p.addr)
+  connect: async ({ node }, p) => await node.connect(p.addr),
+  invite: async ({ node }, p) => await node.pairing.invite(p.ttl !== undefined ? { ttl: p.ttl } : {}),
+  devices: async ({ node }) => node.devices.list(),
+  revoke: async ({ node }, p) => await node.devices.revoke(p.device),
+  profileGet: async ({ node }) => await node.profile.get(),
+  profileSet: async ({ node }, p) => {
+    await node.profile.set(p.fields as JsonObject)
+    return await node.profile.get()
+  },
+  setPassphrase: async ({ node }, p) => {
+    await node.setPassphrase(p.passphrase ?? undefined)
+    return { protected: p.passphrase !== null }
+  }
 }
 
 /** True when `name` is a method of the local API. */

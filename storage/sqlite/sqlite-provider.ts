@@ -209,7 +209,8 @@ export class SqliteProvider implements StorageProvider {
     const changes: DocChange[] = []
     const yjs: Array<{ doc: string, update: Uint8Array }> = []
     for (const item of items) {
-      const r = this.s.insertEntry.run(cidHash(item.cid), item.cid, item.author, item.seq, item.bytes, item.pending === true ? 1 : 0)
+      const state = item.quarantined === true ? 2 : item.pending === true ? 1 : 0
+      const r = this.s.insertEntry.run(cidHash(item.cid), item.cid, item.author, item.seq, item.bytes, state)
       if (r.changes === 0) {
         positions.push(-1)
         continue
@@ -217,7 +218,7 @@ export class SqliteProvider implements StorageProvider {
       const pos = Number(r.lastInsertRowid)
       positions.push(pos)
       if (this.s.updateHead.run(item.seq, item.cid, item.author, item.seq).changes === 0) this.s.insertHead.run(item.author, item.seq, item.cid)
-      if (item.pending !== true) for (const op of item.ops) this.applyOp(op, item.stamp, pos, changes, yjs)
+      if (state === 0) for (const op of item.ops) this.applyOp(op, item.stamp, pos, changes, yjs)
       for (const rec of item.control) this.s.insertControl.run(rec.kind, rec.key, rec.bytes, pos)
     }
     return { positions, changes, yjs }
@@ -316,6 +317,36 @@ export class SqliteProvider implements StorageProvider {
 
   async applyPending (items: readonly PendingApply[]): Promise<CommitResult> {
     return this.guard(() => this.applyPendingTx.immediate(items))
+  }
+
+  async quarantine (author: string, afterSeq: number): Promise<number> {
+    return this.guard(() => this.db.transaction(() => {
+      const applied = (this.db.prepare('SELECT count(*) FROM entries WHERE author = ? AND seq > ? AND pending = 0').pluck().get(author, afterSeq) as number)
+      this.db.prepare('UPDATE entries SET pending = 2 WHERE author = ? AND seq > ?').run(author, afterSeq)
+      return applied
+    }).immediate())
+  }
+
+  async rematerialize (open: (entry: StoredEntry) => { stamp: Stamp, ops: readonly DataOp[] } | undefined): Promise<void> {
+    this.guard(() => this.db.transaction(() => {
+      this.db.exec('DELETE FROM docs; DELETE FROM yjs_updates')
+      // pages, not an iterator: the connection cannot write while a read is open
+      const page = this.db.prepare('SELECT pos, cid, author, seq, bytes FROM entries WHERE pending = 0 AND pos > ? ORDER BY pos LIMIT 500')
+      const changes: DocChange[] = []
+      const yjs: Array<{ doc: string, update: Uint8Array }> = []
+      for (let after = 0; ;) {
+        const rows = page.all(after) as EntryRowDb[]
+        if (rows.length === 0) break
+        for (const row of rows) {
+          after = row.pos
+          const opened = open(row)
+          if (opened === undefined) continue
+          for (const op of opened.ops) this.applyOp(op, opened.stamp, row.pos, changes, yjs)
+          changes.length = 0
+          yjs.length = 0
+        }
+      }
+    }).immediate())
   }
 
   async yjsUpdates (doc: string): Promise<Array<{ id: number, data: Uint8Array }>> {

@@ -1,0 +1,166 @@
+/**
+ * Pairing: inviting a new device (this side) and joining with an invite (the new device's side).
+ * An invite is short-lived and single-use, held in memory by the inviting node while it runs.
+ */
+import { hostname } from 'node:os'
+import { multiaddr } from '@multiformats/multiaddr'
+import { renderUnicodeCompact } from 'uqr'
+import {
+  createSigner, decodeCertificate, decodeInvite, deviceIdFromPublicKey, encodeCertificate, encodeInvite, generateSecretKey, inviteId,
+  inviteSecret, issueCertificate, publicKeyOf, swarmIdFromRootKey, verifyCertificateChain, InvalidCertificateError, InviteExpiredError,
+  type DeviceId, type KeystoreData
+} from '../identity/index.js'
+import type { PairingBackend, Welcome } from '../transport/index.js'
+import type { Log } from './log.js'
+import { createLogger } from './logger.js'
+import { InvalidOptionError, NotOnNetworkError } from './errors.js'
+
+const logger = createLogger('pairing')
+/** Default lifetime of an invite. */
+export const DEFAULT_INVITE_TTL_MS = 10 * 60_000
+const MAX_INVITE_TTL_MS = 24 * 60 * 60_000
+const MAX_FAILED_PROOFS = 3
+
+/** An invite as shown to the user. */
+export interface InviteInfo {
+  /** The invite code to type or paste on the new device. */
+  readonly code: string
+  /** The same code as a QR code for a terminal. */
+  readonly qr: string
+  /** When the invite stops working. */
+  readonly expires: string
+  /** This device (the one the new device will dial). */
+  readonly inviter: string
+  /** Addresses in the code. */
+  readonly addrs: readonly string[]
+}
+
+interface PendingInvite { secret: Uint8Array, expires: number, failures: number, used: boolean }
+
+/** What the pairing service needs from its node. */
+export interface PairingContext {
+  readonly log: Log
+  readonly keystore: KeystoreData
+  readonly deviceName: string
+  /** This node's listen addresses (empty when it is not on the network). */
+  multiaddrs (): string[]
+}
+
+/** Invites on the inviting device; it serves `/peakdb/pair/1.0.0` through the transport. */
+export class Pairing implements PairingBackend {
+  private readonly invites = new Map<string, PendingInvite>()
+  readonly publicKey: Uint8Array
+
+  constructor (private readonly ctx: PairingContext) {
+    this.publicKey = publicKeyOf(ctx.keystore.deviceSecretKey)
+  }
+
+  /**
+   * Creates a short-lived, single-use invite for a new device. The node must be on the network
+   * (the new device dials it).
+   *
+   * @example
+   * ```ts
+   * const { code } = await node.pairing.invite({ ttl: 10 * 60_000 })
+   * ```
+   */
+  async invite (options: { ttl?: number } = {}): Promise<InviteInfo> {
+    const ttl = options.ttl ?? DEFAULT_INVITE_TTL_MS
+    if (!Number.isInteger(ttl) || ttl < 1_000 || ttl > MAX_INVITE_TTL_MS) throw new InvalidOptionError(`"ttl" expected 1000..${MAX_INVITE_TTL_MS} ms, got ${String(ttl)}`)
+    const addrs = this.ctx.multiaddrs()
+    if (addrs.length === 0) throw new NotOnNetworkError('invites need the node on the network: run `peakdb start` (or open the node with `network`)')
+    const secret = inviteSecret()
+    const expires = Math.ceil((Date.now() + ttl) / 1000)
+    this.prune()
+    this.invites.set(Buffer.from(inviteId(secret)).toString('hex'), { secret, expires, failures: 0, used: false })
+    const bare = addrs.map(a => multiaddr(a).decapsulateCode(421))
+    const code = encodeInvite({ inviterKey: this.publicKey, addrs: bare.slice(0, 4).map(a => a.bytes), secret, expires })
+    logger.info('invite created', { expires: new Date(expires * 1000).toISOString() })
+    return { code, qr: renderUnicodeCompact(code.toUpperCase(), { ecc: 'L', border: 1 }), expires: new Date(expires * 1000).toISOString(), inviter: this.ctx.log.deviceId, addrs: bare.map(a => a.toString()) }
+  }
+
+  /** Pending (unused, unexpired) invites. */
+  pendingCount (): number {
+    this.prune()
+    return [...this.invites.values()].filter(i => !i.used).length
+  }
+
+  private prune (): void {
+    const now = Date.now() / 1000
+    for (const [id, inv] of this.invites) if (inv.expires < now - 3600) this.invites.delete(id)
+  }
+
+  findInvite (id: Uint8Array): { secret: Uint8Array, expires: number } | 'used' | 'expired' | undefined {
+    const inv = this.invites.get(Buffer.from(id).toString('hex'))
+    if (inv === undefined) return undefined
+    if (inv.used) return 'used'
+    if (inv.expires * 1000 < Date.now()) return 'expired'
+    return { secret: inv.secret, expires: inv.expires }
+  }
+
+  failedProof (id: Uint8Array): void {
+    const inv = this.invites.get(Buffer.from(id).toString('hex'))
+    if (inv === undefined) return
+    inv.failures++
+    // a 128-bit secret cannot be guessed, but there is no reason to let anyone keep trying
+    if (inv.failures >= MAX_FAILED_PROOFS) inv.used = true
+  }
+
+  pairing (peer: string): void {
+    logger.info('a device is pairing', { peer })
+  }
+
+  async admit (id: Uint8Array, joiner: { device: string, name: string }): Promise<Welcome> {
+    const inv = this.invites.get(Buffer.from(id).toString('hex'))
+    if (inv === undefined || inv.used) throw new InvalidOptionError('the invite is not pending')
+    inv.used = true
+    const ks = this.ctx.keystore
+    // certified by the root key where this device holds it, else by this device (a chain)
+    const asRoot = ks.rootSecretKey !== undefined
+    const signer = createSigner(asRoot ? ks.rootSecretKey as Uint8Array : ks.deviceSecretKey)
+    const certificate = issueCertificate({ swarm: ks.swarmId, device: joiner.device as DeviceId, name: joiner.name }, signer, asRoot)
+    const chain = asRoot ? [] : [ks.certificate, ...ks.chain]
+    await this.ctx.log.appendControl([{ t: 'cert', cert: certificate }])
+    return {
+      swarm: ks.swarmId,
+      rootPublicKey: ks.rootPublicKey,
+      recoveryPublicKey: ks.recoveryPublicKey,
+      certificate: encodeCertificate(certificate),
+      chain: chain.map(encodeCertificate),
+      keys: this.ctx.log.keyBoxesFor(joiner.device as DeviceId),
+      addrs: this.ctx.multiaddrs(),
+      name: this.ctx.deviceName
+    }
+  }
+}
+
+/** A new device's identity built from a welcome. */
+export function keystoreFromWelcome (deviceSecretKey: Uint8Array, welcome: Welcome): KeystoreData {
+  const swarmId = swarmIdFromRootKey(welcome.rootPublicKey)
+  if (swarmId !== welcome.swarm) throw new InvalidCertificateError('the welcome names a swarm that does not match its root key')
+  const device = deviceIdFromPublicKey(publicKeyOf(deviceSecretKey))
+  const chainBytes = [welcome.certificate, ...welcome.chain]
+  const certificate = verifyCertificateChain(device, chainBytes, swarmId, welcome.rootPublicKey, () => false)
+  return {
+    swarmId,
+    rootPublicKey: welcome.rootPublicKey,
+    recoveryPublicKey: welcome.recoveryPublicKey,
+    deviceSecretKey,
+    certificate,
+    chain: welcome.chain.map(c => decodeCertificate(c, swarmId, welcome.rootPublicKey)),
+    createdAt: new Date().toISOString(),
+    origin: 'join'
+  }
+}
+
+/** Decodes an invite code and checks it has not expired (before anything is dialed). */
+export function parseInviteCode (code: string): ReturnType<typeof decodeInvite> {
+  const invite = decodeInvite(code)
+  if (invite.expires * 1000 < Date.now()) throw new InviteExpiredError(`the invite expired at ${new Date(invite.expires * 1000).toISOString()}`)
+  return invite
+}
+
+/** A new device key and its default name. */
+export function newDevice (name?: string): { secretKey: Uint8Array, name: string } {
+  return { secretKey: generateSecretKey(), name: name ?? hostname() }
+}

@@ -1,0 +1,138 @@
+/**
+ * `/peakdb/pair/1.0.0`: a new device joins with an invite. The joiner names the invite (its
+ * public id, not the secret) and a nonce; the inviter answers with its own nonce; the joiner
+ * proves it knows the secret with an HMAC bound to both devices' keys and both nonces; the
+ * inviter checks it (the invite is single-use, and dies after three wrong proofs), certifies the
+ * joiner and answers with its own proof, the certificate chain, the swarm's public keys and
+ * the epoch keys sealed to the joiner. The secret itself never crosses the wire, and Noise has
+ * already authenticated both ends (the joiner dials the PeerId written in the invite).
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { lpStream } from '@libp2p/utils'
+import type { Connection, Stream } from '@libp2p/interface'
+import { multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { z } from 'zod'
+import {
+  InviteExpiredError, InviteRejectedError, InviteUsedError, inviteId, pairingProof, publicKeyFromDeviceId, type Invite
+} from '../identity/index.js'
+import type { Host } from './host.js'
+import {
+  decodeMessage, encodeMessage, errorSchema, MAX_SMALL_FRAME, pairChallengeSchema, pairJoinSchema, pairProofSchema, pairWelcomeSchema
+} from './messages.js'
+
+export const PAIR_PROTOCOL = '/peakdb/pair/1.0.0'
+const TIMEOUT_MS = 15_000
+
+/** What the welcome carries besides the proof. */
+export interface Welcome {
+  readonly swarm: string
+  readonly rootPublicKey: Uint8Array
+  readonly recoveryPublicKey: Uint8Array
+  /** The joiner's certificate (encoded). */
+  readonly certificate: Uint8Array
+  /** Certificates of its issuers, when the inviter is not the root key (encoded). */
+  readonly chain: Uint8Array[]
+  /** Epoch keys sealed to the joiner. */
+  readonly keys: Array<{ id: number, box: Uint8Array }>
+  /** The inviter's addresses. */
+  readonly addrs: string[]
+  /** The inviter's name. */
+  readonly name: string
+}
+
+/** An invite as the inviter keeps it. */
+export type InviteState = { readonly secret: Uint8Array, readonly expires: number } | 'used' | 'expired' | undefined
+
+/** What the inviting side of pairing needs from the node. */
+export interface PairingBackend {
+  /** This device's Ed25519 public key. */
+  readonly publicKey: Uint8Array
+  /** A pending invite by its public id. */
+  findInvite (id: Uint8Array): InviteState
+  /** Counts a wrong proof for an invite. */
+  failedProof (id: Uint8Array): void
+  /** Certifies the joiner (the invite is then used up) and prepares its welcome. */
+  admit (id: Uint8Array, joiner: { device: string, name: string }): Promise<Welcome>
+  /** A peer started pairing (it is not expected to say hello). */
+  pairing (peer: string): void
+}
+
+const challengeOrError = z.union([pairChallengeSchema, errorSchema])
+
+/** Serves pairing requests on an inviting node. */
+export async function handlePairing (host: Host, backend: PairingBackend, log: (m: string, f?: Record<string, unknown>) => void): Promise<void> {
+  await host.handle(PAIR_PROTOCOL, async (stream: Stream, connection: Connection) => {
+    const joiner = connection.remotePeer.toString()
+    backend.pairing(joiner)
+    const lp = lpStream(stream, { maxDataLength: MAX_SMALL_FRAME })
+    const signal = (): AbortSignal => AbortSignal.timeout(TIMEOUT_MS)
+    const refuse = async (code: string, message: string): Promise<void> => {
+      log('pairing refused', { peer: joiner, code })
+      await lp.write(encodeMessage({ t: 'error', code, message }))
+      await stream.close()
+    }
+    try {
+      const join = decodeMessage((await lp.read({ signal: signal() })).subarray(), pairJoinSchema, 'pair join')
+      const state = backend.findInvite(join.invite)
+      if (state === undefined) return await refuse('unknown', 'no such invite')
+      if (state === 'used') return await refuse('used', 'the invite was already used')
+      if (state === 'expired') return await refuse('expired', 'the invite has expired')
+      const nonce = randomBytes(16)
+      await lp.write(encodeMessage({ t: 'challenge', nonce }))
+      const proof = decodeMessage((await lp.read({ signal: signal() })).subarray(), pairProofSchema, 'pair proof')
+      const joinerKey = publicKeyFromDeviceId(joiner)
+      const expected = pairingProof(state.secret, 'joiner', backend.publicKey, joinerKey, nonce, join.nonce)
+      if (!timingSafeEqual(expected, proof.mac)) {
+        backend.failedProof(join.invite)
+        return await refuse('bad-proof', 'the proof does not match the invite')
+      }
+      const welcome = await backend.admit(join.invite, { device: joiner, name: join.name })
+      const mac = pairingProof(state.secret, 'inviter', backend.publicKey, joinerKey, nonce, join.nonce)
+      await lp.write(encodeMessage({ t: 'welcome', mac, ...welcome }))
+      await stream.close()
+      log('device paired', { peer: joiner, name: join.name })
+    } catch (err) {
+      log('pairing failed', { peer: joiner, error: (err as Error).message })
+      stream.abort(err as Error)
+    }
+  }, { maxInboundStreams: 4 })
+}
+
+/**
+ * Joins with an invite from `host` (whose key is the joining device's key). Resolves with the
+ * welcome; throws {@link InviteExpiredError}, {@link InviteUsedError} or {@link InviteRejectedError}.
+ */
+export async function requestPairing (host: Host, invite: Invite, name: string, options: { signal?: AbortSignal } = {}): Promise<Welcome> {
+  if (invite.expires * 1000 < Date.now()) throw new InviteExpiredError(`the invite expired at ${new Date(invite.expires * 1000).toISOString()}`)
+  const inviter = peerIdFromString(invite.inviter)
+  const addrs = invite.addrs.map(a => multiaddr(a).encapsulate(`/p2p/${invite.inviter}`))
+  const signal = options.signal ?? AbortSignal.timeout(TIMEOUT_MS)
+  if (addrs.length > 0) await host.dial(addrs, { signal })
+  const stream = await host.dialProtocol(inviter, PAIR_PROTOCOL, { signal })
+  const lp = lpStream(stream, { maxDataLength: MAX_SMALL_FRAME })
+  try {
+    const nonce = randomBytes(16)
+    await lp.write(encodeMessage({ t: 'join', invite: inviteId(invite.secret), name, nonce }), { signal })
+    const first = decodeMessage((await lp.read({ signal })).subarray(), challengeOrError, 'pair reply')
+    if (first.t === 'error') throw refusal(first.code, first.message)
+    const joinerKey = publicKeyFromDeviceId(host.peerId.toString())
+    await lp.write(encodeMessage({ t: 'proof', mac: pairingProof(invite.secret, 'joiner', invite.inviterKey, joinerKey, first.nonce, nonce) }), { signal })
+    const second = decodeMessage((await lp.read({ signal })).subarray(), z.union([pairWelcomeSchema, errorSchema]), 'pair welcome')
+    if (second.t === 'error') throw refusal(second.code, second.message)
+    const expected = pairingProof(invite.secret, 'inviter', invite.inviterKey, joinerKey, first.nonce, nonce)
+    if (!timingSafeEqual(expected, second.mac)) throw new InviteRejectedError('the inviter could not prove it knows the invite secret')
+    await stream.close()
+    const { t: _t, mac: _mac, ...welcome } = second
+    return welcome
+  } catch (err) {
+    stream.abort(err as Error)
+    throw err
+  }
+}
+
+function refusal (code: string, message: string): Error {
+  if (code === 'expired') return new InviteExpiredError(`the inviter says: ${message}`)
+  if (code === 'used') return new InviteUsedError(`the inviter says: ${message}`)
+  return new InviteRejectedError(`the inviter refused the invite: ${message}`)
+}
