@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { round } from './stats.js'
 import { replicationBench } from './replication.js'
+import { sealingBench } from './sealing.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const N = Number(process.env.BENCH_N ?? 5000)
@@ -26,6 +27,8 @@ process.stderr.write(`bench: local writes and reads, N=${N}\n`)
 const raw = runChild('local.js', ['raw', String(N)])
 const peak = runChild('local.js', ['peakdb', String(N)])
 
+process.stderr.write('bench: sealing throughput\n')
+const sealing = sealingBench()
 process.stderr.write('bench: replication between two processes on loopback\n')
 const replication = await replicationBench(N)
 
@@ -41,6 +44,7 @@ const result = {
       putManyVsRawTransaction: round(Number(peak.putManyDocsPerSec) / Number(raw.transactionDocsPerSec), 3)
     }
   },
+  sealing,
   replication
 }
 const text = JSON.stringify(result, null, 2)

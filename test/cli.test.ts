@@ -133,6 +133,43 @@ describe('CLI', function () {
     assert.equal(await b.stop(), 0)
   })
 
+  it('pairs a new device with `pair invite` / `pair join`, lists devices, and revokes one', async () => {
+    const dirA = dirs.make()
+    const dirB = dirs.make()
+    const a = await startDaemon(['--dir', dirA, '--name', 'laptop'])
+    daemons.push(a)
+    await runCli(['profile', 'set', '{"name":"Ada"}', '--dir', dirA])
+    const invite = await runCli(['pair', 'invite', '--ttl', '5m', '--json', '--dir', dirA])
+    assert.equal(invite.code, 0, invite.stderr)
+    const { code } = JSON.parse(invite.stdout) as { code: string }
+    assert.match(code, /^peak1[a-z2-7]+$/)
+    const human = await runCli(['pair', 'invite', '--dir', dirA])
+    assert.match(human.stdout, /peakdb pair join peak1/)
+    assert.match(human.stdout, /█/, 'a QR code is printed')
+    const join = await runCli(['pair', 'join', code, '--name', 'desktop', '--dir', dirB, '--json'])
+    assert.equal(join.code, 0, join.stderr)
+    assert.equal((JSON.parse(join.stdout) as { swarmId: string }).swarmId, (a.started.swarmId as string))
+    const reuse = await runCli(['pair', 'join', code, '--dir', dirs.make()])
+    assert.equal(reuse.code, 1)
+    assert.match(reuse.stderr, /InviteUsedError/)
+    const profile = JSON.parse((await runCli(['profile', '--json', '--dir', dirB])).stdout) as { name: string }
+    assert.equal(profile.name, 'Ada', 'the joined device has the data')
+    const b = await startDaemon(['--dir', dirB])
+    daemons.push(b)
+    await waitFor(async () => {
+      const list = JSON.parse((await runCli(['devices', '--json', '--dir', dirA])).stdout) as Array<{ name: string, online: boolean }>
+      return list.find(d => d.name === 'desktop')?.online === true
+    }, { timeoutMs: 20_000, message: 'the desktop to be online for the laptop' })
+    const listed = await runCli(['devices', '--dir', dirA])
+    assert.match(listed.stdout, /laptop .*online .*\(this device\)/)
+    assert.match(listed.stdout, /desktop .*online/)
+    const revoke = await runCli(['devices', 'revoke', b.started.deviceId as string, '--dir', dirA])
+    assert.equal(revoke.code, 0, revoke.stderr)
+    assert.match(revoke.stdout, /^revoked 12D3KooW/)
+    const after = JSON.parse((await runCli(['devices', '--json', '--dir', dirA])).stdout) as Array<{ name: string, revoked: boolean }>
+    assert.equal(after.find(d => d.name === 'desktop')?.revoked, true)
+  })
+
   it('reports usage errors (exit 2) and bad input (exit 1) clearly', async () => {
     const dir = dirs.make()
     await runCli(['init', '--dir', dir])
@@ -157,7 +194,7 @@ describe('CLI', function () {
   it('prints help for every command', async () => {
     const top = await runCli(['--help'])
     assert.equal(top.code, 0)
-    for (const cmd of ['init', 'start', 'stop', 'status', 'peers', 'connect', 'sync', 'put', 'get', 'find', 'count', 'delete', 'collections', 'collection', 'verify']) {
+    for (const cmd of ['init', 'start', 'stop', 'status', 'peers', 'connect', 'sync', 'pair', 'devices', 'profile', 'passphrase', 'put', 'get', 'find', 'count', 'delete', 'collections', 'collection', 'verify']) {
       assert.match(top.stdout, new RegExp(`\\n  ${cmd}\\b`), `top-level help lists ${cmd}`)
       const r = await runCli([cmd, '--help'])
       assert.equal(r.code, 0, `${cmd} --help`)

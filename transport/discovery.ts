@@ -49,10 +49,22 @@ export class Discovery {
   /** Keeps reconnecting to a member device at these addresses. */
   watch (device: string, addrs: readonly string[]): void {
     if (device === this.backend.deviceId || addrs.length === 0) return
+    // libp2p dials a list only when every address names the same peer: give them all /p2p/<id>
+    const seen = new Set<string>()
     const list: Multiaddr[] = []
     for (const a of addrs) {
-      try { list.push(multiaddr(a)) } catch { /* skip unparsable */ }
+      try {
+        let ma = multiaddr(a)
+        const id = ma.getComponents().find(c => c.name === 'p2p')?.value
+        if (id !== undefined && id !== device) continue
+        if (id === undefined) ma = ma.encapsulate(`/p2p/${device}`)
+        if (!seen.has(ma.toString())) {
+          seen.add(ma.toString())
+          list.push(ma)
+        }
+      } catch { /* skip unparsable */ }
     }
+    if (list.length === 0) return
     this.targets.delete(`peer:${device}`)
     this.addTarget(`peer:${device}`, device, async () => await this.host.dial(list, { signal: AbortSignal.timeout(10_000) }))
   }
