@@ -10,7 +10,9 @@ import {
 import { normaliseQuery, normaliseWhere, parseFieldPath, type FindQuery, type StorageProvider, type Where } from '../storage/index.js'
 import type { Log } from './log.js'
 import { newDocId } from './doc-id.js'
-import { AbortError, DocumentNotFoundError, DocumentTooLargeError, InvalidDocumentError } from './errors.js'
+import { AbortError, DocumentNotFoundError, DocumentTooLargeError, InvalidDocumentError, InvalidOptionError } from './errors.js'
+import type { Indexer } from './embedding/indexer.js'
+import { search, type SearchQuery, type SearchResults } from './search.js'
 import type { Confirmation } from './confirmations.js'
 import { LiveQuery, type LiveEvent, type LiveQueries, type Unsubscribe } from './live-query.js'
 
@@ -59,6 +61,12 @@ export interface DeleteResult extends WriteResult {
 export interface CollectionOptions {
   /** Field paths to index (SQLite expression indexes), e.g. `['year', 'author.name']`. */
   readonly indexes?: readonly string[]
+  /**
+   * Fields to embed for search by meaning: a list of field paths, 'auto' (every top-level
+   * string field, the default) or false (no vectors; keyword search still works). A change
+   * re-indexes the collection in the background. Stored on this device.
+   */
+  readonly embed?: 'auto' | readonly string[] | false
 }
 
 /** What a collection needs from its node. */
@@ -69,6 +77,7 @@ export interface CollectionContext {
   /** Confirmation tracking of a local write at `seq`. */
   track (seq: number): Confirmation
   readonly live: LiveQueries
+  readonly indexer: Indexer
 }
 
 /** A plain result object whose `status` reads the live confirmation state. */
@@ -76,6 +85,12 @@ function withConfirmation<T extends object> (result: T, c: Confirmation): T & Co
   Object.defineProperty(result, 'status', { get: () => c.status, enumerable: true })
   Object.defineProperty(result, 'confirmed', { get: () => c.confirmed, enumerable: false })
   return result as T & Confirmation
+}
+
+function checkEmbed (embed: unknown): void {
+  if (embed === 'auto' || embed === false) return
+  if (!Array.isArray(embed) || embed.length === 0 || embed.length > 64) throw new InvalidOptionError('"embed" expected "auto", false or a list of 1..64 field paths')
+  for (const f of embed) parseFieldPath(f)
 }
 
 function checkAbort (options?: AbortOptions): void {
@@ -87,11 +102,68 @@ export class Collection {
   private ready: Promise<void> = Promise.resolve()
 
   constructor (readonly name: CollectionName, private readonly ctx: CollectionContext, options: CollectionOptions = {}) {
-    if (options.indexes !== undefined && options.indexes.length > 0) {
-      const paths = options.indexes.map(p => parseFieldPath(p))
-      this.ready = (async () => { for (const p of paths) await ctx.storage.ensureIndex(name, p) })()
+    const paths = (options.indexes ?? []).map(p => parseFieldPath(p))
+    const embed = options.embed
+    if (embed !== undefined) checkEmbed(embed)
+    if (paths.length > 0 || embed !== undefined) {
+      this.ready = (async () => {
+        for (const p of paths) await ctx.storage.ensureIndex(name, p)
+        if (embed !== undefined) await this.setEmbed(embed)
+      })()
       this.ready.catch(() => {})
     }
+  }
+
+  /**
+   * Chooses what this device embeds for the collection ('auto', a list of fields, or false);
+   * a change queues every document for re-indexing. Returns true when the setting changed.
+   */
+  async setEmbed (embed: 'auto' | readonly string[] | false): Promise<boolean> {
+    this.ctx.checkOpen()
+    checkEmbed(embed)
+    const current = (await this.ctx.storage.collectionSettings(this.name))?.embed ?? 'auto'
+    if (JSON.stringify(current) === JSON.stringify(embed)) return false
+    await this.ctx.storage.setCollectionSettings(this.name, { embed: Array.isArray(embed) ? [...embed] : embed })
+    await this.ctx.storage.requeueCollection(this.name)
+    this.ctx.indexer.invalidate(this.name)
+    this.ctx.indexer.kick()
+    return true
+  }
+
+  /** The collection's embedding setting on this device. */
+  async embedSetting (): Promise<'auto' | readonly string[] | false> {
+    return (await this.ctx.storage.collectionSettings(this.name))?.embed ?? 'auto'
+  }
+
+  /**
+   * Searches by meaning, by words, or both (see {@link SearchQuery}).
+   *
+   * @example
+   * ```ts
+   * await notes.search({ text: 'tax return', k: 10, where: { year: { gte: 2024 } } })
+   * // -> [{ id, score, doc }]   (modes: 'vector' | 'text' | 'hybrid')
+   * ```
+   */
+  async search (query: SearchQuery): Promise<SearchResults> {
+    this.ctx.checkOpen()
+    await this.ready
+    return await search({ storage: this.ctx.storage, indexer: this.ctx.indexer }, this.name, query)
+  }
+
+  /**
+   * Waits until every document saved so far is indexed for search. Resolves with the number
+   * still pending (0 unless the signal fired).
+   */
+  async indexed (options: { signal?: AbortSignal } = {}): Promise<number> {
+    this.ctx.checkOpen()
+    await this.ready
+    return await this.ctx.indexer.drain(this.name, options)
+  }
+
+  /** Documents of this collection waiting to be indexed. */
+  async pendingIndex (): Promise<number> {
+    this.ctx.checkOpen()
+    return await this.ctx.storage.indexQueueCount(this.name)
   }
 
   /** Validates a document and splits it into id and fields. */

@@ -22,6 +22,9 @@ import { epochOp, Log, type ChangeEvent, type VerifyReport } from './log.js'
 import { Confirmations } from './confirmations.js'
 import { YDocs } from './ydocs.js'
 import { LiveQueries } from './live-query.js'
+import { Indexer, type IndexProgress } from './embedding/indexer.js'
+import { UseLiteEmbedder } from './embedding/use-lite.js'
+import type { Embedder } from './embedding/embedder.js'
 import type * as Y from 'yjs'
 import type { Replicator, ReplicationOptions } from './replicator.js'
 import type { SwarmTransport, SyncProgress } from '../transport/index.js'
@@ -53,6 +56,13 @@ export interface PeakNodeOptions {
    * this open (scrypt + XChaCha20-Poly1305).
    */
   readonly passphrase?: string
+  /**
+   * The embedder for search by meaning (default: the offline Universal Sentence Encoder lite,
+   * loaded on first use). A function is called once, when vectors are first needed.
+   */
+  readonly embedder?: Embedder | (() => Promise<Embedder>)
+  /** Index saved documents in the background (default true); searches index what they need either way. */
+  readonly backgroundIndexing?: boolean
 }
 
 /** Options of {@link PeakNode.join}. */
@@ -90,6 +100,8 @@ export interface PeakNodeEvents {
   change: [ChangeEvent]
   /** Progress of pulling a peer's entries. */
   'sync:progress': [SyncProgress]
+  /** The search indexer indexed a batch of documents. */
+  'index:progress': [IndexProgress]
   /** A device proved membership and is now a peer. */
   'peer:connect': [{ device: string, name: string }]
   /** A peer disconnected. */
@@ -123,6 +135,8 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   private readonly collectionsByName = new Map<string, Collection>()
   private replicator: Replicator | undefined
   private readonly ydocs: YDocs
+  /** The search indexer (embeddings and full text). */
+  readonly indexer: Indexer
   /** Inviting new devices (`invite()`); a new device joins with {@link PeakNode.join}. */
   readonly pairing: Pairing
   /** The swarm's devices: list and revoke. */
@@ -140,9 +154,20 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     private readonly lock: DirLock,
     paths: DataDirPaths,
     recoveryPhrase: string | undefined,
-    confirmations: number
+    confirmations: number,
+    embedder: PeakNodeOptions['embedder'],
+    backgroundIndexing: boolean
   ) {
     super()
+    this.indexer = new Indexer(storage, async () => {
+      if (embedder === undefined) return new UseLiteEmbedder()
+      return typeof embedder === 'function' ? await embedder() : embedder
+    })
+    this.indexer.on('progress', p => this.emit('index:progress', p))
+    if (backgroundIndexing) {
+      log.on('change', () => this.indexer.kick())
+      this.indexer.startBackground()
+    }
     this.paths = paths
     this.recoveryPhrase = recoveryPhrase
     this.confirmations = new Confirmations(confirmations)
@@ -226,7 +251,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
         const epoch = createEpoch({ swarm: keystore.swarmId, gen: 1, devices: [deviceId], recoveryPublicKey: created?.recoveryPublicKey ?? keystore.recoveryPublicKey })
         await log.appendControl([{ t: 'cert', cert: keystore.certificate }, epochOp(epoch.record)])
       }
-      const node = new PeakNode(log, storage, keystore, lock, paths, created?.phrase, options.confirmations ?? 1)
+      const node = new PeakNode(log, storage, keystore, lock, paths, created?.phrase, options.confirmations ?? 1, options.embedder, options.backgroundIndexing ?? true)
       if (options.network !== undefined) {
         try {
           await node.startNetwork(options.network)
@@ -361,7 +386,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   }
 
   private collectionContext (): CollectionContext {
-    return { log: this.log, storage: this.storage, checkOpen: () => this.checkOpen(), track: seq => this.confirmations.track(seq), live: this.live }
+    return { log: this.log, storage: this.storage, checkOpen: () => this.checkOpen(), track: seq => this.confirmations.track(seq), live: this.live, indexer: this.indexer }
   }
 
   /**
@@ -466,6 +491,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     if (this.closed) return
     this.closed = true
     this.live.close()
+    await this.indexer.close().catch(() => {})
     await this.ydocs.close().catch(() => {})
     await this.stopNetwork().catch(() => {})
     this.log.removeAllListeners()

@@ -105,6 +105,33 @@ export interface ReadLimits {
   readonly maxBytes: number
 }
 
+/** How a collection is indexed for search on this device (not replicated). */
+export interface CollectionSettings {
+  /**
+   * Fields whose text is indexed and embedded: 'auto' (every top-level string field), a list of
+   * field paths, or false (no vectors; full-text search still works on 'auto' fields).
+   */
+  readonly embed: 'auto' | readonly string[] | false
+}
+
+/** A document whose search index is stale. */
+export interface IndexTask {
+  readonly collection: string
+  readonly id: string
+  /** Queue version: an update only clears the task when the document did not change since. */
+  readonly ver: number
+}
+
+/** The new search index of one document. */
+export interface IndexUpdate extends IndexTask {
+  /** Full text for keyword search; undefined removes the document from it. */
+  readonly text: string | undefined
+  /** Chunks with their vectors (replacing all previous ones); empty removes them; undefined keeps them. */
+  readonly chunks?: ReadonlyArray<{ readonly text: string, readonly vector: Float32Array }>
+  /** The embedder that made the vectors (required when there are chunks). */
+  readonly embedder?: { readonly id: string, readonly dims: number }
+}
+
 /** The contract every storage provider implements. */
 export interface StorageProvider {
   /** Provider kind, e.g. 'sqlite'. */
@@ -170,6 +197,36 @@ export interface StorageProvider {
   ensureIndex (collection: string, path: FieldPath): Promise<void>
   /** Canonical dump of every document's merge state, for convergence checks. */
   stateDigest (): Promise<string>
+
+  // --- search indexes ---------------------------------------------------------------------------
+
+  /** A collection's index settings (undefined: defaults). */
+  collectionSettings (name: string): Promise<CollectionSettings | undefined>
+  /** Sets (or with undefined resets) a collection's index settings. */
+  setCollectionSettings (name: string, settings: CollectionSettings | undefined): Promise<void>
+  /** Documents waiting to be indexed, oldest first. */
+  indexQueue (limit: number, collection?: string): Promise<IndexTask[]>
+  /** How many documents wait to be indexed. */
+  indexQueueCount (collection?: string): Promise<number>
+  /** Queues every document of a collection (after a settings or model change). */
+  requeueCollection (collection: string): Promise<number>
+  /** Chunks indexed for a document, with the embedder that made them. */
+  indexedChunks (collection: string, id: string): Promise<Array<{ readonly text: string, readonly embedder: string }>>
+  /** Embedders whose vectors a collection holds. */
+  embeddersOf (collection: string): Promise<string[]>
+  /** Writes documents' new indexes and clears their queue tasks, in one transaction. */
+  applyIndexUpdates (updates: readonly IndexUpdate[]): Promise<void>
+  /** Keyword search (BM25): `match` is a full-text query; higher score is better. */
+  textSearch (collection: string, match: string, k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>>
+  /**
+   * Exact nearest documents to `vector` (unit length) by their best chunk, cosine distance,
+   * among documents matching `filter`.
+   */
+  vectorSearch (collection: string, embedder: string, vector: Float32Array, k: number, filter: Filter | undefined): Promise<Array<{ id: string, distance: number }>>
+  /** Every stored vector of a collection and embedder, by chunk (for building ANN indexes). */
+  vectorsOf (collection: string, embedder: string, after: number, limit: number): Promise<Array<{ rid: number, id: string, vector: Float32Array }>>
+  /** Document ids of chunk row ids (ANN results back to documents). */
+  chunkDocs (rids: readonly number[]): Promise<Map<number, string>>
 
   /** Deep integrity check of the store itself (not the log's signatures). */
   checkIntegrity (): Promise<string[]>

@@ -27,7 +27,7 @@ describe('crash safety', function () {
     child.kill('SIGKILL')
     assert.equal(await withTimeout(exited, 10_000, 'writer to exit'), 'SIGKILL')
 
-    const node = await PeakNode.open({ dir })
+    const node = await PeakNode.open({ dir, backgroundIndexing: false })
     try {
       const c = node.collection('crash')
       for (const id of acknowledged) assert.notEqual(await c.get(id), null, `acknowledged document ${id} is missing`)

@@ -4,12 +4,13 @@ import { join } from 'node:path'
 import { PeakNode, MAX_DOC_BYTES } from '../node/index.js'
 import { rejectsNamed } from './helpers/errors.js'
 import { TmpDirs } from './helpers/tmp-dir.js'
+import { hashEmbedder } from './helpers/embedders.js'
 
 describe('node: PeakNode and collections', () => {
   const dirs = new TmpDirs()
   const nodes: PeakNode[] = []
   async function open (dir: string, opts: Record<string, unknown> = {}): Promise<PeakNode> {
-    const n = await PeakNode.open({ dir, ...opts })
+    const n = await PeakNode.open({ dir, embedder: hashEmbedder(), ...opts })
     nodes.push(n)
     return n
   }

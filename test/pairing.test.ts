@@ -8,6 +8,7 @@ import { PeakNode } from '../node/index.js'
 import { rejectsNamed } from './helpers/errors.js'
 import { connect, LOOPBACK, TestSwarm, waitForConvergence } from './helpers/nodes.js'
 import { waitFor } from './helpers/wait-for.js'
+import { hashEmbedder } from './helpers/embedders.js'
 
 const NET = { listen: LOOPBACK, dht: false }
 
@@ -19,7 +20,7 @@ describe('pairing, membership and key epochs', function () {
 
   async function joinWith (inviter: PeakNode, name: string): Promise<PeakNode> {
     const { code } = await inviter.pairing.invite()
-    const node = await PeakNode.join({ dir: swarm.dirs.make('peakdb-join-'), code, deviceName: name, network: NET })
+    const node = await PeakNode.join({ dir: swarm.dirs.make('peakdb-join-'), code, deviceName: name, network: NET, embedder: hashEmbedder() })
     swarm.nodes.push(node)
     return node
   }
@@ -61,7 +62,7 @@ describe('pairing, membership and key epochs', function () {
     await rejectsNamed(() => PeakNode.join({ dir: d1, code: expired.code, network: NET }), 'InviteExpiredError')
 
     const { code } = await a.pairing.invite()
-    const b = await PeakNode.join({ dir: dir(), code, network: NET })
+    const b = await PeakNode.join({ dir: dir(), code, network: NET, embedder: hashEmbedder() })
     swarm.nodes.push(b)
     const d2 = dir()
     await rejectsNamed(() => PeakNode.join({ dir: d2, code, network: NET }), 'InviteUsedError')
@@ -181,7 +182,7 @@ describe('pairing, membership and key epochs', function () {
     const phrase = swarm.phrase!
     await b.close()
     // b is gone; a new machine restores from the phrase
-    const restored = await PeakNode.open({ dir: swarm.dirs.make('peakdb-restore-'), recoveryPhrase: phrase, deviceName: 'restored', network: NET })
+    const restored = await PeakNode.open({ dir: swarm.dirs.make('peakdb-restore-'), recoveryPhrase: phrase, deviceName: 'restored', network: NET, embedder: hashEmbedder() })
     swarm.nodes.push(restored)
     assert.equal(restored.swarmId, a.swarmId)
     await connect(a, restored)

@@ -66,6 +66,37 @@ export const MIGRATIONS: readonly string[] = [
     data   BLOB NOT NULL
   );
   CREATE INDEX yjs_updates_doc ON yjs_updates (doc, id);
+  `,
+  // v3: search indexes. Documents to (re)index wait in index_queue (filled in the commit that
+  // changed them, so the queue survives any crash); full-text rows are keyed by docs.rid;
+  // vectors live in one sqlite-vec table per embedder (created on first use), keyed by chunks.rid
+  `
+  CREATE TABLE collection_settings (
+    name     TEXT PRIMARY KEY,
+    settings TEXT NOT NULL
+  ) WITHOUT ROWID;
+  CREATE TABLE index_queue (
+    collection TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    ver        INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (collection, id)
+  ) WITHOUT ROWID;
+  CREATE TABLE chunks (
+    rid        INTEGER PRIMARY KEY,
+    collection TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    embedder   TEXT NOT NULL,
+    text       TEXT NOT NULL
+  );
+  CREATE INDEX chunks_doc ON chunks (collection, id);
+  CREATE INDEX chunks_embedder ON chunks (embedder, collection);
+  CREATE VIRTUAL TABLE fts USING fts5(text, tokenize = 'porter unicode61 remove_diacritics 2');
+  CREATE TABLE vector_tables (
+    embedder TEXT PRIMARY KEY,
+    name     TEXT NOT NULL UNIQUE,
+    dims     INTEGER NOT NULL
+  ) WITHOUT ROWID;
   `
 ]
 

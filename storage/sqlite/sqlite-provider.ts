@@ -12,9 +12,11 @@ import {
 import { StorageClosedError, StorageCorruptError } from '../errors.js'
 import type { FieldPath, Filter, NormalisedQuery } from '../query.js'
 import type {
-  CollectionInfo, CommitItem, CommitResult, ControlRecord, DocChange, LogHead, PendingApply, ReadLimits, StorageProvider, StoredDoc, StoredEntry
+  CollectionInfo, CollectionSettings, CommitItem, CommitResult, ControlRecord, DocChange, IndexTask, IndexUpdate, LogHead, PendingApply, ReadLimits, StorageProvider, StoredDoc, StoredEntry
 } from '../provider.js'
 import { migrate } from './schema.js'
+import { SearchTables } from './search-tables.js'
+import * as sqliteVec from 'sqlite-vec'
 import { compileCount, compileFind, indexExpression } from './query-sql.js'
 
 /** Options of the SQLite provider. */
@@ -83,6 +85,7 @@ export class SqliteProvider implements StorageProvider {
   private readonly db: Db
   private closed = false
   private readonly findCache = new Map<string, Statement>()
+  private readonly search: SearchTables
   private readonly s: {
     insertEntry: Statement
     pending: Statement
@@ -140,6 +143,8 @@ export class SqliteProvider implements StorageProvider {
     db.pragma('busy_timeout = 5000')
     db.pragma(`cache_size = -${(options.cacheMiB ?? 8) * 1024}`)
     db.pragma('temp_store = MEMORY')
+    // vector tables are sqlite-vec virtual tables: the extension must be there before they are touched
+    sqliteVec.load(db)
     migrate(db, options.path)
     // touch every table once so that a damaged schema fails here, naming the file
     db.prepare('SELECT (SELECT count(*) FROM heads), (SELECT count(*) FROM meta), (SELECT count(*) FROM control)').get()
@@ -166,6 +171,7 @@ export class SqliteProvider implements StorageProvider {
       getMeta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
     }
+    this.search = new SearchTables(db)
     this.commitTx = db.transaction((items: readonly CommitItem[]) => this.applyItems(items))
     this.applyPendingTx = db.transaction((items: readonly PendingApply[]) => this.applyPendingItems(items))
   }
@@ -252,6 +258,7 @@ export class SqliteProvider implements StorageProvider {
       // a new document: its state is exactly the put (every field stamped x), no merge needed
       this.s.insertDoc.run(op.c, op.id, op.j ?? JSON.stringify(op.f), JSON.stringify({ x: stamp }), pos)
       changes.push({ collection: op.c, id: op.id, before: null, after: op.f })
+      this.search.changed(op.c, op.id)
       return
     }
     const before: JsonObject | null = row?.body == null ? null : JSON.parse(row.body) as JsonObject
@@ -266,7 +273,10 @@ export class SqliteProvider implements StorageProvider {
       if (row.body === bodyText && row.meta === metaText) return
       this.s.updateDoc.run(bodyText, metaText, pos, row.rid)
     }
-    if (row?.body !== bodyText) changes.push({ collection: op.c, id: op.id, before, after: out.body })
+    if (row?.body !== bodyText) {
+      changes.push({ collection: op.c, id: op.id, before, after: out.body })
+      this.search.changed(op.c, op.id)
+    }
   }
 
   private lookup (cid: Uint8Array): Uint8Array | undefined {
@@ -330,6 +340,7 @@ export class SqliteProvider implements StorageProvider {
   async rematerialize (open: (entry: StoredEntry) => { stamp: Stamp, ops: readonly DataOp[] } | undefined): Promise<void> {
     this.guard(() => this.db.transaction(() => {
       this.db.exec('DELETE FROM docs; DELETE FROM yjs_updates')
+      this.search.resetAll()
       // pages, not an iterator: the connection cannot write while a read is open
       const page = this.db.prepare('SELECT pos, cid, author, seq, bytes FROM entries WHERE pending = 0 AND pos > ? ORDER BY pos LIMIT 500')
       const changes: DocChange[] = []
@@ -445,6 +456,54 @@ export class SqliteProvider implements StorageProvider {
       }
       return hash.digest('hex')
     })
+  }
+
+  async collectionSettings (name: string): Promise<CollectionSettings | undefined> {
+    return this.guard(() => this.search.getSettings(name))
+  }
+
+  async setCollectionSettings (name: string, settings: CollectionSettings | undefined): Promise<void> {
+    this.guard(() => this.search.setSettings(name, settings))
+  }
+
+  async indexQueue (limit: number, collection?: string): Promise<IndexTask[]> {
+    return this.guard(() => this.search.queue(limit, collection))
+  }
+
+  async indexQueueCount (collection?: string): Promise<number> {
+    return this.guard(() => this.search.queueCount(collection))
+  }
+
+  async requeueCollection (collection: string): Promise<number> {
+    return this.guard(() => this.search.requeue(collection))
+  }
+
+  async indexedChunks (collection: string, id: string): Promise<Array<{ text: string, embedder: string }>> {
+    return this.guard(() => this.search.chunksOf(collection, id))
+  }
+
+  async embeddersOf (collection: string): Promise<string[]> {
+    return this.guard(() => this.search.embeddersOf(collection))
+  }
+
+  async applyIndexUpdates (updates: readonly IndexUpdate[]): Promise<void> {
+    this.guard(() => this.db.transaction(() => this.search.apply(updates)).immediate())
+  }
+
+  async textSearch (collection: string, match: string, k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>> {
+    return this.guard(() => this.search.textSearch(collection, match, k, filter))
+  }
+
+  async vectorSearch (collection: string, embedder: string, vector: Float32Array, k: number, filter: Filter | undefined): Promise<Array<{ id: string, distance: number }>> {
+    return this.guard(() => this.search.vectorSearch(collection, embedder, vector, k, filter))
+  }
+
+  async vectorsOf (collection: string, embedder: string, after: number, limit: number): Promise<Array<{ rid: number, id: string, vector: Float32Array }>> {
+    return this.guard(() => this.search.vectorsOf(collection, embedder, after, limit))
+  }
+
+  async chunkDocs (rids: readonly number[]): Promise<Map<number, string>> {
+    return this.guard(() => this.search.chunkDocs(rids))
   }
 
   async checkIntegrity (): Promise<string[]> {

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict'
 import { PeakNode, type PeakNodeOptions } from '../../node/index.js'
 import { TmpDirs } from './tmp-dir.js'
+import { hashEmbedder } from './embedders.js'
 import { waitFor } from './wait-for.js'
 
 export const LOOPBACK = ['/ip4/127.0.0.1/tcp/0']
@@ -22,6 +23,8 @@ export class TestSwarm {
       dir,
       ...(this.phrase !== undefined ? { recoveryPhrase: this.phrase } : {}),
       network: { listen: LOOPBACK, dht: false },
+      // a cheap deterministic embedder: these tests are about replication, not the model
+      embedder: hashEmbedder(),
       ...options
     })
     this.phrase ??= node.recoveryPhrase
@@ -33,7 +36,7 @@ export class TestSwarm {
   async reopen (node: PeakNode, options: Partial<PeakNodeOptions> = {}): Promise<PeakNode> {
     const i = this.nodes.indexOf(node)
     if (!node.isClosed) await node.close()
-    const again = await PeakNode.open({ dir: node.dir, network: { listen: LOOPBACK, dht: false }, ...options })
+    const again = await PeakNode.open({ dir: node.dir, network: { listen: LOOPBACK, dht: false }, embedder: hashEmbedder(), ...options })
     if (i >= 0) this.nodes[i] = again
     else this.nodes.push(again)
     return again

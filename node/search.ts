@@ -1,0 +1,153 @@
+/**
+ * Search in a collection: by meaning (vector), by words (full text, BM25), or both (hybrid).
+ * `where` filters are exact (the same language as `find`) and apply before ranking.
+ *
+ * Hybrid ranking: each list's scores are scaled to [0, 1] by their maximum over the candidates
+ * and combined with weights (default text 0.6, vector 0.4; chosen on the labeled set in
+ * bench/data/ir-eval.json, where a weak general sentence encoder must not drag down a strong
+ * keyword ranking: see bench/RESULTS.md). A document found by one list only gets 0 from the
+ * other.
+ */
+import type { JsonObject } from '../crdt/index.js'
+import { InvalidQueryError, normaliseWhere, type StorageProvider, type Where } from '../storage/index.js'
+import { normalise } from './embedding/embedder.js'
+import type { Indexer } from './embedding/indexer.js'
+import { ftsQuery } from './embedding/text.js'
+
+/** How results are ranked. */
+export type SearchMode = 'vector' | 'text' | 'hybrid'
+
+/** A search query. */
+export interface SearchQuery {
+  /** Free text: embedded for vector search, split into words for text search. */
+  readonly text?: string
+  /** A query vector (of the node's embedder's size) instead of text; vector mode only. */
+  readonly vector?: readonly number[] | Float32Array
+  /** Number of results, 1..1000 (default 10). */
+  readonly k?: number
+  /** Exact filter on the documents, as in `find`. */
+  readonly where?: Where
+  /** Default 'hybrid' for text, 'vector' for a vector. */
+  readonly mode?: SearchMode
+  /** Hybrid weights (default text 0.6, vector 0.4). */
+  readonly weights?: { readonly text?: number, readonly vector?: number }
+  /**
+   * Index the collection's pending documents first (default true); a number is a time budget
+   * in ms after which the search runs on what is indexed and reports the rest as pending.
+   */
+  readonly drain?: boolean | number
+  readonly signal?: AbortSignal
+}
+
+/** One result. */
+export interface SearchHit {
+  readonly id: string
+  /** Higher is better: cosine similarity (vector), scaled BM25 (text), weighted sum (hybrid). */
+  readonly score: number
+  readonly doc: JsonObject & { _id: string }
+  /** The text and vector components of a hybrid score. */
+  readonly scores?: { readonly text: number, readonly vector: number }
+}
+
+/** Results, in rank order, with how many documents were not indexed yet. */
+export interface SearchResults extends Array<SearchHit> {
+  /** Documents of the collection still waiting to be indexed (not searched). */
+  pending: number
+}
+
+export const MAX_QUERY_CHARS = 8192
+export const MAX_K = 1000
+const MODES = new Set(['vector', 'text', 'hybrid'])
+
+/** What search needs. */
+export interface SearchContext {
+  readonly storage: StorageProvider
+  readonly indexer: Indexer
+}
+
+function check (q: SearchQuery): { k: number, mode: SearchMode, text: string | undefined } {
+  if (q === null || typeof q !== 'object') throw new InvalidQueryError('search expects a query object')
+  const k = q.k ?? 10
+  if (!Number.isInteger(k) || k < 1 || k > MAX_K) throw new InvalidQueryError(`"k" expected an integer in 1..${MAX_K}, got ${JSON.stringify(q.k)}`)
+  if (q.mode !== undefined && !MODES.has(q.mode)) throw new InvalidQueryError(`"mode" expected vector, text or hybrid, got ${JSON.stringify(q.mode)}`)
+  const text = q.text
+  if (text !== undefined && typeof text !== 'string') throw new InvalidQueryError('"text" expected a string')
+  if (text !== undefined && text.trim().length === 0) throw new InvalidQueryError('"text" is empty')
+  if (text !== undefined && text.length > MAX_QUERY_CHARS) throw new InvalidQueryError(`"text" is ${text.length} characters, over the ${MAX_QUERY_CHARS}-character cap`)
+  if (text === undefined && q.vector === undefined) throw new InvalidQueryError('search needs "text" or "vector"')
+  const mode = q.mode ?? (text !== undefined ? 'hybrid' : 'vector')
+  if (text === undefined && mode !== 'vector') throw new InvalidQueryError(`mode ${mode} needs "text"`)
+  return { k, mode, text }
+}
+
+/** Runs a search in one collection. */
+export async function search (ctx: SearchContext, collection: string, query: SearchQuery): Promise<SearchResults> {
+  const { k, mode, text } = check(query)
+  const filter = normaliseWhere(query.where)
+  const drain = query.drain ?? true
+  if (mode !== 'text') await ctx.indexer.checkModel(collection)
+  let pending: number
+  if (drain === false) {
+    pending = await ctx.storage.indexQueueCount(collection)
+  } else {
+    const budget = typeof drain === 'number' ? AbortSignal.timeout(drain) : undefined
+    const signal = budget === undefined ? query.signal : query.signal === undefined ? budget : AbortSignal.any([budget, query.signal])
+    pending = await ctx.indexer.drain(collection, signal === undefined ? {} : { signal })
+  }
+  const settings = await ctx.storage.collectionSettings(collection)
+  const vectorsOn = settings?.embed !== false
+  if (mode === 'vector' && !vectorsOn) throw new InvalidQueryError(`collection ${collection} has embedding turned off: use mode "text", or turn it on`)
+  const wide = mode === 'hybrid' ? Math.max(50, k * 5) : k
+  let vectorHits: Array<{ id: string, score: number }> = []
+  let textHits: Array<{ id: string, score: number }> = []
+  if (mode !== 'text' && vectorsOn) {
+    const embedder = await ctx.indexer.embedder()
+    let v: Float32Array
+    if (query.vector !== undefined) {
+      v = Float32Array.from(query.vector)
+      if (v.length !== embedder.dims) throw new InvalidQueryError(`"vector" expected ${embedder.dims} numbers (embedder ${embedder.id}), got ${v.length}`)
+      if (!v.every(Number.isFinite)) throw new InvalidQueryError('"vector" must hold finite numbers')
+    } else {
+      const [e] = await embedder.embed([text as string], query.signal !== undefined ? { signal: query.signal } : {})
+      v = e as Float32Array
+    }
+    vectorHits = (await ctx.storage.vectorSearch(collection, embedder.id, normalise(v), wide, filter)).map(h => ({ id: h.id, score: 1 - h.distance }))
+  }
+  if (mode !== 'vector' && text !== undefined) {
+    const match = ftsQuery(text)
+    if (match !== undefined) textHits = await ctx.storage.textSearch(collection, match, wide, filter)
+  }
+  let ranked: Array<{ id: string, score: number, scores?: { text: number, vector: number } }>
+  if (mode === 'vector') ranked = vectorHits
+  else if (mode === 'text' || !vectorsOn) ranked = scale(textHits)
+  else ranked = fuse(scale(textHits), vectorHits, query.weights?.text ?? 0.6, query.weights?.vector ?? 0.4)
+  const top = ranked.slice(0, k)
+  const hits: SearchHit[] = []
+  for (const r of top) {
+    const stored = await ctx.storage.getDocument(collection, r.id)
+    if (stored?.body == null) continue
+    hits.push({ id: r.id, score: r.score, doc: { _id: r.id, ...stored.body }, ...(r.scores !== undefined ? { scores: r.scores } : {}) })
+  }
+  return Object.assign(hits, { pending })
+}
+
+/** Scales scores to [0, 1] by the best one. */
+function scale (hits: Array<{ id: string, score: number }>): Array<{ id: string, score: number }> {
+  const max = hits.reduce((m, h) => Math.max(m, h.score), 0)
+  return max > 0 ? hits.map(h => ({ id: h.id, score: h.score / max })) : hits
+}
+
+/** Weighted fusion of scaled text scores and cosine similarities; ties by id. */
+export function fuse (text: Array<{ id: string, score: number }>, vector: Array<{ id: string, score: number }>, wt: number, wv: number): Array<{ id: string, score: number, scores: { text: number, vector: number } }> {
+  const maxV = vector.reduce((m, h) => Math.max(m, h.score), 0)
+  const all = new Map<string, { text: number, vector: number }>()
+  for (const h of text) all.set(h.id, { text: h.score, vector: 0 })
+  for (const h of vector) {
+    const v = maxV > 0 ? Math.max(0, h.score) / maxV : 0
+    const e = all.get(h.id)
+    if (e === undefined) all.set(h.id, { text: 0, vector: v })
+    else e.vector = v
+  }
+  return [...all].map(([id, s]) => ({ id, score: wt * s.text + wv * s.vector, scores: s }))
+    .sort((a, b) => b.score - a.score || (a.id < b.id ? -1 : 1))
+}

@@ -1,0 +1,233 @@
+/**
+ * The SQLite provider's search tables: the index queue, full-text rows (FTS5, keyed by
+ * docs.rid), chunks and their vectors (one sqlite-vec `vec0` table per embedder, partitioned by
+ * collection). Everything here runs synchronously inside the provider's guard.
+ */
+import type { Database as Db, Statement } from 'better-sqlite3'
+import type { CollectionSettings, IndexTask, IndexUpdate } from '../provider.js'
+import type { Filter } from '../query.js'
+import { compileFilter } from './query-sql.js'
+
+/** Collections whose names start with `_` (profile, …) are never indexed. */
+function indexed (collection: string): boolean {
+  return !collection.startsWith('_')
+}
+
+/** Below this many candidate documents, a filtered vector search scores every candidate. */
+const EXACT_CANDIDATES = 5000
+/** sqlite-vec's largest k. */
+const MAX_KNN = 4096
+
+function dot (a: Float32Array, b: Float32Array): number {
+  let s = 0
+  for (let i = 0; i < a.length; i++) s += (a[i] as number) * (b[i] as number)
+  return s
+}
+
+function vecBytes (v: Float32Array): Buffer {
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength)
+}
+
+/** Search tables of one database. */
+export class SearchTables {
+  private readonly settings = new Map<string, CollectionSettings>()
+  private readonly vecTables = new Map<string, { name: string, dims: number }>()
+  private readonly s: Record<'enqueue' | 'queue' | 'queueOf' | 'queueCount' | 'queueCountOf' | 'dequeue' | 'chunksOf' | 'deleteChunks' | 'insertChunk' | 'ftsDelete' | 'ftsInsert' | 'docRid', Statement>
+
+  constructor (private readonly db: Db) {
+    for (const row of db.prepare('SELECT name, settings FROM collection_settings').all() as Array<{ name: string, settings: string }>) {
+      this.settings.set(row.name, JSON.parse(row.settings) as CollectionSettings)
+    }
+    for (const row of db.prepare('SELECT embedder, name, dims FROM vector_tables').all() as Array<{ embedder: string, name: string, dims: number }>) {
+      this.vecTables.set(row.embedder, { name: row.name, dims: row.dims })
+    }
+    this.s = {
+      enqueue: db.prepare('INSERT INTO index_queue (collection, id) VALUES (?, ?) ON CONFLICT DO UPDATE SET ver = ver + 1'),
+      queue: db.prepare('SELECT collection, id, ver FROM index_queue LIMIT ?'),
+      queueOf: db.prepare('SELECT collection, id, ver FROM index_queue WHERE collection = ? LIMIT ?'),
+      queueCount: db.prepare('SELECT count(*) FROM index_queue').pluck(),
+      queueCountOf: db.prepare('SELECT count(*) FROM index_queue WHERE collection = ?').pluck(),
+      dequeue: db.prepare('DELETE FROM index_queue WHERE collection = ? AND id = ? AND ver = ?'),
+      chunksOf: db.prepare('SELECT rid, embedder, text FROM chunks WHERE collection = ? AND id = ? ORDER BY seq'),
+      deleteChunks: db.prepare('DELETE FROM chunks WHERE collection = ? AND id = ?'),
+      insertChunk: db.prepare('INSERT INTO chunks (collection, id, seq, embedder, text) VALUES (?, ?, ?, ?, ?)'),
+      ftsDelete: db.prepare('DELETE FROM fts WHERE rowid = ?'),
+      ftsInsert: db.prepare('INSERT INTO fts (rowid, text) VALUES (?, ?)'),
+      docRid: db.prepare('SELECT rid FROM docs WHERE collection = ? AND id = ?').pluck()
+    }
+  }
+
+  /** Called for every document change a commit makes. */
+  changed (collection: string, id: string): void {
+    if (indexed(collection)) this.s.enqueue.run(collection, id)
+  }
+
+  getSettings (name: string): CollectionSettings | undefined {
+    return this.settings.get(name)
+  }
+
+  setSettings (name: string, settings: CollectionSettings | undefined): void {
+    if (settings === undefined) {
+      this.db.prepare('DELETE FROM collection_settings WHERE name = ?').run(name)
+      this.settings.delete(name)
+    } else {
+      this.db.prepare('INSERT INTO collection_settings (name, settings) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET settings = excluded.settings').run(name, JSON.stringify(settings))
+      this.settings.set(name, settings)
+    }
+  }
+
+  queue (limit: number, collection?: string): IndexTask[] {
+    return (collection === undefined ? this.s.queue.all(limit) : this.s.queueOf.all(collection, limit)) as IndexTask[]
+  }
+
+  queueCount (collection?: string): number {
+    return (collection === undefined ? this.s.queueCount.get() : this.s.queueCountOf.get(collection)) as number
+  }
+
+  requeue (collection: string): number {
+    return this.db.prepare('INSERT INTO index_queue (collection, id) SELECT collection, id FROM docs WHERE collection = ? AND body IS NOT NULL ON CONFLICT DO UPDATE SET ver = ver + 1').run(collection).changes
+  }
+
+  chunksOf (collection: string, id: string): Array<{ text: string, embedder: string }> {
+    return (this.s.chunksOf.all(collection, id) as Array<{ embedder: string, text: string }>).map(r => ({ text: r.text, embedder: r.embedder }))
+  }
+
+  embeddersOf (collection: string): string[] {
+    return (this.db.prepare('SELECT DISTINCT embedder FROM chunks WHERE collection = ?').pluck().all(collection) as string[])
+  }
+
+  private vecTable (embedder: { id: string, dims: number }): string {
+    const known = this.vecTables.get(embedder.id)
+    if (known !== undefined) {
+      if (known.dims !== embedder.dims) throw new Error(`embedder ${embedder.id} changed dimensions (${known.dims} -> ${embedder.dims}); give it a new id`)
+      return known.name
+    }
+    const name = `vec_${this.vecTables.size + 1}`
+    this.db.exec(`CREATE VIRTUAL TABLE ${name} USING vec0(embedding float[${embedder.dims}] distance_metric=cosine, collection text partition key)`)
+    this.db.prepare('INSERT INTO vector_tables (embedder, name, dims) VALUES (?, ?, ?)').run(embedder.id, name, embedder.dims)
+    this.vecTables.set(embedder.id, { name, dims: embedder.dims })
+    return name
+  }
+
+  /** Drops every search index and queues every live document again (after a rebuild). */
+  resetAll (): void {
+    this.db.exec('DELETE FROM fts; DELETE FROM chunks')
+    for (const t of this.vecTables.values()) this.db.exec(`DELETE FROM ${t.name}`)
+    this.db.exec("INSERT INTO index_queue (collection, id) SELECT collection, id FROM docs WHERE body IS NOT NULL AND substr(collection, 1, 1) <> '_' ON CONFLICT DO UPDATE SET ver = ver + 1")
+  }
+
+  /** Applies index updates (inside the caller's transaction). */
+  apply (updates: readonly IndexUpdate[]): void {
+    for (const u of updates) {
+      const docRid = this.s.docRid.get(u.collection, u.id) as number | undefined
+      if (docRid !== undefined) {
+        this.s.ftsDelete.run(docRid)
+        if (u.text !== undefined && u.text.length > 0) this.s.ftsInsert.run(docRid, u.text)
+      }
+      if (u.chunks === undefined) {
+        this.s.dequeue.run(u.collection, u.id, u.ver)
+        continue
+      }
+      for (const old of this.s.chunksOf.all(u.collection, u.id) as Array<{ rid: number, embedder: string }>) {
+        const table = this.vecTables.get(old.embedder)
+        if (table !== undefined) this.db.prepare(`DELETE FROM ${table.name} WHERE rowid = ?`).run(BigInt(old.rid))
+      }
+      this.s.deleteChunks.run(u.collection, u.id)
+      if (u.chunks.length > 0) {
+        if (u.embedder === undefined) throw new Error('index update with chunks needs its embedder')
+        const table = this.vecTable(u.embedder)
+        const insertVec = this.db.prepare(`INSERT INTO ${table} (rowid, embedding, collection) VALUES (?, ?, ?)`)
+        u.chunks.forEach((c, seq) => {
+          const rid = this.s.insertChunk.run(u.collection, u.id, seq, (u.embedder as { id: string }).id, c.text).lastInsertRowid
+          insertVec.run(BigInt(rid), vecBytes(c.vector), u.collection)
+        })
+      }
+      this.s.dequeue.run(u.collection, u.id, u.ver)
+    }
+  }
+
+  textSearch (collection: string, match: string, k: number, filter: Filter | undefined): Array<{ id: string, score: number }> {
+    const params: unknown[] = [match, collection]
+    const where = compileFilter(filter, params)
+    params.push(k)
+    const rows = this.db.prepare(`SELECT d.id AS id, bm25(fts) AS s FROM fts JOIN docs d ON d.rid = fts.rowid WHERE fts MATCH ? AND d.collection = ? AND d.body IS NOT NULL AND ${where} ORDER BY s LIMIT ?`).all(...params) as Array<{ id: string, s: number }>
+    return rows.map(r => ({ id: r.id, score: -r.s }))
+  }
+
+  vectorSearch (collection: string, embedder: string, vector: Float32Array, k: number, filter: Filter | undefined): Array<{ id: string, distance: number }> {
+    const table = this.vecTables.get(embedder)
+    if (table === undefined) return []
+    if (filter !== undefined) {
+      const params: unknown[] = [collection]
+      const where = compileFilter(filter, params)
+      const candidates = this.db.prepare(`SELECT count(*) FROM docs WHERE collection = ? AND body IS NOT NULL AND ${where}`).pluck().get(...params) as number
+      if (candidates === 0) return []
+      if (candidates <= EXACT_CANDIDATES) return this.scoreCandidates(table.name, collection, embedder, vector, k, filter)
+    }
+    // KNN over the collection's partition, widened until k documents pass the filter
+    const params: unknown[] = []
+    const where = compileFilter(filter, params)
+    const sql = `WITH knn AS (SELECT rowid, distance FROM ${table.name} WHERE embedding MATCH ? AND k = ? AND collection = ?)
+      SELECT c.id AS id, min(knn.distance) AS distance FROM knn JOIN chunks c ON c.rid = knn.rowid
+      JOIN docs ON docs.collection = c.collection AND docs.id = c.id
+      WHERE docs.body IS NOT NULL AND ${where} GROUP BY c.id ORDER BY distance LIMIT ?`
+    const stmt = this.db.prepare(sql)
+    for (let kk = Math.min(MAX_KNN, k * (filter === undefined ? 4 : 40)); ; kk = Math.min(MAX_KNN, kk * 4)) {
+      const rows = stmt.all(vecBytes(vector), kk, collection, ...params, k) as Array<{ id: string, distance: number }>
+      if (rows.length >= k || kk >= MAX_KNN) {
+        if (rows.length >= k || filter === undefined) return rows
+        // a filter that keeps few of the nearest 4096 chunks: score its candidates directly
+        return this.scoreCandidates(table.name, collection, embedder, vector, k, filter)
+      }
+      const total = this.db.prepare(`SELECT count(*) FROM chunks WHERE collection = ? AND embedder = ?`).pluck().get(collection, embedder) as number
+      if (kk >= total) return rows
+    }
+  }
+
+  /** Exact scores of every chunk of the documents matching a filter. */
+  private scoreCandidates (table: string, collection: string, embedder: string, vector: Float32Array, k: number, filter: Filter): Array<{ id: string, distance: number }> {
+    const params: unknown[] = [collection, embedder]
+    const where = compileFilter(filter, params)
+    const chunks = this.db.prepare(`SELECT c.rid AS rid, c.id AS id FROM chunks c JOIN docs ON docs.collection = c.collection AND docs.id = c.id WHERE c.collection = ? AND c.embedder = ? AND docs.body IS NOT NULL AND ${where}`).all(...params) as Array<{ rid: number, id: string }>
+    const best = new Map<string, number>()
+    const byRid = new Map(chunks.map(c => [c.rid, c.id]))
+    for (let i = 0; i < chunks.length; i += 500) {
+      const slice = chunks.slice(i, i + 500)
+      const rows = this.db.prepare(`SELECT rowid, embedding FROM ${table} WHERE rowid IN (${slice.map(() => '?').join(',')})`).all(...slice.map(c => BigInt(c.rid))) as Array<{ rowid: number, embedding: Buffer }>
+      for (const row of rows) {
+        const v = new Float32Array(row.embedding.buffer, row.embedding.byteOffset, row.embedding.byteLength / 4)
+        const d = 1 - dot(vector, v)
+        const id = byRid.get(Number(row.rowid)) as string
+        if (d < (best.get(id) ?? Infinity)) best.set(id, d)
+      }
+    }
+    return [...best].map(([id, distance]) => ({ id, distance })).sort((a, b) => a.distance - b.distance || (a.id < b.id ? -1 : 1)).slice(0, k)
+  }
+
+  vectorsOf (collection: string, embedder: string, after: number, limit: number): Array<{ rid: number, id: string, vector: Float32Array }> {
+    const table = this.vecTables.get(embedder)
+    if (table === undefined) return []
+    const chunks = this.db.prepare('SELECT rid, id FROM chunks WHERE collection = ? AND embedder = ? AND rid > ? ORDER BY rid LIMIT ?').all(collection, embedder, after, limit) as Array<{ rid: number, id: string }>
+    if (chunks.length === 0) return []
+    const out: Array<{ rid: number, id: string, vector: Float32Array }> = []
+    for (let i = 0; i < chunks.length; i += 500) {
+      const slice = chunks.slice(i, i + 500)
+      const ids = new Map(slice.map(c => [c.rid, c.id]))
+      const rows = this.db.prepare(`SELECT rowid, embedding FROM ${table.name} WHERE rowid IN (${slice.map(() => '?').join(',')})`).all(...slice.map(c => BigInt(c.rid))) as Array<{ rowid: number, embedding: Buffer }>
+      for (const row of rows) {
+        const rid = Number(row.rowid)
+        out.push({ rid, id: ids.get(rid) as string, vector: new Float32Array(row.embedding.buffer.slice(row.embedding.byteOffset, row.embedding.byteOffset + row.embedding.byteLength)) })
+      }
+    }
+    return out.sort((a, b) => a.rid - b.rid)
+  }
+
+  chunkDocs (rids: readonly number[]): Map<number, string> {
+    const out = new Map<number, string>()
+    for (let i = 0; i < rids.length; i += 500) {
+      const slice = rids.slice(i, i + 500)
+      for (const row of this.db.prepare(`SELECT rid, id FROM chunks WHERE rid IN (${slice.map(() => '?').join(',')})`).all(...slice) as Array<{ rid: number, id: string }>) out.set(row.rid, row.id)
+    }
+    return out
+  }
+}

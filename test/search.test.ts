@@ -1,0 +1,217 @@
+import assert from 'node:assert/strict'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { PeakNode, createHttpEmbedder } from '../node/index.js'
+import { chunkText, documentText, ftsQuery } from '../node/embedding/text.js'
+import { rejectsNamed } from './helpers/errors.js'
+import { hashEmbedder } from './helpers/embedders.js'
+import { TmpDirs } from './helpers/tmp-dir.js'
+
+// about forty notes; a few share words with the queries, one holds a rare code
+const CORPUS = [
+  { _id: 'cat', title: 'Our cat', body: 'The cat sits on the mat by the window every morning.', year: 2024 },
+  { _id: 'stocks', title: 'Portfolio review', body: 'Rebalance the index funds and bonds at the end of the quarter.', year: 2025 },
+  { _id: 'bread', title: 'Sourdough', body: 'Feed the starter, then bake the loaf at 230 degrees for forty minutes.', year: 2023 },
+  { _id: 'rare', title: 'Warranty card', body: 'Kept the warranty card for the kitchen kettle, serial ZQX-4417, in the drawer.', year: 2022 },
+  { _id: 'lookalike', title: 'Vacuum receipt', body: 'Receipt for the vacuum cleaner, model QZX-4471, kept in the folder.', year: 2022 },
+  { _id: 'toaster', title: 'Toaster warranty', body: 'Warranty card for the toaster, serial BNM-1290, filed with the manuals.', year: 2021 },
+  ...['Invoice for the plumber who fixed the sink.', 'Electricity bill for March was higher than expected.', 'Paid the water bill online.',
+    'The dentist appointment moved to Thursday.', 'Booked train tickets to the coast for the holidays.', 'Gym: three sets of squats and deadlifts.',
+    'Planted tomatoes and basil in the raised bed.', 'Meeting notes: launch moved to next sprint.', 'Read two chapters of a history of Rome.',
+    'The car needs new winter tyres before December.', 'Grocery list: eggs, milk, flour, coffee.', 'Call the landlord about the broken heater.',
+    'Photography: shoot at golden hour with a low ISO.', 'Guitar practice: scales and a new chord progression.', 'Renew the passport before the trip.',
+    'Insurance renewal quote came in cheaper this year.', 'Recipe: lentil soup with cumin and lemon.', 'Woodworking: sand the oak shelf and oil it.',
+    'Biology notes on cell membranes and transport.', 'Physics notes on friction and inclined planes.', 'Backup the laptop to the external drive.',
+    'Birthday gift ideas for my sister.', 'The kettle stopped working after two years.', 'Morning run along the river, five kilometres.',
+    'Tax return documents: payslips and receipts.', 'Newsletter draft about the garden club.', 'Fix the squeaky hinge on the bedroom door.',
+    'Podcast episode about sleep and memory.', 'Flight check-in opens tomorrow at noon.', 'Notes from the parent-teacher evening.',
+    'Compare prices for a new washing machine.', 'Rent increase letter from the agency.', 'Knitting pattern for a winter scarf.',
+    'Vaccination record for the dog.', 'Wifi password for the guest network is on the fridge.', 'Ideas for the weekend hike.']
+    .map((body, i) => ({ _id: `n${i}`, title: body.split(' ').slice(0, 3).join(' '), body, year: 2020 + (i % 6) }))
+]
+
+describe('search: text, vectors, filters (default offline embedder)', function () {
+  this.timeout(120_000)
+  const dirs = new TmpDirs()
+  let node: PeakNode
+  let realFetch: typeof fetch
+  before(async () => {
+    // nothing may reach the network: the default embedder must work with fetch failing
+    realFetch = globalThis.fetch
+    globalThis.fetch = (async () => { throw new Error('network access in a test') }) as typeof fetch
+    node = await PeakNode.open({ dir: dirs.make() })
+    await node.collection('notes').putMany(CORPUS)
+  })
+  after(async () => {
+    globalThis.fetch = realFetch
+    await node.close()
+    dirs.cleanup()
+  })
+
+  it('indexes saved documents off the write path and reports progress', async () => {
+    const notes = node.collection('notes')
+    const left = await notes.indexed()
+    assert.equal(left, 0)
+    assert.equal(await notes.pendingIndex(), 0)
+  })
+
+  it('finds meaning, not words: a paraphrase with no shared word ranks above unrelated notes', async () => {
+    const r = await node.collection('notes').search({ text: 'a kitten is on the rug', mode: 'vector', k: 5 })
+    assert.equal(r[0]?.id, 'cat', JSON.stringify(r.map(h => h.id)))
+    assert.ok(r[0]!.score > (r[1]?.score ?? 0))
+    const h = await node.collection('notes').search({ text: 'a kitten is on the rug', k: 3 })
+    assert.equal(h[0]?.id, 'cat', 'hybrid keeps the paraphrase on top')
+  })
+
+  it('hybrid finds an exact rare term that pure vector search misses', async () => {
+    const vector = await node.collection('notes').search({ text: 'ZQX-4417', mode: 'vector', k: 1 })
+    assert.notEqual(vector[0]?.id, 'rare', 'the sentence encoder has no idea what ZQX-4417 is')
+    const hybrid = await node.collection('notes').search({ text: 'ZQX-4417', k: 1 })
+    assert.equal(hybrid[0]?.id, 'rare')
+    const text = await node.collection('notes').search({ text: 'serial ZQX-4417', mode: 'text', k: 3 })
+    assert.equal(text[0]?.id, 'rare')
+  })
+
+  it('filters are exact: no result outside `where`', async () => {
+    for (const mode of ['vector', 'text', 'hybrid'] as const) {
+      const r = await node.collection('notes').search({ text: 'paying the bill', where: { year: { gte: 2022 } }, k: 20, mode })
+      assert.ok(r.length > 0, mode)
+      assert.ok(r.every(h => (h.doc.year as number) >= 2022), `${mode}: ${JSON.stringify(r.map(h => h.doc.year))}`)
+      const all = await node.collection('notes').search({ text: 'paying the bill', k: 40, mode })
+      assert.ok(all.some(h => (h.doc.year as number) < 2022), `${mode}: without the filter, older notes match too`)
+    }
+    const none = await node.collection('notes').search({ text: 'cat', where: { year: 1999 } })
+    assert.equal(none.length, 0)
+  })
+
+  it('updated and deleted documents never show stale vectors or words', async () => {
+    const notes = node.collection('notes')
+    const before = (await notes.search({ text: 'kitten on a rug', mode: 'vector', k: 40 })).find(h => h.id === 'cat')?.score as number
+    await notes.put({ _id: 'cat', title: 'Our dog', body: 'The dog sleeps in the garden shed.', year: 2024 })
+    const after = (await notes.search({ text: 'kitten on a rug', mode: 'vector', k: 40 })).find(h => h.id === 'cat')?.score ?? 0
+    assert.ok(after < before, `the old text no longer scores (${before} -> ${after})`)
+    const chunks = await node.storage.indexedChunks('notes', 'cat')
+    assert.ok(chunks.length > 0 && chunks.every(c => !c.text.includes('mat') && c.text.includes('dog')), JSON.stringify(chunks))
+    assert.equal((await notes.search({ text: 'mat window morning', mode: 'text', k: 40 })).some(h => h.id === 'cat'), false)
+    await notes.delete('stocks')
+    assert.equal((await notes.search({ text: 'index funds bonds', k: 40 })).some(h => h.id === 'stocks'), false)
+  })
+
+  it('rejects bad queries with typed errors', async () => {
+    const notes = node.collection('notes')
+    await rejectsNamed(() => notes.search({ text: '' }), 'InvalidQueryError', 'empty')
+    await rejectsNamed(() => notes.search({ text: 'x'.repeat(9000) }), 'InvalidQueryError', 'cap')
+    await rejectsNamed(() => notes.search({ text: 'a', k: 0 }), 'InvalidQueryError', '"k"')
+    await rejectsNamed(() => notes.search({ text: 'a', k: 1001 }), 'InvalidQueryError', '"k"')
+    await rejectsNamed(() => notes.search({ text: 'a', mode: 'fuzzy' as never }), 'InvalidQueryError', '"mode"')
+    await rejectsNamed(() => notes.search({} as never), 'InvalidQueryError')
+    await rejectsNamed(() => notes.search({ vector: [1, 2, 3] }), 'InvalidQueryError', '512')
+    await rejectsNamed(() => notes.search({ text: 'a', where: { year: { near: 1 } } as never }), 'InvalidQueryError')
+  })
+})
+
+describe('search: index lifecycle', function () {
+  this.timeout(60_000)
+  const dirs = new TmpDirs()
+  afterEach(() => dirs.cleanup())
+
+  it('the index survives a restart, and a model change re-embeds', async () => {
+    const dir = dirs.make()
+    const a = hashEmbedder('hash-a')
+    let node = await PeakNode.open({ dir, embedder: a })
+    await node.collection('c').putMany([{ _id: 'x', t: 'alpha beta' }, { _id: 'y', t: 'gamma delta' }])
+    await node.collection('c').indexed()
+    assert.equal(a.texts, 2)
+    await node.close()
+    const again = hashEmbedder('hash-a')
+    node = await PeakNode.open({ dir, embedder: again })
+    const r = await node.collection('c').search({ text: 'alpha', mode: 'vector', k: 1 })
+    assert.equal(r[0]?.id, 'x')
+    assert.equal(again.texts, 1, 'only the query was embedded: stored vectors were reused')
+    await node.close()
+    const b = hashEmbedder('hash-b', 32)
+    node = await PeakNode.open({ dir, embedder: b })
+    const r2 = await node.collection('c').search({ text: 'gamma', mode: 'vector', k: 1 })
+    assert.equal(r2[0]?.id, 'y')
+    assert.equal(b.texts, 3, 'both documents re-embedded with the new model, plus the query')
+    assert.deepEqual(await node.storage.embeddersOf('c'), ['hash-b'])
+    await node.close()
+  })
+
+  it('a document saved by a short-lived process without background indexing is indexed later, and search drains first', async () => {
+    const dir = dirs.make()
+    const e = hashEmbedder()
+    let node = await PeakNode.open({ dir, embedder: e, backgroundIndexing: false })
+    await node.collection('c').put({ _id: 'later', t: 'written by the cli' })
+    assert.equal(await node.collection('c').pendingIndex(), 1)
+    assert.equal(e.calls, 0, 'the write did not embed')
+    await node.close()
+    node = await PeakNode.open({ dir, embedder: e, backgroundIndexing: false })
+    assert.equal(await node.collection('c').pendingIndex(), 1, 'the queue survived the restart')
+    const r = await node.collection('c').search({ text: 'cli', mode: 'text' })
+    assert.equal(r[0]?.id, 'later')
+    assert.equal(r.pending, 0)
+    await node.close()
+  })
+
+  it('collections choose the embedded fields or opt out', async () => {
+    const e = hashEmbedder()
+    const node = await PeakNode.open({ dir: dirs.make(), embedder: e })
+    const c = node.collection('c', { embed: ['title'] })
+    await c.put({ _id: 'a', title: 'lighthouse keeper', body: 'volcano eruption' })
+    await c.indexed()
+    assert.equal((await c.search({ text: 'volcano', mode: 'vector' })).length === 0 || (await c.search({ text: 'volcano', mode: 'vector' }))[0]!.score < 0.01, true)
+    assert.equal((await c.search({ text: 'lighthouse', mode: 'vector' }))[0]?.id, 'a')
+    const off = node.collection('plain', { embed: false })
+    await off.put({ _id: 'b', body: 'only words here' })
+    await off.indexed()
+    await rejectsNamed(() => off.search({ text: 'words', mode: 'vector' }), 'InvalidQueryError', 'embedding turned off')
+    assert.equal((await off.search({ text: 'words' }))[0]?.id, 'b', 'keyword search still works')
+    await node.close()
+  })
+
+  it('an OpenAI-compatible and an Ollama endpoint can be the embedder (local test server)', async () => {
+    const requests: Array<{ url: string, body: { model: string, input: string[] } }> = []
+    const server: Server = createServer((req, res) => {
+      let body = ''
+      req.on('data', d => { body += d })
+      req.on('end', () => {
+        const parsed = JSON.parse(body) as { model: string, input: string[] }
+        requests.push({ url: req.url ?? '', body: parsed })
+        const vectors = parsed.input.map(t => [t.length, t.includes('sun') ? 1 : 0, 1])
+        res.setHeader('content-type', 'application/json')
+        res.end(JSON.stringify(req.url === '/api/embed' ? { embeddings: vectors } : { data: vectors.map((embedding, index) => ({ embedding, index })) }))
+      })
+    })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    try {
+      const openai = await createHttpEmbedder({ url: `${url}/v1`.replace('/v1', ''), model: 'm1' })
+      assert.equal(openai.dims, 3)
+      assert.equal(openai.id, 'openai:m1')
+      const ollama = await createHttpEmbedder({ url, model: 'm2', kind: 'ollama' })
+      const node = await PeakNode.open({ dir: dirs.make(), embedder: ollama })
+      await node.collection('c').putMany([{ _id: 's', t: 'sunny day' }, { _id: 'r', t: 'rain' }])
+      const r = await node.collection('c').search({ text: 'sun', mode: 'vector', k: 1 })
+      assert.equal(r[0]?.id, 's')
+      await node.close()
+      assert.ok(requests.some(q => q.url === '/embeddings' && q.body.model === 'm1'))
+      assert.ok(requests.some(q => q.url === '/api/embed' && q.body.model === 'm2'))
+      await rejectsNamed(() => createHttpEmbedder({ url: 'http://127.0.0.1:1', model: 'x' }), 'EmbedderError')
+    } finally {
+      server.close()
+    }
+  })
+
+  it('text helpers: fields, chunks, keyword queries', () => {
+    assert.equal(documentText({ title: 'A', tags: ['b', 'c'], n: 1, nested: { x: 'no' } }, 'auto'), 'A\nb\nc')
+    assert.equal(documentText({ title: 'A', nested: { x: 'yes' } }, ['nested.x']), 'yes')
+    const long = Array.from({ length: 40 }, (_, i) => `Sentence number ${i} is here.`).join(' ')
+    const chunks = chunkText(long)
+    assert.ok(chunks.length > 1 && chunks.every(c => c.length <= 500))
+    assert.equal(chunks.join(' '), long)
+    assert.equal(ftsQuery('a kitten is on the rug'), '"kitten" OR "rug"')
+    assert.equal(ftsQuery('"; DROP TABLE'), '"drop" OR "table"')
+    assert.equal(ftsQuery('!!!'), undefined)
+  })
+})
