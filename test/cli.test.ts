@@ -170,6 +170,33 @@ describe('CLI', function () {
     assert.equal(after.find(d => d.name === 'desktop')?.revoked, true)
   })
 
+  it('searches by meaning and words, with and without a daemon, and changes what a collection embeds', async () => {
+    const dir = dirs.make()
+    await runCli(['init', '--dir', dir])
+    await runCli(['put', 'notes', '[{"_id":"cat","title":"Our cat","body":"The cat sits on the mat"},{"_id":"tax","title":"Taxes","body":"File the tax return before April"},{"_id":"kettle","title":"Kettle","body":"Kettle serial ZQX-4417, year 2022","year":2022}]', '--dir', dir])
+    const direct = await runCli(['search', 'notes', 'a kitten on a rug', '--json', '--dir', dir])
+    assert.equal(direct.code, 0, direct.stderr)
+    const hits = (JSON.parse(direct.stdout) as { hits: Array<{ id: string }>, pending: number })
+    assert.equal(hits.hits[0]?.id, 'cat')
+    assert.equal(hits.pending, 0)
+    const human = await runCli(['search', 'notes', 'ZQX-4417', '--mode', 'text', '--dir', dir])
+    assert.match(human.stdout, /^ 1\. 1\.000 {2}kettle {2}Kettle \| Kettle serial ZQX-4417/)
+    const filtered = JSON.parse((await runCli(['search', 'notes', 'kettle', '--where', '{"year":2022}', '--json', '--dir', dir])).stdout) as { hits: Array<{ id: string }> }
+    assert.deepEqual(filtered.hits.map(h => h.id), ['kettle'])
+    const bad = await runCli(['search', 'notes', 'x', '--mode', 'fuzzy', '--dir', dir])
+    assert.equal(bad.code, 1)
+    assert.match(bad.stderr, /InvalidQueryError: "mode"/)
+    const d = await startDaemon(['--dir', dir])
+    daemons.push(d)
+    const viaDaemon = JSON.parse((await runCli(['search', '--collection', 'notes', 'paying taxes', '--k', '1', '--json', '--dir', dir])).stdout) as { hits: Array<{ id: string }> }
+    assert.deepEqual(viaDaemon.hits.map(h => h.id), ['tax'])
+    const off = await runCli(['collection', 'notes', '--no-embed', '--json', '--dir', dir])
+    assert.equal((JSON.parse(off.stdout) as { embed: unknown, pendingIndex: number }).embed, false)
+    const on = JSON.parse((await runCli(['collection', 'notes', '--embed', 'title,body', '--json', '--dir', dir])).stdout) as { embed: unknown, pendingIndex: number }
+    assert.deepEqual(on.embed, ['title', 'body'])
+    assert.equal(on.pendingIndex, 0, 'the command waited for the re-indexing')
+  })
+
   it('reports usage errors (exit 2) and bad input (exit 1) clearly', async () => {
     const dir = dirs.make()
     await runCli(['init', '--dir', dir])
@@ -194,7 +221,7 @@ describe('CLI', function () {
   it('prints help for every command', async () => {
     const top = await runCli(['--help'])
     assert.equal(top.code, 0)
-    for (const cmd of ['init', 'start', 'stop', 'status', 'peers', 'connect', 'sync', 'pair', 'devices', 'profile', 'passphrase', 'put', 'get', 'find', 'count', 'delete', 'collections', 'collection', 'verify']) {
+    for (const cmd of ['init', 'start', 'stop', 'status', 'peers', 'connect', 'sync', 'pair', 'devices', 'profile', 'passphrase', 'search', 'put', 'get', 'find', 'count', 'delete', 'collections', 'collection', 'verify']) {
       assert.match(top.stdout, new RegExp(`\\n  ${cmd}\\b`), `top-level help lists ${cmd}`)
       const r = await runCli([cmd, '--help'])
       assert.equal(r.code, 0, `${cmd} --help`)

@@ -4,12 +4,16 @@
  *
  * ```json
  * { "listen": ["/ip4/0.0.0.0/tcp/4011"], "bootstrap": ["/ip4/192.0.2.7/tcp/4011/p2p/12D3KooW..."],
- *   "mdns": true, "dht": true, "apiPort": 5011, "confirmations": 1 }
+ *   "mdns": true, "dht": true, "apiPort": 5011, "confirmations": 1,
+ *   "embedder": { "kind": "ollama", "url": "http://127.0.0.1:11434", "model": "nomic-embed-text" } }
  * ```
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { z } from 'zod'
+import { join } from 'node:path'
 import { InvalidOptionError } from '../errors.js'
+import type { PeakNodeOptions } from '../peak-node.js'
+import { createHttpEmbedder } from '../embedding/http-embedder.js'
 
 const multiaddrText = z.string().min(1).max(1024).refine(s => s.startsWith('/'), 'expected a multiaddr starting with /')
 
@@ -20,7 +24,12 @@ export const configSchema = z.object({
   dht: z.boolean().optional(),
   apiPort: z.number().int().min(0).max(65535).optional(),
   confirmations: z.number().int().min(0).max(1000).optional(),
-  deviceName: z.string().min(1).max(64).optional()
+  deviceName: z.string().min(1).max(64).optional(),
+  /** The embedder for search by meaning: the built-in offline model, or an endpoint you run. */
+  embedder: z.union([
+    z.object({ kind: z.literal('default') }).strict(),
+    z.object({ kind: z.enum(['openai', 'ollama']), url: z.string().url(), model: z.string().min(1).max(256), apiKey: z.string().max(1024).optional() }).strict()
+  ]).optional()
 }).strict()
 
 /** Daemon settings from the configuration file. */
@@ -44,4 +53,16 @@ export function readConfig (path: string, explicit: boolean): DaemonConfig {
     throw new InvalidOptionError(`config file ${path}: ${issue === undefined ? 'invalid' : `${issue.path.join('.') || '(root)'}: ${issue.message}`}`)
   }
   return parsed.data
+}
+
+/** The node option for the configured embedder (undefined: the built-in offline model). */
+export function configuredEmbedder (config: DaemonConfig): PeakNodeOptions['embedder'] {
+  const e = config.embedder
+  if (e === undefined || e.kind === 'default') return undefined
+  return async () => await createHttpEmbedder({ url: e.url, model: e.model, kind: e.kind, ...(e.apiKey !== undefined ? { apiKey: e.apiKey } : {}) })
+}
+
+/** The configuration of a data dir (`<dir>/config.json`), or `{}`. */
+export function dataDirConfig (dir: string): DaemonConfig {
+  return readConfig(join(dir, 'config.json'), false)
 }

@@ -10,7 +10,7 @@ import { createLogger } from '../logger.js'
 import type { SyncProgress } from '../../transport/index.js'
 import { emit, table } from './output.js'
 import { phraseBanner } from './init-command.js'
-import { readConfig } from './config.js'
+import { configuredEmbedder, readConfig } from './config.js'
 import { passphrase } from './target.js'
 
 const log = createLogger('daemon')
@@ -77,9 +77,11 @@ export async function runDaemon (o: DaemonOptions): Promise<void> {
   const apiPort = o.apiPort ?? config.apiPort
   const confirmations = o.confirmations ?? config.confirmations
   const pass = passphrase(o.passphraseFile)
+  const embedder = configuredEmbedder(config)
   const node = await PeakNode.open({
     dir: o.dir,
     network,
+    ...(embedder !== undefined ? { embedder } : {}),
     ...(pass !== undefined ? { passphrase: pass } : {}),
     ...(name !== undefined ? { deviceName: name } : {}),
     ...(confirmations !== undefined ? { confirmations } : {})

@@ -11,7 +11,8 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { defaultDataDir, dataDirPaths } from '../data-dir.js'
 import { InvalidOptionError } from '../errors.js'
 import { EXIT, emit, reportError, table } from './output.js'
-import { invoke, passphrase } from './target.js'
+import { daemonRunning, invoke, openDirect, passphrase } from './target.js'
+import cliProgress from 'cli-progress'
 import { PeakNode } from '../peak-node.js'
 import { runDaemon } from './daemon-command.js'
 import { runInit } from './init-command.js'
@@ -77,6 +78,53 @@ function orderByOption (value: string): string[] {
     if (s.endsWith(':asc')) return s.slice(0, -4)
     return s
   })
+}
+
+/** One line to show for a document: its first text fields, shortened. */
+function preview (doc: Record<string, unknown>): string {
+  const text = Object.entries(doc).filter(([k, v]) => k !== '_id' && typeof v === 'string').map(([, v]) => v as string).join(' | ')
+  return text.length > 100 ? text.slice(0, 97) + '...' : text
+}
+
+/** Sets a collection's embedding and shows the re-indexing it starts (a bar on a terminal). */
+async function setEmbedWithProgress (g: Globals, collection: string, embed: 'auto' | false | string[], wait: boolean): Promise<void> {
+  const bar = (total: number): { update: (left: number) => void, stop: () => void } => {
+    if (g.json || process.stderr.isTTY !== true || total === 0) return { update: () => {}, stop: () => {} }
+    const b = new cliProgress.SingleBar({ stream: process.stderr, format: `indexing ${collection} [{bar}] {value}/{total} documents {eta_formatted}`, hideCursor: true }, cliProgress.Presets.shades_classic)
+    b.start(total, 0)
+    return { update: left => b.update(total - left), stop: () => b.stop() }
+  }
+  if (daemonRunning(g.dir)) {
+    const r = await call(g, 'setEmbed', { collection, embed }) as { pending: number }
+    if (!wait) return
+    const progress = bar(r.pending)
+    try {
+      for (;;) {
+        const s = await call(g, 'indexStatus', { collection }) as { pending: number }
+        progress.update(s.pending)
+        if (s.pending === 0) return
+        await new Promise(resolve => setTimeout(resolve, 250))
+      }
+    } finally {
+      progress.stop()
+    }
+  }
+  // no daemon: this process does the work
+  const node = await openDirect(g.dir, g.passphraseFile !== undefined ? { passphraseFile: g.passphraseFile } : {})
+  try {
+    const c = node.collection(collection)
+    await c.setEmbed(embed)
+    if (!wait) return
+    const progress = bar(await c.pendingIndex())
+    node.on('index:progress', p => { if (p.collection === collection) progress.update(p.pending) })
+    try {
+      await c.indexed()
+    } finally {
+      progress.stop()
+    }
+  } finally {
+    await node.close()
+  }
 }
 
 function docLines (docs: unknown[]): string {
@@ -369,17 +417,56 @@ Examples:
     })
 
   program.command('collection')
-    .description('show a collection and change its settings')
+    .description('show a collection and change its settings on this device')
     .argument('<name>', 'collection name')
     .option('--index <fields>', 'comma-separated field paths to index (e.g. year,author.name)')
-    .action(async (name: string, opts: { index?: string }, cmd: Command) => {
+    .option('--embed <fields>', 'fields to embed for search by meaning: comma-separated paths, or "auto" (every text field)')
+    .option('--no-embed', 'no vectors for this collection (keyword search still works)')
+    .option('--no-wait', 'do not wait for the re-indexing a change starts')
+    .action(async (name: string, opts: { index?: string, embed?: string | boolean, wait: boolean }, cmd: Command) => {
       const g = globals(cmd)
       for (const field of (opts.index ?? '').split(',').map(s => s.trim()).filter(s => s.length > 0)) {
         await call(g, 'createIndex', { collection: name, field })
       }
+      if (opts.embed !== undefined && opts.embed !== true) {
+        const embed = opts.embed === false ? false : opts.embed === 'auto' ? 'auto' : opts.embed.split(',').map(s => s.trim()).filter(s => s.length > 0)
+        await setEmbedWithProgress(g, name, embed, opts.wait)
+      }
       const list = await call(g, 'collections', {}) as Array<{ name: string, count: number, indexes: string[] }>
       const info = list.find(c => c.name === name) ?? { name, count: 0, indexes: [] }
-      emit(g.json, info, () => table([['Collection', info.name], ['Documents', info.count], ['Indexes', info.indexes.length === 0 ? '(none)' : info.indexes.join(', ')]]))
+      const status = await call(g, 'indexStatus', { collection: name }) as { pending: number, embed: unknown }
+      const out = { ...info, embed: status.embed, pendingIndex: status.pending }
+      emit(g.json, out, () => table([
+        ['Collection', info.name],
+        ['Documents', info.count],
+        ['Indexes', info.indexes.length === 0 ? '(none)' : info.indexes.join(', ')],
+        ['Embedding', status.embed === false ? 'off (keyword search only)' : status.embed === 'auto' ? 'auto (every text field)' : (status.embed as string[]).join(', ')],
+        ['Waiting to be indexed', status.pending]
+      ]))
+    })
+
+  program.command('search')
+    .description('search a collection by meaning and words: peakdb search <collection> "<text>"')
+    .argument('<collection-or-text>', 'collection name, then the text (or only the text with --collection)')
+    .argument('[text]', 'what to look for')
+    .option('--collection <name>', 'collection to search (instead of the first argument)')
+    .option('--k <n>', 'number of results (default 10)', intOption('--k'))
+    .option('--where <json>', 'exact filter on the documents, as for find')
+    .option('--mode <mode>', 'hybrid (default), vector (meaning) or text (keywords, BM25)')
+    .action(async (first: string, second: string | undefined, opts: { collection?: string, k?: number, where?: string, mode?: string }, cmd: Command) => {
+      const g = globals(cmd)
+      const collection = second !== undefined ? first : opts.collection
+      const text = second ?? first
+      if (collection === undefined) throw new InvalidOptionError('name the collection: peakdb search <collection> "<text>" (or --collection <name>)')
+      const params: Record<string, unknown> = { collection, text }
+      if (opts.k !== undefined) params.k = opts.k
+      if (opts.mode !== undefined) params.mode = opts.mode
+      if (opts.where !== undefined) params.where = jsonArg('--where', opts.where)
+      const r = await call(g, 'search', params) as { hits: Array<{ id: string, score: number, doc: Record<string, unknown> }>, pending: number }
+      emit(g.json, r, () => [
+        ...(r.hits.length === 0 ? ['(no results)'] : r.hits.map((h, i) => `${String(i + 1).padStart(2)}. ${h.score.toFixed(3)}  ${h.id}  ${preview(h.doc)}`)),
+        ...(r.pending > 0 ? [`(${r.pending} documents are not indexed yet)`] : [])
+      ].join('\n'))
     })
 
   program.command('verify')

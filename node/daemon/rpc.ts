@@ -7,6 +7,7 @@ import { z } from 'zod'
 import type { PeakNode } from '../peak-node.js'
 import type { Where } from '../../storage/index.js'
 import type { JsonObject } from '../../crdt/index.js'
+import type { SearchMode } from '../search.js'
 import { DocumentNotFoundError, InvalidOptionError } from '../errors.js'
 
 const collection = z.string().min(1).max(64)
@@ -31,7 +32,18 @@ export const methodParams = {
   revoke: z.object({ device: z.string().min(1).max(128) }).strict(),
   profileGet: z.object({}).strict(),
   profileSet: z.object({ fields: z.record(z.string(), z.unknown()) }).strict(),
-  setPassphrase: z.object({ passphrase: z.string().min(8).max(1024).nullable() }).strict()
+  setPassphrase: z.object({ passphrase: z.string().min(8).max(1024).nullable() }).strict(),
+  search: z.object({
+    collection,
+    text: z.string().max(10_000),
+    k: z.number().int().optional(),
+    where: z.record(z.string(), z.unknown()).optional(),
+    mode: z.string().optional(),
+    drain: z.union([z.boolean(), z.number().int().min(0)]).optional()
+  }).strict(),
+  setEmbed: z.object({ collection, embed: z.union([z.literal('auto'), z.literal(false), z.array(z.string().min(1).max(512)).min(1).max(64)]) }).strict(),
+  indexStatus: z.object({ collection: collection.optional() }).strict(),
+  indexDrain: z.object({ collection: collection.optional(), budgetMs: z.number().int().min(0).max(3_600_000).optional() }).strict()
 } as const
 
 /** Name of a local API method. */
@@ -81,7 +93,29 @@ const handlers: { [M in MethodName]: (ctx: MethodContext, p: Params<M>) => Promi
   setPassphrase: async ({ node }, p) => {
     await node.setPassphrase(p.passphrase ?? undefined)
     return { protected: p.passphrase !== null }
-  }
+  },
+  search: async ({ node }, p) => {
+    const r = await node.collection(p.collection).search({
+      text: p.text,
+      ...(p.k !== undefined ? { k: p.k } : {}),
+      ...(p.where !== undefined ? { where: p.where as Where } : {}),
+      ...(p.mode !== undefined ? { mode: p.mode as SearchMode } : {}),
+      ...(p.drain !== undefined ? { drain: p.drain } : {})
+    })
+    return { hits: [...r], pending: r.pending }
+  },
+  setEmbed: async ({ node }, p) => {
+    const c = node.collection(p.collection)
+    const changed = await c.setEmbed(p.embed)
+    return { collection: p.collection, embed: p.embed, changed, pending: await c.pendingIndex() }
+  },
+  indexStatus: async ({ node }, p) => ({
+    pending: await node.storage.indexQueueCount(p.collection),
+    ...(p.collection !== undefined ? { embed: await node.collection(p.collection).embedSetting() } : {})
+  }),
+  indexDrain: async ({ node }, p) => ({
+    pending: await node.indexer.drain(p.collection, p.budgetMs !== undefined ? { signal: AbortSignal.timeout(p.budgetMs) } : {})
+  })
 }
 
 /** True when `name` is a method of the local API. */
