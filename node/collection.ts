@@ -12,6 +12,7 @@ import type { Log } from './log.js'
 import { newDocId } from './doc-id.js'
 import { AbortError, DocumentNotFoundError, DocumentTooLargeError, InvalidDocumentError, InvalidOptionError } from './errors.js'
 import type { Indexer } from './embedding/indexer.js'
+import type { AnnIndexes } from './embedding/ann-index.js'
 import { search, type SearchQuery, type SearchResults } from './search.js'
 import type { Confirmation } from './confirmations.js'
 import { LiveQuery, type LiveEvent, type LiveQueries, type Unsubscribe } from './live-query.js'
@@ -78,6 +79,7 @@ export interface CollectionContext {
   track (seq: number): Confirmation
   readonly live: LiveQueries
   readonly indexer: Indexer
+  readonly ann: AnnIndexes
 }
 
 /** A plain result object whose `status` reads the live confirmation state. */
@@ -147,7 +149,7 @@ export class Collection {
   async search (query: SearchQuery): Promise<SearchResults> {
     this.ctx.checkOpen()
     await this.ready
-    return await search({ storage: this.ctx.storage, indexer: this.ctx.indexer }, this.name, query)
+    return await search({ storage: this.ctx.storage, indexer: this.ctx.indexer, ann: this.ctx.ann }, this.name, query)
   }
 
   /**

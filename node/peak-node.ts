@@ -24,6 +24,8 @@ import { YDocs } from './ydocs.js'
 import { LiveQueries } from './live-query.js'
 import { Indexer, type IndexProgress } from './embedding/indexer.js'
 import { UseLiteEmbedder } from './embedding/use-lite.js'
+import { AnnIndexes } from './embedding/ann-index.js'
+import { join } from 'node:path'
 import type { Embedder } from './embedding/embedder.js'
 import type * as Y from 'yjs'
 import type { Replicator, ReplicationOptions } from './replicator.js'
@@ -63,6 +65,8 @@ export interface PeakNodeOptions {
   readonly embedder?: Embedder | (() => Promise<Embedder>)
   /** Index saved documents in the background (default true); searches index what they need either way. */
   readonly backgroundIndexing?: boolean
+  /** Chunks from which a collection gets an ANN (HNSW) index (default 20000). */
+  readonly annMinChunks?: number
 }
 
 /** Options of {@link PeakNode.join}. */
@@ -137,6 +141,8 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   private readonly ydocs: YDocs
   /** The search indexer (embeddings and full text). */
   readonly indexer: Indexer
+  /** ANN (HNSW) indexes of large collections. */
+  readonly ann: AnnIndexes
   /** Inviting new devices (`invite()`); a new device joins with {@link PeakNode.join}. */
   readonly pairing: Pairing
   /** The swarm's devices: list and revoke. */
@@ -156,13 +162,15 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     recoveryPhrase: string | undefined,
     confirmations: number,
     embedder: PeakNodeOptions['embedder'],
-    backgroundIndexing: boolean
+    backgroundIndexing: boolean,
+    annMinChunks: number | undefined
   ) {
     super()
+    this.ann = new AnnIndexes(storage, join(paths.dir, 'ann'), annMinChunks)
     this.indexer = new Indexer(storage, async () => {
       if (embedder === undefined) return new UseLiteEmbedder()
       return typeof embedder === 'function' ? await embedder() : embedder
-    })
+    }, changes => this.ann.apply(changes))
     this.indexer.on('progress', p => this.emit('index:progress', p))
     if (backgroundIndexing) {
       log.on('change', () => this.indexer.kick())
@@ -251,7 +259,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
         const epoch = createEpoch({ swarm: keystore.swarmId, gen: 1, devices: [deviceId], recoveryPublicKey: created?.recoveryPublicKey ?? keystore.recoveryPublicKey })
         await log.appendControl([{ t: 'cert', cert: keystore.certificate }, epochOp(epoch.record)])
       }
-      const node = new PeakNode(log, storage, keystore, lock, paths, created?.phrase, options.confirmations ?? 1, options.embedder, options.backgroundIndexing ?? true)
+      const node = new PeakNode(log, storage, keystore, lock, paths, created?.phrase, options.confirmations ?? 1, options.embedder, options.backgroundIndexing ?? true, options.annMinChunks)
       if (options.network !== undefined) {
         try {
           await node.startNetwork(options.network)
@@ -386,7 +394,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   }
 
   private collectionContext (): CollectionContext {
-    return { log: this.log, storage: this.storage, checkOpen: () => this.checkOpen(), track: seq => this.confirmations.track(seq), live: this.live, indexer: this.indexer }
+    return { log: this.log, storage: this.storage, checkOpen: () => this.checkOpen(), track: seq => this.confirmations.track(seq), live: this.live, indexer: this.indexer, ann: this.ann }
   }
 
   /**
@@ -492,6 +500,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     this.closed = true
     this.live.close()
     await this.indexer.close().catch(() => {})
+    await this.ann.close().catch(() => {})
     await this.ydocs.close().catch(() => {})
     await this.stopNetwork().catch(() => {})
     this.log.removeAllListeners()

@@ -9,7 +9,8 @@
  * other.
  */
 import type { JsonObject } from '../crdt/index.js'
-import { InvalidQueryError, normaliseWhere, type StorageProvider, type Where } from '../storage/index.js'
+import { InvalidQueryError, normaliseWhere, type Filter, type StorageProvider, type Where } from '../storage/index.js'
+import type { AnnIndex, AnnIndexes } from './embedding/ann-index.js'
 import { normalise } from './embedding/embedder.js'
 import type { Indexer } from './embedding/indexer.js'
 import { ftsQuery } from './embedding/text.js'
@@ -36,6 +37,8 @@ export interface SearchQuery {
    * in ms after which the search runs on what is indexed and reports the rest as pending.
    */
   readonly drain?: boolean | number
+  /** Exact vector search even where an ANN (HNSW) index exists (default false). */
+  readonly exact?: boolean
   readonly signal?: AbortSignal
 }
 
@@ -63,6 +66,7 @@ const MODES = new Set(['vector', 'text', 'hybrid'])
 export interface SearchContext {
   readonly storage: StorageProvider
   readonly indexer: Indexer
+  readonly ann?: AnnIndexes
 }
 
 function check (q: SearchQuery): { k: number, mode: SearchMode, text: string | undefined } {
@@ -111,7 +115,10 @@ export async function search (ctx: SearchContext, collection: string, query: Sea
       const [e] = await embedder.embed([text as string], query.signal !== undefined ? { signal: query.signal } : {})
       v = e as Float32Array
     }
-    vectorHits = (await ctx.storage.vectorSearch(collection, embedder.id, normalise(v), wide, filter)).map(h => ({ id: h.id, score: 1 - h.distance }))
+    const unit = normalise(v)
+    const ann = query.exact === true ? undefined : await ctx.ann?.get(collection, embedder.id, embedder.dims)
+    const approx = ann === undefined ? undefined : await annSearch(ctx.storage, ann, collection, unit, wide, filter)
+    vectorHits = (approx ?? await ctx.storage.vectorSearch(collection, embedder.id, unit, wide, filter)).map(h => ({ id: h.id, score: 1 - h.distance }))
   }
   if (mode !== 'vector' && text !== undefined) {
     const match = ftsQuery(text)
@@ -129,6 +136,33 @@ export async function search (ctx: SearchContext, collection: string, query: Sea
     hits.push({ id: r.id, score: r.score, doc: { _id: r.id, ...stored.body }, ...(r.scores !== undefined ? { scores: r.scores } : {}) })
   }
   return Object.assign(hits, { pending })
+}
+
+/**
+ * Nearest documents through an ANN index: the nearest chunks (many more than k, more still with
+ * a filter), their documents filtered exactly in SQL, best chunk per document. Undefined when too
+ * few documents pass the filter (the caller then searches exactly).
+ */
+async function annSearch (storage: StorageProvider, ann: AnnIndex, collection: string, vector: Float32Array, k: number, filter: Filter | undefined): Promise<Array<{ id: string, distance: number }> | undefined> {
+  const chunks = ann.search(vector, Math.min(ann.size, k * (filter === undefined ? 4 : 40)))
+  const docs = await storage.chunkDocs(chunks.map(c => c.rid))
+  const best = new Map<string, number>()
+  for (const c of chunks) {
+    const id = docs.get(c.rid)
+    if (id !== undefined && c.distance < (best.get(id) ?? Infinity)) best.set(id, c.distance)
+  }
+  let ids = [...best.keys()]
+  if (filter !== undefined && ids.length > 0) {
+    const passing = new Set<string>()
+    for (let i = 0; i < ids.length; i += 500) {
+      const slice = ids.slice(i, i + 500)
+      const byId = { op: 'in' as const, path: { segments: [], isId: true }, values: slice }
+      for (const r of await storage.find(collection, { filter: { op: 'and', items: [filter, byId] }, orderBy: [], limit: undefined, offset: 0 })) passing.add(r.id)
+    }
+    ids = ids.filter(id => passing.has(id))
+  }
+  if (ids.length < k && chunks.length < ann.size) return undefined
+  return ids.map(id => ({ id, distance: best.get(id) as number })).sort((a, b) => a.distance - b.distance || (a.id < b.id ? -1 : 1)).slice(0, k)
 }
 
 /** Scales scores to [0, 1] by the best one. */

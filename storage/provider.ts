@@ -132,6 +132,12 @@ export interface IndexUpdate extends IndexTask {
   readonly embedder?: { readonly id: string, readonly dims: number }
 }
 
+/** Vector rows added and removed by index updates. */
+export interface VectorChanges {
+  readonly added: ReadonlyArray<{ readonly rid: number, readonly collection: string, readonly embedder: string, readonly vector: Float32Array }>
+  readonly removed: ReadonlyArray<{ readonly rid: number, readonly collection: string, readonly embedder: string }>
+}
+
 /** The contract every storage provider implements. */
 export interface StorageProvider {
   /** Provider kind, e.g. 'sqlite'. */
@@ -214,8 +220,13 @@ export interface StorageProvider {
   indexedChunks (collection: string, id: string): Promise<Array<{ readonly text: string, readonly embedder: string }>>
   /** Embedders whose vectors a collection holds. */
   embeddersOf (collection: string): Promise<string[]>
-  /** Writes documents' new indexes and clears their queue tasks, in one transaction. */
-  applyIndexUpdates (updates: readonly IndexUpdate[]): Promise<void>
+  /**
+   * Writes documents' new indexes and clears their queue tasks, in one transaction. Returns the
+   * vector rows it added and removed (so that in-memory ANN indexes can follow).
+   */
+  applyIndexUpdates (updates: readonly IndexUpdate[]): Promise<VectorChanges>
+  /** Count, largest and sum of the chunk row ids of a collection and embedder (an ANN index checks its file against it). */
+  chunkStats (collection: string, embedder: string): Promise<{ count: number, maxRid: number, sumRid: number }>
   /** Keyword search (BM25): `match` is a full-text query; higher score is better. */
   textSearch (collection: string, match: string, k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>>
   /**

@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from 'node:events'
 import type { JsonObject } from '../../crdt/index.js'
-import type { CollectionSettings, IndexTask, IndexUpdate, StorageProvider } from '../../storage/index.js'
+import type { CollectionSettings, IndexTask, IndexUpdate, StorageProvider, VectorChanges } from '../../storage/index.js'
 import { createLogger } from '../logger.js'
 import { normalise, type Embedder } from './embedder.js'
 import { chunkText, documentText } from './text.js'
@@ -42,7 +42,7 @@ export class Indexer extends EventEmitter<IndexerEvents> {
   private background = false
   private readonly checkedModel = new Set<string>()
 
-  constructor (private readonly storage: StorageProvider, private readonly makeEmbedder: () => Promise<Embedder>) {
+  constructor (private readonly storage: StorageProvider, private readonly makeEmbedder: () => Promise<Embedder>, private readonly onVectors?: (changes: VectorChanges) => void) {
     super()
   }
 
@@ -189,7 +189,7 @@ export class Indexer extends EventEmitter<IndexerEvents> {
         embedder: { id: embedder.id, dims: embedder.dims }
       }
     })
-    await this.storage.applyIndexUpdates(out)
+    this.onVectors?.(await this.storage.applyIndexUpdates(out))
     const counts = new Map<string, number>()
     for (const t of tasks) counts.set(t.collection, (counts.get(t.collection) ?? 0) + 1)
     for (const [c, done] of counts) this.emit('progress', { collection: c, done, pending: await this.storage.indexQueueCount(c) })

@@ -4,7 +4,7 @@
  * collection). Everything here runs synchronously inside the provider's guard.
  */
 import type { Database as Db, Statement } from 'better-sqlite3'
-import type { CollectionSettings, IndexTask, IndexUpdate } from '../provider.js'
+import type { CollectionSettings, IndexTask, IndexUpdate, VectorChanges } from '../provider.js'
 import type { Filter } from '../query.js'
 import { compileFilter } from './query-sql.js'
 
@@ -117,7 +117,9 @@ export class SearchTables {
   }
 
   /** Applies index updates (inside the caller's transaction). */
-  apply (updates: readonly IndexUpdate[]): void {
+  apply (updates: readonly IndexUpdate[]): VectorChanges {
+    const added: Array<{ rid: number, collection: string, embedder: string, vector: Float32Array }> = []
+    const removed: Array<{ rid: number, collection: string, embedder: string }> = []
     for (const u of updates) {
       const docRid = this.s.docRid.get(u.collection, u.id) as number | undefined
       if (docRid !== undefined) {
@@ -131,6 +133,7 @@ export class SearchTables {
       for (const old of this.s.chunksOf.all(u.collection, u.id) as Array<{ rid: number, embedder: string }>) {
         const table = this.vecTables.get(old.embedder)
         if (table !== undefined) this.db.prepare(`DELETE FROM ${table.name} WHERE rowid = ?`).run(BigInt(old.rid))
+        removed.push({ rid: old.rid, collection: u.collection, embedder: old.embedder })
       }
       this.s.deleteChunks.run(u.collection, u.id)
       if (u.chunks.length > 0) {
@@ -138,12 +141,20 @@ export class SearchTables {
         const table = this.vecTable(u.embedder)
         const insertVec = this.db.prepare(`INSERT INTO ${table} (rowid, embedding, collection) VALUES (?, ?, ?)`)
         u.chunks.forEach((c, seq) => {
-          const rid = this.s.insertChunk.run(u.collection, u.id, seq, (u.embedder as { id: string }).id, c.text).lastInsertRowid
+          const embedderId = (u.embedder as { id: string }).id
+          const rid = this.s.insertChunk.run(u.collection, u.id, seq, embedderId, c.text).lastInsertRowid
           insertVec.run(BigInt(rid), vecBytes(c.vector), u.collection)
+          added.push({ rid: Number(rid), collection: u.collection, embedder: embedderId, vector: c.vector })
         })
       }
       this.s.dequeue.run(u.collection, u.id, u.ver)
     }
+    return { added, removed }
+  }
+
+  chunkStats (collection: string, embedder: string): { count: number, maxRid: number, sumRid: number } {
+    const r = this.db.prepare('SELECT count(*) AS count, coalesce(max(rid), 0) AS maxRid, coalesce(sum(rid), 0) AS sumRid FROM chunks WHERE collection = ? AND embedder = ?').get(collection, embedder) as { count: number, maxRid: number, sumRid: number }
+    return r
   }
 
   textSearch (collection: string, match: string, k: number, filter: Filter | undefined): Array<{ id: string, score: number }> {

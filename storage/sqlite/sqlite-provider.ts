@@ -12,7 +12,7 @@ import {
 import { StorageClosedError, StorageCorruptError } from '../errors.js'
 import type { FieldPath, Filter, NormalisedQuery } from '../query.js'
 import type {
-  CollectionInfo, CollectionSettings, CommitItem, CommitResult, ControlRecord, DocChange, IndexTask, IndexUpdate, LogHead, PendingApply, ReadLimits, StorageProvider, StoredDoc, StoredEntry
+  CollectionInfo, CollectionSettings, CommitItem, CommitResult, ControlRecord, DocChange, IndexTask, IndexUpdate, LogHead, PendingApply, ReadLimits, StorageProvider, StoredDoc, StoredEntry, VectorChanges
 } from '../provider.js'
 import { migrate } from './schema.js'
 import { SearchTables } from './search-tables.js'
@@ -486,8 +486,12 @@ export class SqliteProvider implements StorageProvider {
     return this.guard(() => this.search.embeddersOf(collection))
   }
 
-  async applyIndexUpdates (updates: readonly IndexUpdate[]): Promise<void> {
-    this.guard(() => this.db.transaction(() => this.search.apply(updates)).immediate())
+  async applyIndexUpdates (updates: readonly IndexUpdate[]): Promise<VectorChanges> {
+    return this.guard(() => this.db.transaction(() => this.search.apply(updates)).immediate())
+  }
+
+  async chunkStats (collection: string, embedder: string): Promise<{ count: number, maxRid: number, sumRid: number }> {
+    return this.guard(() => this.search.chunkStats(collection, embedder))
   }
 
   async textSearch (collection: string, match: string, k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>> {
