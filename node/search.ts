@@ -3,17 +3,22 @@
  * `where` filters are exact (the same language as `find`) and apply before ranking.
  *
  * Hybrid ranking: each list's scores are scaled to [0, 1] by their maximum over the candidates
- * and combined with weights (default text 0.6, vector 0.4; chosen on the labeled set in
- * bench/data/ir-eval.json, where a weak general sentence encoder must not drag down a strong
- * keyword ranking: see bench/RESULTS.md). A document found by one list only gets 0 from the
- * other.
+ * and combined with per-query weights. The text weight is 0.8 × c², where c is how much of the
+ * query (IDF-weighted share of its words) the best keyword hit contains; the vector weight is
+ * the rest. A query whose words the notes use is ranked mostly by BM25 (strong there), one that
+ * says the same thing in other words mostly by meaning (where BM25's matches are accidental).
+ * Chosen on the labeled set bench/data/ir-eval.json against fixed weights and reciprocal rank
+ * fusion (bench/RESULTS.md): fixed weights let confident-but-wrong keyword matches drag
+ * paraphrase queries down, which is what made naive fusion worse than its best component.
+ * Explicit `weights` replace the adaptive ones. A document found by one list only gets 0 from
+ * the other.
  */
 import type { JsonObject } from '../crdt/index.js'
 import { InvalidQueryError, normaliseWhere, type Filter, type StorageProvider, type Where } from '../storage/index.js'
 import type { AnnIndex, AnnIndexes } from './embedding/ann-index.js'
 import { normalise } from './embedding/embedder.js'
 import type { Indexer } from './embedding/indexer.js'
-import { ftsQuery } from './embedding/text.js'
+import { ftsTerms } from './embedding/text.js'
 
 /** How results are ranked. */
 export type SearchMode = 'vector' | 'text' | 'hybrid'
@@ -30,7 +35,7 @@ export interface SearchQuery {
   readonly where?: Where
   /** Default 'hybrid' for text, 'vector' for a vector. */
   readonly mode?: SearchMode
-  /** Hybrid weights (default text 0.6, vector 0.4). */
+  /** Fixed hybrid weights (default: adaptive, see the module comment). */
   readonly weights?: { readonly text?: number, readonly vector?: number }
   /**
    * Index the collection's pending documents first (default true); a number is a time budget
@@ -120,14 +125,22 @@ export async function search (ctx: SearchContext, collection: string, query: Sea
     const approx = ann === undefined ? undefined : await annSearch(ctx.storage, ann, collection, unit, wide, filter)
     vectorHits = (approx ?? await ctx.storage.vectorSearch(collection, embedder.id, unit, wide, filter)).map(h => ({ id: h.id, score: 1 - h.distance }))
   }
-  if (mode !== 'vector' && text !== undefined) {
-    const match = ftsQuery(text)
-    if (match !== undefined) textHits = await ctx.storage.textSearch(collection, match, wide, filter)
-  }
+  const terms = text === undefined ? [] : ftsTerms(text)
+  if (mode !== 'vector' && terms.length > 0) textHits = await ctx.storage.textSearch(collection, terms.join(' OR '), wide, filter)
   let ranked: Array<{ id: string, score: number, scores?: { text: number, vector: number } }>
   if (mode === 'vector') ranked = vectorHits
   else if (mode === 'text' || !vectorsOn) ranked = scale(textHits)
-  else ranked = fuse(scale(textHits), vectorHits, query.weights?.text ?? 0.6, query.weights?.vector ?? 0.4)
+  else {
+    let wt = query.weights?.text
+    let wv = query.weights?.vector
+    if (wt === undefined && wv === undefined) {
+      const best = textHits[0]
+      const c = best === undefined ? 0 : await ctx.storage.textCoverage(collection, terms, best.id)
+      wt = 0.8 * c * c
+      wv = 1 - wt
+    }
+    ranked = fuse(scale(textHits), vectorHits, wt ?? 0, wv ?? 0)
+  }
   const top = ranked.slice(0, k)
   const hits: SearchHit[] = []
   for (const r of top) {

@@ -227,6 +227,11 @@ export interface StorageProvider {
   applyIndexUpdates (updates: readonly IndexUpdate[]): Promise<VectorChanges>
   /** Count, largest and sum of the chunk row ids of a collection and embedder (an ANN index checks its file against it). */
   chunkStats (collection: string, embedder: string): Promise<{ count: number, maxRid: number, sumRid: number }>
+  /**
+   * How much of a keyword query document `id` covers: the IDF-weighted fraction of `terms`
+   * (full-text query terms) it contains, in [0, 1].
+   */
+  textCoverage (collection: string, terms: readonly string[], id: string): Promise<number>
   /** Keyword search (BM25): `match` is a full-text query; higher score is better. */
   textSearch (collection: string, match: string, k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>>
   /**

@@ -72,6 +72,15 @@ describe('search: text, vectors, filters (default offline embedder)', function (
     assert.equal(text[0]?.id, 'rare')
   })
 
+  it('keyword coverage weighs query words by rarity and checks the one document asked about', async () => {
+    const terms = ['"warranty"', '"card"', '"zqx"', '"4417"']
+    assert.equal(await node.storage.textCoverage('notes', terms, 'rare'), 1)
+    const toaster = await node.storage.textCoverage('notes', terms, 'toaster')
+    assert.ok(toaster > 0 && toaster < 0.5, `the toaster note has the common words only: ${toaster}`)
+    assert.equal(await node.storage.textCoverage('notes', terms, 'bread'), 0)
+    assert.equal(await node.storage.textCoverage('notes', terms, 'no-such-note'), 0)
+  })
+
   it('filters are exact: no result outside `where`', async () => {
     for (const mode of ['vector', 'text', 'hybrid'] as const) {
       const r = await node.collection('notes').search({ text: 'paying the bill', where: { year: { gte: 2022 } }, k: 20, mode })

@@ -78,11 +78,15 @@ const STOP_WORDS = new Set(('a about above after again against all am an and any
   'should so some such than that the their theirs them themselves then there these they this those through to too under until up very was ' +
   'we were what when where which while who whom why will with would you your yours yourself yourselves').split(' '))
 
-/** A full-text query from free text: its words (without function words), quoted, joined with OR (BM25 ranks them). */
-export function ftsQuery (text: string): string | undefined {
+/** The full-text terms of free text: its words (without function words), each quoted. */
+export function ftsTerms (text: string): string[] {
   const all = [...new Set(text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [])]
   const content = all.filter(w => !STOP_WORDS.has(w))
-  const words = (content.length > 0 ? content : all).slice(0, 32)
-  if (words.length === 0) return undefined
-  return words.map(w => `"${w.replace(/"/g, '""')}"`).join(' OR ')
+  return (content.length > 0 ? content : all).slice(0, 32).map(w => `"${w.replace(/"/g, '""')}"`)
+}
+
+/** A full-text query from free text: its terms joined with OR (BM25 ranks the matches). */
+export function ftsQuery (text: string): string | undefined {
+  const terms = ftsTerms(text)
+  return terms.length === 0 ? undefined : terms.join(' OR ')
 }

@@ -157,6 +157,25 @@ export class SearchTables {
     return r
   }
 
+  textCoverage (collection: string, terms: readonly string[], id: string): number {
+    const rid = this.s.docRid.get(collection, id) as number | undefined
+    if (rid === undefined || terms.length === 0) return 0
+    const total = Math.max(1, this.db.prepare('SELECT count(*) FROM docs WHERE collection = ? AND body IS NOT NULL').pluck().get(collection) as number)
+    // document frequency over the whole full-text table (bounded count), then IDF like BM25's
+    const df = this.db.prepare('SELECT count(*) FROM (SELECT 1 FROM fts WHERE fts MATCH ? LIMIT 100000)').pluck()
+    // CAST: numbers bind as REAL, and FTS5 ignores a REAL rowid bound next to MATCH (returns every match)
+    const has = this.db.prepare('SELECT count(*) FROM fts WHERE fts MATCH ? AND rowid = CAST(? AS INTEGER)').pluck()
+    let have = 0
+    let all = 0
+    for (const t of terms) {
+      const n = Math.min(total, df.get(t) as number)
+      const idf = Math.log(1 + (total - n + 0.5) / (n + 0.5))
+      all += idf
+      if ((has.get(t, rid) as number) > 0) have += idf
+    }
+    return all > 0 ? have / all : 0
+  }
+
   textSearch (collection: string, match: string, k: number, filter: Filter | undefined): Array<{ id: string, score: number }> {
     const params: unknown[] = [match, collection]
     const where = compileFilter(filter, params)

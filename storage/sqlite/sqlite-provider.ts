@@ -494,6 +494,10 @@ export class SqliteProvider implements StorageProvider {
     return this.guard(() => this.search.chunkStats(collection, embedder))
   }
 
+  async textCoverage (collection: string, terms: readonly string[], id: string): Promise<number> {
+    return this.guard(() => this.search.textCoverage(collection, terms, id))
+  }
+
   async textSearch (collection: string, match: string, k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>> {
     return this.guard(() => this.search.textSearch(collection, match, k, filter))
   }
