@@ -31,7 +31,8 @@ async function count (): Promise<number> {
 async function handle (c: Command): Promise<Record<string, unknown>> {
   switch (c.cmd) {
     case 'open': {
-      node = await PeakNode.open({ dir: c.dir, ...(c.phrase !== undefined ? { recoveryPhrase: c.phrase } : {}), network: { listen: ['/ip4/127.0.0.1/tcp/0'], dht: false } })
+      // replication alone: search indexing (measured in embedding.ts) does not run alongside
+      node = await PeakNode.open({ dir: c.dir, ...(c.phrase !== undefined ? { recoveryPhrase: c.phrase } : {}), network: { listen: ['/ip4/127.0.0.1/tcp/0'], dht: false }, backgroundIndexing: false })
       node.on('change', ev => {
         const t = now()
         for (const ch of ev.changes) if (ev.origin === 'remote' && ch.id.startsWith('live-')) send({ event: 'seen', id: ch.id, t })

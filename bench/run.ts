@@ -2,8 +2,8 @@
  * `npm run bench`: runs every benchmark, each engine in its own process (so peak RSS is its
  * own), and prints one JSON document; a copy is written to bench/out/.
  *
- *   npm run bench            # N = 5000
- *   BENCH_N=20000 npm run bench
+ *   npm run bench            # N = 5000 documents, 100,000 vectors
+ *   BENCH_N=20000 BENCH_VECTORS=20000 npm run bench
  */
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -16,6 +16,7 @@ import { sealingBench } from './sealing.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const N = Number(process.env.BENCH_N ?? 5000)
+const VECTORS = Number(process.env.BENCH_VECTORS ?? 100_000)
 
 function runChild (script: string, args: string[]): Record<string, unknown> {
   const out = execFileSync(process.execPath, [join(here, script), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 16 << 20 })
@@ -31,6 +32,12 @@ process.stderr.write('bench: sealing throughput\n')
 const sealing = sealingBench()
 process.stderr.write('bench: replication between two processes on loopback\n')
 const replication = await replicationBench(N)
+process.stderr.write('bench: search quality on the labeled set\n')
+const quality = runChild('search-quality.js', [])
+process.stderr.write('bench: embedding throughput and writes to an embedding collection\n')
+const embedding = runChild('embedding.js', [String(Math.min(N, 2000))])
+process.stderr.write(`bench: vector search over ${VECTORS} vectors (random, then clustered; the HNSW builds take a while)\n`)
+const vectors = { random: runChild('vectors.js', ['random', String(VECTORS)]), clustered: runChild('vectors.js', ['clustered', String(VECTORS)]) }
 
 const result = {
   date: new Date().toISOString(),
@@ -45,7 +52,8 @@ const result = {
     }
   },
   sealing,
-  replication
+  replication,
+  search: { quality, embedding, vectors }
 }
 const text = JSON.stringify(result, null, 2)
 process.stdout.write(text + '\n')

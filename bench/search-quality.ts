@@ -68,5 +68,5 @@ export async function searchQuality (): Promise<Record<string, unknown>> {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  process.stdout.write(JSON.stringify(await searchQuality(), null, 2) + '\n')
+  process.stdout.write(JSON.stringify(await searchQuality()) + '\n')
 }

@@ -80,11 +80,12 @@ export function writeKeystore (path: string, data: KeystoreData, options: { pass
 }
 
 /** Writes a file atomically with the given mode: a reader sees the old or the new file, never half. */
-export function writeFileAtomic (path: string, content: string, mode: number): void {
+export function writeFileAtomic (path: string, content: string | Uint8Array, mode: number): void {
   const tmp = `${path}.tmp-${process.pid}`
   const fd = openSync(tmp, 'w', mode)
   try {
-    writeSync(fd, content)
+    const bytes = typeof content === 'string' ? Buffer.from(content) : content
+    for (let at = 0; at < bytes.length;) at += writeSync(fd, bytes, at)
     fsyncSync(fd)
   } finally {
     closeSync(fd)

@@ -65,8 +65,10 @@ export interface PeakNodeOptions {
   readonly embedder?: Embedder | (() => Promise<Embedder>)
   /** Index saved documents in the background (default true); searches index what they need either way. */
   readonly backgroundIndexing?: boolean
-  /** Chunks from which a collection gets an ANN (HNSW) index (default 20000). */
+  /** Chunks from which a collection gets in-memory vector indexes (HNSW and int8 scan; default 20000). */
   readonly annMinChunks?: number
+  /** HNSW self-checked recall below which a collection's searches scan instead (default 0.9). */
+  readonly annMinRecall?: number
 }
 
 /** Options of {@link PeakNode.join}. */
@@ -163,10 +165,10 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     confirmations: number,
     embedder: PeakNodeOptions['embedder'],
     backgroundIndexing: boolean,
-    annMinChunks: number | undefined
+    ann: { minChunks?: number | undefined, minRecall?: number | undefined }
   ) {
     super()
-    this.ann = new AnnIndexes(storage, join(paths.dir, 'ann'), annMinChunks)
+    this.ann = new AnnIndexes(storage, join(paths.dir, 'ann'), ann.minChunks, ann.minRecall)
     this.indexer = new Indexer(storage, async () => {
       if (embedder === undefined) return new UseLiteEmbedder()
       return typeof embedder === 'function' ? await embedder() : embedder
@@ -259,7 +261,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
         const epoch = createEpoch({ swarm: keystore.swarmId, gen: 1, devices: [deviceId], recoveryPublicKey: created?.recoveryPublicKey ?? keystore.recoveryPublicKey })
         await log.appendControl([{ t: 'cert', cert: keystore.certificate }, epochOp(epoch.record)])
       }
-      const node = new PeakNode(log, storage, keystore, lock, paths, created?.phrase, options.confirmations ?? 1, options.embedder, options.backgroundIndexing ?? true, options.annMinChunks)
+      const node = new PeakNode(log, storage, keystore, lock, paths, created?.phrase, options.confirmations ?? 1, options.embedder, options.backgroundIndexing ?? true, { minChunks: options.annMinChunks, minRecall: options.annMinRecall })
       if (options.network !== undefined) {
         try {
           await node.startNetwork(options.network)

@@ -152,30 +152,31 @@ export async function search (ctx: SearchContext, collection: string, query: Sea
 }
 
 /**
- * Nearest documents through an ANN index: the nearest chunks (many more than k, more still with
- * a filter), their documents filtered exactly in SQL, best chunk per document. Undefined when too
- * few documents pass the filter (the caller then searches exactly).
+ * Nearest documents through the in-memory indexes: the nearest chunks (many more than k, more
+ * still with a filter), their documents filtered exactly in SQL, best chunk per document.
+ * Undefined when too few documents pass the filter (the caller then searches exactly).
  */
 async function annSearch (storage: StorageProvider, ann: AnnIndex, collection: string, vector: Float32Array, k: number, filter: Filter | undefined): Promise<Array<{ id: string, distance: number }> | undefined> {
   const chunks = ann.search(vector, Math.min(ann.size, k * (filter === undefined ? 4 : 40)))
   const docs = await storage.chunkDocs(chunks.map(c => c.rid))
-  const best = new Map<string, number>()
-  for (const c of chunks) {
-    const id = docs.get(c.rid)
-    if (id !== undefined && c.distance < (best.get(id) ?? Infinity)) best.set(id, c.distance)
-  }
-  let ids = [...best.keys()]
-  if (filter !== undefined && ids.length > 0) {
+  let kept = chunks.filter(c => docs.has(c.rid))
+  if (filter !== undefined && kept.length > 0) {
+    const ids = [...new Set(kept.map(c => docs.get(c.rid) as string))]
     const passing = new Set<string>()
     for (let i = 0; i < ids.length; i += 500) {
       const slice = ids.slice(i, i + 500)
       const byId = { op: 'in' as const, path: { segments: [], isId: true }, values: slice }
       for (const r of await storage.find(collection, { filter: { op: 'and', items: [filter, byId] }, orderBy: [], limit: undefined, offset: 0 })) passing.add(r.id)
     }
-    ids = ids.filter(id => passing.has(id))
+    kept = kept.filter(c => passing.has(docs.get(c.rid) as string))
   }
-  if (ids.length < k && chunks.length < ann.size) return undefined
-  return ids.map(id => ({ id, distance: best.get(id) as number })).sort((a, b) => a.distance - b.distance || (a.id < b.id ? -1 : 1)).slice(0, k)
+  const best = new Map<string, number>()
+  for (const c of kept) {
+    const id = docs.get(c.rid) as string
+    if (c.distance < (best.get(id) ?? Infinity)) best.set(id, c.distance)
+  }
+  if (best.size < k && chunks.length < ann.size) return undefined
+  return [...best].map(([id, distance]) => ({ id, distance })).sort((a, b) => a.distance - b.distance || (a.id < b.id ? -1 : 1)).slice(0, k)
 }
 
 /** Scales scores to [0, 1] by the best one. */

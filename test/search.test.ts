@@ -3,6 +3,8 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { PeakNode, createHttpEmbedder } from '../node/index.js'
 import { chunkText, documentText, ftsQuery } from '../node/embedding/text.js'
+import { FlatIndex } from '../node/embedding/ann-index.js'
+import { normalise } from '../node/embedding/embedder.js'
 import { rejectsNamed } from './helpers/errors.js'
 import { hashEmbedder } from './helpers/embedders.js'
 import { TmpDirs } from './helpers/tmp-dir.js'
@@ -225,37 +227,72 @@ describe('search: index lifecycle', function () {
   })
 })
 
-describe('search: ANN (HNSW) index', function () {
+describe('search: in-memory vector indexes (HNSW graph, int8 scan)', function () {
   this.timeout(60_000)
   const dirs = new TmpDirs()
   afterEach(() => dirs.cleanup())
 
-  it('large collections get an HNSW index that follows updates, survives restarts, and agrees with exact search', async () => {
-    const dir = dirs.make()
-    const words = ['apple', 'river', 'stone', 'cloud', 'piano', 'tiger', 'lemon', 'rocket', 'violet', 'anchor', 'candle', 'desert']
-    const docs = Array.from({ length: 400 }, (_, i) => ({ _id: `d${i}`, t: `${words[i % 12]} ${words[(i * 7) % 12]} ${words[(i * 5) % 12]} item${i}`, group: i % 10 }))
-    let node = await PeakNode.open({ dir, embedder: hashEmbedder('hash-ann', 64), annMinChunks: 100 })
-    const c = node.collection('c')
-    await c.putMany(docs)
-    await c.indexed()
-    const exact = await c.search({ text: 'apple river', mode: 'vector', k: 5, exact: true })
-    await c.search({ text: 'apple river', mode: 'vector', k: 5 })
-    await node.ann.settled()
-    assert.deepEqual(node.ann.status().map(s => [s.collection, s.vectors, s.source]), [['c', 400, 'built']])
-    const approx = await c.search({ text: 'apple river', mode: 'vector', k: 5 })
-    assert.equal(approx[0]?.score.toFixed(4), exact[0]?.score.toFixed(4))
-    const filtered = await c.search({ text: 'apple river', mode: 'vector', k: 5, where: { group: 3 } })
-    assert.ok(filtered.length > 0 && filtered.every(h => h.doc.group === 3))
-    await c.delete('d0')
-    await c.put({ _id: 'new', t: 'zebra quartz', group: 1 })
-    await c.indexed()
-    assert.equal(node.ann.status()[0]?.vectors, 400, 'one removed, one added')
-    assert.equal((await c.search({ text: 'zebra quartz', mode: 'vector', k: 1 }))[0]?.id, 'new')
-    assert.equal((await c.search({ text: 'apple river', mode: 'vector', k: 50 })).some(h => h.id === 'd0'), false)
-    await node.close()
-    node = await PeakNode.open({ dir, embedder: hashEmbedder('hash-ann', 64), annMinChunks: 100 })
-    assert.equal((await node.collection('c').search({ text: 'zebra quartz', mode: 'vector', k: 1 }))[0]?.id, 'new')
-    assert.deepEqual(node.ann.status().map(s => [s.vectors, s.source]), [[400, 'loaded']], 'loaded from disk, not rebuilt')
-    await node.close()
+  type SearchHits = Awaited<ReturnType<ReturnType<PeakNode['collection']>['search']>>
+  for (const [label, minRecall, use] of [['HNSW graph', undefined, 'hnsw'], ['int8 scan (graph below the recall floor)', 1.01, 'scan']] as const) {
+    it(`large collections get indexes that follow updates, survive restarts, and agree with exact search: ${label}`, async () => {
+      const dir = dirs.make()
+      const words = ['apple', 'river', 'stone', 'cloud', 'piano', 'tiger', 'lemon', 'rocket', 'violet', 'anchor', 'candle', 'desert']
+      const docs = Array.from({ length: 400 }, (_, i) => ({ _id: `d${i}`, t: `${words[i % 12]} ${words[(i * 7) % 12]} ${words[(i * 5) % 12]} item${i}`, group: i % 10 }))
+      const options = { dir, embedder: hashEmbedder('hash-ann', 64), annMinChunks: 100, ...(minRecall !== undefined ? { annMinRecall: minRecall } : {}) }
+      let node = await PeakNode.open(options)
+      const c = node.collection('c')
+      await c.putMany(docs)
+      await c.indexed()
+      const exact = await c.search({ text: 'apple river', mode: 'vector', k: 5, exact: true })
+      await c.search({ text: 'apple river', mode: 'vector', k: 5 })
+      await node.ann.settled()
+      const [status] = node.ann.status()
+      assert.deepEqual([status?.collection, status?.vectors, status?.source, status?.search], ['c', 400, 'built', use])
+      assert.ok(status?.recall !== undefined && status.recall >= 0 && status.recall <= 1, `self-checked recall ${status?.recall}`)
+      const approx = await c.search({ text: 'apple river', mode: 'vector', k: 5 })
+      // the scan's scores come from int8 vectors: within 0.01 of the float32 ones
+      const close = (a: SearchHits, b: SearchHits): boolean => a.length === b.length && a.every((h, i) => Math.abs(h.score - (b[i]?.score ?? NaN)) < (use === 'scan' ? 0.01 : 1e-4))
+      assert.ok(close(approx, exact), JSON.stringify([approx.map(h => h.score), exact.map(h => h.score)]))
+      const filtered = await c.search({ text: 'apple river', mode: 'vector', k: 5, where: { group: 3 } })
+      const filteredExact = await c.search({ text: 'apple river', mode: 'vector', k: 5, where: { group: 3 }, exact: true })
+      assert.ok(filtered.length === 5 && filtered.every(h => h.doc.group === 3))
+      assert.ok(close(filtered, filteredExact), JSON.stringify([filtered.map(h => h.score), filteredExact.map(h => h.score)]))
+      await c.delete('d0')
+      await c.put({ _id: 'new', t: 'zebra quartz', group: 1 })
+      await c.indexed()
+      assert.equal(node.ann.status()[0]?.vectors, 400, 'one removed, one added')
+      assert.equal((await c.search({ text: 'zebra quartz', mode: 'vector', k: 1 }))[0]?.id, 'new')
+      assert.equal((await c.search({ text: 'apple river', mode: 'vector', k: 50 })).some(h => h.id === 'd0'), false)
+      await node.close()
+      node = await PeakNode.open(options)
+      assert.equal((await node.collection('c').search({ text: 'zebra quartz', mode: 'vector', k: 1 }))[0]?.id, 'new')
+      assert.deepEqual(node.ann.status().map(s => [s.vectors, s.source, s.search]), [[400, 'loaded', use]], 'loaded from disk, not rebuilt')
+      await node.close()
+    })
+  }
+
+  it('the int8 flat index adds, replaces, removes, round-trips, and ranks like float32 brute force', () => {
+    const seed = 7
+    let a = seed
+    const rand = (): number => { a = (a * 1103515245 + 12345) % 2147483648; return a / 2147483648 - 0.5 }
+    const vec = (): Float32Array => normalise(Float32Array.from({ length: 32 }, rand))
+    const vectors = new Map<number, Float32Array>()
+    const flat = new FlatIndex(32, 4) // grows
+    for (let rid = 1; rid <= 300; rid++) vectors.set(rid, vec())
+    flat.add([...vectors.keys()], [...vectors.values()])
+    for (const rid of [5, 17, 300]) vectors.delete(rid)
+    flat.remove([5, 17, 300, 999])
+    const replaced = vec()
+    vectors.set(42, replaced)
+    flat.add([42], [replaced])
+    assert.equal(flat.size, vectors.size)
+    const q = vec()
+    const brute = [...vectors].map(([rid, v]) => ({ rid, s: v.reduce((sum, x, i) => sum + x * (q[i] as number), 0) })).sort((x, y) => y.s - x.s)
+    const top = (f: FlatIndex): number[] => f.search(q, 20).map(h => h.rid)
+    const got = top(flat)
+    assert.ok(brute.slice(0, 5).every(b => got.includes(b.rid)), `seed ${seed}: the true top 5 are among the 20 nearest by int8 vectors`)
+    assert.equal(got.includes(5) || got.includes(300), false)
+    const back = FlatIndex.deserialise(flat.serialise(), 32, flat.size)
+    assert.deepEqual(top(back), got)
   })
 })

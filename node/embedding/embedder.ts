@@ -6,6 +6,8 @@
 /** Options of an embedding call. */
 export interface EmbedOptions {
   readonly signal?: AbortSignal
+  /** Nobody waits for this work (background indexing): use fewer resources (e.g. one thread). */
+  readonly background?: boolean
 }
 
 /** Turns texts into vectors of `dims` numbers. */

@@ -14,6 +14,10 @@ import { chunkText, documentText } from './text.js'
 const logger = createLogger('indexer')
 /** Documents per batch. */
 const BATCH_DOCS = 32
+/** Background indexing waits for this long without new changes before a batch... */
+const QUIET_MS = 200
+/** ...but no longer than this, so that a steady stream of writes still gets indexed. */
+const MAX_DEFER_MS = 2000
 
 /** Progress of the indexer. */
 export interface IndexProgress {
@@ -40,6 +44,10 @@ export class Indexer extends EventEmitter<IndexerEvents> {
   private wanted = false
   private stopped = false
   private background = false
+  private lastKick = 0
+  /** Someone waits for the queue (a drain): no settling, all of the embedder's threads. */
+  private hurry = 0
+  private wakeUp: (() => void) | undefined
   private readonly checkedModel = new Set<string>()
 
   constructor (private readonly storage: StorageProvider, private readonly makeEmbedder: () => Promise<Embedder>, private readonly onVectors?: (changes: VectorChanges) => void) {
@@ -71,6 +79,7 @@ export class Indexer extends EventEmitter<IndexerEvents> {
   /** New work may be queued. */
   kick (): void {
     if (this.stopped || !this.background) return
+    this.lastKick = performance.now()
     this.wanted = true
     this.running ??= this.loop().finally(() => {
       this.running = undefined
@@ -82,7 +91,10 @@ export class Indexer extends EventEmitter<IndexerEvents> {
     while (this.wanted && !this.stopped) {
       this.wanted = false
       try {
-        while (!this.stopped && await this.step() > 0) { /* more */ }
+        while (!this.stopped) {
+          await this.settle()
+          if (this.stopped || await this.step(undefined, this.hurry === 0) === 0) break
+        }
       } catch (err) {
         logger.warn('indexing failed; will retry on the next change', { error: (err as Error).message })
         this.emit('failure', err as Error)
@@ -96,6 +108,16 @@ export class Indexer extends EventEmitter<IndexerEvents> {
    * Resolves with how many documents are still pending.
    */
   async drain (collection?: string, options: { signal?: AbortSignal } = {}): Promise<number> {
+    this.hurry++
+    this.wakeUp?.()
+    try {
+      return await this.drainNow(collection, options)
+    } finally {
+      this.hurry--
+    }
+  }
+
+  private async drainNow (collection: string | undefined, options: { signal?: AbortSignal }): Promise<number> {
     for (;;) {
       if (this.stopped) return await this.storage.indexQueueCount(collection)
       if (options.signal?.aborted === true) return await this.storage.indexQueueCount(collection)
@@ -136,8 +158,26 @@ export class Indexer extends EventEmitter<IndexerEvents> {
     this.checkedModel.delete(collection)
   }
 
+  /**
+   * Lets writes and replication go first: waits until no change came for {@link QUIET_MS}, at
+   * most {@link MAX_DEFER_MS}.
+   */
+  private async settle (): Promise<void> {
+    const start = performance.now()
+    while (!this.stopped && this.hurry === 0) {
+      const now = performance.now()
+      const wait = Math.min(QUIET_MS - (now - this.lastKick), MAX_DEFER_MS - (now - start))
+      if (wait <= 0) return
+      await new Promise<void>(resolve => {
+        this.wakeUp = resolve
+        setTimeout(resolve, wait).unref()
+      })
+      this.wakeUp = undefined
+    }
+  }
+
   /** Indexes one batch; returns how many documents it handled. */
-  private async step (collection?: string): Promise<number> {
+  private async step (collection?: string, background = false): Promise<number> {
     const tasks = await this.storage.indexQueue(BATCH_DOCS, collection)
     if (tasks.length === 0) return 0
     const settingsOf = new Map<string, CollectionSettings>()
@@ -177,7 +217,7 @@ export class Indexer extends EventEmitter<IndexerEvents> {
         toEmbed.push(...u.chunks)
       }
     }
-    const vectors = toEmbed.length > 0 && embedder !== undefined ? await embedder.embed(toEmbed) : []
+    const vectors = toEmbed.length > 0 && embedder !== undefined ? await embedder.embed(toEmbed, { background }) : []
     if (embedder !== undefined && vectors.some(v => v.length !== embedder?.dims)) throw new Error(`embedder ${embedder.id} returned vectors of the wrong size`)
     const out: IndexUpdate[] = plan.map(({ u, keep, from }) => {
       const base = { collection: u.task.collection, id: u.task.id, ver: u.task.ver, text: u.text }
@@ -199,6 +239,7 @@ export class Indexer extends EventEmitter<IndexerEvents> {
   /** Stops background work and closes the embedder. */
   async close (): Promise<void> {
     this.stopped = true
+    this.wakeUp?.()
     await this.running?.catch(() => {})
     const e = await this.embedderPromise?.catch(() => undefined)
     await e?.close?.()

@@ -13,16 +13,13 @@ function indexed (collection: string): boolean {
   return !collection.startsWith('_')
 }
 
-/** Below this many candidate documents, a filtered vector search scores every candidate. */
-const EXACT_CANDIDATES = 5000
+/**
+ * Up to this many chunks of candidate documents, a filtered vector search runs KNN over them only;
+ * above it, over the collection, widened until enough pass the filter.
+ */
+const EXACT_CANDIDATES = 50_000
 /** sqlite-vec's largest k. */
 const MAX_KNN = 4096
-
-function dot (a: Float32Array, b: Float32Array): number {
-  let s = 0
-  for (let i = 0; i < a.length; i++) s += (a[i] as number) * (b[i] as number)
-  return s
-}
 
 function vecBytes (v: Float32Array): Buffer {
   return Buffer.from(v.buffer, v.byteOffset, v.byteLength)
@@ -188,11 +185,9 @@ export class SearchTables {
     const table = this.vecTables.get(embedder)
     if (table === undefined) return []
     if (filter !== undefined) {
-      const params: unknown[] = [collection]
-      const where = compileFilter(filter, params)
-      const candidates = this.db.prepare(`SELECT count(*) FROM docs WHERE collection = ? AND body IS NOT NULL AND ${where}`).pluck().get(...params) as number
-      if (candidates === 0) return []
-      if (candidates <= EXACT_CANDIDATES) return this.scoreCandidates(table.name, collection, embedder, vector, k, filter)
+      const candidates = this.candidateChunks(collection, embedder, filter, EXACT_CANDIDATES + 1)
+      if (candidates.length === 0) return []
+      if (candidates.length <= EXACT_CANDIDATES) return this.scoreCandidates(table.name, collection, vector, k, candidates)
     }
     // KNN over the collection's partition, widened until k documents pass the filter
     const params: unknown[] = []
@@ -207,31 +202,40 @@ export class SearchTables {
       if (rows.length >= k || kk >= MAX_KNN) {
         if (rows.length >= k || filter === undefined) return rows
         // a filter that keeps few of the nearest 4096 chunks: score its candidates directly
-        return this.scoreCandidates(table.name, collection, embedder, vector, k, filter)
+        return this.scoreCandidates(table.name, collection, vector, k, this.candidateChunks(collection, embedder, filter, Number.MAX_SAFE_INTEGER))
       }
       const total = this.db.prepare(`SELECT count(*) FROM chunks WHERE collection = ? AND embedder = ?`).pluck().get(collection, embedder) as number
       if (kk >= total) return rows
     }
   }
 
-  /** Exact scores of every chunk of the documents matching a filter. */
-  private scoreCandidates (table: string, collection: string, embedder: string, vector: Float32Array, k: number, filter: Filter): Array<{ id: string, distance: number }> {
+  /** The chunks (row id, document id) of the documents matching a filter, at most `limit`. */
+  private candidateChunks (collection: string, embedder: string, filter: Filter, limit: number): Array<{ rid: number, id: string }> {
     const params: unknown[] = [collection, embedder]
     const where = compileFilter(filter, params)
-    const chunks = this.db.prepare(`SELECT c.rid AS rid, c.id AS id FROM chunks c JOIN docs ON docs.collection = c.collection AND docs.id = c.id WHERE c.collection = ? AND c.embedder = ? AND docs.body IS NOT NULL AND ${where}`).all(...params) as Array<{ rid: number, id: string }>
-    const best = new Map<string, number>()
+    return this.db.prepare(`SELECT c.rid AS rid, c.id AS id FROM chunks c JOIN docs ON docs.collection = c.collection AND docs.id = c.id WHERE c.collection = ? AND c.embedder = ? AND docs.body IS NOT NULL AND ${where} LIMIT ?`).all(...params, limit) as Array<{ rid: number, id: string }>
+  }
+
+  /**
+   * Exact nearest documents among those matching a filter: KNN restricted to the chunks of the
+   * matching documents (sqlite-vec takes a rowid set; reading the vectors out row by row is
+   * ten times slower), widened until k documents are found.
+   */
+  private scoreCandidates (table: string, collection: string, vector: Float32Array, k: number, chunks: ReadonlyArray<{ rid: number, id: string }>): Array<{ id: string, distance: number }> {
+    if (chunks.length === 0) return []
     const byRid = new Map(chunks.map(c => [c.rid, c.id]))
-    for (let i = 0; i < chunks.length; i += 500) {
-      const slice = chunks.slice(i, i + 500)
-      const rows = this.db.prepare(`SELECT rowid, embedding FROM ${table} WHERE rowid IN (${slice.map(() => '?').join(',')})`).all(...slice.map(c => BigInt(c.rid))) as Array<{ rowid: number, embedding: Buffer }>
-      for (const row of rows) {
-        const v = new Float32Array(row.embedding.buffer, row.embedding.byteOffset, row.embedding.byteLength / 4)
-        const d = 1 - dot(vector, v)
+    const rids = JSON.stringify(chunks.map(c => c.rid))
+    const knn = this.db.prepare(`SELECT rowid, distance FROM ${table} WHERE embedding MATCH ? AND k = ? AND collection = ? AND rowid IN (SELECT value FROM json_each(?))`)
+    for (let kk = Math.min(chunks.length, k * 4); ; kk = Math.min(chunks.length, kk * 4)) {
+      const best = new Map<string, number>()
+      for (const row of knn.all(vecBytes(vector), kk, collection, rids) as Array<{ rowid: number, distance: number }>) {
         const id = byRid.get(Number(row.rowid)) as string
-        if (d < (best.get(id) ?? Infinity)) best.set(id, d)
+        if (row.distance < (best.get(id) ?? Infinity)) best.set(id, row.distance)
+      }
+      if (best.size >= k || kk >= chunks.length) {
+        return [...best].map(([id, distance]) => ({ id, distance })).sort((a, b) => a.distance - b.distance || (a.id < b.id ? -1 : 1)).slice(0, k)
       }
     }
-    return [...best].map(([id, distance]) => ({ id, distance })).sort((a, b) => a.distance - b.distance || (a.id < b.id ? -1 : 1)).slice(0, k)
   }
 
   vectorsOf (collection: string, embedder: string, after: number, limit: number): Array<{ rid: number, id: string, vector: Float32Array }> {
@@ -239,17 +243,21 @@ export class SearchTables {
     if (table === undefined) return []
     const chunks = this.db.prepare('SELECT rid, id FROM chunks WHERE collection = ? AND embedder = ? AND rid > ? ORDER BY rid LIMIT ?').all(collection, embedder, after, limit) as Array<{ rid: number, id: string }>
     if (chunks.length === 0) return []
-    const out: Array<{ rid: number, id: string, vector: Float32Array }> = []
-    for (let i = 0; i < chunks.length; i += 500) {
-      const slice = chunks.slice(i, i + 500)
-      const ids = new Map(slice.map(c => [c.rid, c.id]))
-      const rows = this.db.prepare(`SELECT rowid, embedding FROM ${table.name} WHERE rowid IN (${slice.map(() => '?').join(',')})`).all(...slice.map(c => BigInt(c.rid))) as Array<{ rowid: number, embedding: Buffer }>
-      for (const row of rows) {
-        const rid = Number(row.rowid)
-        out.push({ rid, id: ids.get(rid) as string, vector: new Float32Array(row.embedding.buffer.slice(row.embedding.byteOffset, row.embedding.byteOffset + row.embedding.byteLength)) })
-      }
+    const vectors = this.chunkVectors(embedder, chunks.map(c => c.rid))
+    return chunks.filter(c => vectors.has(c.rid)).map(c => ({ rid: c.rid, id: c.id, vector: vectors.get(c.rid) as Float32Array }))
+  }
+
+  chunkVectors (embedder: string, rids: readonly number[]): Map<number, Float32Array> {
+    const table = this.vecTables.get(embedder)
+    const out = new Map<number, Float32Array>()
+    if (table === undefined) return out
+    // point lookups: sqlite-vec answers `rowid IN (...)` by scanning the table
+    const get = this.db.prepare(`SELECT embedding FROM ${table.name} WHERE rowid = ?`).pluck()
+    for (const rid of rids) {
+      const e = get.get(rid) as Buffer | undefined
+      if (e !== undefined) out.set(rid, new Float32Array(e.buffer.slice(e.byteOffset, e.byteOffset + e.byteLength)))
     }
-    return out.sort((a, b) => a.rid - b.rid)
+    return out
   }
 
   chunkDocs (rids: readonly number[]): Map<number, string> {
