@@ -43,10 +43,10 @@ export async function searchQuality (): Promise<Record<string, unknown>> {
     const variants: Array<[string, 'text' | 'vector' | 'hybrid', { text: number, vector: number } | undefined]> = [
       ['text (BM25)', 'text', undefined],
       ['vector', 'vector', undefined],
-      ['hybrid, adaptive weights (default)', 'hybrid', undefined],
-      ['hybrid, fixed 0.5/0.5', 'hybrid', { text: 0.5, vector: 0.5 }],
-      ['hybrid, fixed 0.3/0.7', 'hybrid', { text: 0.3, vector: 0.7 }],
-      ['hybrid, fixed 0.2/0.8', 'hybrid', { text: 0.2, vector: 0.8 }]
+      ['hybrid: cosine + 0.2 x coverage (default)', 'hybrid', undefined],
+      ['hybrid: cosine + 0.1 x coverage', 'hybrid', { vector: 1, text: 0.1 }],
+      ['hybrid: cosine + 0.5 x coverage', 'hybrid', { vector: 1, text: 0.5 }],
+      ['hybrid: cosine + 1 x coverage', 'hybrid', { vector: 1, text: 1 }]
     ]
     const kinds = [...new Set(set.queries.map(q => q.kind))].sort()
     const rows: Record<string, Record<string, number>> = {}

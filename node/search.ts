@@ -2,16 +2,17 @@
  * Search in a collection: by meaning (vector), by words (full text, BM25), or both (hybrid).
  * `where` filters are exact (the same language as `find`) and apply before ranking.
  *
- * Hybrid ranking: each list's scores are scaled to [0, 1] by their maximum over the candidates
- * and combined with per-query weights. The text weight is 0.8 × c², where c is how much of the
- * query (IDF-weighted share of its words) the best keyword hit contains; the vector weight is
- * the rest. A query whose words the notes use is ranked mostly by BM25 (strong there), one that
- * says the same thing in other words mostly by meaning (where BM25's matches are accidental).
- * Chosen on the labeled set bench/data/ir-eval.json against fixed weights and reciprocal rank
- * fusion (bench/RESULTS.md): fixed weights let confident-but-wrong keyword matches drag
- * paraphrase queries down, which is what made naive fusion worse than its best component.
- * Explicit `weights` replace the adaptive ones. A document found by one list only gets 0 from
- * the other.
+ * Hybrid ranking: score = cosine similarity + 0.2 × keyword coverage, where coverage is the
+ * IDF-weighted share of the query's words a document contains (in [0, 1]); candidates are the
+ * union of the vector and the keyword (BM25) top lists, and a document only the keyword list
+ * found counts cosine 0. A query whose rare words a note contains lifts that note by up to 0.2,
+ * which is decisive for codes and names the sentence encoder cannot place, while a paraphrase
+ * (whose words match only by accident, weakly) stays ranked by meaning. Chosen on the labeled
+ * set bench/data/ir-eval.json against score scaling with fixed and per-query weights and
+ * reciprocal rank fusion (bench/RESULTS.md): scaling BM25 by its best hit let confident but
+ * wrong keyword matches drag paraphrase queries down. Unlike scaled scores, these are
+ * absolute, so results from different devices (swarm search) compare directly.
+ * `weights: { vector, text }` replace 1 and 0.2.
  */
 import type { JsonObject } from '../crdt/index.js'
 import { InvalidQueryError, normaliseWhere, type Filter, type StorageProvider, type Where } from '../storage/index.js'
@@ -35,7 +36,7 @@ export interface SearchQuery {
   readonly where?: Where
   /** Default 'hybrid' for text, 'vector' for a vector. */
   readonly mode?: SearchMode
-  /** Fixed hybrid weights (default: adaptive, see the module comment). */
+  /** Hybrid weights: score = vector × cosine + text × keyword coverage (default 1 and 0.2). */
   readonly weights?: { readonly text?: number, readonly vector?: number }
   /**
    * Index the collection's pending documents first (default true); a number is a time budget
@@ -50,10 +51,10 @@ export interface SearchQuery {
 /** One result. */
 export interface SearchHit {
   readonly id: string
-  /** Higher is better: cosine similarity (vector), scaled BM25 (text), weighted sum (hybrid). */
+  /** Higher is better: cosine similarity (vector), BM25 (text), cosine + 0.2 × keyword coverage (hybrid). */
   readonly score: number
   readonly doc: JsonObject & { _id: string }
-  /** The text and vector components of a hybrid score. */
+  /** The components of a hybrid score: keyword coverage (text) and cosine similarity (vector). */
   readonly scores?: { readonly text: number, readonly vector: number }
 }
 
@@ -66,6 +67,8 @@ export interface SearchResults extends Array<SearchHit> {
 export const MAX_QUERY_CHARS = 8192
 export const MAX_K = 1000
 const MODES = new Set(['vector', 'text', 'hybrid'])
+/** Weight of keyword coverage in hybrid scores (cosine similarity weighs 1). */
+export const HYBRID_TEXT_WEIGHT = 0.2
 
 /** What search needs. */
 export interface SearchContext {
@@ -129,17 +132,11 @@ export async function search (ctx: SearchContext, collection: string, query: Sea
   if (mode !== 'vector' && terms.length > 0) textHits = await ctx.storage.textSearch(collection, terms.join(' OR '), wide, filter)
   let ranked: Array<{ id: string, score: number, scores?: { text: number, vector: number } }>
   if (mode === 'vector') ranked = vectorHits
-  else if (mode === 'text' || !vectorsOn) ranked = scale(textHits)
+  else if (mode === 'text' || !vectorsOn) ranked = textHits
   else {
-    let wt = query.weights?.text
-    let wv = query.weights?.vector
-    if (wt === undefined && wv === undefined) {
-      const best = textHits[0]
-      const c = best === undefined ? 0 : await ctx.storage.textCoverage(collection, terms, best.id)
-      wt = 0.8 * c * c
-      wv = 1 - wt
-    }
-    ranked = fuse(scale(textHits), vectorHits, wt ?? 0, wv ?? 0)
+    const ids = [...new Set([...vectorHits.map(h => h.id), ...textHits.map(h => h.id)])]
+    const coverage = await ctx.storage.textCoverage(collection, terms, ids)
+    ranked = fuse(vectorHits, coverage, query.weights?.vector ?? 1, query.weights?.text ?? HYBRID_TEXT_WEIGHT)
   }
   const top = ranked.slice(0, k)
   const hits: SearchHit[] = []
@@ -179,23 +176,14 @@ async function annSearch (storage: StorageProvider, ann: AnnIndex, collection: s
   return [...best].map(([id, distance]) => ({ id, distance })).sort((a, b) => a.distance - b.distance || (a.id < b.id ? -1 : 1)).slice(0, k)
 }
 
-/** Scales scores to [0, 1] by the best one. */
-function scale (hits: Array<{ id: string, score: number }>): Array<{ id: string, score: number }> {
-  const max = hits.reduce((m, h) => Math.max(m, h.score), 0)
-  return max > 0 ? hits.map(h => ({ id: h.id, score: h.score / max })) : hits
-}
-
-/** Weighted fusion of scaled text scores and cosine similarities; ties by id. */
-export function fuse (text: Array<{ id: string, score: number }>, vector: Array<{ id: string, score: number }>, wt: number, wv: number): Array<{ id: string, score: number, scores: { text: number, vector: number } }> {
-  const maxV = vector.reduce((m, h) => Math.max(m, h.score), 0)
-  const all = new Map<string, { text: number, vector: number }>()
-  for (const h of text) all.set(h.id, { text: h.score, vector: 0 })
-  for (const h of vector) {
-    const v = maxV > 0 ? Math.max(0, h.score) / maxV : 0
-    const e = all.get(h.id)
-    if (e === undefined) all.set(h.id, { text: 0, vector: v })
-    else e.vector = v
-  }
-  return [...all].map(([id, s]) => ({ id, score: wt * s.text + wv * s.vector, scores: s }))
-    .sort((a, b) => b.score - a.score || (a.id < b.id ? -1 : 1))
+/**
+ * Hybrid scores: wv × cosine similarity + wt × keyword coverage, for every candidate of either
+ * list (a document only the keyword list found counts cosine 0). Ties by id.
+ */
+export function fuse (vector: ReadonlyArray<{ id: string, score: number }>, coverage: ReadonlyMap<string, number>, wv: number, wt: number): Array<{ id: string, score: number, scores: { text: number, vector: number } }> {
+  const cos = new Map(vector.map(h => [h.id, h.score]))
+  return [...coverage].map(([id, c]) => {
+    const v = cos.get(id) ?? 0
+    return { id, score: wv * v + wt * c, scores: { text: c, vector: v } }
+  }).sort((a, b) => b.score - a.score || (a.id < b.id ? -1 : 1))
 }

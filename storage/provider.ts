@@ -228,10 +228,10 @@ export interface StorageProvider {
   /** Count, largest and sum of the chunk row ids of a collection and embedder (an ANN index checks its file against it). */
   chunkStats (collection: string, embedder: string): Promise<{ count: number, maxRid: number, sumRid: number }>
   /**
-   * How much of a keyword query document `id` covers: the IDF-weighted fraction of `terms`
-   * (full-text query terms) it contains, in [0, 1].
+   * How much of a keyword query each document covers: the IDF-weighted fraction of `terms`
+   * (full-text query terms) it contains, in [0, 1] (0 for unknown ids).
    */
-  textCoverage (collection: string, terms: readonly string[], id: string): Promise<number>
+  textCoverage (collection: string, terms: readonly string[], ids: readonly string[]): Promise<Map<string, number>>
   /** Keyword search (BM25): `match` is a full-text query; higher score is better. */
   textSearch (collection: string, match: string, k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>>
   /**

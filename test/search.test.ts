@@ -76,11 +76,16 @@ describe('search: text, vectors, filters (default offline embedder)', function (
 
   it('keyword coverage weighs query words by rarity and checks the one document asked about', async () => {
     const terms = ['"warranty"', '"card"', '"zqx"', '"4417"']
-    assert.equal(await node.storage.textCoverage('notes', terms, 'rare'), 1)
-    const toaster = await node.storage.textCoverage('notes', terms, 'toaster')
+    const c = await node.storage.textCoverage('notes', terms, ['rare', 'toaster', 'bread', 'no-such-note'])
+    assert.equal(c.get('rare'), 1)
+    const toaster = c.get('toaster') as number
     assert.ok(toaster > 0 && toaster < 0.5, `the toaster note has the common words only: ${toaster}`)
-    assert.equal(await node.storage.textCoverage('notes', terms, 'bread'), 0)
-    assert.equal(await node.storage.textCoverage('notes', terms, 'no-such-note'), 0)
+    assert.equal(c.get('bread'), 0)
+    assert.equal(c.get('no-such-note'), 0)
+    const hybrid = await node.collection('notes').search({ text: 'warranty card ZQX-4417', k: 3 })
+    assert.equal(hybrid[0]?.id, 'rare')
+    assert.equal(hybrid[0]?.scores?.text, 1)
+    assert.ok(Math.abs((hybrid[0]?.score as number) - ((hybrid[0]?.scores?.vector as number) + 0.2)) < 1e-9, 'cosine + 0.2 x coverage')
   })
 
   it('filters are exact: no result outside `where`', async () => {

@@ -154,23 +154,29 @@ export class SearchTables {
     return r
   }
 
-  textCoverage (collection: string, terms: readonly string[], id: string): number {
-    const rid = this.s.docRid.get(collection, id) as number | undefined
-    if (rid === undefined || terms.length === 0) return 0
+  textCoverage (collection: string, terms: readonly string[], ids: readonly string[]): Map<string, number> {
+    const out = new Map<string, number>()
+    if (ids.length === 0) return out
     const total = Math.max(1, this.db.prepare('SELECT count(*) FROM docs WHERE collection = ? AND body IS NOT NULL').pluck().get(collection) as number)
-    // document frequency over the whole full-text table (bounded count), then IDF like BM25's
-    const df = this.db.prepare('SELECT count(*) FROM (SELECT 1 FROM fts WHERE fts MATCH ? LIMIT 100000)').pluck()
+    const matching = this.db.prepare('SELECT fts.rowid FROM fts JOIN docs d ON d.rid = fts.rowid WHERE fts MATCH ? AND d.collection = ? LIMIT ?').pluck()
     // CAST: numbers bind as REAL, and FTS5 ignores a REAL rowid bound next to MATCH (returns every match)
     const has = this.db.prepare('SELECT count(*) FROM fts WHERE fts MATCH ? AND rowid = CAST(? AS INTEGER)').pluck()
-    let have = 0
+    const rids = ids.map(id => this.s.docRid.get(collection, id) as number | undefined)
+    const have = new Array<number>(ids.length).fill(0)
     let all = 0
     for (const t of terms) {
-      const n = Math.min(total, df.get(t) as number)
+      // the term's documents (few: a set; many: check each candidate), and its IDF as in BM25
+      const rows = matching.all(t, collection, 2001) as number[]
+      const n = rows.length <= 2000 ? rows.length : Math.min(total, this.db.prepare('SELECT count(*) FROM fts JOIN docs d ON d.rid = fts.rowid WHERE fts MATCH ? AND d.collection = ?').pluck().get(t, collection) as number)
       const idf = Math.log(1 + (total - n + 0.5) / (n + 0.5))
       all += idf
-      if ((has.get(t, rid) as number) > 0) have += idf
+      const set = rows.length <= 2000 ? new Set(rows) : undefined
+      rids.forEach((rid, i) => {
+        if (rid !== undefined && (set !== undefined ? set.has(rid) : (has.get(t, rid) as number) > 0)) have[i] = (have[i] as number) + idf
+      })
     }
-    return all > 0 ? have / all : 0
+    ids.forEach((id, i) => out.set(id, all > 0 ? (have[i] as number) / all : 0))
+    return out
   }
 
   textSearch (collection: string, match: string, k: number, filter: Filter | undefined): Array<{ id: string, score: number }> {

@@ -494,8 +494,8 @@ export class SqliteProvider implements StorageProvider {
     return this.guard(() => this.search.chunkStats(collection, embedder))
   }
 
-  async textCoverage (collection: string, terms: readonly string[], id: string): Promise<number> {
-    return this.guard(() => this.search.textCoverage(collection, terms, id))
+  async textCoverage (collection: string, terms: readonly string[], ids: readonly string[]): Promise<Map<string, number>> {
+    return this.guard(() => this.search.textCoverage(collection, terms, ids))
   }
 
   async textSearch (collection: string, match: string, k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>> {
