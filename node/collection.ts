@@ -7,7 +7,7 @@ import {
   docIdProblem, entryIdOf, fieldNameProblem, isPlainObject, jsonProblem,
   type CollectionName, type DataOp, type DocId, type EntryId, type JsonObject
 } from '../crdt/index.js'
-import { normaliseQuery, normaliseWhere, parseFieldPath, type FindQuery, type StorageProvider, type Where } from '../storage/index.js'
+import { LOCAL_PREFIX, normaliseQuery, normaliseWhere, parseFieldPath, type DocChange, type FindQuery, type StorageProvider, type Where } from '../storage/index.js'
 import type { Log } from './log.js'
 import { newDocId } from './doc-id.js'
 import { AbortError, DocumentNotFoundError, DocumentTooLargeError, InvalidDocumentError, InvalidOptionError } from './errors.js'
@@ -39,9 +39,9 @@ export interface AbortOptions {
 export interface WriteResult extends Confirmation {
   /** The document id. */
   readonly id: string
-  /** The log entry that carries the write. */
-  readonly entry: EntryId
-  /** Its seq in this device's chain. */
+  /** The log entry that carries the write (null in a device-local collection). */
+  readonly entry: EntryId | null
+  /** Its seq in this device's chain (0 in a device-local collection). */
   readonly seq: number
 }
 
@@ -68,6 +68,11 @@ export interface CollectionOptions {
    * re-indexes the collection in the background. Stored on this device.
    */
   readonly embed?: 'auto' | readonly string[] | false
+  /**
+   * false makes a device-local collection: its documents stay on this device (never in the
+   * log, never replicated), yet it answers swarm searches. The node remembers the choice.
+   */
+  readonly replicate?: boolean
 }
 
 /** What a collection needs from its node. */
@@ -80,6 +85,8 @@ export interface CollectionContext {
   readonly live: LiveQueries
   readonly indexer: Indexer
   readonly ann: AnnIndexes
+  /** Records that `name` is device-local here (throws when replicated documents hold the name). */
+  rememberLocal (name: string): Promise<void>
 }
 
 /** A plain result object whose `status` reads the live confirmation state. */
@@ -102,14 +109,19 @@ function checkAbort (options?: AbortOptions): void {
 /** A named collection of documents. Obtain one with `node.collection(name)`. */
 export class Collection {
   private ready: Promise<void> = Promise.resolve()
+  /** The name in storage (device-local collections are prefixed). */
+  private readonly key: string
 
-  constructor (readonly name: CollectionName, private readonly ctx: CollectionContext, options: CollectionOptions = {}) {
+  /** `local`: a device-local collection (see {@link CollectionOptions.replicate}). */
+  constructor (readonly name: CollectionName, private readonly ctx: CollectionContext, options: CollectionOptions = {}, readonly local = false) {
+    const key = this.key = local ? LOCAL_PREFIX + name : name
     const paths = (options.indexes ?? []).map(p => parseFieldPath(p))
     const embed = options.embed
     if (embed !== undefined) checkEmbed(embed)
-    if (paths.length > 0 || embed !== undefined) {
+    if (paths.length > 0 || embed !== undefined || options.replicate === false) {
       this.ready = (async () => {
-        for (const p of paths) await ctx.storage.ensureIndex(name, p)
+        if (options.replicate === false) await ctx.rememberLocal(name)
+        for (const p of paths) await ctx.storage.ensureIndex(key, p)
         if (embed !== undefined) await this.setEmbed(embed)
       })()
       this.ready.catch(() => {})
@@ -123,18 +135,18 @@ export class Collection {
   async setEmbed (embed: 'auto' | readonly string[] | false): Promise<boolean> {
     this.ctx.checkOpen()
     checkEmbed(embed)
-    const current = (await this.ctx.storage.collectionSettings(this.name))?.embed ?? 'auto'
+    const current = (await this.ctx.storage.collectionSettings(this.key))?.embed ?? 'auto'
     if (JSON.stringify(current) === JSON.stringify(embed)) return false
-    await this.ctx.storage.setCollectionSettings(this.name, { embed: Array.isArray(embed) ? [...embed] : embed })
-    await this.ctx.storage.requeueCollection(this.name)
-    this.ctx.indexer.invalidate(this.name)
+    await this.ctx.storage.setCollectionSettings(this.key, { embed: Array.isArray(embed) ? [...embed] : embed })
+    await this.ctx.storage.requeueCollection(this.key)
+    this.ctx.indexer.invalidate(this.key)
     this.ctx.indexer.kick()
     return true
   }
 
   /** The collection's embedding setting on this device. */
   async embedSetting (): Promise<'auto' | readonly string[] | false> {
-    return (await this.ctx.storage.collectionSettings(this.name))?.embed ?? 'auto'
+    return (await this.ctx.storage.collectionSettings(this.key))?.embed ?? 'auto'
   }
 
   /**
@@ -149,7 +161,7 @@ export class Collection {
   async search (query: SearchQuery): Promise<SearchResults> {
     this.ctx.checkOpen()
     await this.ready
-    return await search({ storage: this.ctx.storage, indexer: this.ctx.indexer, ann: this.ctx.ann }, this.name, query)
+    return await search({ storage: this.ctx.storage, indexer: this.ctx.indexer, ann: this.ctx.ann }, this.key, query)
   }
 
   /**
@@ -159,13 +171,13 @@ export class Collection {
   async indexed (options: { signal?: AbortSignal } = {}): Promise<number> {
     this.ctx.checkOpen()
     await this.ready
-    return await this.ctx.indexer.drain(this.name, options)
+    return await this.ctx.indexer.drain(this.key, options)
   }
 
   /** Documents of this collection waiting to be indexed. */
   async pendingIndex (): Promise<number> {
     this.ctx.checkOpen()
-    return await this.ctx.storage.indexQueueCount(this.name)
+    return await this.ctx.storage.indexQueueCount(this.key)
   }
 
   /** Validates a document and splits it into id and fields. */
@@ -194,6 +206,16 @@ export class Collection {
     return { id: id as DocId, fields: fields as JsonObject, json, bytes }
   }
 
+  /** Device-local writes: straight to storage, announced like log changes. */
+  private async writeLocal (writes: Array<{ id: string, body: JsonObject | null }>, options?: AbortOptions): Promise<DocChange[]> {
+    this.ctx.checkOpen()
+    checkAbort(options)
+    await this.ready
+    const changes = await this.ctx.storage.writeLocal(this.key, writes)
+    this.ctx.log.announceLocal(changes)
+    return changes
+  }
+
   private async write (ops: DataOp[], options?: AbortOptions): Promise<{ entry: EntryId, seq: number, existed: boolean }> {
     this.ctx.checkOpen()
     checkAbort(options)
@@ -215,6 +237,10 @@ export class Collection {
    */
   async put (doc: object, options?: AbortOptions): Promise<WriteResult> {
     const { id, fields, json } = this.prepare(doc)
+    if (this.local) {
+      await this.writeLocal([{ id, body: fields }], options)
+      return withConfirmation({ id, entry: null, seq: 0 }, this.ctx.track(0))
+    }
     const w = await this.write([{ t: 'put', c: this.name, id, f: fields, j: json }], options)
     return withConfirmation({ id, entry: w.entry, seq: w.seq }, this.ctx.track(w.seq))
   }
@@ -247,6 +273,10 @@ export class Collection {
       size += p.bytes
     })
     await this.ready
+    if (this.local) {
+      await this.writeLocal(prepared.filter((p, i) => last.get(p.id) === i).map(p => ({ id: p.id, body: p.fields })), options)
+      return withConfirmation({ ids, entries: [] }, this.ctx.track(0))
+    }
     const r = await this.ctx.log.append(batches)
     const lastEntry = r.entries[r.entries.length - 1]
     return withConfirmation({ ids, entries: r.entries.map(e => entryIdOf(e.cid)) }, this.ctx.track(lastEntry?.header.seq ?? 0))
@@ -259,7 +289,14 @@ export class Collection {
   async patch (id: string, fields: object, options?: AbortOptions): Promise<WriteResult> {
     const docId = this.checkId(id)
     const p = this.prepare({ ...fields, _id: docId })
-    if (await this.get(docId) === null) throw new DocumentNotFoundError(`document ${JSON.stringify(docId)} does not exist in collection ${this.name}`)
+    const current = await this.get(docId)
+    if (current === null) throw new DocumentNotFoundError(`document ${JSON.stringify(docId)} does not exist in collection ${this.name}`)
+    if (this.local) {
+      const { _id: _, ...body } = current
+      const merged = this.prepare({ ...body, ...p.fields, _id: docId })
+      await this.writeLocal([{ id: docId, body: merged.fields }], options)
+      return withConfirmation({ id: docId, entry: null, seq: 0 }, this.ctx.track(0))
+    }
     const w = await this.write([{ t: 'patch', c: this.name, id: docId, f: p.fields, j: p.json }], options)
     return withConfirmation({ id: docId, entry: w.entry, seq: w.seq }, this.ctx.track(w.seq))
   }
@@ -267,6 +304,10 @@ export class Collection {
   /** Deletes a document. Deleting a document that does not exist here still records the delete. */
   async delete (id: string, options?: AbortOptions): Promise<DeleteResult> {
     const docId = this.checkId(id)
+    if (this.local) {
+      const changes = await this.writeLocal([{ id: docId, body: null }], options)
+      return withConfirmation({ id: docId, entry: null, seq: 0, existed: changes.length > 0 }, this.ctx.track(0))
+    }
     const w = await this.write([{ t: 'del', c: this.name, id: docId }], options)
     return withConfirmation({ id: docId, entry: w.entry, seq: w.seq, existed: w.existed }, this.ctx.track(w.seq))
   }
@@ -281,7 +322,8 @@ export class Collection {
   async get (id: string): Promise<Doc | null> {
     this.ctx.checkOpen()
     const docId = this.checkId(id)
-    const stored = await this.ctx.storage.getDocument(this.name, docId)
+    await this.ready
+    const stored = await this.ctx.storage.getDocument(this.key, docId)
     return stored?.body == null ? null : { _id: docId, ...stored.body }
   }
 
@@ -298,14 +340,15 @@ export class Collection {
     this.ctx.checkOpen()
     const q = normaliseQuery(query)
     await this.ready
-    const rows = await this.ctx.storage.find(this.name, q)
+    const rows = await this.ctx.storage.find(this.key, q)
     return rows.map(r => ({ _id: r.id, ...r.body }))
   }
 
   /** Number of documents matching a filter. */
   async count (where?: Where): Promise<number> {
     this.ctx.checkOpen()
-    return await this.ctx.storage.count(this.name, normaliseWhere(where))
+    await this.ready
+    return await this.ctx.storage.count(this.key, normaliseWhere(where))
   }
 
   /**
@@ -324,10 +367,10 @@ export class Collection {
   watch (query?: FindQuery): LiveQuery
   watch (query: FindQuery = {}, listener?: (ev: LiveEvent) => void): Unsubscribe | LiveQuery {
     this.ctx.checkOpen()
-    if (listener !== undefined) return this.ctx.live.watch(this.name, query, listener)
+    if (listener !== undefined) return this.ctx.live.watch(this.key, query, listener)
     const buffered: LiveEvent[] = []
     let deliver = (ev: LiveEvent): void => { buffered.push(ev) }
-    const iterator = new LiveQuery(this.ctx.live.watch(this.name, query, ev => deliver(ev)))
+    const iterator = new LiveQuery(this.ctx.live.watch(this.key, query, ev => deliver(ev)))
     for (const ev of buffered) iterator.push(ev)
     deliver = ev => iterator.push(ev)
     return iterator
@@ -336,6 +379,6 @@ export class Collection {
   /** Creates (if missing) an index on a field path. */
   async createIndex (path: string): Promise<void> {
     this.ctx.checkOpen()
-    await this.ctx.storage.ensureIndex(this.name, parseFieldPath(path))
+    await this.ctx.storage.ensureIndex(this.key, parseFieldPath(path))
   }
 }

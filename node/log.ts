@@ -286,6 +286,11 @@ export class Log extends EventEmitter<LogEvents> {
     this.keyringState = staged.keyring
   }
 
+  /** Reports changes made outside the log (device-local collections) to change listeners. */
+  announceLocal (changes: readonly DocChange[]): void {
+    if (changes.length > 0) this.emit('change', { origin: 'local', changes, entries: [] })
+  }
+
   private announce (origin: ChangeOrigin, entries: Entry[], result: CommitResult): void {
     if (entries.length > 0) this.emit('entries', { origin, entries })
     if (result.changes.length > 0) this.emit('change', { origin, changes: result.changes, entries })

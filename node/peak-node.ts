@@ -11,7 +11,7 @@ import {
   type DeviceId, type KeystoreData, type SwarmId
 } from '../identity/index.js'
 import { isCollectionName, vectorToJson, type CollectionName } from '../crdt/index.js'
-import { SqliteProvider, type CollectionInfo, type StorageProvider } from '../storage/index.js'
+import { LOCAL_PREFIX, SqliteProvider, type CollectionInfo, type StorageProvider } from '../storage/index.js'
 import { Collection, type CollectionContext, type CollectionOptions } from './collection.js'
 import { acquireLock, dataDirPaths, ensureDataDir, type DataDirPaths, type DirLock } from './data-dir.js'
 import { DataDirError, InvalidCollectionNameError, InvalidOptionError, NodeClosedError, NotInitializedError, NotOnNetworkError } from './errors.js'
@@ -31,6 +31,9 @@ import type * as Y from 'yjs'
 import type { Replicator, ReplicationOptions } from './replicator.js'
 import type { SwarmTransport, SyncProgress } from '../transport/index.js'
 
+
+/** Storage meta key listing this device's device-local collections (JSON array). */
+const LOCAL_COLLECTIONS_META = 'local-collections'
 /** Options of {@link PeakNode.open}. */
 export interface PeakNodeOptions {
   /** The data dir (created if missing). */
@@ -139,6 +142,8 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   readonly paths: DataDirPaths
   private closed = false
   private readonly collectionsByName = new Map<string, Collection>()
+  /** Names of this device's device-local collections (storage meta `local-collections`). */
+  private readonly localNames = new Set<string>()
   private replicator: Replicator | undefined
   private readonly ydocs: YDocs
   /** The search indexer (embeddings and full text). */
@@ -262,6 +267,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
         await log.appendControl([{ t: 'cert', cert: keystore.certificate }, epochOp(epoch.record)])
       }
       const node = new PeakNode(log, storage, keystore, lock, paths, created?.phrase, options.confirmations ?? 1, options.embedder, options.backgroundIndexing ?? true, { minChunks: options.annMinChunks, minRecall: options.annMinRecall })
+      for (const name of JSON.parse(await storage.getMeta(LOCAL_COLLECTIONS_META) ?? '[]') as string[]) node.localNames.add(name)
       if (options.network !== undefined) {
         try {
           await node.startNetwork(options.network)
@@ -303,9 +309,11 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     if (!isCollectionName(name) || name.startsWith('_')) {
       throw new InvalidCollectionNameError(`collection name ${JSON.stringify(String(name).slice(0, 80))} is invalid: expected a letter, then up to 63 letters, digits, "_", "-" or "."`)
     }
+    const known = this.localNames.has(name)
+    if (options?.replicate === true && known) throw new InvalidOptionError(`collection ${name} is device-local on this device: it cannot be replicated`)
     let c = this.collectionsByName.get(name)
     if (c === undefined || options !== undefined) {
-      c = new Collection(name as CollectionName, this.collectionContext(), options)
+      c = new Collection(name as CollectionName, this.collectionContext(), options, known || options?.replicate === false)
       this.collectionsByName.set(name, c)
     }
     return c
@@ -396,7 +404,21 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   }
 
   private collectionContext (): CollectionContext {
-    return { log: this.log, storage: this.storage, checkOpen: () => this.checkOpen(), track: seq => this.confirmations.track(seq), live: this.live, indexer: this.indexer, ann: this.ann }
+    return {
+      log: this.log,
+      storage: this.storage,
+      checkOpen: () => this.checkOpen(),
+      track: seq => this.confirmations.track(seq),
+      live: this.live,
+      indexer: this.indexer,
+      ann: this.ann,
+      rememberLocal: async name => {
+        if (this.localNames.has(name)) return
+        if (await this.storage.count(name, undefined) > 0) throw new InvalidOptionError(`collection ${name} holds replicated documents: a device-local collection needs another name`)
+        this.localNames.add(name)
+        await this.storage.setMeta(LOCAL_COLLECTIONS_META, JSON.stringify([...this.localNames].sort()))
+      }
+    }
   }
 
   /**
@@ -466,7 +488,13 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   /** Every collection with documents or indexes, with counts. */
   async collections (): Promise<CollectionInfo[]> {
     this.checkOpen()
-    return await this.storage.collections()
+    return await this.collectionInfos()
+  }
+
+  /** Collections as users name them (device-local ones marked). */
+  private async collectionInfos (): Promise<CollectionInfo[]> {
+    return (await this.storage.collections()).map(c => c.name.startsWith(LOCAL_PREFIX) ? { ...c, name: c.name.slice(LOCAL_PREFIX.length), local: true } : c)
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   }
 
   /** A snapshot of this node's identity, log and collections. */
@@ -480,7 +508,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       storage: { kind: this.storage.kind, location: this.storage.location },
       entries: await this.storage.entryCount(),
       versionVector: vectorToJson(this.log.versionVector()),
-      collections: await this.storage.collections(),
+      collections: await this.collectionInfos(),
       pendingEntries: await this.log.pendingCount(),
       confirmedSeq: this.confirmations.confirmedSeq(),
       ...(this.replicator?.network !== undefined ? { network: { multiaddrs: this.replicator.network.multiaddrs(), peers: this.replicator.peers(), syncing: this.replicator.syncState() } } : {})

@@ -97,7 +97,16 @@ export interface CollectionInfo {
   readonly name: string
   readonly count: number
   readonly indexes: readonly string[]
+  /** Device-local: kept on this device only, never in the log. */
+  readonly local?: boolean
 }
+
+/**
+ * Storage names of device-local collections start with this (a character collection names in
+ * the log cannot start with): they are written with `writeLocal`, never in the log, and
+ * rematerialisation and state digests leave them alone.
+ */
+export const LOCAL_PREFIX = '~'
 
 /** Caps for reading a slice of the log. */
 export interface ReadLimits {
@@ -155,6 +164,12 @@ export interface StorageProvider {
   hasEntries (cids: readonly Uint8Array[]): Promise<Set<string>>
   /** Persists entries and materialises their ops in one transaction. */
   commit (items: readonly CommitItem[]): Promise<CommitResult>
+  /**
+   * Writes documents of a device-local collection (storage name starting with
+   * {@link LOCAL_PREFIX}) without a log entry, in one transaction: a body replaces the
+   * document, null deletes it. Returns what changed.
+   */
+  writeLocal (collection: string, writes: ReadonlyArray<{ readonly id: string, readonly body: JsonObject | null }>): Promise<DocChange[]>
   /** One entry's bytes by CID. */
   getEntry (cid: Uint8Array): Promise<Uint8Array | undefined>
   /** One entry's bytes by author and seq. */

@@ -14,6 +14,7 @@ import type { FieldPath, Filter, NormalisedQuery } from '../query.js'
 import type {
   CollectionInfo, CollectionSettings, CommitItem, CommitResult, ControlRecord, DocChange, IndexTask, IndexUpdate, LogHead, PendingApply, ReadLimits, StorageProvider, StoredDoc, StoredEntry, VectorChanges
 } from '../provider.js'
+import { LOCAL_PREFIX } from '../provider.js'
 import { migrate } from './schema.js'
 import { SearchTables } from './search-tables.js'
 import * as sqliteVec from 'sqlite-vec'
@@ -210,6 +211,27 @@ export class SqliteProvider implements StorageProvider {
     return this.guard(() => this.commitTx.immediate(items))
   }
 
+  async writeLocal (collection: string, writes: ReadonlyArray<{ readonly id: string, readonly body: JsonObject | null }>): Promise<DocChange[]> {
+    if (!collection.startsWith(LOCAL_PREFIX)) throw new Error(`writeLocal: ${collection} is not a device-local collection`)
+    return this.guard(() => this.db.transaction(() => {
+      const changes: DocChange[] = []
+      for (const w of writes) {
+        const row = this.s.getDoc.get(collection, w.id) as DocRowDb | undefined
+        const text = w.body === null ? null : JSON.stringify(w.body)
+        if (row === undefined) {
+          if (text === null) continue
+          this.s.insertDoc.run(collection, w.id, text, '{}', 0)
+        } else {
+          if (row.body === text) continue
+          this.s.updateDoc.run(text, '{}', 0, row.rid)
+        }
+        changes.push({ collection, id: w.id, before: row?.body == null ? null : JSON.parse(row.body) as JsonObject, after: w.body })
+        this.search.changed(collection, w.id)
+      }
+      return changes
+    }).immediate())
+  }
+
   private applyItems (items: readonly CommitItem[]): CommitResult {
     const positions: number[] = []
     const changes: DocChange[] = []
@@ -339,7 +361,7 @@ export class SqliteProvider implements StorageProvider {
 
   async rematerialize (open: (entry: StoredEntry) => { stamp: Stamp, ops: readonly DataOp[] } | undefined): Promise<void> {
     this.guard(() => this.db.transaction(() => {
-      this.db.exec('DELETE FROM docs; DELETE FROM yjs_updates')
+      this.db.exec(`DELETE FROM docs WHERE substr(collection, 1, 1) <> '${LOCAL_PREFIX}'; DELETE FROM yjs_updates`)
       this.search.resetAll()
       // pages, not an iterator: the connection cannot write while a read is open
       const page = this.db.prepare('SELECT pos, cid, author, seq, bytes FROM entries WHERE pending = 0 AND pos > ? ORDER BY pos LIMIT 500')
@@ -450,7 +472,7 @@ export class SqliteProvider implements StorageProvider {
   async stateDigest (): Promise<string> {
     return this.guard(() => {
       const hash = createHash('sha256')
-      for (const row of this.db.prepare('SELECT collection, id, body, meta FROM docs ORDER BY collection, id').iterate() as IterableIterator<{ collection: string, id: string, body: string | null, meta: string }>) {
+      for (const row of this.db.prepare(`SELECT collection, id, body, meta FROM docs WHERE substr(collection, 1, 1) <> '${LOCAL_PREFIX}' ORDER BY collection, id`).iterate() as IterableIterator<{ collection: string, id: string, body: string | null, meta: string }>) {
         const state = docStateFromRow({ body: row.body === null ? null : JSON.parse(row.body) as JsonObject, meta: JSON.parse(row.meta) as DocRow['meta'] })
         hash.update(`${row.collection}\0${row.id}\0${canonicalDocState(state)}\n`)
       }
