@@ -24,6 +24,8 @@ import { YDocs } from './ydocs.js'
 import { LiveQueries } from './live-query.js'
 import { Indexer, type IndexProgress } from './embedding/indexer.js'
 import { UseLiteEmbedder } from './embedding/use-lite.js'
+import { SwarmSearch } from './swarm-search.js'
+import { FileIndexer } from './files.js'
 import { AnnIndexes } from './embedding/ann-index.js'
 import { join } from 'node:path'
 import type { Embedder } from './embedding/embedder.js'
@@ -150,6 +152,13 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   readonly indexer: Indexer
   /** ANN (HNSW) indexes of large collections. */
   readonly ann: AnnIndexes
+  /**
+   * Search across the user's online devices: `node.swarm.search({ collection, text, k, timeout })`
+   * -> `{ hits: [{ id, score, device, doc }], devices: [{ device, status, ms, count }] }`.
+   */
+  readonly swarm: SwarmSearch
+  /** Folder indexing into device-local collections: `node.files.index(path)`, `node.files.watch(path)`. */
+  readonly files: FileIndexer
   /** Inviting new devices (`invite()`); a new device joins with {@link PeakNode.join}. */
   readonly pairing: Pairing
   /** The swarm's devices: list and revoke. */
@@ -197,6 +206,16 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       hangUp: async device => { await this.replicator?.network?.hangUp(device) }
     })
     this.profile = new Profile(new Collection('_profile' as CollectionName, this.collectionContext()))
+    this.swarm = new SwarmSearch({
+      deviceId: this.deviceId,
+      deviceName: this.deviceName,
+      swarmId: this.swarmId,
+      collection: name => this.collection(name),
+      embedder: async () => await this.indexer.embedder(),
+      network: () => this.network
+    })
+    // a folder index goes to a device-local collection; a new one embeds each file's path and text
+    this.files = new FileIndexer(name => this.localNames.has(name) ? this.collection(name) : this.collection(name, { replicate: false, embed: ['path', 'text'] }))
     log.on('change', ev => this.emit('change', ev))
   }
 
@@ -334,7 +353,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       rootPublicKey: this.keystore.rootPublicKey,
       recoveryPublicKey: this.keystore.recoveryPublicKey,
       deviceSecretKey: this.keystore.deviceSecretKey
-    }, options, this.confirmations, this.pairing)
+    }, options, this.confirmations, this.pairing, this.swarm.handler())
     r.on('sync:progress', ev => this.emit('sync:progress', ev))
     r.on('peer:verified', ev => this.emit('peer:connect', ev))
     r.on('peer:disconnected', ev => this.emit('peer:disconnect', ev))
@@ -528,6 +547,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   async close (): Promise<void> {
     if (this.closed) return
     this.closed = true
+    this.files.close()
     this.live.close()
     await this.indexer.close().catch(() => {})
     await this.ann.close().catch(() => {})

@@ -8,7 +8,7 @@ import {
   createEpoch, encodeCertificate, needsRotation, planEpochShares, shareEpoch, verifyCertificateChain, type DeviceCertificate, type DeviceId
 } from '../identity/index.js'
 import type { StorageProvider } from '../storage/index.js'
-import { SwarmTransport, type NetworkOptions, type PairingBackend, type PeerInfo, type ReplicaBackend, type SwarmEvents, type VerifiedDevice } from '../transport/index.js'
+import { SwarmTransport, type NetworkOptions, type PairingBackend, type PeerInfo, type ReplicaBackend, type SearchHandler, type SwarmEvents, type VerifiedDevice } from '../transport/index.js'
 import type { Confirmations } from './confirmations.js'
 import { epochOp, type Log } from './log.js'
 import { createLogger } from './logger.js'
@@ -46,7 +46,8 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
     private readonly identity: { certificate: DeviceCertificate, chain: readonly DeviceCertificate[], rootPublicKey: Uint8Array, recoveryPublicKey: Uint8Array, deviceSecretKey: Uint8Array },
     private readonly options: ReplicationOptions,
     confirmations: Confirmations,
-    private readonly pairing?: PairingBackend
+    private readonly pairing?: PairingBackend,
+    private readonly searchHandler?: SearchHandler
   ) {
     super()
     this.confirmations = confirmations
@@ -70,6 +71,7 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
     this.transport = await SwarmTransport.start({
       backend: this,
       ...(this.pairing !== undefined ? { pairing: this.pairing } : {}),
+      ...(this.searchHandler !== undefined ? { search: this.searchHandler } : {}),
       deviceSecretKey: this.identity.deviceSecretKey,
       options: this.options,
       log: (level, m, f) => logger[level](m, f)

@@ -28,8 +28,13 @@ export type SearchMode = 'vector' | 'text' | 'hybrid'
 export interface SearchQuery {
   /** Free text: embedded for vector search, split into words for text search. */
   readonly text?: string
-  /** A query vector (of the node's embedder's size) instead of text; vector mode only. */
+  /**
+   * A query vector (of the node's embedder's size): with `text` in hybrid mode it replaces
+   * embedding the text; alone it searches in vector mode.
+   */
   readonly vector?: readonly number[] | Float32Array
+  /** The id of the embedder that made `vector`: refused unless it is this node's (vectors of different models never compare). */
+  readonly embedder?: string
   /** Number of results, 1..1000 (default 10). */
   readonly k?: number
   /** Exact filter on the documents, as in `find`. */
@@ -117,6 +122,7 @@ export async function search (ctx: SearchContext, collection: string, query: Sea
     let v: Float32Array
     if (query.vector !== undefined) {
       v = Float32Array.from(query.vector)
+      if (query.embedder !== undefined && query.embedder !== embedder.id) throw new InvalidQueryError(`"vector" was made by embedder ${query.embedder}; this node embeds with ${embedder.id}`)
       if (v.length !== embedder.dims) throw new InvalidQueryError(`"vector" expected ${embedder.dims} numbers (embedder ${embedder.id}), got ${v.length}`)
       if (!v.every(Number.isFinite)) throw new InvalidQueryError('"vector" must hold finite numbers')
     } else {

@@ -1,6 +1,6 @@
 /**
  * transport/: the libp2p host, membership gating and PeakDB's wire protocols (hello, sync,
- * gossip) with discovery. Imports crdt/ and identity/ only; the node implements
+ * gossip, pairing, search) with discovery. Imports crdt/ and identity/ only; the node implements
  * {@link ReplicaBackend}.
  */
 export * from './backend.js'
@@ -13,3 +13,4 @@ export * from './gossip.js'
 export * from './discovery.js'
 export * from './swarm.js'
 export * from './pair-protocol.js'
+export * from './search-protocol.js'

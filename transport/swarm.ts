@@ -17,6 +17,7 @@ import { createHost, type Host, type NetworkOptions } from './host.js'
 import { PeerGate } from './peer-gate.js'
 import { SyncProtocol, SyncRefusedError, type SyncProgress } from './sync-protocol.js'
 import { handlePairing, type PairingBackend } from './pair-protocol.js'
+import { handleSearch, requestSearch, type SearchHandler, type SearchRequest, type SearchResponse } from './search-protocol.js'
 
 const VERIFY_WITHIN_MS = 10_000
 const ANTI_ENTROPY_MS = 30_000
@@ -83,7 +84,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   }
 
   /** Creates the host, registers the protocols and starts connecting. */
-  static async start (init: { backend: ReplicaBackend, pairing?: PairingBackend, deviceSecretKey: Uint8Array, options: NetworkOptions, log: (level: 'debug' | 'info' | 'warn', m: string, f?: Record<string, unknown>) => void }): Promise<SwarmTransport> {
+  static async start (init: { backend: ReplicaBackend, pairing?: PairingBackend, search?: SearchHandler, deviceSecretKey: Uint8Array, options: NetworkOptions, log: (level: 'debug' | 'info' | 'warn', m: string, f?: Record<string, unknown>) => void }): Promise<SwarmTransport> {
     const gate = new PeerGate(device => init.backend.isRevoked(device))
     const host = await createHost({ deviceSecretKey: init.deviceSecretKey, swarmId: init.backend.swarmId, gater: gate.connectionGater(), options: init.options })
     const t = new SwarmTransport(host, init.backend, gate, init.options, init.log)
@@ -105,6 +106,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
           }
         }, (m, f) => init.log('info', m, f))
       }
+      if (init.search !== undefined) await handleSearch(host, gate, init.backend.swarmId, init.search, (m, f) => init.log('debug', m, f))
       t.gossip.start()
       host.addEventListener('connection:open', t.onConnectionOpen)
       host.addEventListener('peer:disconnect', t.onPeerDisconnect)
@@ -139,6 +141,11 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
       })
     }
     return out
+  }
+
+  /** Asks a connected device to search (search protocol). */
+  async search (device: string, request: SearchRequest, signal: AbortSignal): Promise<SearchResponse> {
+    return await requestSearch(this.host, peerIdFromString(device), request, signal)
   }
 
   /** Dials a multiaddr (with /p2p/<id>) and waits until the peer proved membership. */

@@ -7,6 +7,7 @@ import { PeakNode } from '../peak-node.js'
 import { ApiServer } from '../daemon/api-server.js'
 import { dataDirPaths } from '../data-dir.js'
 import { createLogger } from '../logger.js'
+import { watchedFolders } from '../daemon/rpc.js'
 import type { SyncProgress } from '../../transport/index.js'
 import { emit, table } from './output.js'
 import { phraseBanner } from './init-command.js'
@@ -143,6 +144,12 @@ export async function runDaemon (o: DaemonOptions): Promise<void> {
     'Other devices of this swarm can join with: peakdb start --bootstrap <one of the addresses above>',
     'Press Ctrl+C to stop.'
   ].join('\n'))
+
+  // folders this daemon keeps indexed (peakdb index <folder> --watch)
+  for (const w of await watchedFolders(node)) {
+    const handle = node.files.watch(w.root, { collection: w.collection })
+    handle.ready.then(r => log.info('watching a folder', { root: r.root, files: r.files }), err => log.warn('cannot watch a folder', { root: w.root, error: (err as Error).message }))
+  }
 
   await stopped
   process.off('SIGINT', onSignal)

@@ -5,7 +5,7 @@
  */
 import '../polyfills.js'
 import { readFileSync, existsSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { defaultDataDir, dataDirPaths } from '../data-dir.js'
@@ -15,6 +15,7 @@ import { daemonRunning, invoke, openDirect, passphrase } from './target.js'
 import cliProgress from 'cli-progress'
 import { PeakNode } from '../peak-node.js'
 import { runDaemon } from './daemon-command.js'
+import type { FolderIndexResult, FolderProgress } from '../files.js'
 import { runInit } from './init-command.js'
 import { callApi, readApiInfo } from '../daemon/api-client.js'
 
@@ -124,6 +125,35 @@ async function setEmbedWithProgress (g: Globals, collection: string, embed: 'aut
     }
   } finally {
     await node.close()
+  }
+}
+
+/** Progress bars of a folder index: files checked, then documents embedded (on a terminal). */
+function folderBars (g: Globals): { update: (p: FolderProgress) => void, stop: () => void } {
+  if (g.json || process.stderr.isTTY !== true) return { update: () => {}, stop: () => {} }
+  const multi = new cliProgress.MultiBar({ stream: process.stderr, format: '{what} [{bar}] {value}/{total} {unit}', hideCursor: true, clearOnComplete: false }, cliProgress.Presets.shades_classic)
+  let files: cliProgress.SingleBar | undefined
+  let embed: cliProgress.SingleBar | undefined
+  let embedTotal = 0
+  let stopped = false
+  return {
+    update: p => {
+      if (stopped) return
+      files ??= multi.create(Math.max(1, p.found), 0, { what: 'files    ', unit: 'checked' })
+      files.setTotal(Math.max(1, p.found))
+      files.update(p.checked)
+      if (p.phase === 'embed') {
+        embedTotal = Math.max(embedTotal, p.pendingIndex)
+        embed ??= multi.create(Math.max(1, embedTotal), 0, { what: 'embedding', unit: 'documents' })
+        embed.setTotal(Math.max(1, embedTotal))
+        embed.update(embedTotal - p.pendingIndex)
+      }
+    },
+    stop: () => {
+      if (stopped) return
+      stopped = true
+      multi.stop()
+    }
   }
 }
 
@@ -445,23 +475,102 @@ Examples:
       ]))
     })
 
+  program.command('index')
+    .description('index a folder into a device-local collection (paths, sizes, hashes, text), searchable here and across the swarm')
+    .argument('<folder>', 'the folder to index (again: only what changed)')
+    .option('--collection <name>', 'device-local collection to keep in step with the folder', 'files')
+    .option('--watch', 'keep the index current: in the running daemon (remembered across restarts), else in the foreground until Ctrl+C')
+    .option('--unwatch', 'stop watching the folder')
+    .option('--no-wait', 'do not wait for the text to be embedded')
+    .action(async (folder: string, opts: { collection: string, watch?: boolean, unwatch?: boolean, wait: boolean }, cmd: Command) => {
+      const g = globals(cmd)
+      const path = resolve(folder)
+      if (opts.watch === true && opts.unwatch === true) throw new InvalidOptionError('--watch or --unwatch, not both')
+      if (opts.unwatch === true) {
+        const r = await call(g, 'unwatchFolder', { path }) as { root: string, watched: boolean }
+        emit(g.json, r, () => r.watched ? `no longer watching ${r.root}` : `${r.root} was not watched`)
+        return
+      }
+      const summary = (r: FolderIndexResult): string => `${r.root}: ${r.files} files (${r.added} added, ${r.updated} changed, ${r.removed} removed, ${r.unchanged} unchanged${r.errors.length > 0 ? `, ${r.errors.length} unreadable` : ''}) in ${(r.ms / 1000).toFixed(1)} s -> collection ${r.collection}`
+      const bars = folderBars(g)
+      if (daemonRunning(g.dir)) {
+        const method = opts.watch === true ? 'watchFolder' : 'indexFolder'
+        const params = opts.watch === true ? { path, collection: opts.collection } : { path, collection: opts.collection, wait: opts.wait }
+        let done = false
+        const poll = (async () => {
+          while (!done) {
+            const p = await call(g, 'folderProgress', {}).catch(() => ({ progress: null })) as { progress: FolderProgress | null }
+            if (p.progress !== null) bars.update(p.progress)
+            await new Promise(resolve => setTimeout(resolve, 200))
+          }
+        })()
+        try {
+          const r = await call(g, method, params) as FolderIndexResult
+          done = true
+          await poll
+          bars.stop()
+          emit(g.json, r, () => summary(r) + (opts.watch === true ? '\nthe daemon keeps it current (peakdb index --unwatch to stop)' : ''))
+        } finally {
+          done = true
+          bars.stop()
+        }
+        return
+      }
+      const node = await openDirect(g.dir, g.passphraseFile !== undefined ? { passphraseFile: g.passphraseFile } : {})
+      try {
+        if (opts.watch !== true) {
+          const r = await node.files.index(path, { collection: opts.collection, waitForIndex: opts.wait, onProgress: p => bars.update(p) })
+          bars.stop()
+          emit(g.json, r, () => summary(r))
+          return
+        }
+        // foreground watch: until SIGINT / SIGTERM
+        const w = node.files.watch(path, { collection: opts.collection, onProgress: p => bars.update(p) })
+        w.on('indexed', r => emit(g.json, r, () => summary(r)))
+        const first = await w.ready
+        bars.stop()
+        emit(g.json, first, () => summary(first) + '\nwatching for changes; Ctrl+C stops')
+        await new Promise<void>(resolve => {
+          process.once('SIGINT', () => resolve())
+          process.once('SIGTERM', () => resolve())
+        })
+        w.close()
+      } finally {
+        bars.stop()
+        await node.close()
+      }
+    })
+
   program.command('search')
-    .description('search a collection by meaning and words: peakdb search <collection> "<text>"')
-    .argument('<collection-or-text>', 'collection name, then the text (or only the text with --collection)')
+    .description('search a collection by meaning and words: peakdb search <collection> "<text>"; with --swarm, on every online device')
+    .argument('<collection-or-text>', 'collection name, then the text (or only the text, with --collection or --swarm)')
     .argument('[text]', 'what to look for')
-    .option('--collection <name>', 'collection to search (instead of the first argument)')
+    .option('--collection <name>', 'collection to search (instead of the first argument; with --swarm default "files")')
     .option('--k <n>', 'number of results (default 10)', intOption('--k'))
     .option('--where <json>', 'exact filter on the documents, as for find')
     .option('--mode <mode>', 'hybrid (default), vector (meaning) or text (keywords, BM25)')
-    .action(async (first: string, second: string | undefined, opts: { collection?: string, k?: number, where?: string, mode?: string }, cmd: Command) => {
+    .option('--swarm', 'search every online device of the swarm (through the running daemon) and merge the results')
+    .option('--timeout <ms>', 'with --swarm: how long to wait for the other devices (default 2000)', intOption('--timeout'))
+    .action(async (first: string, second: string | undefined, opts: { collection?: string, k?: number, where?: string, mode?: string, swarm?: boolean, timeout?: number }, cmd: Command) => {
       const g = globals(cmd)
-      const collection = second !== undefined ? first : opts.collection
+      const collection = second !== undefined ? first : opts.collection ?? (opts.swarm === true ? 'files' : undefined)
       const text = second ?? first
       if (collection === undefined) throw new InvalidOptionError('name the collection: peakdb search <collection> "<text>" (or --collection <name>)')
+      if (opts.timeout !== undefined && opts.swarm !== true) throw new InvalidOptionError('--timeout goes with --swarm')
       const params: Record<string, unknown> = { collection, text }
       if (opts.k !== undefined) params.k = opts.k
       if (opts.mode !== undefined) params.mode = opts.mode
       if (opts.where !== undefined) params.where = jsonArg('--where', opts.where)
+      if (opts.swarm === true) {
+        if (opts.timeout !== undefined) params.timeout = opts.timeout
+        const r = await call(g, 'swarmSearch', params) as { hits: Array<{ id: string, score: number, deviceName: string, doc: Record<string, unknown> }>, devices: Array<{ name: string, status: string, ms: number, count: number, pending?: number, error?: string, self: boolean }>, online: boolean }
+        emit(g.json, r, () => [
+          ...(r.hits.length === 0 ? ['(no results)'] : r.hits.map((h, i) => `${String(i + 1).padStart(2)}. ${h.score.toFixed(3)}  ${h.deviceName}  ${typeof h.doc.path === 'string' ? h.doc.path : `${h.id}  ${preview(h.doc)}`}`)),
+          'devices: ' + r.devices.map(d => `${d.name}${d.self ? ' (this device)' : ''} ${d.status}${d.status === 'ok' ? ` ${Math.round(d.ms)} ms, ${d.count} hits${(d.pending ?? 0) > 0 ? `, ${d.pending as number} not indexed yet` : ''}` : d.error !== undefined ? ` (${d.error})` : ''}`).join('; '),
+          ...(r.online ? [] : ['(no daemon running: searched this device only; `peakdb start` joins the swarm)'])
+        ].join('\n'))
+        return
+      }
       const r = await call(g, 'search', params) as { hits: Array<{ id: string, score: number, doc: Record<string, unknown> }>, pending: number }
       emit(g.json, r, () => [
         ...(r.hits.length === 0 ? ['(no results)'] : r.hits.map((h, i) => `${String(i + 1).padStart(2)}. ${h.score.toFixed(3)}  ${h.id}  ${preview(h.doc)}`)),

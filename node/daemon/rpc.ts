@@ -3,6 +3,7 @@
  * (on an opened node) call, so the CLI behaves the same with or without a running daemon.
  * Parameters are validated with zod schemas before a method runs.
  */
+import { resolve } from 'node:path'
 import { z } from 'zod'
 import type { PeakNode } from '../peak-node.js'
 import type { Where } from '../../storage/index.js'
@@ -41,6 +42,19 @@ export const methodParams = {
     mode: z.string().optional(),
     drain: z.union([z.boolean(), z.number().int().min(0)]).optional()
   }).strict(),
+  swarmSearch: z.object({
+    collection,
+    text: z.string().max(10_000),
+    k: z.number().int().optional(),
+    where: z.record(z.string(), z.unknown()).optional(),
+    mode: z.string().optional(),
+    timeout: z.number().int().optional()
+  }).strict(),
+  indexFolder: z.object({ path: z.string().min(1).max(4096), collection: collection.optional(), wait: z.boolean().optional() }).strict(),
+  folderProgress: z.object({}).strict(),
+  watchFolder: z.object({ path: z.string().min(1).max(4096), collection: collection.optional() }).strict(),
+  unwatchFolder: z.object({ path: z.string().min(1).max(4096) }).strict(),
+  watchedFolders: z.object({}).strict(),
   setEmbed: z.object({ collection, embed: z.union([z.literal('auto'), z.literal(false), z.array(z.string().min(1).max(512)).min(1).max(64)]) }).strict(),
   indexStatus: z.object({ collection: collection.optional() }).strict(),
   indexDrain: z.object({ collection: collection.optional(), budgetMs: z.number().int().min(0).max(3_600_000).optional() }).strict()
@@ -104,6 +118,37 @@ const handlers: { [M in MethodName]: (ctx: MethodContext, p: Params<M>) => Promi
     })
     return { hits: [...r], pending: r.pending }
   },
+  swarmSearch: async ({ node }, p) => {
+    const r = await node.swarm.search({
+      collection: p.collection,
+      text: p.text,
+      ...(p.k !== undefined ? { k: p.k } : {}),
+      ...(p.where !== undefined ? { where: p.where as Where } : {}),
+      ...(p.mode !== undefined ? { mode: p.mode as SearchMode } : {}),
+      ...(p.timeout !== undefined ? { timeout: p.timeout } : {})
+    })
+    return { ...r, online: node.network !== undefined }
+  },
+  indexFolder: async ({ node }, p) => await node.files.index(p.path, { ...(p.collection !== undefined ? { collection: p.collection } : {}), ...(p.wait !== undefined ? { waitForIndex: p.wait } : {}) }),
+  folderProgress: async ({ node }) => ({ progress: node.files.progress() ?? null }),
+  watchFolder: async ({ node, daemon }, p) => {
+    if (daemon === undefined) throw new InvalidOptionError('watching a folder needs a running daemon (peakdb start), or `peakdb index <folder> --watch` in the foreground')
+    const root = resolve(p.path)
+    const list = (await watchedFolders(node)).filter(w => w.root !== root)
+    list.push({ root, collection: p.collection ?? 'files' })
+    await node.storage.setMeta(WATCHED_META, JSON.stringify(list))
+    node.files.unwatch(root)
+    const w = node.files.watch(root, p.collection !== undefined ? { collection: p.collection } : {})
+    return await w.ready
+  },
+  unwatchFolder: async ({ node }, p) => {
+    const root = resolve(p.path)
+    const list = await watchedFolders(node)
+    await node.storage.setMeta(WATCHED_META, JSON.stringify(list.filter(w => w.root !== root)))
+    node.files.unwatch(root)
+    return { root, watched: list.some(w => w.root === root) }
+  },
+  watchedFolders: async ({ node }) => await watchedFolders(node),
   setEmbed: async ({ node }, p) => {
     const c = node.collection(p.collection)
     const changed = await c.setEmbed(p.embed)
@@ -116,6 +161,18 @@ const handlers: { [M in MethodName]: (ctx: MethodContext, p: Params<M>) => Promi
   indexDrain: async ({ node }, p) => ({
     pending: await node.indexer.drain(p.collection, p.budgetMs !== undefined ? { signal: AbortSignal.timeout(p.budgetMs) } : {})
   })
+}
+
+/** Storage meta key of the folders the daemon watches (JSON array of { root, collection }). */
+export const WATCHED_META = 'watched-folders'
+
+/** The folders the daemon keeps indexed. */
+export async function watchedFolders (node: PeakNode): Promise<Array<{ root: string, collection: string }>> {
+  try {
+    return JSON.parse(await node.storage.getMeta(WATCHED_META) ?? '[]') as Array<{ root: string, collection: string }>
+  } catch {
+    return []
+  }
 }
 
 /** True when `name` is a method of the local API. */
