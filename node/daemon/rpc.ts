@@ -14,6 +14,15 @@ import { DocumentNotFoundError, InvalidOptionError } from '../errors.js'
 const collection = z.string().min(1).max(64)
 const docId = z.string().min(1).max(256)
 
+/** What local and swarm search share (the query itself is checked by the search). */
+const searchParams = {
+  collection,
+  text: z.string().max(10_000),
+  k: z.number().int().optional(),
+  where: z.record(z.string(), z.unknown()).optional(),
+  mode: z.string().optional()
+}
+
 /** Parameter schemas of every method. */
 export const methodParams = {
   status: z.object({}).strict(),
@@ -34,22 +43,8 @@ export const methodParams = {
   profileGet: z.object({}).strict(),
   profileSet: z.object({ fields: z.record(z.string(), z.unknown()) }).strict(),
   setPassphrase: z.object({ passphrase: z.string().min(8).max(1024).nullable() }).strict(),
-  search: z.object({
-    collection,
-    text: z.string().max(10_000),
-    k: z.number().int().optional(),
-    where: z.record(z.string(), z.unknown()).optional(),
-    mode: z.string().optional(),
-    drain: z.union([z.boolean(), z.number().int().min(0)]).optional()
-  }).strict(),
-  swarmSearch: z.object({
-    collection,
-    text: z.string().max(10_000),
-    k: z.number().int().optional(),
-    where: z.record(z.string(), z.unknown()).optional(),
-    mode: z.string().optional(),
-    timeout: z.number().int().optional()
-  }).strict(),
+  search: z.object({ ...searchParams, drain: z.union([z.boolean(), z.number().int().min(0)]).optional() }).strict(),
+  swarmSearch: z.object({ ...searchParams, timeout: z.number().int().optional() }).strict(),
   indexFolder: z.object({ path: z.string().min(1).max(4096), collection: collection.optional(), wait: z.boolean().optional() }).strict(),
   folderProgress: z.object({}).strict(),
   watchFolder: z.object({ path: z.string().min(1).max(4096), collection: collection.optional() }).strict(),
