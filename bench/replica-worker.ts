@@ -13,9 +13,18 @@ type Command =
   | { cmd: 'connect', addr: string }
   | { cmd: 'waitCount', n: number }
   | { cmd: 'put', id: string }
+  | { cmd: 'openSearch', dir: string, phrase?: string, name: string }
+  | { cmd: 'fillNotes', n: number, seed: number }
+  | { cmd: 'swarmSearch', text: string, k: number }
   | { cmd: 'close' }
 
 const now = (): number => performance.timeOrigin + performance.now()
+const TOPICS = ['tax return', 'sourdough bread', 'garden shed', 'the cat', 'quarterly review', 'train to the coast', 'broken heater', 'guitar practice', 'dentist appointment', 'insurance renewal', 'birthday gift', 'winter tyres']
+const VERBS = ['remember', 'sort out', 'ask about', 'write down', 'look into', 'pay for', 'plan']
+/** A short synthetic note (about 12 words). */
+function note (i: number): string {
+  return `${VERBS[i % VERBS.length] as string} ${TOPICS[(i >> 3) % TOPICS.length] as string} before day ${i % 28} and note what changed since ${i % 12} weeks`
+}
 const BODY = 'x'.repeat(1024)
 let node: PeakNode | undefined
 let countWaiter: { n: number, resolve: () => void } | undefined
@@ -65,6 +74,26 @@ async function handle (c: Command): Promise<Record<string, unknown>> {
       const t0 = now()
       await node!.collection('docs').put({ _id: c.id, n: 0, body: BODY })
       return { t0 }
+    }
+    case 'openSearch': {
+      // swarm search: the default embedder, indexing on demand (fillNotes waits for it)
+      node = await PeakNode.open({ dir: c.dir, deviceName: c.name, ...(c.phrase !== undefined ? { recoveryPhrase: c.phrase } : {}), network: { listen: ['/ip4/127.0.0.1/tcp/0'], dht: false }, backgroundIndexing: false })
+      return { phrase: node.recoveryPhrase, addr: node.network?.multiaddrs()[0], deviceId: node.deviceId }
+    }
+    case 'fillNotes': {
+      const notes = node!.collection('files', { replicate: false })
+      const t0 = now()
+      await notes.putMany(Array.from({ length: c.n }, (_, i) => ({ _id: `n${i}`, text: note(c.seed * 1_000_003 + i) })))
+      await notes.indexed()
+      const seconds = (now() - t0) / 1000
+      // a first search starts the in-memory indexes of a large collection: wait for them
+      await notes.search({ text: 'warm up', k: 1 })
+      await node!.ann.settled()
+      return { seconds, vectorIndexes: node!.ann.status().map(s => s.search) }
+    }
+    case 'swarmSearch': {
+      const r = await node!.swarm.search({ collection: 'files', text: c.text, k: c.k, timeout: 10_000 })
+      return { ms: r.ms, embedMs: r.embedMs, hits: r.hits.length, devices: r.devices.map(d => ({ status: d.status, ms: d.ms, self: d.self })) }
     }
     case 'close': {
       const rss = peakRssMb()

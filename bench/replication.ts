@@ -14,7 +14,8 @@ import { percentile, round } from './stats.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 
-class Replica {
+/** A PeakDB node in its own process (bench/replica-worker.ts), driven over IPC. */
+export class Replica {
   private seq = 0
   private readonly waiting = new Map<number, (r: Record<string, unknown>) => void>()
   readonly seen = new Map<string, number>()

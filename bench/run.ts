@@ -3,7 +3,7 @@
  * own), and prints one JSON document; a copy is written to bench/out/.
  *
  *   npm run bench            # N = 5000 documents, 100,000 vectors
- *   BENCH_N=20000 BENCH_VECTORS=20000 npm run bench
+ *   BENCH_N=20000 BENCH_VECTORS=20000 BENCH_SWARM_DOCS=2000 npm run bench
  */
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url'
 import { round } from './stats.js'
 import { replicationBench } from './replication.js'
 import { sealingBench } from './sealing.js'
+import { folderIndexBench, swarmSearchBench } from './swarm.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const N = Number(process.env.BENCH_N ?? 5000)
@@ -38,6 +39,11 @@ process.stderr.write('bench: embedding throughput and writes to an embedding col
 const embedding = runChild('embedding.js', [String(Math.min(N, 2000))])
 process.stderr.write(`bench: vector search over ${VECTORS} vectors (random, then clustered; the HNSW builds take a while)\n`)
 const vectors = { random: runChild('vectors.js', ['random', String(VECTORS)]), clustered: runChild('vectors.js', ['clustered', String(VECTORS)]) }
+const SWARM_DOCS = Number(process.env.BENCH_SWARM_DOCS ?? 10_000)
+process.stderr.write(`bench: swarm search, three processes with ${SWARM_DOCS} notes each (embedding them takes a few minutes)\n`)
+const swarm = await swarmSearchBench(SWARM_DOCS)
+process.stderr.write('bench: indexing a folder of 1,000 small text files\n')
+const folder = await folderIndexBench(1000)
 
 const result = {
   date: new Date().toISOString(),
@@ -53,7 +59,7 @@ const result = {
   },
   sealing,
   replication,
-  search: { quality, embedding, vectors }
+  search: { quality, embedding, vectors, swarm, folder }
 }
 const text = JSON.stringify(result, null, 2)
 process.stdout.write(text + '\n')

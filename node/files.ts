@@ -13,7 +13,7 @@
 import { createHash } from 'node:crypto'
 import { createReadStream, watch, type FSWatcher } from 'node:fs'
 import { open, readdir, readFile, realpath, stat } from 'node:fs/promises'
-import { basename, extname, join, relative, resolve, sep } from 'node:path'
+import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path'
 import ignore, { type Ignore } from 'ignore'
 import type { Collection } from './collection.js'
 import { AbortError, InvalidOptionError } from './errors.js'
@@ -40,6 +40,8 @@ export interface FileDoc {
   readonly ext: string
   /** The indexed folder it was found under. */
   readonly root: string
+  /** Its folder relative to `root` ('' at the root), with '/' separators. */
+  readonly dir: string
   readonly size: number
   /** Modification time, ms since the epoch. */
   readonly mtime: number
@@ -367,7 +369,8 @@ export class FileIndexer {
   /** A file's document. */
   private async read (root: string, file: { path: string, size: number, mtime: number }, signal?: AbortSignal): Promise<FileDoc> {
     const ext = extname(file.path).toLowerCase()
-    const base = { path: file.path, name: basename(file.path), ext, root, size: file.size, mtime: file.mtime }
+    const dir = relative(root, dirname(file.path)).split(sep).join('/')
+    const base = { path: file.path, name: basename(file.path), ext, root, dir, size: file.size, mtime: file.mtime }
     if (file.size > MAX_READ_BYTES) return { ...base, kind: 'large' }
     if (file.size > MAX_TEXT_FILE_BYTES) return { ...base, hash: await hashFile(file.path, signal), kind: 'large' }
     const fh = await open(file.path, 'r')

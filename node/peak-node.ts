@@ -70,7 +70,7 @@ export interface PeakNodeOptions {
   readonly embedder?: Embedder | (() => Promise<Embedder>)
   /** Index saved documents in the background (default true); searches index what they need either way. */
   readonly backgroundIndexing?: boolean
-  /** Chunks from which a collection gets in-memory vector indexes (HNSW and int8 scan; default 20000). */
+  /** Chunks from which a collection gets in-memory vector indexes (HNSW and int8 scan; default 5000). */
   readonly annMinChunks?: number
   /** HNSW self-checked recall below which a collection's searches scan instead (default 0.9). */
   readonly annMinRecall?: number
@@ -214,8 +214,9 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       embedder: async () => await this.indexer.embedder(),
       network: () => this.network
     })
-    // a folder index goes to a device-local collection; a new one embeds each file's path and text
-    this.files = new FileIndexer(name => this.localNames.has(name) ? this.collection(name) : this.collection(name, { replicate: false, embed: ['path', 'text'] }))
+    // a folder index goes to a device-local collection; a new one embeds each file's folder
+    // (relative to the indexed one), name and text: absolute paths are mostly noise to a model
+    this.files = new FileIndexer(name => this.localNames.has(name) ? this.collection(name) : this.collection(name, { replicate: false, embed: ['dir', 'name', 'text'] }))
     log.on('change', ev => this.emit('change', ev))
   }
 

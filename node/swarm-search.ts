@@ -179,13 +179,14 @@ export class SwarmSearch {
       events.push(e)
       wake?.()
     }
-    const ask = async (device: string, name: string): Promise<void> => {
+    const ask = async (device: string, name: string, sent: () => void): Promise<void> => {
       const t = performance.now()
       try {
-        const res = await (network as SwarmTransport).search(device, request, signal)
+        const res = await (network as SwarmTransport).search(device, request, signal, sent)
         const hits = decodeHits(res)
         push({ answer: { device, name, status: 'ok', ms: performance.now() - t, count: hits.length, pending: res.pending, self: false }, result: { device, name, self: false, local: res.local, hits } })
       } catch (err) {
+        sent()
         const e = err as Error & { reason?: string }
         const timedOut = deadline.aborted && q.signal?.aborted !== true
         push({
@@ -205,8 +206,10 @@ export class SwarmSearch {
         push({ answer: { device: self, name: this.ctx.deviceName, status: 'error', ms: performance.now() - t, count: 0, error: (err as Error).message, self: true } })
       }
     }
+    // the requests go out first: this device's own search holds the event loop while it runs
+    const sent = peers.map(p => new Promise<void>(resolve => { void ask(p.device, p.name ?? p.device.slice(-8), resolve) }))
+    await Promise.race([Promise.all(sent), new Promise(resolve => setTimeout(resolve, 50))])
     void searchHere()
-    for (const p of peers) void ask(p.device, p.name ?? p.device.slice(-8))
 
     const answers: Answer[] = []
     const devices: DeviceAnswer[] = []

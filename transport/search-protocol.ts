@@ -138,13 +138,18 @@ function fit (res: SearchResponse): SearchResponse {
   return hits.length === res.hits.length ? res : { ...res, hits }
 }
 
-/** Asks one device. Rejects with SearchRefusedError, ProtocolError, or the signal's reason. */
-export async function requestSearch (host: Host, peer: PeerId, request: SearchRequest, signal: AbortSignal): Promise<SearchResponse> {
-  const stream = await host.dialProtocol(peer, SEARCH_PROTOCOL, { signal })
+/**
+ * Asks one device. Rejects with SearchRefusedError, ProtocolError, or the signal's reason.
+ * `onSent` is called once the request is on its way.
+ */
+export async function requestSearch (host: Host, peer: PeerId, request: SearchRequest, signal: AbortSignal, onSent?: () => void): Promise<SearchResponse> {
+  // optimistic protocol selection: the protocol name travels with the request (one round trip less)
+  const stream = await host.dialProtocol(peer, SEARCH_PROTOCOL, { signal, negotiateFully: false })
   ;(stream as unknown as { maxReadBufferLength: number }).maxReadBufferLength = 2 * MAX_SEARCH_RESPONSE
   const lp = lpStream(stream, { maxDataLength: MAX_SEARCH_RESPONSE, maxBufferSize: 2 * MAX_SEARCH_RESPONSE })
   try {
     await lp.write(encodeMessage(request), { signal })
+    onSent?.()
     const msg = decodeMessage((await lp.read({ signal })).subarray(), answer, 'search response')
     await stream.close().catch(() => {})
     if (msg.t === 'error') throw new SearchRefusedError(msg.code, msg.message)

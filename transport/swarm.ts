@@ -144,8 +144,8 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   }
 
   /** Asks a connected device to search (search protocol). */
-  async search (device: string, request: SearchRequest, signal: AbortSignal): Promise<SearchResponse> {
-    return await requestSearch(this.host, peerIdFromString(device), request, signal)
+  async search (device: string, request: SearchRequest, signal: AbortSignal, onSent?: () => void): Promise<SearchResponse> {
+    return await requestSearch(this.host, peerIdFromString(device), request, signal, onSent)
   }
 
   /** Dials a multiaddr (with /p2p/<id>) and waits until the peer proved membership. */

@@ -32,7 +32,7 @@ const usearch = createRequire(import.meta.url)('usearch') as { Index: typeof Use
 const SCAN_THREADS = 1
 
 /** Collections with fewer chunks than this are searched exactly (fast enough). */
-export const ANN_MIN_CHUNKS = 20_000
+export const ANN_MIN_CHUNKS = 5_000
 /** HNSW parameters: connectivity 16, expansion 128 (add) / 96 (search), cosine. */
 export const ANN_PARAMS = { connectivity: 16, expansionAdd: 128, expansionSearch: 96 } as const
 

@@ -167,7 +167,8 @@ export class SearchTables {
     for (const t of terms) {
       // the term's documents (few: a set; many: check each candidate), and its IDF as in BM25
       const rows = matching.all(t, collection, 2001) as number[]
-      const n = rows.length <= 2000 ? rows.length : Math.min(total, this.db.prepare('SELECT count(*) FROM fts JOIN docs d ON d.rid = fts.rowid WHERE fts MATCH ? AND d.collection = ?').pluck().get(t, collection) as number)
+      // a common term: its count over the whole table (no join) is close enough for a small IDF
+      const n = rows.length <= 2000 ? rows.length : Math.min(total, this.db.prepare('SELECT count(*) FROM fts WHERE fts MATCH ?').pluck().get(t) as number)
       const idf = Math.log(1 + (total - n + 0.5) / (n + 0.5))
       all += idf
       const set = rows.length <= 2000 ? new Set(rows) : undefined
