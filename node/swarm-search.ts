@@ -247,7 +247,7 @@ export class SwarmSearch {
       const r = await collection.search({
         mode: req.mode,
         k: req.k,
-        drain: req.budget,
+        drain: Math.min(req.budget, MAX_DRAIN_MS), // whatever the asker wants: this device's limit
         ...(req.text !== undefined ? { text: req.text } : {}),
         ...(vector !== undefined ? { vector, ...(req.embedder !== undefined ? { embedder: req.embedder } : {}) } : {}),
         ...(where !== undefined ? { where } : {})
