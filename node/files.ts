@@ -213,8 +213,7 @@ export class FileIndexer {
             }
           } catch (err) {
             if ((err as Error).name === 'AbortError') throw err
-            errors.push({ path: file.path, error: (err as Error).message })
-            seen.delete(file.path)
+            errors.push({ path: file.path, error: (err as Error).message }) // stays indexed as it was
           }
           if (batch.length >= BATCH) await flush()
         }
@@ -223,7 +222,7 @@ export class FileIndexer {
       await flush()
       let removed = 0
       for (const [p, k] of known) {
-        if (seen.has(p) || errors.some(e => e.path === p)) continue
+        if (seen.has(p)) continue
         await files.delete(k.id)
         removed++
       }

@@ -82,7 +82,8 @@ export interface SearchContext {
   readonly ann?: AnnIndexes
 }
 
-function check (q: SearchQuery): { k: number, mode: SearchMode, text: string | undefined } {
+/** Validates a query (shared with swarm search): k, mode, text, and that it has something to search for. */
+export function checkQuery (q: SearchQuery): { k: number, mode: SearchMode, text: string | undefined } {
   if (q === null || typeof q !== 'object') throw new InvalidQueryError('search expects a query object')
   const k = q.k ?? 10
   if (!Number.isInteger(k) || k < 1 || k > MAX_K) throw new InvalidQueryError(`"k" expected an integer in 1..${MAX_K}, got ${JSON.stringify(q.k)}`)
@@ -99,7 +100,7 @@ function check (q: SearchQuery): { k: number, mode: SearchMode, text: string | u
 
 /** Runs a search in one collection. */
 export async function search (ctx: SearchContext, collection: string, query: SearchQuery): Promise<SearchResults> {
-  const { k, mode, text } = check(query)
+  const { k, mode, text } = checkQuery(query)
   const filter = normaliseWhere(query.where)
   const drain = query.drain ?? true
   if (mode !== 'text') await ctx.indexer.checkModel(collection)

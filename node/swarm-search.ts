@@ -16,7 +16,7 @@ import { InvalidQueryError, normaliseWhere, type Where } from '../storage/index.
 import type { SearchRequest, SearchResponse, SwarmTransport } from '../transport/index.js'
 import type { Collection } from './collection.js'
 import { normalise, type Embedder } from './embedding/embedder.js'
-import { MAX_QUERY_CHARS, type SearchMode } from './search.js'
+import { checkQuery, type SearchMode, type SearchResults } from './search.js'
 
 /** Most results of a swarm search. */
 export const MAX_SWARM_RESULTS = 100
@@ -196,12 +196,11 @@ export class SwarmSearch {
         })
       }
     }
-    const searchHere = async (): Promise<void> => {
+    const askHere = async (): Promise<void> => {
       const t = performance.now()
       try {
-        const res = await this.answer(request)
-        const hits = decodeHits(res)
-        push({ answer: { device: self, name: this.ctx.deviceName, status: 'ok', ms: performance.now() - t, count: hits.length, pending: res.pending, self: true }, result: { device: self, name: this.ctx.deviceName, self: true, local: res.local, hits } })
+        const { hits, local } = await this.searchHere(request)
+        push({ answer: { device: self, name: this.ctx.deviceName, status: 'ok', ms: performance.now() - t, count: hits.length, pending: hits.pending, self: true }, result: { device: self, name: this.ctx.deviceName, self: true, local, hits } })
       } catch (err) {
         push({ answer: { device: self, name: this.ctx.deviceName, status: 'error', ms: performance.now() - t, count: 0, error: (err as Error).message, self: true } })
       }
@@ -209,7 +208,7 @@ export class SwarmSearch {
     // the requests go out first: this device's own search holds the event loop while it runs
     const sent = peers.map(p => new Promise<void>(resolve => { void ask(p.device, p.name ?? p.device.slice(-8), resolve) }))
     await Promise.race([Promise.all(sent), new Promise(resolve => setTimeout(resolve, 50))])
-    void searchHere()
+    void askHere()
 
     const answers: Answer[] = []
     const devices: DeviceAnswer[] = []
@@ -226,8 +225,14 @@ export class SwarmSearch {
     yield { type: 'done', result: { hits: mergeAnswers(self, answers, q.k), devices, embedMs, ms: performance.now() - started } }
   }
 
-  /** Answers a search request here (from another member, or this device's own part). */
+  /** Answers another member's search request. */
   async answer (req: SearchRequest): Promise<SearchResponse> {
+    const { hits, local } = await this.searchHere(req)
+    return { t: 'results', hits: hits.map(h => ({ id: h.id, score: h.score, doc: JSON.stringify(h.doc) })), local, pending: hits.pending }
+  }
+
+  /** Runs a search request on this device's collection. */
+  private async searchHere (req: SearchRequest): Promise<{ hits: SearchResults, local: boolean }> {
     if (!isCollectionName(req.collection) || req.collection.startsWith('_')) throw refusal('bad-request', `invalid collection name ${JSON.stringify(req.collection)}`)
     let where: Where | undefined
     if (req.where !== undefined) {
@@ -252,7 +257,7 @@ export class SwarmSearch {
         ...(vector !== undefined ? { vector, ...(req.embedder !== undefined ? { embedder: req.embedder } : {}) } : {}),
         ...(where !== undefined ? { where } : {})
       })
-      return { t: 'results', hits: r.map(h => ({ id: h.id, score: h.score, doc: JSON.stringify(h.doc) })), local: collection.local, pending: r.pending }
+      return { hits: r, local: collection.local }
     } catch (err) {
       if ((err as Error).name === 'InvalidQueryError') throw refusal('bad-request', (err as Error).message)
       throw err
@@ -281,17 +286,11 @@ function decodeHits (res: SearchResponse): Answer['hits'] {
 }
 
 function check (q: SwarmSearchQuery): { collection: string, text?: string, vector?: readonly number[] | Float32Array, k: number, where?: Where, mode: SearchMode, timeout: number, signal?: AbortSignal } {
-  if (q === null || typeof q !== 'object') throw new InvalidQueryError('swarm search expects a query object')
+  const { k, mode } = checkQuery(q)
   if (typeof q.collection !== 'string' || !isCollectionName(q.collection) || q.collection.startsWith('_')) throw new InvalidQueryError(`"collection" expected a collection name, got ${JSON.stringify(q.collection)}`)
-  const k = q.k ?? 10
-  if (!Number.isInteger(k) || k < 1 || k > MAX_SWARM_RESULTS) throw new InvalidQueryError(`"k" expected an integer in 1..${MAX_SWARM_RESULTS}, got ${JSON.stringify(q.k)}`)
+  if (k > MAX_SWARM_RESULTS) throw new InvalidQueryError(`"k" expected an integer in 1..${MAX_SWARM_RESULTS}, got ${JSON.stringify(q.k)}`)
   const timeout = q.timeout ?? DEFAULT_SWARM_TIMEOUT_MS
   if (!Number.isInteger(timeout) || timeout < 1 || timeout > MAX_SWARM_TIMEOUT_MS) throw new InvalidQueryError(`"timeout" expected milliseconds in 1..${MAX_SWARM_TIMEOUT_MS}, got ${JSON.stringify(q.timeout)}`)
-  if (q.text !== undefined && (typeof q.text !== 'string' || q.text.trim().length === 0 || q.text.length > MAX_QUERY_CHARS)) throw new InvalidQueryError(`"text" expected 1..${MAX_QUERY_CHARS} characters`)
-  if (q.text === undefined && q.vector === undefined) throw new InvalidQueryError('swarm search needs "text" or "vector"')
-  const mode = q.mode ?? (q.text !== undefined ? 'hybrid' : 'vector')
-  if (mode !== 'vector' && mode !== 'text' && mode !== 'hybrid') throw new InvalidQueryError(`"mode" expected vector, text or hybrid, got ${JSON.stringify(q.mode)}`)
-  if (q.text === undefined && mode !== 'vector') throw new InvalidQueryError(`mode ${mode} needs "text"`)
   normaliseWhere(q.where) // throws InvalidQueryError here rather than on every device
   return {
     collection: q.collection,

@@ -250,6 +250,8 @@ export class AnnIndexes {
   private readonly building = new Map<string, { promise: Promise<void>, pending: VectorChanges[] }>()
   private readonly meta = new Map<string, Meta>()
   private readonly source = new Map<string, 'built' | 'loaded'>()
+  /** Collections (`collection\0embedder`) below the size threshold: not counted again until vectors are added. */
+  private readonly small = new Set<string>()
   private closed = false
 
   constructor (private readonly storage: StorageProvider, private readonly dir: string, private readonly minChunks = ANN_MIN_CHUNKS, private readonly minRecall = MIN_RECALL) {}
@@ -265,9 +267,12 @@ export class AnnIndexes {
   async get (collection: string, embedder: string, dims: number): Promise<AnnIndex | undefined> {
     const key = this.key(collection, embedder)
     const index = this.ready.get(key)
-    if (index !== undefined || this.building.has(key) || this.closed) return index
+    if (index !== undefined || this.building.has(key) || this.small.has(`${collection}\0${embedder}`) || this.closed) return index
     const stats = await this.storage.chunkStats(collection, embedder)
-    if (stats.count < this.minChunks) return undefined
+    if (stats.count < this.minChunks) {
+      this.small.add(`${collection}\0${embedder}`)
+      return undefined
+    }
     const file = join(this.dir, `${key}.usearch`)
     const metaFile = join(this.dir, `${key}.json`)
     if (existsSync(file) && existsSync(metaFile)) {
@@ -329,6 +334,7 @@ export class AnnIndexes {
   /** Keeps the indexes in step with index updates. */
   apply (changes: VectorChanges): void {
     if (changes.added.length === 0 && changes.removed.length === 0) return
+    for (const a of changes.added) this.small.delete(`${a.collection}\0${a.embedder}`)
     for (const [key, m] of this.meta) {
       const index = this.ready.get(key)
       if (index !== undefined) this.follow(index, m.collection, m.embedder, changes)

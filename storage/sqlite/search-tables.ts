@@ -29,7 +29,7 @@ function vecBytes (v: Float32Array): Buffer {
 export class SearchTables {
   private readonly settings = new Map<string, CollectionSettings>()
   private readonly vecTables = new Map<string, { name: string, dims: number }>()
-  private readonly s: Record<'enqueue' | 'queue' | 'queueOf' | 'queueCount' | 'queueCountOf' | 'dequeue' | 'chunksOf' | 'deleteChunks' | 'insertChunk' | 'ftsDelete' | 'ftsInsert' | 'docRid', Statement>
+  private readonly s: Record<'enqueue' | 'queue' | 'queueOf' | 'queueCount' | 'queueCountOf' | 'dequeue' | 'chunksOf' | 'deleteChunks' | 'insertChunk' | 'ftsDelete' | 'ftsInsert' | 'docRid' | 'liveCount' | 'termDocs' | 'termCount' | 'termIn', Statement>
 
   constructor (private readonly db: Db) {
     for (const row of db.prepare('SELECT name, settings FROM collection_settings').all() as Array<{ name: string, settings: string }>) {
@@ -50,7 +50,12 @@ export class SearchTables {
       insertChunk: db.prepare('INSERT INTO chunks (collection, id, seq, embedder, text) VALUES (?, ?, ?, ?, ?)'),
       ftsDelete: db.prepare('DELETE FROM fts WHERE rowid = ?'),
       ftsInsert: db.prepare('INSERT INTO fts (rowid, text) VALUES (?, ?)'),
-      docRid: db.prepare('SELECT rid FROM docs WHERE collection = ? AND id = ?').pluck()
+      docRid: db.prepare('SELECT rid FROM docs WHERE collection = ? AND id = ?').pluck(),
+      liveCount: db.prepare('SELECT count(*) FROM docs WHERE collection = ? AND body IS NOT NULL').pluck(),
+      termDocs: db.prepare('SELECT fts.rowid FROM fts JOIN docs d ON d.rid = fts.rowid WHERE fts MATCH ? AND d.collection = ? LIMIT ?').pluck(),
+      termCount: db.prepare('SELECT count(*) FROM fts WHERE fts MATCH ?').pluck(),
+      // CAST: numbers bind as REAL, and FTS5 ignores a REAL rowid bound next to MATCH (returns every match)
+      termIn: db.prepare('SELECT count(*) FROM fts WHERE fts MATCH ? AND rowid = CAST(? AS INTEGER)').pluck()
     }
   }
 
@@ -157,23 +162,20 @@ export class SearchTables {
   textCoverage (collection: string, terms: readonly string[], ids: readonly string[]): Map<string, number> {
     const out = new Map<string, number>()
     if (ids.length === 0) return out
-    const total = Math.max(1, this.db.prepare('SELECT count(*) FROM docs WHERE collection = ? AND body IS NOT NULL').pluck().get(collection) as number)
-    const matching = this.db.prepare('SELECT fts.rowid FROM fts JOIN docs d ON d.rid = fts.rowid WHERE fts MATCH ? AND d.collection = ? LIMIT ?').pluck()
-    // CAST: numbers bind as REAL, and FTS5 ignores a REAL rowid bound next to MATCH (returns every match)
-    const has = this.db.prepare('SELECT count(*) FROM fts WHERE fts MATCH ? AND rowid = CAST(? AS INTEGER)').pluck()
+    const total = Math.max(1, this.s.liveCount.get(collection) as number)
     const rids = ids.map(id => this.s.docRid.get(collection, id) as number | undefined)
     const have = new Array<number>(ids.length).fill(0)
     let all = 0
     for (const t of terms) {
       // the term's documents (few: a set; many: check each candidate), and its IDF as in BM25
-      const rows = matching.all(t, collection, 2001) as number[]
+      const rows = this.s.termDocs.all(t, collection, 2001) as number[]
       // a common term: its count over the whole table (no join) is close enough for a small IDF
-      const n = rows.length <= 2000 ? rows.length : Math.min(total, this.db.prepare('SELECT count(*) FROM fts WHERE fts MATCH ?').pluck().get(t) as number)
+      const n = rows.length <= 2000 ? rows.length : Math.min(total, this.s.termCount.get(t) as number)
       const idf = Math.log(1 + (total - n + 0.5) / (n + 0.5))
       all += idf
       const set = rows.length <= 2000 ? new Set(rows) : undefined
       rids.forEach((rid, i) => {
-        if (rid !== undefined && (set !== undefined ? set.has(rid) : (has.get(t, rid) as number) > 0)) have[i] = (have[i] as number) + idf
+        if (rid !== undefined && (set !== undefined ? set.has(rid) : (this.s.termIn.get(t, rid) as number) > 0)) have[i] = (have[i] as number) + idf
       })
     }
     ids.forEach((id, i) => out.set(id, all > 0 ? (have[i] as number) / all : 0))
