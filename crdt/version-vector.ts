@@ -36,7 +36,7 @@ export function missingCount<K extends string> (local: ReadonlyMap<K, number>, r
 }
 
 /** Wire form: sorted [author, seq] pairs. */
-export function vectorToWire (v: VersionVector): Array<[string, number]> {
+export function vectorToWire<K extends string> (v: ReadonlyMap<K, number>): Array<[K, number]> {
   return [...v.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
 }
 

@@ -13,7 +13,7 @@ export interface Confirmation {
   readonly confirmed: Promise<void>
 }
 
-interface Waiter { readonly seq: number, resolve: () => void, done: boolean }
+interface Waiter { readonly seq: number, resolve: () => void }
 
 /** Tracks acknowledgements of this device's entries. */
 export class Confirmations {
@@ -44,7 +44,7 @@ export class Confirmations {
 
   private waitFor (seq: number): Promise<void> {
     if (this.required <= 0 || seq <= this.upTo) return Promise.resolve()
-    return new Promise<void>(resolve => { this.waiting.push({ seq, resolve, done: false }) })
+    return new Promise<void>(resolve => { this.waiting.push({ seq, resolve }) })
   }
 
   /** Device `device` holds this device's entries up to `seq`. */
@@ -57,18 +57,9 @@ export class Confirmations {
     this.upTo = upTo
     const still: Waiter[] = []
     for (const w of this.waiting) {
-      if (w.seq <= upTo) {
-        w.done = true
-        w.resolve()
-      } else {
-        still.push(w)
-      }
+      if (w.seq <= upTo) w.resolve()
+      else still.push(w)
     }
     this.waiting = still
-  }
-
-  /** Per device, the highest seq of this device it is known to hold. */
-  acknowledgements (): Record<string, number> {
-    return Object.fromEntries(this.held)
   }
 }

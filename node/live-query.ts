@@ -65,7 +65,7 @@ function sqlCompare (a: JsonValue | undefined, b: JsonValue | undefined): number
 }
 
 /** The comparator of a query's `orderBy` (then `_id`), as SQLite orders. */
-export function resultComparator (query: NormalisedQuery): (a: LiveDoc, b: LiveDoc) => number {
+function resultComparator (query: NormalisedQuery): (a: LiveDoc, b: LiveDoc) => number {
   return (a, b) => {
     for (const o of query.orderBy) {
       const c = sqlCompare(valueAt(a, o.path), valueAt(b, o.path))
@@ -292,13 +292,6 @@ export class LiveQueries {
       set?.delete(w)
       if (set?.size === 0) this.watchers.delete(collection)
     }
-  }
-
-  /** Number of active watchers (for tests and status). */
-  get size (): number {
-    let n = 0
-    for (const s of this.watchers.values()) n += s.size
-    return n
   }
 
   close (): void {

@@ -10,7 +10,7 @@ import {
   inviteSecret, issueCertificate, publicKeyOf, swarmIdFromRootKey, verifyCertificateChain, InvalidCertificateError, InviteExpiredError,
   type DeviceId, type KeystoreData
 } from '../identity/index.js'
-import type { PairingBackend, Welcome } from '../transport/index.js'
+import type { InviteState, PairingBackend, Welcome } from '../transport/index.js'
 import type { Log } from './log.js'
 import { createLogger } from './logger.js'
 import { InvalidOptionError, NotOnNetworkError } from './errors.js'
@@ -36,6 +36,8 @@ export interface InviteInfo {
 }
 
 interface PendingInvite { secret: Uint8Array, expires: number, failures: number, used: boolean }
+
+const inviteKey = (id: Uint8Array): string => Buffer.from(id).toString('hex')
 
 /** What the pairing service needs from its node. */
 export interface PairingContext {
@@ -72,17 +74,11 @@ export class Pairing implements PairingBackend {
     const secret = inviteSecret()
     const expires = Math.ceil((Date.now() + ttl) / 1000)
     this.prune()
-    this.invites.set(Buffer.from(inviteId(secret)).toString('hex'), { secret, expires, failures: 0, used: false })
+    this.invites.set(inviteKey(inviteId(secret)), { secret, expires, failures: 0, used: false })
     const bare = addrs.map(a => multiaddr(a).decapsulateCode(421))
     const code = encodeInvite({ inviterKey: this.publicKey, addrs: bare.slice(0, 4).map(a => a.bytes), secret, expires })
     logger.info('invite created', { expires: new Date(expires * 1000).toISOString() })
     return { code, qr: renderUnicodeCompact(code.toUpperCase(), { ecc: 'L', border: 1 }), expires: new Date(expires * 1000).toISOString(), inviter: this.ctx.log.deviceId, addrs: bare.map(a => a.toString()) }
-  }
-
-  /** Pending (unused, unexpired) invites. */
-  pendingCount (): number {
-    this.prune()
-    return [...this.invites.values()].filter(i => !i.used).length
   }
 
   private prune (): void {
@@ -90,8 +86,8 @@ export class Pairing implements PairingBackend {
     for (const [id, inv] of this.invites) if (inv.expires < now - 3600) this.invites.delete(id)
   }
 
-  findInvite (id: Uint8Array): { secret: Uint8Array, expires: number } | 'used' | 'expired' | undefined {
-    const inv = this.invites.get(Buffer.from(id).toString('hex'))
+  findInvite (id: Uint8Array): InviteState {
+    const inv = this.invites.get(inviteKey(id))
     if (inv === undefined) return undefined
     if (inv.used) return 'used'
     if (inv.expires * 1000 < Date.now()) return 'expired'
@@ -99,19 +95,15 @@ export class Pairing implements PairingBackend {
   }
 
   failedProof (id: Uint8Array): void {
-    const inv = this.invites.get(Buffer.from(id).toString('hex'))
+    const inv = this.invites.get(inviteKey(id))
     if (inv === undefined) return
     inv.failures++
     // a 128-bit secret cannot be guessed, but there is no reason to let anyone keep trying
     if (inv.failures >= MAX_FAILED_PROOFS) inv.used = true
   }
 
-  pairing (peer: string): void {
-    logger.info('a device is pairing', { peer })
-  }
-
   async admit (id: Uint8Array, joiner: { device: string, name: string }): Promise<Welcome> {
-    const inv = this.invites.get(Buffer.from(id).toString('hex'))
+    const inv = this.invites.get(inviteKey(id))
     if (inv === undefined || inv.used) throw new InvalidOptionError('the invite is not pending')
     inv.used = true
     const ks = this.ctx.keystore

@@ -29,7 +29,8 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
   private peerBook = new Map<string, PeerRecord>()
   private peerBookTimer: NodeJS.Timeout | undefined
   private shareTimer: NodeJS.Timeout | undefined
-  private readonly vectors = new Map<string, Map<string, number>>()
+  private encodedChain: Uint8Array[] | undefined
+  private readonly vectors = new Map<string, ReadonlyMap<string, number>>()
   private readonly progress = new Map<string, { received: number, total: number, at: number }>()
   private readonly onEntries = (ev: { origin: 'local' | 'remote', entries: ReadonlyArray<{ bytes: Uint8Array, header: { epoch: number } }> }): void => {
     if (ev.origin === 'local') this.transport?.announceEntries(ev.entries.map(e => e.bytes))
@@ -97,7 +98,8 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
   // --- ReplicaBackend -------------------------------------------------------------------------
 
   certificateChain (): Uint8Array[] {
-    return [this.identity.certificate, ...this.identity.chain].map(encodeCertificate)
+    this.encodedChain ??= [this.identity.certificate, ...this.identity.chain].map(encodeCertificate)
+    return this.encodedChain
   }
 
   verifyChain (peer: string, chain: readonly Uint8Array[]): VerifiedDevice {
@@ -128,7 +130,7 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
   }
 
   peerVector (device: string, vector: ReadonlyMap<string, number>): void {
-    this.vectors.set(device, new Map(vector))
+    this.vectors.set(device, vector)
     this.confirmations.observe(device, vector.get(this.log.deviceId) ?? 0)
   }
 
@@ -137,9 +139,13 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
     if (this.peerBookTimer === undefined) {
       this.peerBookTimer = setTimeout(() => {
         this.peerBookTimer = undefined
-        this.storage.setMeta(PEERS_META, JSON.stringify(Object.fromEntries(this.peerBook))).catch(err => logger.warn('could not save the peer list', { error: (err as Error).message }))
+        this.savePeerBook().catch(err => logger.warn('could not save the peer list', { error: (err as Error).message }))
       }, 100)
     }
+  }
+
+  private async savePeerBook (): Promise<void> {
+    await this.storage.setMeta(PEERS_META, JSON.stringify(Object.fromEntries(this.peerBook)))
   }
 
   knownPeers (): Array<{ device: string, addrs: string[] }> {
@@ -172,7 +178,7 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
    * when the current one is still sealed to a revoked device (a revocation made concurrently
    * elsewhere), in one control entry.
    */
-  async shareEpochs (): Promise<number> {
+  private async shareEpochs (): Promise<void> {
     const keyring = this.log.keyring
     const members = this.log.membership.memberIds()
     const plan = planEpochShares(keyring, members, this.log.deviceId as DeviceId)
@@ -182,10 +188,9 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
       ops.push(epochOp(epoch.record))
       logger.info('started a new data-key epoch without revoked devices', { epoch: epoch.record.id })
     }
-    if (ops.length === 0) return 0
+    if (ops.length === 0) return
     await this.log.appendControl(ops)
     if (plan.length > 0) logger.info('shared data-key epochs', { epochs: plan.length, recipients: [...new Set(plan.flatMap(p => p.recipients))].length })
-    return ops.length
   }
 
   // --- status ---------------------------------------------------------------------------------
@@ -224,7 +229,7 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
     if (this.peerBookTimer !== undefined) {
       clearTimeout(this.peerBookTimer)
       this.peerBookTimer = undefined
-      await this.storage.setMeta(PEERS_META, JSON.stringify(Object.fromEntries(this.peerBook))).catch(() => {})
+      await this.savePeerBook().catch(() => {})
     }
     await this.transport?.stop()
     this.transport = undefined

@@ -6,10 +6,11 @@
  */
 import { TopicValidatorResult, type GossipsubMessage, type Message } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
+import { vectorToWire } from '../crdt/index.js'
 import type { ReplicaBackend } from './backend.js'
 import type { Host } from './host.js'
 import type { PeerGate } from './peer-gate.js'
-import { decodeMessage, encodeMessage, gossipSchema, MAX_GOSSIP_MESSAGE, MAX_INLINE_ENTRY, vectorFromPairs, vectorToPairs, type GossipMessage } from './messages.js'
+import { decodeMessage, encodeMessage, gossipSchema, MAX_GOSSIP_MESSAGE, MAX_INLINE_ENTRY, type GossipMessage } from './messages.js'
 
 /** What gossip reports to its owner. */
 export interface GossipHandlers {
@@ -67,7 +68,7 @@ export class LogGossip {
     const message = this.decoded.get(msg) ?? decodeMessage(msg.data, gossipSchema, 'gossip')
     const origin = msg.from.toString()
     if (message.t === 'entries') this.handlers.onEntries(message.e, origin, propagationSource)
-    else this.handlers.onHeads(vectorFromPairs(message.h), origin, propagationSource)
+    else this.handlers.onHeads(new Map(message.h), origin, propagationSource)
   }
 
   /**
@@ -97,7 +98,7 @@ export class LogGossip {
 
   /** Announces this device's version vector. */
   async publishHeads (vector: ReadonlyMap<string, number>): Promise<void> {
-    await this.publish({ t: 'heads', h: vectorToPairs(vector) })
+    await this.publish({ t: 'heads', h: vectorToWire(vector) })
   }
 
   private async publish (message: object): Promise<void> {

@@ -10,7 +10,7 @@ import { lpStream } from '@libp2p/utils'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import type { ReplicaBackend, VerifiedDevice } from './backend.js'
 import type { Host } from './host.js'
-import { decodeMessage, encodeMessage, errorSchema, helloSchema, keysSchema, MAX_SMALL_FRAME, ProtocolError } from './messages.js'
+import { encodeMessage, errorSchema, helloSchema, keysSchema, MAX_SMALL_FRAME, ProtocolError, readMessage } from './messages.js'
 import { z } from 'zod'
 
 export const HELLO_PROTOCOL = '/peakdb/hello/1.0.0'
@@ -56,7 +56,7 @@ export class HelloProtocol {
     const lp = lpStream(stream, { maxDataLength: MAX_SMALL_FRAME })
     const peer = connection.remotePeer
     try {
-      const msg = decodeMessage((await lp.read({ signal: AbortSignal.timeout(TIMEOUT_MS) })).subarray(), helloSchema, 'hello')
+      const msg = await readMessage(lp, helloSchema, 'hello', AbortSignal.timeout(TIMEOUT_MS))
       let device: VerifiedDevice
       try {
         device = this.check(peer, msg)
@@ -68,7 +68,7 @@ export class HelloProtocol {
       }
       await lp.write(this.hello(peer.toString()))
       this.onVerified(peer, device, connection)
-      const keys = decodeMessage((await lp.read({ signal: AbortSignal.timeout(TIMEOUT_MS) })).subarray(), keysSchema, 'keys')
+      const keys = await readMessage(lp, keysSchema, 'keys', AbortSignal.timeout(TIMEOUT_MS))
       await this.backend.acceptKeyBoxes(peer.toString(), keys.keys)
       await stream.close()
     } catch (err) {
@@ -83,7 +83,7 @@ export class HelloProtocol {
     const lp = lpStream(stream, { maxDataLength: MAX_SMALL_FRAME })
     try {
       await lp.write(this.hello(), { signal })
-      const msg = decodeMessage((await lp.read({ signal })).subarray(), helloOrError, 'hello reply')
+      const msg = await readMessage(lp, helloOrError, 'hello reply', signal)
       if (msg.t === 'error') throw new NotAMemberPeerError(`peer ${connection.remotePeer.toString()} refused: ${msg.message}`)
       const device = this.check(connection.remotePeer, msg)
       // keys first, so that the pull that follows verification can open what it receives

@@ -4,6 +4,8 @@
  * {@link ProtocolError}; callers drop the peer.
  */
 import * as dagCbor from '@ipld/dag-cbor'
+import type { Stream } from '@libp2p/interface'
+import type { LengthPrefixedStream } from '@libp2p/utils'
 import { z } from 'zod'
 import { MAX_ENTRY_BYTES, MAX_VECTOR_AUTHORS } from '../crdt/index.js'
 
@@ -26,6 +28,7 @@ export const MAX_INLINE_ENTRY = 64 * 1024
 export const MAX_CHAIN = 16
 
 const bytes = (max: number) => z.instanceof(Uint8Array).refine(b => b.length <= max, `over ${max} bytes`)
+const exactBytes = (n: number) => z.instanceof(Uint8Array).refine(b => b.length === n, `expected ${n} bytes`)
 const deviceId = z.string().min(40).max(64)
 const vector = z.array(z.tuple([deviceId, z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)])).max(MAX_VECTOR_AUTHORS)
 
@@ -77,13 +80,6 @@ export const gossipSchema = z.discriminatedUnion('t', [
   z.object({ t: z.literal('heads'), h: vector }).strict()
 ])
 
-export type Hello = z.infer<typeof helloSchema>
-export type KeyBoxes = z.infer<typeof keyBoxes>
-export type SyncRequest = z.infer<typeof syncRequestSchema>
-export type SyncBatch = z.infer<typeof syncBatchSchema>
-export type SyncAck = z.infer<typeof syncAckSchema>
-export type SyncEnd = z.infer<typeof syncEndSchema>
-export type ErrorMessage = z.infer<typeof errorSchema>
 export type GossipMessage = z.infer<typeof gossipSchema>
 
 /** Encodes a message. */
@@ -107,39 +103,42 @@ export function decodeMessage<T> (bytes: Uint8Array, schema: z.ZodType<T>, what:
   return parsed.data
 }
 
-/** Version vector in wire form. */
-export function vectorToPairs (v: ReadonlyMap<string, number>): Array<[string, number]> {
-  return [...v.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+/** Reads one length-prefixed message and decodes it (see {@link decodeMessage}). */
+export async function readMessage<T> (lp: LengthPrefixedStream, schema: z.ZodType<T>, what: string, signal: AbortSignal): Promise<T> {
+  return decodeMessage((await lp.read({ signal })).subarray(), schema, what)
 }
 
-/** Version vector from wire form. */
-export function vectorFromPairs (pairs: ReadonlyArray<readonly [string, number]>): Map<string, number> {
-  return new Map(pairs.map(([a, s]) => [a, s]))
+/**
+ * Lets a stream buffer a frame of `bytes`: libp2p's default read buffer (4 MiB) would reset
+ * the stream on a larger one (a big putMany entry, a large search answer).
+ */
+export function allowLargeFrames (stream: Stream, bytes: number): void {
+  (stream as unknown as { maxReadBufferLength: number }).maxReadBufferLength = 2 * bytes
 }
 
 export const pairJoinSchema = z.object({
   t: z.literal('join'),
-  invite: bytes(8).refine(b => b.length === 8, 'expected 8 bytes'),
+  invite: exactBytes(8),
   name: z.string().min(1).max(64),
-  nonce: bytes(32).refine(b => b.length === 16, 'expected 16 bytes')
+  nonce: exactBytes(16)
 }).strict()
 
 export const pairChallengeSchema = z.object({
   t: z.literal('challenge'),
-  nonce: bytes(32).refine(b => b.length === 16, 'expected 16 bytes')
+  nonce: exactBytes(16)
 }).strict()
 
 export const pairProofSchema = z.object({
   t: z.literal('proof'),
-  mac: bytes(32).refine(b => b.length === 32, 'expected 32 bytes')
+  mac: exactBytes(32)
 }).strict()
 
 export const pairWelcomeSchema = z.object({
   t: z.literal('welcome'),
-  mac: bytes(32).refine(b => b.length === 32, 'expected 32 bytes'),
+  mac: exactBytes(32),
   swarm: z.string().min(1).max(128),
-  rootPublicKey: bytes(32).refine(b => b.length === 32, 'expected 32 bytes'),
-  recoveryPublicKey: bytes(32).refine(b => b.length === 32, 'expected 32 bytes'),
+  rootPublicKey: exactBytes(32),
+  recoveryPublicKey: exactBytes(32),
   certificate: bytes(4096),
   chain: z.array(bytes(4096)).max(MAX_CHAIN),
   keys: keyBoxes,
@@ -147,4 +146,3 @@ export const pairWelcomeSchema = z.object({
   name: z.string().max(64)
 }).strict()
 
-export type PairWelcome = z.infer<typeof pairWelcomeSchema>

@@ -18,7 +18,7 @@ import {
 } from '../identity/index.js'
 import type { Host } from './host.js'
 import {
-  decodeMessage, encodeMessage, errorSchema, MAX_SMALL_FRAME, pairChallengeSchema, pairJoinSchema, pairProofSchema, pairWelcomeSchema
+  encodeMessage, errorSchema, MAX_SMALL_FRAME, pairChallengeSchema, pairJoinSchema, pairProofSchema, pairWelcomeSchema, readMessage
 } from './messages.js'
 
 export const PAIR_PROTOCOL = '/peakdb/pair/1.0.0'
@@ -54,17 +54,20 @@ export interface PairingBackend {
   failedProof (id: Uint8Array): void
   /** Certifies the joiner (the invite is then used up) and prepares its welcome. */
   admit (id: Uint8Array, joiner: { device: string, name: string }): Promise<Welcome>
-  /** A peer started pairing (it is not expected to say hello). */
-  pairing (peer: string): void
 }
 
 const challengeOrError = z.union([pairChallengeSchema, errorSchema])
 
 /** Serves pairing requests on an inviting node. */
-export async function handlePairing (host: Host, backend: PairingBackend, log: (m: string, f?: Record<string, unknown>) => void): Promise<void> {
+/**
+ * Serves pairing requests on an inviting node. `onPairing` hears of each peer that starts
+ * pairing (it is not expected to say hello).
+ */
+export async function handlePairing (host: Host, backend: PairingBackend, onPairing: (peer: string) => void, log: (m: string, f?: Record<string, unknown>) => void): Promise<void> {
   await host.handle(PAIR_PROTOCOL, async (stream: Stream, connection: Connection) => {
     const joiner = connection.remotePeer.toString()
-    backend.pairing(joiner)
+    log('a device is pairing', { peer: joiner })
+    onPairing(joiner)
     const lp = lpStream(stream, { maxDataLength: MAX_SMALL_FRAME })
     const signal = (): AbortSignal => AbortSignal.timeout(TIMEOUT_MS)
     const refuse = async (code: string, message: string): Promise<void> => {
@@ -73,14 +76,14 @@ export async function handlePairing (host: Host, backend: PairingBackend, log: (
       await stream.close()
     }
     try {
-      const join = decodeMessage((await lp.read({ signal: signal() })).subarray(), pairJoinSchema, 'pair join')
+      const join = await readMessage(lp, pairJoinSchema, 'pair join', signal())
       const state = backend.findInvite(join.invite)
       if (state === undefined) return await refuse('unknown', 'no such invite')
       if (state === 'used') return await refuse('used', 'the invite was already used')
       if (state === 'expired') return await refuse('expired', 'the invite has expired')
       const nonce = randomBytes(16)
       await lp.write(encodeMessage({ t: 'challenge', nonce }))
-      const proof = decodeMessage((await lp.read({ signal: signal() })).subarray(), pairProofSchema, 'pair proof')
+      const proof = await readMessage(lp, pairProofSchema, 'pair proof', signal())
       const joinerKey = publicKeyFromDeviceId(joiner)
       const expected = pairingProof(state.secret, 'joiner', backend.publicKey, joinerKey, nonce, join.nonce)
       if (!timingSafeEqual(expected, proof.mac)) {
@@ -100,11 +103,11 @@ export async function handlePairing (host: Host, backend: PairingBackend, log: (
 }
 
 /**
- * Joins with an invite from `host` (whose key is the joining device's key). Resolves with the
- * welcome; throws {@link InviteExpiredError}, {@link InviteUsedError} or {@link InviteRejectedError}.
+ * Joins with an invite from `host` (whose key is the joining device's key); the caller checked
+ * its expiry when it decoded it. Resolves with the welcome; throws {@link InviteExpiredError},
+ * {@link InviteUsedError} or {@link InviteRejectedError} as the inviter answers.
  */
 export async function requestPairing (host: Host, invite: Invite, name: string, options: { signal?: AbortSignal } = {}): Promise<Welcome> {
-  if (invite.expires * 1000 < Date.now()) throw new InviteExpiredError(`the invite expired at ${new Date(invite.expires * 1000).toISOString()}`)
   const inviter = peerIdFromString(invite.inviter)
   const addrs = invite.addrs.map(a => multiaddr(a).encapsulate(`/p2p/${invite.inviter}`))
   const signal = options.signal ?? AbortSignal.timeout(TIMEOUT_MS)
@@ -114,11 +117,11 @@ export async function requestPairing (host: Host, invite: Invite, name: string, 
   try {
     const nonce = randomBytes(16)
     await lp.write(encodeMessage({ t: 'join', invite: inviteId(invite.secret), name, nonce }), { signal })
-    const first = decodeMessage((await lp.read({ signal })).subarray(), challengeOrError, 'pair reply')
+    const first = await readMessage(lp, challengeOrError, 'pair reply', signal)
     if (first.t === 'error') throw refusal(first.code, first.message)
     const joinerKey = publicKeyFromDeviceId(host.peerId.toString())
     await lp.write(encodeMessage({ t: 'proof', mac: pairingProof(invite.secret, 'joiner', invite.inviterKey, joinerKey, first.nonce, nonce) }), { signal })
-    const second = decodeMessage((await lp.read({ signal })).subarray(), z.union([pairWelcomeSchema, errorSchema]), 'pair welcome')
+    const second = await readMessage(lp, z.union([pairWelcomeSchema, errorSchema]), 'pair welcome', signal)
     if (second.t === 'error') throw refusal(second.code, second.message)
     const expected = pairingProof(invite.secret, 'inviter', invite.inviterKey, joinerKey, first.nonce, nonce)
     if (!timingSafeEqual(expected, second.mac)) throw new InviteRejectedError('the inviter could not prove it knows the invite secret')

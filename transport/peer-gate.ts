@@ -7,14 +7,15 @@ import type { ConnectionGater, PeerId } from '@libp2p/interface'
 
 /** Verified peers and bans. */
 export class PeerGate {
-  private readonly verified = new Map<string, { name: string, at: number }>()
+  /** Verified peer -> the name in its certificate. */
+  private readonly verified = new Map<string, string>()
   private readonly banned = new Map<string, { until: number, reason: string }>()
 
   constructor (private readonly isRevoked: (device: string) => boolean) {}
 
   /** Records a peer that proved membership. */
   verify (peer: string, name: string): void {
-    this.verified.set(peer, { name, at: Date.now() })
+    this.verified.set(peer, name)
   }
 
   /** Forgets a peer's verification (on disconnect). */
@@ -29,7 +30,7 @@ export class PeerGate {
 
   /** Name the peer gave in its certificate. */
   nameOf (peer: string): string | undefined {
-    return this.verified.get(peer)?.name
+    return this.verified.get(peer)
   }
 
   /** Refuses a peer for `ms` milliseconds. */

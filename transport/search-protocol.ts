@@ -10,7 +10,7 @@ import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { z } from 'zod'
 import type { Host } from './host.js'
 import type { PeerGate } from './peer-gate.js'
-import { decodeMessage, encodeMessage, errorSchema, ProtocolError } from './messages.js'
+import { allowLargeFrames, encodeMessage, errorSchema, ProtocolError, readMessage } from './messages.js'
 
 export const SEARCH_PROTOCOL = '/peakdb/search/1.0.0'
 /** Most hits a device returns for one swarm query. */
@@ -98,7 +98,7 @@ export async function handleSearch (host: Host, gate: PeerGate, swarmId: string,
       }
       let req: SearchRequest
       try {
-        req = decodeMessage((await lp.read({ signal: AbortSignal.timeout(READ_TIMEOUT_MS) })).subarray(), searchRequestSchema, 'search request')
+        req = await readMessage(lp, searchRequestSchema, 'search request', AbortSignal.timeout(READ_TIMEOUT_MS))
       } catch (err) {
         if (!(err instanceof ProtocolError)) throw err
         log('search request dropped', { peer, error: err.message })
@@ -145,12 +145,12 @@ function fit (res: SearchResponse): SearchResponse {
 export async function requestSearch (host: Host, peer: PeerId, request: SearchRequest, signal: AbortSignal, onSent?: () => void): Promise<SearchResponse> {
   // optimistic protocol selection: the protocol name travels with the request (one round trip less)
   const stream = await host.dialProtocol(peer, SEARCH_PROTOCOL, { signal, negotiateFully: false })
-  ;(stream as unknown as { maxReadBufferLength: number }).maxReadBufferLength = 2 * MAX_SEARCH_RESPONSE
+  allowLargeFrames(stream, MAX_SEARCH_RESPONSE)
   const lp = lpStream(stream, { maxDataLength: MAX_SEARCH_RESPONSE, maxBufferSize: 2 * MAX_SEARCH_RESPONSE })
   try {
     await lp.write(encodeMessage(request), { signal })
     onSent?.()
-    const msg = decodeMessage((await lp.read({ signal })).subarray(), answer, 'search response')
+    const msg = await readMessage(lp, answer, 'search response', signal)
     await stream.close().catch(() => {})
     if (msg.t === 'error') throw new SearchRefusedError(msg.code, msg.message)
     return msg

@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events'
 import type { Connection, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
-import { lacking } from '../crdt/index.js'
+import { dominates } from '../crdt/index.js'
 import type { ReplicaBackend, VerifiedDevice } from './backend.js'
 import { Discovery } from './discovery.js'
 import { LogGossip } from './gossip.js'
@@ -25,7 +25,7 @@ const HEADS_DEBOUNCE_MS = 5
 /** Errors that mean the gap is ours (pull), not the peer's fault. */
 const GAP_ERRORS = new Set(['SeqGapError', 'MissingDependencyError', 'UnknownEpochError'])
 /** Errors that mean the peer sent something invalid. */
-const HOSTILE_ERRORS = new Set(['InvalidDataLengthError', 'InvalidDataLengthLengthError', 'InvalidMessageLengthError', 'InvalidSignatureError', 'HashMismatchError', 'MalformedError', 'TooLargeError', 'WrongSwarmError', 'NotAMemberError', 'ForkError', 'ProtocolError', 'InvalidCertificateError', 'ClockDriftError', 'SeqGapError', 'MissingDependencyError', 'UnknownEpochError'])
+const HOSTILE_ERRORS = new Set(['InvalidDataLengthError', 'InvalidDataLengthLengthError', 'InvalidMessageLengthError', 'InvalidSignatureError', 'HashMismatchError', 'MalformedError', 'TooLargeError', 'WrongSwarmError', 'NotAMemberError', 'ForkError', 'ProtocolError', 'InvalidCertificateError', 'ClockDriftError', ...GAP_ERRORS])
 
 /** A connected peer as seen by this device. */
 export interface PeerInfo {
@@ -91,21 +91,8 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     try {
       await t.hello.start()
       await t.sync.start()
-      const pairing = init.pairing
-      if (pairing !== undefined) {
-        await handlePairing(host, {
-          publicKey: pairing.publicKey,
-          findInvite: id => pairing.findInvite(id),
-          failedProof: id => pairing.failedProof(id),
-          admit: async (id, joiner) => await pairing.admit(id, joiner),
-          // a joining device says hello only after it is certified: do not drop it meanwhile
-          pairing: peer => {
-            clearTimeout(t.verifyTimers.get(peer))
-            t.verifyTimers.delete(peer)
-            pairing.pairing(peer)
-          }
-        }, (m, f) => init.log('info', m, f))
-      }
+      // a joining device says hello only after it is certified: do not drop it meanwhile
+      if (init.pairing !== undefined) await handlePairing(host, init.pairing, peer => t.clearVerifyTimer(peer), (m, f) => init.log('info', m, f))
       if (init.search !== undefined) await handleSearch(host, gate, init.backend.swarmId, init.search, (m, f) => init.log('debug', m, f))
       t.gossip.start()
       host.addEventListener('connection:open', t.onConnectionOpen)
@@ -173,8 +160,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     const id = peer.toString()
     const fresh = !this.gate.isVerified(id)
     this.gate.verify(id, device.name)
-    clearTimeout(this.verifyTimers.get(id))
-    this.verifyTimers.delete(id)
+    this.clearVerifyTimer(id)
     if (!fresh) return
     const addrs = connection.direction === 'outbound' ? [connection.remoteAddr.toString()] : []
     // listen addresses come with identify, which may finish before or after hello
@@ -201,10 +187,14 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     this.host.hangUp(peer).catch(() => {})
   }
 
+  private clearVerifyTimer (peer: string): void {
+    clearTimeout(this.verifyTimers.get(peer))
+    this.verifyTimers.delete(peer)
+  }
+
   private peerGone (peer: PeerId): void {
     const id = peer.toString()
-    clearTimeout(this.verifyTimers.get(id))
-    this.verifyTimers.delete(id)
+    this.clearVerifyTimer(id)
     this.gate.forget(id)
     this.emit('peer:disconnected', { device: id })
   }
@@ -295,7 +285,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
 
   private gossipHeads (vector: Map<string, number>, origin: string, via: PeerId): void {
     this.backend.peerVector(origin, vector)
-    if (lacking(vector, this.backend.versionVector()).length > 0) this.pullFrom(origin, via)
+    if (!dominates(this.backend.versionVector(), vector)) this.pullFrom(origin, via)
   }
 
   /** Pulls from the origin when directly connected and verified, else from the relaying peer. */

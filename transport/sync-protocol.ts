@@ -9,13 +9,13 @@ import { EventEmitter } from 'node:events'
 import { lpStream } from '@libp2p/utils'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { z } from 'zod'
-import { missingCount } from '../crdt/index.js'
+import { missingCount, vectorToWire } from '../crdt/index.js'
 import type { ReplicaBackend } from './backend.js'
 import type { Host } from './host.js'
 import type { PeerGate } from './peer-gate.js'
 import {
-  decodeMessage, encodeMessage, errorSchema, MAX_SMALL_FRAME, MAX_SYNC_FRAME, ProtocolError, syncAckSchema, syncBatchSchema,
-  syncEndSchema, syncRequestSchema, vectorFromPairs, vectorToPairs
+  allowLargeFrames, encodeMessage, errorSchema, MAX_SMALL_FRAME, MAX_SYNC_FRAME, readMessage, syncAckSchema, syncBatchSchema,
+  syncEndSchema, syncRequestSchema
 } from './messages.js'
 
 export const SYNC_PROTOCOL = '/peakdb/sync/1.0.0'
@@ -25,14 +25,6 @@ const WINDOW = 2
 const READ_TIMEOUT_MS = 60_000
 
 const serverMessage = z.union([syncBatchSchema, syncEndSchema, errorSchema])
-
-/**
- * Lets a sync stream buffer one maximal frame: libp2p's default read buffer (4 MiB) would reset
- * the stream on a large entry (a big putMany batch).
- */
-function allowLargeFrames (stream: Stream): void {
-  (stream as unknown as { maxReadBufferLength: number }).maxReadBufferLength = 2 * MAX_SYNC_FRAME
-}
 
 /** Progress of one pull. */
 export interface SyncProgress {
@@ -73,8 +65,8 @@ export class SyncProtocol extends EventEmitter<SyncEvents> {
         await stream.close()
         return
       }
-      const req = decodeMessage((await lp.read({ signal: AbortSignal.timeout(READ_TIMEOUT_MS) })).subarray(), syncRequestSchema, 'sync request')
-      const have = vectorFromPairs(req.have)
+      const req = await readMessage(lp, syncRequestSchema, 'sync request', AbortSignal.timeout(READ_TIMEOUT_MS))
+      const have = new Map(req.have)
       this.backend.peerVector(peer, have)
       const total = missingCount(this.backend.versionVector(), have)
       let after = 0
@@ -84,7 +76,7 @@ export class SyncProtocol extends EventEmitter<SyncEvents> {
         const page = await this.backend.entriesNotIn(have, after, BATCH_LIMITS)
         if (page.entries.length === 0) break
         while (unacked >= WINDOW) {
-          decodeMessage((await lp.read({ signal: AbortSignal.timeout(READ_TIMEOUT_MS) })).subarray(), syncAckSchema, 'sync ack')
+          await readMessage(lp, syncAckSchema, 'sync ack', AbortSignal.timeout(READ_TIMEOUT_MS))
           unacked--
         }
         sent += page.entries.length
@@ -94,10 +86,10 @@ export class SyncProtocol extends EventEmitter<SyncEvents> {
         after = page.next
       }
       while (unacked > 0) {
-        decodeMessage((await lp.read({ signal: AbortSignal.timeout(READ_TIMEOUT_MS) })).subarray(), syncAckSchema, 'sync ack')
+        await readMessage(lp, syncAckSchema, 'sync ack', AbortSignal.timeout(READ_TIMEOUT_MS))
         unacked--
       }
-      await lp.write(encodeMessage({ t: 'end', have: vectorToPairs(this.backend.versionVector()) }))
+      await lp.write(encodeMessage({ t: 'end', have: vectorToWire(this.backend.versionVector()) }))
       await stream.close()
     } catch (err) {
       stream.abort(err as Error)
@@ -111,19 +103,19 @@ export class SyncProtocol extends EventEmitter<SyncEvents> {
   async pull (peer: PeerId, options: { signal?: AbortSignal } = {}): Promise<{ received: number, applied: number }> {
     const id = peer.toString()
     const stream = await this.host.dialProtocol(peer, SYNC_PROTOCOL, { signal: options.signal ?? AbortSignal.timeout(10_000) })
-    allowLargeFrames(stream)
+    allowLargeFrames(stream, MAX_SYNC_FRAME)
     const lp = lpStream(stream, { maxDataLength: MAX_SYNC_FRAME, maxBufferSize: 2 * MAX_SYNC_FRAME })
     let received = 0
     let applied = 0
     let total = 0
     try {
-      await lp.write(encodeMessage({ t: 'req', have: vectorToPairs(this.backend.versionVector()) }))
+      await lp.write(encodeMessage({ t: 'req', have: vectorToWire(this.backend.versionVector()) }))
       for (;;) {
         const signal = options.signal === undefined ? AbortSignal.timeout(READ_TIMEOUT_MS) : AbortSignal.any([options.signal, AbortSignal.timeout(READ_TIMEOUT_MS)])
-        const msg = decodeMessage((await lp.read({ signal })).subarray(), serverMessage, 'sync message')
+        const msg = await readMessage(lp, serverMessage, 'sync message', signal)
         if (msg.t === 'error') throw new SyncRefusedError(`peer ${id} refused to sync: ${msg.message}`)
         if (msg.t === 'end') {
-          this.backend.peerVector(id, vectorFromPairs(msg.have))
+          this.backend.peerVector(id, new Map(msg.have))
           break
         }
         total = Math.max(total, received + msg.entries.length + msg.remaining)
@@ -138,7 +130,6 @@ export class SyncProtocol extends EventEmitter<SyncEvents> {
       return { received, applied }
     } catch (err) {
       stream.abort(err as Error)
-      if (err instanceof z.ZodError) throw new ProtocolError(err.message)
       throw err
     }
   }
