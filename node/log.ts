@@ -138,7 +138,12 @@ interface Staged {
   keyring: Keyring
   /** Revocations the batch applies. */
   revoked: Array<{ device: string, after: number }>
+  /** Payloads that did not open, reported once the batch is committed. */
+  poison: PoisonNote[]
 }
+
+/** A member's entry whose payload does not open or decode (kept as a no-op). */
+interface PoisonNote { readonly entry: EntryId, readonly author: string, readonly reason: string }
 
 /** The signed, encrypted log of one node. */
 export class Log extends EventEmitter<LogEvents> {
@@ -262,7 +267,7 @@ export class Log extends EventEmitter<LogEvents> {
   appendControl (ops: readonly ControlOp[]): Promise<Entry> {
     return this.serial.run(async () => {
       const me = this.identity.deviceId
-      const staged: Staged = { tips: new Map(this.tips), membership: this.membershipState.clone(), keyring: this.keyringState.clone(), revoked: [] }
+      const staged = this.stage()
       const header = this.nextHeader(staged.tips, 0)
       const payload = encodeControlPayload(ops)
       const entry = createEntry(header, () => payload, this.identity.signer)
@@ -278,6 +283,11 @@ export class Log extends EventEmitter<LogEvents> {
       await this.applyRevocations(staged.revoked)
       return entry
     })
+  }
+
+  /** A copy of the current state to check a batch against. */
+  private stage (): Staged {
+    return { tips: new Map(this.tips), membership: this.membershipState.clone(), keyring: this.keyringState.clone(), revoked: [], poison: [] }
   }
 
   private swapIn (staged: Staged): void {
@@ -331,21 +341,30 @@ export class Log extends EventEmitter<LogEvents> {
    * its signature and author are valid (a misbehaving member device) is kept in the log as a
    * no-op, the same way on every device, so that it cannot stall replication.
    */
-  private openOps (entry: Entry, keyring: Keyring): DataOp[] {
+  private openOps (entry: Entry, keyring: Keyring, poison?: PoisonNote[]): DataOp[] {
     try {
       return decodeDataPayload(open(keyring.key(entry.header.epoch), entry.payload, entry.headerBytes))
     } catch (err) {
       if (!(err instanceof DecryptionError || err instanceof MalformedError || err instanceof TooLargeError)) throw err
-      logger.warn('entry payload ignored', { entry: entry.cid.toString(), author: entry.header.author, reason: (err as Error).message })
-      this.emit('poison', { entry: entryIdOf(entry.cid), author: entry.header.author, reason: (err as Error).message })
+      const note = { entry: entryIdOf(entry.cid), author: entry.header.author, reason: (err as Error).message }
+      if (poison !== undefined) poison.push(note)
+      else this.reportPoison([note])
       return []
     }
   }
 
+  private reportPoison (notes: readonly PoisonNote[]): void {
+    for (const note of notes) {
+      logger.warn('entry payload ignored', { ...note })
+      this.emit('poison', note)
+    }
+  }
+
   /**
-   * Verifies one decoded entry against staged state and returns what to commit. With
-   * `signatureCovered`, the entry's own signature is not checked because a later entry of the
-   * same author in the same batch links to it by hash and is checked instead.
+   * Verifies one decoded entry against staged state and returns what to commit, or undefined
+   * for an entry the log already holds (same content address: nothing to check). With
+   * `signatureCovered`, the caller takes on checking a signature that covers this entry (see
+   * {@link Log.ingest}) before anything of the batch is committed.
    */
   private checkEntry (entry: Entry, staged: Staged, view: LogView, signatureCovered = false): CommitItem | undefined {
     if (checkEntryLinks(entry, view) === 'duplicate') return undefined
@@ -367,7 +386,7 @@ export class Log extends EventEmitter<LogEvents> {
       throw new NotAMemberError(`entry ${entry.cid.toString()}: author ${h.author} is not a member of swarm ${this.identity.swarmId}`)
     }
     if (h.epoch !== 0) {
-      if (staged.keyring.canOpen(h.epoch)) ops = this.openOps(entry, staged.keyring)
+      if (staged.keyring.canOpen(h.epoch)) ops = this.openOps(entry, staged.keyring, staged.poison)
       else if (staged.keyring.knows(h.epoch)) pending = true
       else throw new UnknownEpochError(h.epoch, `entry ${entry.cid.toString()} is sealed under unknown data-key epoch ${h.epoch}`)
     }
@@ -473,7 +492,7 @@ export class Log extends EventEmitter<LogEvents> {
         for (const d of e.header.deps) wanted.set(cidKey(d), d.bytes)
       }
       const present = await this.storage.hasEntries([...wanted.values()])
-      const staged: Staged = { tips: new Map(this.tips), membership: this.membershipState.clone(), keyring: this.keyringState.clone(), revoked: [] }
+      const staged = this.stage()
       const view: LogView = {
         swarm: this.identity.swarmId,
         tip: author => staged.tips.get(author),
@@ -481,25 +500,28 @@ export class Log extends EventEmitter<LogEvents> {
       }
       const items: CommitItem[] = []
       const accepted: Entry[] = []
-      // An author's entries in one batch form a hash chain (each links its predecessor by CID,
-      // checked in checkEntryLinks), so a valid signature on the last one authenticates all of
-      // them: one signature check per author per batch instead of one per entry. If that
-      // signature is bad, the whole batch is rejected as before.
-      const lastOfAuthor = new Map<string, number>()
-      entries.forEach((e, i) => lastOfAuthor.set(e.header.author, i))
-      for (const [i, entry] of entries.entries()) {
-        const item = this.checkEntry(entry, staged, view, lastOfAuthor.get(entry.header.author) !== i)
+      // An author's new entries in one batch form a hash chain (checkEntryLinks makes each link
+      // its predecessor by CID), so one valid signature on the *last accepted* entry of each
+      // author authenticates all of them. Entries already held prove nothing about the ones
+      // around them: coverage is taken from what this batch actually adds, and checked before
+      // anything is committed.
+      const lastNewOfAuthor = new Map<string, Entry>()
+      for (const entry of entries) {
+        const item = this.checkEntry(entry, staged, view, true)
         if (item === undefined) continue
         items.push(item)
         accepted.push(entry)
+        lastNewOfAuthor.set(entry.header.author, entry)
         present.add(cidKey(entry.cid))
       }
+      for (const entry of lastNewOfAuthor.values()) verifyEntrySignature(entry)
       if (items.length === 0) return { applied: 0, duplicates: entries.length, changes: [] }
       const result = await this.storage.commit(items)
       const keysBefore = this.keyringState.openableCount()
       this.swapIn(staged)
       for (const e of accepted) this.clock.observe(e.header.clock)
       this.announce('remote', accepted, result)
+      this.reportPoison(staged.poison)
       if (this.keyringState.openableCount() > keysBefore) await this.openPending()
       await this.applyRevocations(staged.revoked)
       return { applied: items.length, duplicates: entries.length - items.length, changes: result.changes }
@@ -513,7 +535,7 @@ export class Log extends EventEmitter<LogEvents> {
    */
   async verify (options: { rebuild?: boolean, onProgress?: (done: number, total: number) => void } = {}): Promise<VerifyReport> {
     const total = await this.storage.entryCount()
-    const staged: Staged = { tips: new Map(), membership: new Membership(this.identity.swarmId, this.identity.rootPublicKey), keyring: this.newKeyring(), revoked: [] }
+    const staged: Staged = { tips: new Map(), membership: new Membership(this.identity.swarmId, this.identity.rootPublicKey), keyring: this.newKeyring(), revoked: [], poison: [] }
     // keys handed over directly by peers are not in the log: give the replay the ones held now
     for (const { id, box } of this.keyBoxesFor(this.identity.deviceId)) staged.keyring.deliver(id, box)
     const seen = new Set<string>()

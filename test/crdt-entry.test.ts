@@ -147,6 +147,23 @@ describe('log verification (ingest)', () => {
     assert.equal(await r.storage.entryCount(), 4)
   })
 
+  it('an entry already held covers nothing: a forged next entry before it is rejected (also the same batch sent again)', async () => {
+    const w = await writer(2)
+    const r = await reader(w)
+    await r.log.ingest(w.entries)
+    const tip = decodeEntry(w.entries[w.entries.length - 1]!)
+    // seq N+1 of the writer, linking its real tip, signed by someone else
+    const forger = makeDevice(w.root)
+    const forged = createEntry({ ...tip.header, seq: tip.header.seq + 1, prev: tip.cid, clock: { ms: tip.header.clock.ms + 1, c: 0 } },
+      aad => seal(r.log.keyring.key(tip.header.epoch), encodeDataPayload([{ t: 'del', c: 'notes' as never, id: 'd0' as never }]), aad), forger.signer)
+    const before = await r.storage.stateDigest()
+    await rejectsNamed(() => r.log.ingest([forged.bytes, tip.bytes]), 'InvalidSignatureError')
+    await rejectsNamed(() => r.log.ingest([forged.bytes, tip.bytes, tip.bytes]), 'InvalidSignatureError')
+    assert.equal(await r.storage.entryCount(), w.entries.length, 'the forged entry is not in the log')
+    assert.equal(await r.storage.stateDigest(), before, 'no document changed')
+    assert.equal(r.log.versionVector().get(w.dev.deviceId), tip.header.seq)
+  })
+
   it('rejects entries from a device without a certificate, and control entries with forged certificates', async () => {
     const w = await writer(0)
     const r = await reader(w)
