@@ -12,9 +12,10 @@ import { scrypt } from '@noble/hashes/scrypt.js'
 import { KeystoreCorruptError, KeystoreNotFoundError, PassphraseRequiredError, WrongPassphraseError, DecryptionError } from './errors.js'
 import { decodeCertificate, encodeCertificate, type DeviceCertificate } from './certificate.js'
 import { swarmIdFromRootKey, type SwarmId } from './user-root.js'
-import { deviceIdFromPublicKey } from './device-id.js'
+import { deviceIdFromPublicKey, isDeviceId } from './device-id.js'
 import { publicKeyOf } from './ed25519.js'
 import { open, seal } from './seal.js'
+import type { RetiredDevice } from './succession.js'
 
 /** What a keystore holds. */
 export interface KeystoreData {
@@ -30,6 +31,8 @@ export interface KeystoreData {
   readonly createdAt: string
   /** How the device came to be: created with a new phrase, restored from one, or paired. */
   readonly origin?: 'init' | 'recover' | 'join'
+  /** DeviceIds this device used before its history was lost (see `successorKeystore`). */
+  readonly retired?: readonly RetiredDevice[]
 }
 
 const FORMAT = 'peakdb-keystore'
@@ -74,6 +77,7 @@ export function writeKeystore (path: string, data: KeystoreData, options: { pass
     chain: data.chain.map(c => b64(encodeCertificate(c))),
     createdAt: data.createdAt,
     origin: data.origin ?? 'init',
+    ...(data.retired !== undefined && data.retired.length > 0 ? { retired: data.retired } : {}),
     secrets: stored
   }
   writeFileAtomic(path, JSON.stringify(doc, null, 2) + '\n', 0o600)
@@ -196,6 +200,15 @@ export function readKeystore (path: string, options: { passphrase?: string } = {
   }
   const createdAt = typeof doc.createdAt === 'string' ? doc.createdAt : ''
   const origin = doc.origin === 'recover' || doc.origin === 'join' ? doc.origin : 'init'
-  const base = { swarmId, rootPublicKey, recoveryPublicKey, deviceSecretKey, certificate, chain, createdAt, origin } as const
+  const retired = retiredOf(doc.retired, path)
+  const base = { swarmId, rootPublicKey, recoveryPublicKey, deviceSecretKey, certificate, chain, createdAt, origin, ...(retired.length > 0 ? { retired } : {}) } as const
   return rootSecretKey === undefined ? base : { ...base, rootSecretKey }
+}
+
+function retiredOf (value: unknown, path: string): RetiredDevice[] {
+  if (value === undefined) return []
+  const ok = Array.isArray(value) && value.length <= 256 && value.every(r => r !== null && typeof r === 'object' &&
+    isDeviceId((r as Record<string, unknown>).device) && typeof (r as Record<string, unknown>).at === 'string' && (r as Record<string, unknown>).reason === 'database-lost')
+  if (!ok) throw new KeystoreCorruptError(path, '"retired" expected a list of { device, at, reason }')
+  return (value as RetiredDevice[]).map(r => ({ device: r.device, at: r.at, reason: r.reason }))
 }

@@ -3,12 +3,12 @@
  * log and storage together, and hands out collections.
  */
 import { EventEmitter } from 'node:events'
-import { existsSync, statSync } from 'node:fs'
+import { existsSync, rmSync, statSync } from 'node:fs'
 import { hostname } from 'node:os'
 import {
   createEpoch, createSigner, deriveUserRoot, deviceIdFromPublicKey, generateRecoveryPhrase, generateSecretKey,
-  issueCertificate, normaliseDeviceName, parseRecoveryPhrase, publicKeyOf, readKeystore, sealingSecretKeyOf, writeKeystore,
-  type DeviceId, type KeystoreData, type SwarmId
+  issueCertificate, keystoreIsProtected, normaliseDeviceName, parseRecoveryPhrase, publicKeyOf, readKeystore, sealingSecretKeyOf, successorKeystore, writeKeystore,
+  type DeviceId, type KeystoreData, type RetiredDevice, type SwarmId
 } from '../identity/index.js'
 import { isCollectionName, vectorToJson, type CollectionName } from '../crdt/index.js'
 import { LOCAL_PREFIX, SqliteProvider, type CollectionInfo, type StorageProvider } from '../storage/index.js'
@@ -27,12 +27,14 @@ import { UseLiteEmbedder } from './embedding/use-lite.js'
 import { SwarmSearch } from './swarm-search.js'
 import { FileIndexer } from './files.js'
 import { AnnIndexes } from './embedding/ann-index.js'
+import { createLogger } from './logger.js'
 import { join } from 'node:path'
 import type { Embedder } from './embedding/embedder.js'
 import type * as Y from 'yjs'
 import type { Replicator, ReplicationOptions } from './replicator.js'
 import type { SwarmTransport, SyncProgress } from '../transport/index.js'
 
+const logger = createLogger('node')
 
 /** Storage meta key listing this device's device-local collections (JSON array). */
 const LOCAL_COLLECTIONS_META = 'local-collections'
@@ -96,6 +98,11 @@ export interface NodeStatus {
   readonly pendingEntries: number
   /** Highest seq of this device held by enough other devices. */
   readonly confirmedSeq: number
+  /**
+   * DeviceIds this device wrote under before and retired (present when there are any): its
+   * database was lost, so it continues under a new DeviceId rather than fork its old chain.
+   */
+  readonly retiredDevices?: readonly RetiredDevice[]
   /** Present while the node is on the network. */
   readonly network?: {
     readonly multiaddrs: string[]
@@ -117,6 +124,14 @@ export interface PeakNodeEvents {
   'peer:connect': [{ device: string, name: string }]
   /** A peer disconnected. */
   'peer:disconnect': [{ device: string }]
+}
+
+/** Opens made by {@link PeakNode.join}: their new database is expected, not a lost one. */
+const joinOpens = new WeakSet<PeakNodeOptions>()
+
+/** Removes the keystore and database files of a data dir (an identity nobody saw). */
+function removeDataFiles (paths: DataDirPaths): void {
+  for (const file of [paths.keystore, paths.database, `${paths.database}-wal`, `${paths.database}-shm`]) rmSync(file, { force: true })
 }
 
 function hasData (path: string): boolean {
@@ -229,11 +244,12 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     ensureDataDir(paths.dir)
     const lock = acquireLock(paths)
     let storage: StorageProvider | undefined
+    let created: { phrase: string | undefined, recoveryPublicKey: Uint8Array } | undefined
     try {
       let keystore: KeystoreData
-      let created: { phrase: string | undefined, recoveryPublicKey: Uint8Array } | undefined
       let recoverySealingSecret: Uint8Array | undefined
-      if (existsSync(paths.keystore)) {
+      const keystoreExisted = existsSync(paths.keystore)
+      if (keystoreExisted) {
         keystore = readKeystore(paths.keystore, options.passphrase !== undefined ? { passphrase: options.passphrase } : {})
         if (options.recoveryPhrase !== undefined) {
           // the phrase unlocks the recovery key for this session: every epoch opens with it
@@ -270,6 +286,14 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
         created = { phrase: options.recoveryPhrase === undefined ? phrase : undefined, recoveryPublicKey: root.recoveryPublicKey }
       }
       storage = SqliteProvider.open(options.durability === undefined ? { path: paths.database } : { path: paths.database, durability: options.durability })
+      if (keystoreExisted && !joinOpens.has(options) && await storage.getMeta('device') === undefined) {
+        // the keystore knows this device, but its database is new: the history it wrote is
+        // gone, and writing again under the same DeviceId would fork its chain for good
+        const previous = keystore.certificate.device
+        keystore = successorKeystore(keystore, 'database-lost')
+        writeKeystore(paths.keystore, keystore, options.passphrase !== undefined && keystoreIsProtected(paths.keystore) ? { passphrase: options.passphrase } : {})
+        logger.warn('the database of this device was lost: it continues under a new DeviceId and resyncs from the others', { previous, device: keystore.certificate.device })
+      }
       await bindStorage(storage, keystore, paths)
       const deviceId = keystore.certificate.device
       const log = await Log.open(storage, {
@@ -280,11 +304,13 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
         sealingSecret: sealingSecretKeyOf(keystore.deviceSecretKey),
         ...(recoverySealingSecret !== undefined ? { recoverySealingSecret } : {})
       })
-      // first open (or a crash right after the keystore was written): record this device's
-      // certificate and the first data-key epoch in the log
-      if (log.heads().length === 0 && keystore.origin !== 'join') {
+      // first open (or a device continuing under a new key): record this device's certificate
+      // with the chain that proves it, and a first data-key epoch of its own, in the log. A
+      // paired device gets both from its inviter instead.
+      if (log.heads().length === 0 && (keystore.origin !== 'join' || keystore.retired !== undefined)) {
         const epoch = createEpoch({ swarm: keystore.swarmId, gen: 1, devices: [deviceId], recoveryPublicKey: created?.recoveryPublicKey ?? keystore.recoveryPublicKey })
-        await log.appendControl([{ t: 'cert', cert: keystore.certificate }, epochOp(epoch.record)])
+        const certs = [...keystore.chain].reverse().concat(keystore.certificate).map(cert => ({ t: 'cert' as const, cert }))
+        await log.appendControl([...certs, epochOp(epoch.record)])
       }
       const node = new PeakNode(log, storage, keystore, lock, paths, created?.phrase, options.confirmations ?? 1, options.embedder, options.backgroundIndexing ?? true, { minChunks: options.annMinChunks, minRecall: options.annMinRecall })
       for (const name of JSON.parse(await storage.getMeta(LOCAL_COLLECTIONS_META) ?? '[]') as string[]) node.localNames.add(name)
@@ -299,6 +325,9 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       return node
     } catch (err) {
       await storage?.close()
+      // an identity created by an open that failed was never shown: leave nothing of it, so
+      // that the next open creates one and shows its recovery phrase
+      if (created !== undefined) removeDataFiles(paths)
       lock.release()
       throw err
     }
@@ -483,11 +512,13 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     ensureDataDir(paths.dir)
     writeKeystore(paths.keystore, keystore, options.passphrase !== undefined ? { passphrase: options.passphrase } : {})
     const network = options.network ?? {}
-    const node = await PeakNode.open({
+    const openOptions: PeakNodeOptions = {
       ...options,
       create: false,
       network: { ...network, bootstrap: [...(network.bootstrap ?? []), ...welcome.addrs] }
-    })
+    }
+    joinOpens.add(openOptions)
+    const node = await PeakNode.open(openOptions)
     try {
       await node.log.deliverKeys(welcome.keys)
       // come back with the data: the first pull brings the epoch records and the log
@@ -531,6 +562,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       collections: await this.collectionInfos(),
       pendingEntries: await this.log.pendingCount(),
       confirmedSeq: this.confirmations.confirmedSeq(),
+      ...(this.keystore.retired !== undefined ? { retiredDevices: this.keystore.retired } : {}),
       ...(this.replicator?.network !== undefined ? { network: { multiaddrs: this.replicator.network.multiaddrs(), peers: this.replicator.peers(), syncing: this.replicator.syncState() } } : {})
     }
   }

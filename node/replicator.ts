@@ -3,6 +3,7 @@
  * storage, announces local entries, confirms writes from other devices' acknowledgements,
  * shares data-key epochs with members that lack them, and remembers peers' addresses.
  */
+import './polyfills.js'
 import { EventEmitter } from 'node:events'
 import {
   createEpoch, encodeCertificate, needsRotation, planEpochShares, shareEpoch, verifyCertificateChain, type DeviceCertificate, type DeviceId

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { readFileSync, statSync, writeFileSync, unlinkSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
+import { spawnSync } from 'node:child_process'
+import { createServer, type AddressInfo } from 'node:net'
 import { PeakNode, MAX_DOC_BYTES } from '../node/index.js'
 import { rejectsNamed } from './helpers/errors.js'
 import { TmpDirs } from './helpers/tmp-dir.js'
@@ -34,6 +36,33 @@ describe('node: PeakNode and collections', () => {
     assert.equal(b.recoveryPhrase, undefined)
     assert.equal(b.deviceId, deviceId)
     assert.equal(b.swarmId, swarmId)
+  })
+
+  it('the package entry goes on the network on the Node versions it supports (no polyfill loaded by the caller)', async () => {
+    const dir = dirs.make()
+    const script = `
+      import { PeakNode } from './node/index.ts'
+      const node = await PeakNode.open({ dir: ${JSON.stringify(dir)}, network: { listen: ['/ip4/127.0.0.1/tcp/0'], dht: false } })
+      console.log(JSON.stringify({ addrs: node.network.multiaddrs().length, phrase: node.recoveryPhrase !== undefined }))
+      await node.close()`
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 })
+    assert.equal(r.status, 0, r.stderr)
+    assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()!), { addrs: 1, phrase: true })
+  })
+
+  it('a first open that fails leaves no identity behind: the next open creates one and shows its phrase', async () => {
+    const dir = dirs.make()
+    const busy = createServer()
+    await new Promise<void>(resolve => busy.listen(0, '127.0.0.1', resolve))
+    const port = (busy.address() as AddressInfo).port
+    try {
+      await assert.rejects(PeakNode.open({ dir, embedder: hashEmbedder(), network: { listen: [`/ip4/127.0.0.1/tcp/${port}`], dht: false } }))
+    } finally {
+      busy.close()
+    }
+    assert.equal(existsSync(join(dir, 'keystore.json')), false, 'no keystore whose phrase nobody saw')
+    const a = await open(dir)
+    assert.equal(a.recoveryPhrase?.split(' ').length, 24)
   })
 
   it('restoring from the phrase in another data dir gives the same swarm and a new device', async () => {

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict'
+import { rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { LiveEvent } from '../node/index.js'
-import { connect, TestSwarm, waitForConvergence } from './helpers/nodes.js'
+import { PeakNode, type LiveEvent } from '../node/index.js'
+import { hashEmbedder } from './helpers/embedders.js'
+import { connect, LOOPBACK, TestSwarm, waitForConvergence } from './helpers/nodes.js'
 import { waitFor } from './helpers/wait-for.js'
 
 describe('replication over libp2p (127.0.0.1)', function () {
@@ -157,5 +160,67 @@ describe('replication: discovery, restarts, large logs', function () {
     assert.ok(progress.some(p => p.total >= 2000), 'progress knows the total')
     assert.equal(await b.collection('small').count(), 2500)
     assert.equal(await b.collection('big').count(), 1200)
+  })
+})
+
+describe('a device whose database is lost', function () {
+  this.timeout(90_000)
+  let swarm: TestSwarm
+  beforeEach(() => { swarm = new TestSwarm() })
+  afterEach(async () => { await swarm.close() })
+
+  function wipeDatabase (dir: string, how: 'delete' | 'empty'): void {
+    const db = join(dir, 'peakdb.sqlite')
+    for (const f of [`${db}-wal`, `${db}-shm`]) rmSync(f, { force: true })
+    if (how === 'delete') rmSync(db)
+    else writeFileSync(db, '')
+  }
+
+  /** Writes on both, loses `lost`'s database, restarts it, and checks it rejoins without a fork. */
+  async function loseAndRejoin (a: PeakNode, lost: PeakNode, how: 'delete' | 'empty'): Promise<void> {
+    await connect(a, lost)
+    await a.collection('notes').put({ _id: 'from-a', by: 'a' })
+    await lost.collection('notes').put({ _id: 'old', by: 'lost, before' })
+    await waitForConvergence([a, lost])
+    const oldId = lost.deviceId
+    await lost.close()
+    wipeDatabase(lost.dir, how)
+    const again = await swarm.reopen(lost)
+    assert.notEqual(again.deviceId, oldId, 'it must not write a second history under its old DeviceId')
+    const status = await again.status()
+    assert.deepEqual(status.retiredDevices?.map(r => [r.device, r.reason]), [[oldId, 'database-lost']], 'status says what happened')
+    // it writes at once, and converges with the others, old history included
+    await again.collection('notes').put({ _id: 'new', by: 'lost, after' })
+    await connect(a, again)
+    await waitForConvergence([a, again], 60_000)
+    for (const n of [a, again]) {
+      assert.deepEqual((await n.collection('notes').find({ orderBy: '_id' })).map(d => d._id), ['from-a', 'new', 'old'])
+    }
+    assert.equal(a.network?.gate.banReason(again.deviceId), undefined, 'the others accept it')
+    assert.equal((await a.verify({ rebuild: true })).ok, true)
+    assert.equal((await again.verify({ rebuild: true })).ok, true)
+    // a later write still reaches the others, and a restart keeps the new DeviceId
+    await again.collection('notes').put({ _id: 'later' })
+    await waitFor(async () => (await a.collection('notes').get('later')) !== null, { timeoutMs: 30_000, message: 'a later write to reach a' })
+    const id = again.deviceId
+    const third = await swarm.reopen(again)
+    assert.equal(third.deviceId, id)
+  }
+
+  it('deleted: it continues under a new DeviceId (certified by the root key) and converges', async () => {
+    const a = await swarm.add({ deviceName: 'a' })
+    const lost = await swarm.add({ deviceName: 'lost' })
+    await loseAndRejoin(a, lost, 'delete')
+  })
+
+  it('emptied, on a paired device: the new DeviceId is certified by its old one and converges', async () => {
+    const a = await swarm.add({ deviceName: 'a' })
+    const { code } = await a.pairing.invite()
+    const lost = await PeakNode.join({ dir: swarm.dirs.make('peakdb-join-'), code, deviceName: 'paired', network: { listen: LOOPBACK, dht: false }, embedder: hashEmbedder() })
+    swarm.nodes.push(lost)
+    const oldId = lost.deviceId
+    await loseAndRejoin(a, lost, 'empty')
+    const renewed = swarm.nodes[swarm.nodes.length - 1]!
+    assert.equal(a.devices.list().find(d => d.device === renewed.deviceId)?.issuer, oldId)
   })
 })

@@ -354,6 +354,7 @@ Examples:
         collections: Array<{ name: string, count: number }>
         versionVector: Record<string, number>
         pendingEntries: number
+        retiredDevices?: Array<{ device: string, at: string }>
         network?: { multiaddrs: string[], peers: Array<{ device: string, name?: string, verified: boolean, syncing: boolean }>, syncing: Array<{ peer: string, received: number, total: number }> }
       }
       emit(g.json, s, () => {
@@ -368,6 +369,7 @@ Examples:
           ['Collections', s.collections.length === 0 ? '(none)' : s.collections.map(c => `${c.name} (${c.count})`).join(', ')]
         ]
         if (s.pendingEntries > 0) rows.push(['Waiting for keys', `${s.pendingEntries} entries`])
+        for (const r of s.retiredDevices ?? []) rows.push(['Previous DeviceId', `${r.device} (retired ${r.at}: the database was lost, so this device continues under a new DeviceId)`])
         if (s.network !== undefined) {
           rows.push(['Listening', s.network.multiaddrs.join(' ')])
           rows.push(['Peers', s.network.peers.length === 0 ? '(none)' : s.network.peers.map(p => `${p.name ?? '?'} (${p.device.slice(-8)}${p.verified ? '' : ', unverified'}${p.syncing ? ', syncing' : ''})`).join(', ')])
