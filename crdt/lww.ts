@@ -4,8 +4,9 @@
  * A document's state is: `x`, the stamp of the latest full write (`put`); `d`, the stamp of the
  * latest delete; and per field the latest (stamp, value). A put replaces the document: fields
  * older than it are gone. A patch sets some fields. A delete hides the document until a later
- * put. Hence a field is visible when the document exists (x > d) and its stamp is at least
- * max(x, d); fields older than that can never be visible again and are pruned.
+ * put. Hence a field is visible when the document exists (x > d, or patches alone and no delete)
+ * and its stamp is at least max(x, d); fields older than that can never be visible again and are
+ * pruned.
  *
  * Stamps order by hybrid logical clock, then author. Merge is a per-component maximum, hence
  * commutative, associative and idempotent (property-tested).
@@ -108,9 +109,14 @@ export function mergeDocStates (a: DocState, b: DocState): DocState {
   return prune(maxStamp(a.x, b.x), maxStamp(a.d, b.d), f)
 }
 
-/** True when the document exists (its latest put is newer than its latest delete). */
+/**
+ * True when the document exists: its latest put is newer than its latest delete, or, for a
+ * document never put nor deleted, some field was patched in (an upsert: concurrent first
+ * patches on several devices keep all their fields, where concurrent first puts keep one).
+ */
 export function docExists (state: DocState): boolean {
-  return state.x !== undefined && (state.d === undefined || state.x > state.d)
+  if (state.x === undefined) return state.d === undefined && Object.keys(state.f).length > 0
+  return state.d === undefined || state.x > state.d
 }
 
 /** The visible fields of a document, or null when it does not exist. */
@@ -160,8 +166,11 @@ export function docStateToRow (state: DocState): DocRow {
 export function docStateFromRow (row: DocRow): DocState {
   const { body, meta } = row
   const f: Record<string, FieldState> = {}
-  if (body !== null && meta.x !== undefined) {
-    for (const name of Object.keys(body)) f[name] = { s: meta.s?.[name] ?? meta.x, v: body[name] as JsonValue }
+  if (body !== null) {
+    for (const name of Object.keys(body)) {
+      const stamp = meta.s?.[name] ?? meta.x
+      if (stamp !== undefined) f[name] = { s: stamp, v: body[name] as JsonValue }
+    }
   }
   if (meta.h !== undefined) for (const name of Object.keys(meta.h)) f[name] = meta.h[name] as FieldState
   const out: { x?: Stamp, d?: Stamp, f: Record<string, FieldState> } = { f }

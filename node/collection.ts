@@ -284,15 +284,17 @@ export class Collection {
 
   /**
    * Sets some fields of an existing document, leaving the others. Throws
-   * {@link DocumentNotFoundError} when the document does not exist here.
+   * {@link DocumentNotFoundError} when the document does not exist here, unless `upsert` is set:
+   * then a missing document is created from the fields, and devices that do so concurrently
+   * keep all of each other's fields (a concurrent `put` would keep one device's).
    */
-  async patch (id: string, fields: object, options?: AbortOptions): Promise<WriteResult> {
+  async patch (id: string, fields: object, options?: AbortOptions & { upsert?: boolean }): Promise<WriteResult> {
     const docId = this.checkId(id)
     const p = this.prepare({ ...fields, _id: docId })
     const current = await this.get(docId)
-    if (current === null) throw new DocumentNotFoundError(`document ${JSON.stringify(docId)} does not exist in collection ${this.name}`)
+    if (current === null && options?.upsert !== true) throw new DocumentNotFoundError(`document ${JSON.stringify(docId)} does not exist in collection ${this.name}`)
     if (this.local) {
-      const { _id: _, ...body } = current
+      const { _id: _, ...body } = current ?? {}
       const merged = this.prepare({ ...body, ...p.fields, _id: docId })
       await this.writeLocal([{ id: docId, body: merged.fields }], options)
       return withConfirmation({ id: docId, entry: null, seq: 0 }, this.ctx.track(0))

@@ -149,7 +149,7 @@ interface PoisonNote { readonly entry: EntryId, readonly author: string, readonl
 export class Log extends EventEmitter<LogEvents> {
   private tips = new Map<DeviceId, Tip>()
   /** Seq of each other author at our latest entry: deps list only what advanced since. */
-  private readonly depsSeen = new Map<DeviceId, number>()
+  private depsSeen = new Map<DeviceId, number>()
   private membershipState: Membership
   private keyringState: Keyring
   private readonly serial = new Serial()
@@ -221,18 +221,18 @@ export class Log extends EventEmitter<LogEvents> {
     return this.sealer.sealer
   }
 
-  private nextHeader (tips: Map<DeviceId, Tip>, epoch: number): EntryHeader {
+  /** The next header of this device's chain; `seen` is updated with the deps it lists. */
+  private nextHeader (tips: Map<DeviceId, Tip>, epoch: number, seen: Map<DeviceId, number>): EntryHeader {
     const me = this.identity.deviceId
     const tip = tips.get(me)
     const deps: CID[] = []
     for (const [author, t] of tips) {
-      if (author !== me && (this.depsSeen.get(author) ?? 0) < t.seq) deps.push(t.cid)
+      if (author !== me && (seen.get(author) ?? 0) < t.seq) {
+        deps.push(t.cid)
+        seen.set(author, t.seq)
+      }
     }
     return { v: 1, swarm: this.identity.swarmId, author: me, seq: (tip?.seq ?? 0) + 1, prev: tip?.cid ?? null, deps, clock: this.clock.now(), epoch }
-  }
-
-  private markDepsSeen (tips: Map<DeviceId, Tip>): void {
-    for (const [author, t] of tips) if (author !== this.identity.deviceId) this.depsSeen.set(author, t.seq)
   }
 
   /**
@@ -245,19 +245,21 @@ export class Log extends EventEmitter<LogEvents> {
       const epoch = this.keyringState.current()
       const sealer = this.sealerFor(epoch.id, epoch.key)
       const tips = new Map(this.tips)
+      // deps count as seen only once the entries that list them are committed
+      const seen = new Map(this.depsSeen)
       const entries: Entry[] = []
       const items: CommitItem[] = []
       for (const ops of batches) {
-        const header = this.nextHeader(tips, epoch.id)
+        const header = this.nextHeader(tips, epoch.id, seen)
         const plain = encodeDataPayload(ops)
         const entry = createEntry(header, aad => sealer.seal(plain, aad), this.identity.signer)
         entries.push(entry)
         items.push({ cid: entry.cid.bytes, author: me, seq: header.seq, bytes: entry.bytes, stamp: stampOf(header.clock, me), ops, control: [] })
         tips.set(me, { seq: header.seq, cid: entry.cid })
-        this.markDepsSeen(tips)
       }
       const result = await this.storage.commit(items)
       this.tips = tips
+      this.depsSeen = seen
       this.announce('local', entries, result)
       return { entries, changes: result.changes }
     })
@@ -268,14 +270,15 @@ export class Log extends EventEmitter<LogEvents> {
     return this.serial.run(async () => {
       const me = this.identity.deviceId
       const staged = this.stage()
-      const header = this.nextHeader(staged.tips, 0)
+      const seen = new Map(this.depsSeen)
+      const header = this.nextHeader(staged.tips, 0, seen)
       const payload = encodeControlPayload(ops)
       const entry = createEntry(header, () => payload, this.identity.signer)
       const control = this.prepareControl(decodeControlPayload(payload), staged)
       if (!staged.membership.acceptsEntry(me, header.seq)) throw new NotAMemberError(`this device (${me}) is not a member of swarm ${this.identity.swarmId}`)
       staged.tips.set(me, { seq: header.seq, cid: entry.cid })
       const result = await this.storage.commit([{ cid: entry.cid.bytes, author: me, seq: header.seq, bytes: entry.bytes, stamp: stampOf(header.clock, me), ops: [], control }])
-      this.markDepsSeen(staged.tips)
+      this.depsSeen = seen
       const keysBefore = this.keyringState.openableCount()
       this.swapIn(staged)
       this.announce('local', [entry], result)

@@ -28,10 +28,9 @@ export class Profile {
    * ```
    */
   async set (fields: JsonObject): Promise<WriteResult> {
-    const existing = await this.collection.get(PROFILE_ID)
-    return existing === null
-      ? await this.collection.put({ ...fields, _id: PROFILE_ID })
-      : await this.collection.patch(PROFILE_ID, fields)
+    // always a patch, even the first time: two devices setting the profile for the first time
+    // concurrently keep both their fields
+    return await this.collection.patch(PROFILE_ID, fields, { upsert: true })
   }
 
   /** Replaces the whole profile. */

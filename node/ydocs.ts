@@ -16,6 +16,14 @@ const FROM_LOG = Symbol('peakdb-log')
 /** A document with more stored updates than this is compacted when opened. */
 const COMPACT_AFTER = 64
 
+function applyRemote (doc: Y.Doc, id: string, update: Uint8Array): void {
+  try {
+    Y.applyUpdate(doc, update, FROM_LOG)
+  } catch (err) {
+    logger.warn('could not apply a Yjs update', { doc: id, error: (err as Error).message })
+  }
+}
+
 interface OpenDoc {
   readonly doc: Y.Doc
   pending: Uint8Array[]
@@ -26,16 +34,17 @@ interface OpenDoc {
 export class YDocs {
   private readonly docs = new Map<string, OpenDoc>()
   private readonly opening = new Map<string, Promise<Y.Doc>>()
+  /** Remote updates that arrived while a document was being loaded, applied once it is. */
+  private readonly arriving = new Map<string, Uint8Array[]>()
   private readonly onYjs = (ev: { origin: 'local' | 'remote', updates: ReadonlyArray<{ doc: string, update: Uint8Array }> }): void => {
     if (ev.origin === 'local') return
     for (const { doc, update } of ev.updates) {
       const open = this.docs.get(doc)
-      if (open === undefined) continue
-      try {
-        Y.applyUpdate(open.doc, update, FROM_LOG)
-      } catch (err) {
-        logger.warn('could not apply a Yjs update', { doc, error: (err as Error).message })
+      if (open === undefined) {
+        this.arriving.get(doc)?.push(update)
+        continue
       }
+      applyRemote(open.doc, doc, update)
     }
   }
 
@@ -59,11 +68,19 @@ export class YDocs {
 
   private async load (id: DocId): Promise<Y.Doc> {
     const doc = new Y.Doc()
-    const rows = await this.storage.yjsUpdates(id)
-    if (rows.length > 0) {
-      const merged = mergeYjsUpdates(rows.map(r => r.data))
-      Y.applyUpdate(doc, merged, FROM_LOG)
-      if (rows.length > COMPACT_AFTER) await this.storage.compactYjs(id, Y.encodeStateAsUpdate(doc), (rows[rows.length - 1] as { id: number }).id)
+    // updates committed after the read below are caught here; applying one twice is harmless
+    const arriving: Uint8Array[] = []
+    this.arriving.set(id, arriving)
+    try {
+      const rows = await this.storage.yjsUpdates(id)
+      if (rows.length > 0) {
+        const merged = mergeYjsUpdates(rows.map(r => r.data))
+        Y.applyUpdate(doc, merged, FROM_LOG)
+        if (rows.length > COMPACT_AFTER) await this.storage.compactYjs(id, Y.encodeStateAsUpdate(doc), (rows[rows.length - 1] as { id: number }).id)
+      }
+      for (const update of arriving) applyRemote(doc, id, update)
+    } finally {
+      this.arriving.delete(id)
     }
     const open: OpenDoc = { doc, pending: [], flushing: undefined }
     doc.on('update', (update: Uint8Array, origin: unknown) => {

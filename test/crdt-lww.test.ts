@@ -92,6 +92,15 @@ describe('crdt: LWW semantics', () => {
     assert.deepEqual(visibleFields(mergeDocStates(b, a)), { v: 'from B' })
   })
 
+  it('patches alone make a document (an upsert): concurrent first patches keep every field; a put or delete then rules', () => {
+    const a = applyPatch(EMPTY_DOC, { name: 'Ada' }, s(1, 'A'))
+    const b = applyPatch(EMPTY_DOC, { theme: 'dark' }, s(2, 'B'))
+    assert.deepEqual(visibleFields(mergeDocStates(a, b)), { name: 'Ada', theme: 'dark' })
+    assert.deepEqual(visibleFields(docStateFromRow(docStateToRow(mergeDocStates(b, a)))), { name: 'Ada', theme: 'dark' }, 'survives the storage form')
+    assert.equal(visibleFields(applyDelete(a, s(3))), null)
+    assert.deepEqual(visibleFields(applyPut(a, { z: 1 }, s(3))), { z: 1 })
+  })
+
   it('a patch concurrent with a delete stays hidden; a later put clears it', () => {
     let st = applyPut(EMPTY_DOC, { a: 1 }, s(1))
     st = applyDelete(st, s(3))

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { decodeEntry } from '../crdt/index.js'
 import { PeakNode, type LiveEvent } from '../node/index.js'
 import { hashEmbedder } from './helpers/embedders.js'
 import { connect, LOOPBACK, TestSwarm, waitForConvergence } from './helpers/nodes.js'
@@ -222,5 +223,66 @@ describe('a device whose database is lost', function () {
     await loseAndRejoin(a, lost, 'empty')
     const renewed = swarm.nodes[swarm.nodes.length - 1]!
     assert.equal(a.devices.list().find(d => d.device === renewed.deviceId)?.issuer, oldId)
+  })
+})
+
+describe('writes racing with failures and with remote updates', function () {
+  this.timeout(60_000)
+  let swarm: TestSwarm
+  beforeEach(() => { swarm = new TestSwarm() })
+  afterEach(async () => { await swarm.close() })
+
+  /** Two devices of one swarm, off the network; `b` holds `a`'s log. */
+  async function pair (): Promise<{ a: PeakNode, b: PeakNode }> {
+    const a = await swarm.add({ deviceName: 'a', network: undefined as never })
+    const b = await swarm.add({ deviceName: 'b', network: undefined as never })
+    await a.collection('c').put({ _id: 'x', by: 'a' })
+    await b.log.ingest((await a.storage.scanEntries(0, 100)).map(r => r.bytes))
+    return { a, b }
+  }
+
+  it('a failed commit does not drop the deps the next entry must carry', async () => {
+    const { a, b } = await pair()
+    const aTip = a.log.heads().find(h => h.author === a.deviceId)!
+    const commit = b.storage.commit.bind(b.storage)
+    let fail = true
+    b.storage.commit = async items => {
+      if (fail) { fail = false; throw new Error('injected: disk full') }
+      return await commit(items)
+    }
+    await assert.rejects(b.collection('c').put({ _id: 'y' }), /injected/)
+    await b.collection('c').put({ _id: 'y' })
+    const rows = await b.storage.scanEntries(0, 100)
+    const last = decodeEntry(rows[rows.length - 1]!.bytes)
+    assert.equal(last.header.author, b.deviceId)
+    assert.deepEqual(last.header.deps.map(d => d.toString()), [aTip.entry], 'the entry lists a\'s head it had not listed before')
+  })
+
+  it('a remote Yjs update committed while the document is being loaded reaches the live document', async () => {
+    const { a, b } = await pair()
+    const from = (await a.storage.entryCount())
+    const ya = await a.ydoc('notes')
+    ya.getText('t').insert(0, 'remote edit')
+    await waitFor(async () => (await a.storage.entryCount()) > from, { message: 'a to record its edit' })
+    const remote = (await a.storage.scanEntries(0, 1000)).map(r => r.bytes)
+    const read = b.storage.yjsUpdates.bind(b.storage)
+    b.storage.yjsUpdates = async id => {
+      const rows = await read(id)
+      // the update lands after the stored updates were read, before the document is live
+      await b.log.ingest(remote)
+      return rows
+    }
+    const yb = await b.ydoc('notes')
+    assert.equal(yb.getText('t').toString(), 'remote edit')
+  })
+
+  it('two devices setting the profile for the first time keep both their fields', async () => {
+    const a = await swarm.add({ deviceName: 'a' })
+    const b = await swarm.add({ deviceName: 'b' })
+    await a.profile.set({ name: 'Ada' })
+    await b.profile.set({ preferences: { theme: 'dark' } })
+    await connect(a, b)
+    await waitForConvergence([a, b])
+    for (const n of [a, b]) assert.deepEqual(await n.profile.get(), { name: 'Ada', preferences: { theme: 'dark' } })
   })
 })
