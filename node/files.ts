@@ -75,6 +75,8 @@ export interface FolderIndexResult {
   readonly updated: number
   readonly unchanged: number
   readonly removed: number
+  /** Files whose contents were read (new, or changed size or time); the others were skipped unread. */
+  readonly read: number
   /** Files that could not be read (permissions, vanished while indexing). */
   readonly errors: ReadonlyArray<{ readonly path: string, readonly error: string }>
   readonly ms: number
@@ -186,6 +188,7 @@ export class FileIndexer {
       let added = 0
       let updated = 0
       let unchanged = 0
+      let read = 0
       const errors: Array<{ path: string, error: string }> = []
       let batch: Array<FileDoc & { _id: string }> = []
       const flush = async (): Promise<void> => {
@@ -201,6 +204,7 @@ export class FileIndexer {
           unchanged++
         } else {
           try {
+            read++
             const doc = await this.read(root, file, options.signal)
             if (before !== undefined && before.hash !== undefined && before.hash === doc.hash && before.size === doc.size) {
               // same content, new time: a cheap update (the text and its vectors stay)
@@ -237,7 +241,7 @@ export class FileIndexer {
         report({ pendingIndex: await files.pendingIndex() })
       }
       check()
-      const result = { root, collection: name, files: found.length, added, updated, unchanged, removed, errors, ms: performance.now() - started }
+      const result = { root, collection: name, files: found.length, added, updated, unchanged, removed, read, errors, ms: performance.now() - started }
       logger.info('folder indexed', { root, files: result.files, added, updated, removed, errors: errors.length, ms: Math.round(result.ms) })
       return result
     } finally {

@@ -180,12 +180,23 @@ export class Log extends EventEmitter<LogEvents> {
       log.tips.set(head.author as DeviceId, { seq: head.seq, cid: entry.cid })
       try { clock.observe(entry.header.clock) } catch { /* a far-future clock was accepted earlier; keep local time */ }
     }
-    for (const rec of await storage.controlRecords()) {
-      try {
-        log.loadControlRecord(rec)
-      } catch (err) {
-        throw new StoredRecordError(`${storage.location}: stored ${rec.kind} record ${rec.key} is invalid (${(err as Error).message}); the database was written by an incompatible PeakDB version or damaged`)
+    // records come in log order; those of one entry (a certificate chain) in no set order, so a
+    // certificate whose issuer comes later in the same entry is tried again after it
+    let todo = await storage.controlRecords()
+    while (todo.length > 0) {
+      const failed: Array<{ rec: ControlRecord, err: Error }> = []
+      for (const rec of todo) {
+        try {
+          log.loadControlRecord(rec)
+        } catch (err) {
+          failed.push({ rec, err: err as Error })
+        }
       }
+      if (failed.length === todo.length) {
+        const { rec, err } = failed[0] as { rec: ControlRecord, err: Error }
+        throw new StoredRecordError(`${storage.location}: stored ${rec.kind} record ${rec.key} is invalid (${err.message}); the database was written by an incompatible PeakDB version or damaged`, { cause: err })
+      }
+      todo = failed.map(f => f.rec)
     }
     return log
   }

@@ -28,9 +28,11 @@ describe('files: folder indexing into a device-local collection', function () {
     return (await node.collection('files').find({ orderBy: 'path' })).map(d => (d.path as string).slice(folder.length + 1))
   }
 
+  let embedder: ReturnType<typeof hashEmbedder>
   beforeEach(async () => {
     folder = dirs.make('peakdb-folder-')
-    node = await PeakNode.open({ dir: dirs.make(), embedder: hashEmbedder() })
+    embedder = hashEmbedder()
+    node = await PeakNode.open({ dir: dirs.make(), embedder })
   })
   afterEach(async () => {
     await node.close()
@@ -76,13 +78,13 @@ describe('files: folder indexing into a device-local collection', function () {
     write('c.txt', 'charlie')
     await node.files.index(folder)
     const again = await node.files.index(folder)
-    assert.deepEqual([again.added, again.updated, again.removed, again.unchanged], [0, 0, 0, 3])
+    assert.deepEqual([again.added, again.updated, again.removed, again.unchanged, again.read], [0, 0, 0, 3, 0], 'untouched files are not read')
     write('a.txt', 'new words delta and more')
     utimesSync(join(folder, 'a.txt'), new Date(), new Date(Date.now() + 5000))
     rmSync(join(folder, 'b.txt'))
     write('sub/d.txt', 'echo')
     const r = await node.files.index(folder)
-    assert.deepEqual([r.files, r.added, r.updated, r.removed, r.unchanged], [3, 1, 1, 1, 1])
+    assert.deepEqual([r.files, r.added, r.updated, r.removed, r.unchanged, r.read], [3, 1, 1, 1, 1, 2])
     assert.deepEqual(await paths(), ['a.txt', 'c.txt', 'sub/d.txt'])
     const files = node.collection('files')
     assert.equal((await files.search({ text: 'alpha', mode: 'text' })).length, 0, 'the old text is gone')
@@ -91,8 +93,10 @@ describe('files: folder indexing into a device-local collection', function () {
     // touched but not changed: same content hash, no re-embedding
     const before = (await files.find({ where: { name: 'c.txt' } }))[0]
     utimesSync(join(folder, 'c.txt'), new Date(), new Date(Date.now() + 9000))
+    const embedded = embedder.texts
     const touched = await node.files.index(folder)
-    assert.deepEqual([touched.updated, touched.unchanged], [0, 3])
+    assert.deepEqual([touched.updated, touched.unchanged, touched.read], [0, 3, 1], 'the touched file is read (hashed), the others not')
+    assert.equal(embedder.texts, embedded, 'no re-embedding of unchanged content')
     const after = (await files.find({ where: { name: 'c.txt' } }))[0]
     assert.equal(after?.hash, before?.hash)
     assert.notEqual(after?.mtime, before?.mtime)

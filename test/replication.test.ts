@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict'
 import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { decodeEntry } from '../crdt/index.js'
 import { PeakNode, type LiveEvent } from '../node/index.js'
 import { hashEmbedder } from './helpers/embedders.js'
 import { connect, LOOPBACK, TestSwarm, waitForConvergence } from './helpers/nodes.js'
-import { waitFor } from './helpers/wait-for.js'
+import { waitFor, withTimeout } from './helpers/wait-for.js'
 
 describe('replication over libp2p (127.0.0.1)', function () {
   this.timeout(60_000)
@@ -31,13 +30,17 @@ describe('replication over libp2p (127.0.0.1)', function () {
   })
 
   it('five nodes in a line: writes on each reach all (relayed by sync and gossip)', async () => {
-    const nodes = []
+    const nodes: PeakNode[] = []
     for (let i = 0; i < 5; i++) nodes.push(await swarm.add({ deviceName: `n${i}` }))
     for (let i = 1; i < 5; i++) await connect(nodes[i - 1]!, nodes[i]!)
     await Promise.all(nodes.map((n, i) => n.collection('c').put({ _id: `doc-${i}`, i })))
-    await nodes[2]!.collection('c').patch('doc-0', { touchedBy: 2 }).catch(() => {})
+    await waitFor(async () => (await nodes[2]!.collection('c').get('doc-0')) !== null, { timeoutMs: 30_000, message: 'doc-0 to reach n2 over two hops' })
+    await nodes[2]!.collection('c').patch('doc-0', { touchedBy: 2 })
     await waitForConvergence(nodes, 30_000)
-    for (const n of nodes) assert.equal(await n.collection('c').count(), 5)
+    for (const n of nodes) {
+      assert.equal(await n.collection('c').count(), 5)
+      assert.deepEqual(await n.collection('c').get('doc-0'), { _id: 'doc-0', i: 0, touchedBy: 2 })
+    }
   })
 
   it('concurrent edits of the same field converge to the same winner everywhere', async () => {
@@ -57,15 +60,16 @@ describe('replication over libp2p (127.0.0.1)', function () {
     assert.equal(w.status, 'pending')
     let settled = false
     void w.confirmed.then(() => { settled = true })
-    await sleep(300)
-    assert.equal(settled, false, 'no other device holds it yet')
-    assert.equal(w.status, 'pending')
+    // only another device's heads confirm a write, and a has no peer yet
+    assert.deepEqual(a.peers(), [])
+    assert.ok(a.confirmations.confirmedSeq() < w.seq)
+    assert.equal(settled, false)
     const b = await swarm.add()
     await connect(a, b)
     await waitFor(() => settled, { timeoutMs: 10_000, message: 'write to be confirmed' })
     assert.equal(w.status, 'confirmed')
     const w2 = await a.collection('c').put({ v: 2 })
-    await Promise.race([w2.confirmed, sleep(10_000).then(() => { throw new Error('second write not confirmed within 10 s') })])
+    await withTimeout(w2.confirmed, 20_000, 'the second write to be confirmed')
     assert.ok(a.confirmations.confirmedSeq() >= w2.seq)
   })
 
@@ -151,10 +155,12 @@ describe('replication: discovery, restarts, large logs', function () {
         void b.network!.hangUp(a.deviceId)
       }
     })
-    await connect(a, b).catch(() => {})
+    const total = (await a.status()).entries
+    // dial resolves once hello is done; the cut comes later, while the log streams in
+    await b.network!.dial(a.network!.multiaddrs()[0]!)
     await waitFor(() => cut, { timeoutMs: 30_000, message: 'sync to make progress before the cut' })
     const partial = (await b.status()).entries
-    assert.ok(partial >= 1000 && partial < 2514, `partial sync kept what was applied (${partial})`)
+    assert.ok(partial >= 1000 && partial < total, `partial sync kept what was applied (${partial} of ${total})`)
     await connect(a, b)
     await waitForConvergence([a, b], 60_000)
     assert.ok(progress.length >= 2, 'progress events are emitted')

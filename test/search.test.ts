@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { PeakNode, createHttpEmbedder } from '../node/index.js'
+import { PeakNode, createHttpEmbedder, type IndexProgress } from '../node/index.js'
 import { chunkText, documentText, ftsQuery } from '../node/embedding/text.js'
 import { FlatIndex } from '../node/embedding/ann-index.js'
 import { normalise } from '../node/embedding/embedder.js'
@@ -37,11 +37,13 @@ describe('search: text, vectors, filters (default offline embedder)', function (
   const dirs = new TmpDirs()
   let node: PeakNode
   let realFetch: typeof fetch
+  const progress: IndexProgress[] = []
   before(async () => {
     // nothing may reach the network: the default embedder must work with fetch failing
     realFetch = globalThis.fetch
     globalThis.fetch = (async () => { throw new Error('network access in a test') }) as typeof fetch
     node = await PeakNode.open({ dir: dirs.make() })
+    node.on('index:progress', p => progress.push(p))
     await node.collection('notes').putMany(CORPUS)
   })
   after(async () => {
@@ -55,6 +57,10 @@ describe('search: text, vectors, filters (default offline embedder)', function (
     const left = await notes.indexed()
     assert.equal(left, 0)
     assert.equal(await notes.pendingIndex(), 0)
+    const ofNotes = progress.filter(p => p.collection === 'notes')
+    assert.ok(ofNotes.length > 0, 'progress events')
+    assert.equal(ofNotes.reduce((n, p) => n + p.done, 0), CORPUS.length, 'every document reported done once')
+    assert.equal(ofNotes[ofNotes.length - 1]?.pending, 0, 'the last event says nothing is left')
   })
 
   it('finds meaning, not words: a paraphrase with no shared word ranks above unrelated notes', async () => {

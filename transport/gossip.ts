@@ -4,7 +4,7 @@
  * acknowledgement that confirms writes. Messages are signed by their publisher (StrictSign);
  * only members' messages are accepted.
  */
-import { TopicValidatorResult, type GossipsubMessage, type Message } from '@libp2p/gossipsub'
+import { TopicValidatorResult, type GossipsubMessage, type Message, type SubscriptionChangeData } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
 import { vectorToWire } from '../crdt/index.js'
 import type { ReplicaBackend } from './backend.js'
@@ -18,6 +18,8 @@ export interface GossipHandlers {
   onEntries (entries: Uint8Array[], origin: string, via: PeerId): void
   /** A device announced its version vector. */
   onHeads (vector: Map<string, number>, origin: string, via: PeerId): void
+  /** A peer subscribed to the topic: from now on it hears what this device publishes. */
+  onSubscribed (peer: PeerId): void
 }
 
 /** The swarm's log topic. */
@@ -30,6 +32,9 @@ export class LogGossip {
   readonly topic: string
   private readonly decoded = new WeakMap<Message, GossipMessage>()
   private readonly onMessage = (evt: CustomEvent<GossipsubMessage>): void => this.receive(evt.detail)
+  private readonly onSubscriptionChange = (evt: CustomEvent<SubscriptionChangeData>): void => {
+    if (evt.detail.subscriptions.some(s => s.subscribe && s.topic === this.topic)) this.handlers.onSubscribed(evt.detail.peerId)
+  }
 
   constructor (private readonly host: Host, private readonly backend: ReplicaBackend, private readonly gate: PeerGate, private readonly handlers: GossipHandlers) {
     this.topic = logTopic(backend.swarmId)
@@ -39,12 +44,14 @@ export class LogGossip {
     const pubsub = this.host.services.pubsub
     pubsub.topicValidators.set(this.topic, (_from, msg) => this.validate(msg))
     pubsub.addEventListener('gossipsub:message', this.onMessage)
+    pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     pubsub.subscribe(this.topic)
   }
 
   stop (): void {
     const pubsub = this.host.services.pubsub
     pubsub.removeEventListener('gossipsub:message', this.onMessage)
+    pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
     pubsub.topicValidators.delete(this.topic)
     try { pubsub.unsubscribe(this.topic) } catch { /* stopping */ }
   }

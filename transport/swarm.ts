@@ -78,7 +78,9 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     this.sync.on('progress', p => this.emit('sync:progress', p))
     this.gossip = new LogGossip(host, backend, gate, {
       onEntries: (entries, origin, via) => { void this.gossipEntries(entries, origin, via) },
-      onHeads: (vector, origin, via) => this.gossipHeads(vector, origin, via)
+      onHeads: (vector, origin, via) => this.gossipHeads(vector, origin, via),
+      // writes made before a verified peer subscribed were announced to nobody: tell it now
+      onSubscribed: peer => { if (this.gate.isVerified(peer.toString())) this.scheduleHeads() }
     })
     this.discovery = new Discovery(host, backend, options, (m, f) => log('debug', m, f))
   }

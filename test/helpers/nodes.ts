@@ -64,6 +64,16 @@ export async function disconnect (a: PeakNode, b: PeakNode): Promise<void> {
 
 /** Waits until every node holds the same log heads and the same documents. */
 export async function waitForConvergence (nodes: readonly PeakNode[], timeoutMs = 20_000): Promise<void> {
+  try {
+    await converged(nodes, timeoutMs)
+  } catch (err) {
+    // say where each node stands: a timeout alone does not tell which part is stuck
+    const states = await Promise.all(nodes.map(async n => `${n.deviceName} ${n.deviceId.slice(-6)}: vv ${JSON.stringify(Object.fromEntries([...n.log.versionVector()].map(([k, v]) => [k.slice(-6), v])))} pending ${await n.log.pendingCount()} peers ${n.peers().map(p => `${p.device.slice(-6)}${p.verified ? '' : '?'}`).join(',')}`))
+    throw new Error(`${(err as Error).message}\n  ${states.join('\n  ')}`, { cause: err })
+  }
+}
+
+async function converged (nodes: readonly PeakNode[], timeoutMs: number): Promise<void> {
   await waitFor(async () => {
     const v0 = JSON.stringify([...nodes[0]!.log.versionVector()].sort())
     if (!nodes.every(n => JSON.stringify([...n.log.versionVector()].sort()) === v0)) return false
