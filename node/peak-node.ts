@@ -500,8 +500,9 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     const paths = dataDirPaths(options.dir)
     if (existsSync(paths.keystore) || hasData(paths.database)) throw new DataDirError(`${paths.dir} already holds a device; join with a fresh data dir`)
     const device = newDevice(options.deviceName)
-    const { createHost, requestPairing } = await import('../transport/index.js')
-    const host = await createHost({ deviceSecretKey: device.secretKey, swarmId: 'pairing', gater: {}, options: { listen: ['/ip4/127.0.0.1/tcp/0'], dht: false } })
+    const { createHost, PeerGate, requestPairing } = await import('../transport/index.js')
+    // nobody is ever verified on this short-lived host: it asks for pairing and gossips with no one
+    const host = await createHost({ deviceSecretKey: device.secretKey, swarmId: 'pairing', gate: new PeerGate(() => false), options: { listen: ['/ip4/127.0.0.1/tcp/0'], dht: false } })
     let welcome
     try {
       welcome = await requestPairing(host, invite, normaliseDeviceName(device.name))

@@ -1,29 +1,34 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { createLibp2p } from 'libp2p'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
+import { gossipsub, type GossipSub, type GossipsubMessage } from '@libp2p/gossipsub'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import * as varint from 'uint8-varint'
 import { createEntry, decodeEntry, encodeDataPayload } from '../crdt/index.js'
 import { seal } from '../identity/index.js'
-import { encodeMessage, SYNC_PROTOCOL, decodeMessage, errorSchema, logTopic } from '../transport/index.js'
+import { encodeMessage, SYNC_PROTOCOL, decodeMessage, errorSchema, gossipSchema, logTopic } from '../transport/index.js'
 import type { PeakNode } from '../node/index.js'
 import { batchFrame, startHostilePeer, type HostilePeer } from './helpers/hostile.js'
-import { connect, TestSwarm } from './helpers/nodes.js'
+import { connect, LOOPBACK, TestSwarm } from './helpers/nodes.js'
 import { waitFor } from './helpers/wait-for.js'
 
 describe('hostile peers', function () {
   this.timeout(60_000)
   let swarm: TestSwarm
   let hostile: HostilePeer | undefined
+  let stranger: Libp2p<{ identify: unknown, pubsub: GossipSub }> | undefined
   beforeEach(() => { swarm = new TestSwarm() })
   afterEach(async () => {
     await hostile?.stop()
     hostile = undefined
+    await stranger?.stop()
+    stranger = undefined
     await swarm.close()
   })
 
@@ -171,6 +176,61 @@ describe('hostile peers', function () {
     } finally {
       await plain.stop()
     }
+  })
+
+  it('a stock gossipsub stranger subscribed to the log topic receives nothing while members write', async function () {
+    this.timeout(120_000)
+    // the hello deadline lies beyond the window: the stranger stays connected all along
+    const network = { listen: LOOPBACK, dht: false, helloTimeoutMs: 300_000 }
+    const a = await swarm.add({ deviceName: 'a', network })
+    const b = await swarm.add({ deviceName: 'b', network })
+    await connect(a, b)
+    const topic = logTopic(a.swarmId)
+    await waitFor(() => a.network!.host.services.pubsub.getSubscribers(topic).some(p => p.toString() === b.deviceId) &&
+      b.network!.host.services.pubsub.getSubscribers(topic).some(p => p.toString() === a.deviceId), { message: 'a and b to see each other on the log topic' })
+
+    // entries the members receive from each other by gossip (not by sync)
+    const gossiped = { a: 0, b: 0 }
+    const countEntries = (to: 'a' | 'b', from: string) => (evt: CustomEvent<GossipsubMessage>): void => {
+      const { msg } = evt.detail
+      if (msg.type === 'signed' && msg.topic === topic && msg.from.toString() === from && decodeMessage(msg.data, gossipSchema, 'gossip').t === 'entries') gossiped[to]++
+    }
+    a.network!.host.services.pubsub.addEventListener('gossipsub:message', countEntries('a', b.deviceId))
+    b.network!.host.services.pubsub.addEventListener('gossipsub:message', countEntries('b', a.deviceId))
+
+    // a stock libp2p host with a fresh key and no certificate, subscribed at once
+    stranger = await createLibp2p({
+      addresses: { listen: LOOPBACK },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      services: { identify: identify(), pubsub: gossipsub({ emitSelf: false, allowPublishToZeroTopicPeers: true }) }
+    })
+    const heard: string[] = []
+    stranger.services.pubsub.addEventListener('gossipsub:message', evt => { heard.push(`gossipsub:message ${evt.detail.msg.topic}`) })
+    stranger.services.pubsub.addEventListener('message', evt => { heard.push(`message ${evt.detail.topic}`) })
+    stranger.services.pubsub.subscribe(topic)
+    const connections = await Promise.all([a, b].map(async n => await stranger!.dial(multiaddr(n.network!.multiaddrs()[0]!), { signal: AbortSignal.timeout(10_000) })))
+    // the stranger's gossipsub runs with both members (identify done, its subscription on its way)
+    await waitFor(() => [a, b].every(n => stranger!.services.pubsub.getPeers().some(p => p.toString() === n.deviceId)), { timeoutMs: 20_000, message: 'the stranger\'s gossipsub to know both members' })
+
+    // the window: at least 15 s and at least 10 round trips of writes delivered by gossip
+    const started = Date.now()
+    let rounds = 0
+    while (rounds < 10 || Date.now() - started < 15_000) {
+      rounds++
+      await a.collection('c').put({ _id: `a${rounds}`, rounds })
+      await waitFor(() => gossiped.b >= rounds, { timeoutMs: 20_000, message: `write ${rounds} of a to reach b by gossip` })
+      await b.collection('c').put({ _id: `b${rounds}`, rounds })
+      await waitFor(() => gossiped.a >= rounds, { timeoutMs: 20_000, message: `write ${rounds} of b to reach a by gossip` })
+      // pacing only: delivery is proven by the waits above
+      await sleep(250)
+    }
+    // connected (the very same connections) and subscribed during the whole window
+    assert.deepEqual(connections.map(c => c.status), ['open', 'open'])
+    assert.ok(stranger.services.pubsub.getTopics().includes(topic))
+    assert.ok(!a.network!.gate.isVerified(stranger.peerId.toString()) && !b.network!.gate.isVerified(stranger.peerId.toString()))
+    assert.equal(heard.length, 0, `during ${rounds} rounds the stranger received ${heard.length} messages, e.g. ${heard.slice(0, 2).join(', ')}`)
   })
 
   it('sanity: an honest member still syncs after the victim banned hostile peers', async () => {

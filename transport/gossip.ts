@@ -2,7 +2,8 @@
  * Log gossip on the swarm's topic: new entries travel inline (small ones, for one-hop latency),
  * and version vectors ("heads") announce what a device holds, which doubles as the
  * acknowledgement that confirms writes. Messages are signed by their publisher (StrictSign);
- * only members' messages are accepted.
+ * only members' messages are accepted, and only verified devices take part at all (the host
+ * admits a peer to gossipsub once it completed hello: gossip-admission.ts).
  */
 import { TopicValidatorResult, type GossipsubMessage, type Message, type SubscriptionChangeData } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'

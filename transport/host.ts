@@ -1,6 +1,7 @@
 /**
- * The libp2p host of a node: TCP, Noise, Yamux, identify, ping, a private kad-dht, gossipsub and
- * (optionally) mDNS, with the device key as PeerId and the membership gater.
+ * The libp2p host of a node: TCP, Noise, Yamux, identify, ping, a private kad-dht, gossipsub
+ * (admitting verified members only) and (optionally) mDNS, with the device key as PeerId and the
+ * membership gate.
  */
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
@@ -13,8 +14,9 @@ import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { mdns } from '@libp2p/mdns'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { isLoopback } from '@libp2p/utils'
-import type { ConnectionGater } from '@libp2p/interface'
+import { admitVerifiedPeers } from './gossip-admission.js'
 import { MAX_GOSSIP_MESSAGE } from './messages.js'
+import type { PeerGate } from './peer-gate.js'
 
 /** libp2p services of a PeakDB host. */
 export type HostServices = { identify: Identify, ping: Ping, dht: KadDHT, pubsub: GossipSub }
@@ -37,8 +39,11 @@ export interface NetworkOptions {
 
 export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0']
 
-/** Creates (and starts) the libp2p host of a device. */
-export async function createHost (init: { deviceSecretKey: Uint8Array, swarmId: string, gater: ConnectionGater, options: NetworkOptions }): Promise<Host> {
+/**
+ * Creates (and starts) the libp2p host of a device. `gate` refuses banned and revoked peers at
+ * the connection, and keeps gossip from every peer it has not verified.
+ */
+export async function createHost (init: { deviceSecretKey: Uint8Array, swarmId: string, gate: PeerGate, options: NetworkOptions }): Promise<Host> {
   const privateKey = await generateKeyPairFromSeed('Ed25519', init.deviceSecretKey)
   const listen = [...(init.options.listen ?? DEFAULT_LISTEN)]
   const loopbackOnly = listen.every(a => a.startsWith('/ip4/127.') || a.startsWith('/ip6/::1/'))
@@ -52,7 +57,7 @@ export async function createHost (init: { deviceSecretKey: Uint8Array, swarmId: 
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    connectionGater: init.gater,
+    connectionGater: init.gate.connectionGater(),
     connectionManager: { maxConnections: 256 },
     peerDiscovery: init.options.mdns === true ? [mdns({ serviceTag: `peakdb-${init.swarmId.slice(0, 16)}.local`, interval: 10_000 })] : [],
     services: {
@@ -64,12 +69,12 @@ export async function createHost (init: { deviceSecretKey: Uint8Array, swarmId: 
         peerInfoMapper: passthroughMapper,
         allowQueryWithZeroPeers: true
       }),
-      pubsub: gossipsub({
+      pubsub: admitVerifiedPeers(gossipsub({
         emitSelf: false,
         allowPublishToZeroTopicPeers: true,
         fallbackToFloodsub: false,
         maxInboundDataLength: MAX_GOSSIP_MESSAGE + 64 * 1024
-      })
+      }), init.gate)
     }
   })
 }

@@ -1,7 +1,8 @@
 /**
  * Who may talk to this node. A peer is *verified* once it proved membership with its
- * certificate chain (hello protocol); sync, search and gossip serve verified peers only. The
- * libp2p connection gater refuses revoked devices and peers banned for sending invalid data.
+ * certificate chain (hello protocol); sync, search and gossip serve verified peers only (gossip
+ * is told through {@link PeerGate.watch}). The libp2p connection gater refuses revoked devices
+ * and peers banned for sending invalid data.
  */
 import type { ConnectionGater, PeerId } from '@libp2p/interface'
 
@@ -10,17 +11,33 @@ export class PeerGate {
   /** Verified peer -> the name in its certificate. */
   private readonly verified = new Map<string, string>()
   private readonly banned = new Map<string, { until: number, reason: string }>()
+  private readonly watchers = new Set<(peer: string, verified: boolean) => void>()
 
   constructor (private readonly isRevoked: (device: string) => boolean) {}
 
   /** Records a peer that proved membership. */
   verify (peer: string, name: string): void {
     this.verified.set(peer, name)
+    this.tell(peer, true)
   }
 
   /** Forgets a peer's verification (on disconnect). */
   forget (peer: string): void {
     this.verified.delete(peer)
+    this.tell(peer, false)
+  }
+
+  /**
+   * Calls `watcher` when a peer is verified (`true`) or forgotten or banned (`false`); returns
+   * the function that stops watching.
+   */
+  watch (watcher: (peer: string, verified: boolean) => void): () => void {
+    this.watchers.add(watcher)
+    return () => { this.watchers.delete(watcher) }
+  }
+
+  private tell (peer: string, verified: boolean): void {
+    for (const watcher of this.watchers) watcher(peer, verified)
   }
 
   /** True when the peer proved membership on its current connection and is not revoked since. */
@@ -37,6 +54,7 @@ export class PeerGate {
   ban (peer: string, reason: string, ms = 10 * 60_000): void {
     this.verified.delete(peer)
     this.banned.set(peer, { until: Date.now() + ms, reason })
+    this.tell(peer, false)
   }
 
   /** Lifts a ban. */

@@ -88,7 +88,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   /** Creates the host, registers the protocols and starts connecting. */
   static async start (init: { backend: ReplicaBackend, pairing?: PairingBackend, search?: SearchHandler, deviceSecretKey: Uint8Array, options: NetworkOptions, log: (level: 'debug' | 'info' | 'warn', m: string, f?: Record<string, unknown>) => void }): Promise<SwarmTransport> {
     const gate = new PeerGate(device => init.backend.isRevoked(device))
-    const host = await createHost({ deviceSecretKey: init.deviceSecretKey, swarmId: init.backend.swarmId, gater: gate.connectionGater(), options: init.options })
+    const host = await createHost({ deviceSecretKey: init.deviceSecretKey, swarmId: init.backend.swarmId, gate, options: init.options })
     const t = new SwarmTransport(host, init.backend, gate, init.options, init.log)
     try {
       await t.hello.start()
