@@ -158,8 +158,11 @@ describe('hostile peers', function () {
     try {
       const s = await stranger.add()
       await s.collection('secret').put({ text: 'do not leak' })
-      await assert.rejects(() => s.connect(victim.network!.multiaddrs()[0]!), /refused|not a member/)
-      await waitFor(() => victim.network?.gate.banReason(s.deviceId), { message: 'stranger to be banned' })
+      // how the refusal reaches the stranger depends on a race (the reply, or the hang-up that
+      // follows it); the victim's reason for the ban does not
+      await assert.rejects(() => s.connect(victim.network!.multiaddrs()[0]!))
+      const reason = await waitFor(() => victim.network?.gate.banReason(s.deviceId), { message: 'stranger to be banned' })
+      assert.match(reason, /belongs to swarm|not a member/)
       assert.equal(await victim.collection('secret').count(), 0)
       assert.equal((await s.status()).entries, 2, 'the stranger received nothing')
     } finally {

@@ -57,6 +57,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   private readonly discovery: Discovery
   private readonly pulls = new Map<string, PullState>()
   private readonly verifyTimers = new Map<string, NodeJS.Timeout>()
+  private readonly hellos = new WeakMap<Connection, Promise<VerifiedDevice>>()
   private headsTimer: NodeJS.Timeout | undefined
   private antiEntropy: NodeJS.Timeout | undefined
   private stopped = false
@@ -141,14 +142,29 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   async dial (addr: string, options: { signal?: AbortSignal } = {}): Promise<VerifiedDevice> {
     const signal = options.signal ?? AbortSignal.timeout(15_000)
     const connection = await this.host.dial(multiaddr(addr), { signal })
-    return await this.hello.initiate(connection, signal)
+    return await this.helloOnce(connection, signal)
+  }
+
+  /**
+   * One hello at a time per outbound connection: `dial` and the connection-open handler both
+   * want it, and a second hello racing a refused first one would end in a bare EOF.
+   */
+  private helloOnce (connection: Connection, signal?: AbortSignal): Promise<VerifiedDevice> {
+    let hello = this.hellos.get(connection)
+    if (hello === undefined) {
+      hello = this.hello.initiate(connection, signal)
+      this.hellos.set(connection, hello)
+      // a failed hello may be tried again later (the peer may not know this device yet)
+      hello.catch(() => this.hellos.delete(connection))
+    }
+    return hello
   }
 
   private connectionOpened (connection: Connection): void {
     const peer = connection.remotePeer
     const id = peer.toString()
     if (connection.direction === 'outbound') {
-      this.hello.initiate(connection).catch(err => this.log('debug', 'hello failed', { peer: id, error: (err as Error).message }))
+      this.helloOnce(connection).catch(err => this.log('debug', 'hello failed', { peer: id, error: (err as Error).message }))
     } else if (!this.gate.isVerified(id) && !this.verifyTimers.has(id)) {
       // an inbound peer that never says hello is not one of ours
       this.verifyTimers.set(id, setTimeout(() => {
