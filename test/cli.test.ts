@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { runCli, startDaemon, type Daemon } from './helpers/cli.js'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { BIN, runCli, startDaemon, type Daemon } from './helpers/cli.js'
 import { TmpDirs } from './helpers/tmp-dir.js'
 import { waitFor } from './helpers/wait-for.js'
 
@@ -9,8 +10,15 @@ describe('CLI', function () {
   this.timeout(60_000)
   const dirs = new TmpDirs()
   const daemons: Daemon[] = []
+  const children: ChildProcess[] = []
   afterEach(async () => {
     for (const d of daemons.splice(0)) await d.stop('SIGKILL').catch(() => {})
+    for (const c of children.splice(0)) {
+      if (c.exitCode !== null || c.signalCode !== null) continue
+      const exited = new Promise(resolve => c.once('exit', resolve))
+      c.kill('SIGKILL')
+      await exited
+    }
     dirs.cleanup()
   })
 
@@ -100,6 +108,17 @@ describe('CLI', function () {
     assert.equal(d2.child.exitCode, 0)
     // the data written through the daemon is there when the dir is opened directly
     assert.equal((JSON.parse((await runCli(['count', 'notes', '--json', '--dir', dir])).stdout) as { count: number }).count, 1)
+  })
+
+  it('start tells how to add a device with an invite, not with --bootstrap (which makes a new swarm)', async () => {
+    const dir = dirs.make()
+    const child = spawn(process.execPath, [BIN, 'start', '--dir', dir, '--no-dht'], { env: { ...process.env, PEAKDB_LOG: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] })
+    children.push(child)
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+    await waitFor(() => out.includes('Press Ctrl+C to stop.'), { timeoutMs: 30_000, message: 'the start banner' })
+    assert.ok(out.includes(`Add another device: run \`peakdb pair invite --dir ${dir}\` here, then \`peakdb pair join <code>\` on it.`), out)
+    assert.doesNotMatch(out, /--bootstrap/)
   })
 
   it('two daemons of one swarm on this machine sync through the CLI (the README walkthrough)', async () => {

@@ -160,7 +160,7 @@ export async function runDaemon (o: DaemonOptions): Promise<void> {
     table([['DeviceId', node.deviceId], ['SwarmId', node.swarmId], ['Device name', node.deviceName], ['Data dir', node.dir], ['Local API', info.url]]),
     'Listening on:',
     ...multiaddrs.map(a => `  ${a}`),
-    'Other devices of this swarm can join with: peakdb start --bootstrap <one of the addresses above>',
+    `Add another device: run \`peakdb pair invite --dir ${node.dir}\` here, then \`peakdb pair join <code>\` on it.`,
     'Press Ctrl+C to stop.'
   ].join('\n'))
 
