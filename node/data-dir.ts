@@ -36,9 +36,13 @@ export function defaultDataDir (): string {
   return env !== undefined && env !== '' ? resolve(env) : join(homedir(), '.peakdb')
 }
 
-/** The paths of a data dir. */
+/**
+ * The paths of a data dir. Throws {@link DataDirError} when `dir` is a file, or lies inside one:
+ * every command and `PeakNode.open` resolve their dir here, so they all say so the same way.
+ */
 export function dataDirPaths (dir: string): DataDirPaths {
   const abs = resolve(dir)
+  assertNotAFile(abs)
   return {
     dir: abs,
     keystore: join(abs, 'keystore.json'),
@@ -47,6 +51,19 @@ export function dataDirPaths (dir: string): DataDirPaths {
     starting: join(abs, 'STARTING'),
     api: join(abs, 'api.json')
   }
+}
+
+function assertNotAFile (abs: string): void {
+  let isDir: boolean
+  try {
+    isDir = statSync(abs).isDirectory()
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') {
+      throw new DataDirError(`${abs} lies inside a file, not a directory: the data dir (--dir) must be a directory`, { cause: err })
+    }
+    return // missing (created on first open) or unreadable (reported by whatever reads it)
+  }
+  if (!isDir) throw new DataDirError(`${abs} is a file, not a directory: the data dir (--dir) must be a directory`)
 }
 
 /** Creates the data dir (mode 0700) if missing. */
