@@ -50,8 +50,28 @@ export class DataDirLockedError extends Error {
   static readonly code = 'ERR_DATA_DIR_LOCKED'
   override readonly name = 'DataDirLockedError'
   readonly code = DataDirLockedError.code
-  constructor (readonly dir: string, readonly pid: number) {
-    super(`data dir ${dir} is in use by process ${pid} (a running \`peakdb start\`?); stop it or talk to it through the CLI`)
+  /**
+   * @param holder - what holds it: a long-running owner (`peakdb start`, an application) or a
+   * short-lived CLI command
+   * @param message - replaces the default message
+   */
+  constructor (readonly dir: string, readonly pid: number, readonly holder: 'daemon' | 'command' = 'daemon', message?: string) {
+    super(message ?? (holder === 'daemon'
+      ? `data dir ${dir} is in use: a daemon (pid ${pid}) already runs on this dir (\`peakdb start\` or an application); stop it or talk to it through the CLI`
+      : `data dir ${dir} is in use by a short-lived command (pid ${pid}); try again when it ends`))
+  }
+}
+
+/**
+ * A daemon is starting on the data dir: a short-lived command steps aside and uses the daemon's
+ * local API once it is up.
+ */
+export class DaemonStartingError extends Error {
+  static readonly code = 'ERR_DAEMON_STARTING'
+  override readonly name = 'DaemonStartingError'
+  readonly code = DaemonStartingError.code
+  constructor (readonly dir: string, readonly pid: number, message?: string) {
+    super(message ?? `a daemon (pid ${pid}) is starting on ${dir} and has not opened its local API yet`)
   }
 }
 

@@ -13,7 +13,7 @@ import {
 import { isCollectionName, vectorToJson, type CollectionName } from '../crdt/index.js'
 import { LOCAL_PREFIX, SqliteProvider, type CollectionInfo, type StorageProvider } from '../storage/index.js'
 import { Collection, type CollectionContext, type CollectionOptions } from './collection.js'
-import { acquireLock, dataDirPaths, ensureDataDir, type DataDirPaths, type DirLock } from './data-dir.js'
+import { acquireLock, dataDirPaths, ensureDataDir, type DataDirPaths, type DirLock, type LockOptions } from './data-dir.js'
 import { DataDirError, InvalidCollectionNameError, InvalidOptionError, NodeClosedError, NotInitializedError, NotOnNetworkError } from './errors.js'
 import { keystoreFromWelcome, newDevice, Pairing, parseInviteCode } from './pairing.js'
 import { Devices } from './devices.js'
@@ -76,6 +76,12 @@ export interface PeakNodeOptions {
   readonly annMinChunks?: number
   /** HNSW self-checked recall below which a collection's searches scan instead (default 0.9). */
   readonly annMinRecall?: number
+  /**
+   * How to take the data dir's lock (default: as a long-running owner, failing at once when
+   * another process holds it). The CLI opens short-lived commands with `{ kind: 'command' }`,
+   * and its daemon waits for them with `waitMs`.
+   */
+  readonly lock?: LockOptions
 }
 
 /** Options of {@link PeakNode.join}. */
@@ -242,7 +248,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       throw new NotInitializedError(`no PeakDB identity in ${paths.dir}; run \`peakdb init\` first`)
     }
     ensureDataDir(paths.dir)
-    const lock = acquireLock(paths)
+    const lock = await acquireLock(paths, options.lock)
     let storage: StorageProvider | undefined
     let created: { phrase: string | undefined, recoveryPublicKey: Uint8Array } | undefined
     try {

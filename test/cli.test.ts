@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { runCli, startDaemon, type Daemon } from './helpers/cli.js'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { encodeInvite, inviteSecret } from '../identity/index.js'
+import { BIN, runCli, startDaemon, type Daemon } from './helpers/cli.js'
 import { TmpDirs } from './helpers/tmp-dir.js'
 import { waitFor } from './helpers/wait-for.js'
 
@@ -9,8 +11,15 @@ describe('CLI', function () {
   this.timeout(60_000)
   const dirs = new TmpDirs()
   const daemons: Daemon[] = []
+  const children: ChildProcess[] = []
   afterEach(async () => {
     for (const d of daemons.splice(0)) await d.stop('SIGKILL').catch(() => {})
+    for (const c of children.splice(0)) {
+      if (c.exitCode !== null || c.signalCode !== null) continue
+      const exited = new Promise(resolve => c.once('exit', resolve))
+      c.kill('SIGKILL')
+      await exited
+    }
     dirs.cleanup()
   })
 
@@ -100,6 +109,17 @@ describe('CLI', function () {
     assert.equal(d2.child.exitCode, 0)
     // the data written through the daemon is there when the dir is opened directly
     assert.equal((JSON.parse((await runCli(['count', 'notes', '--json', '--dir', dir])).stdout) as { count: number }).count, 1)
+  })
+
+  it('start tells how to add a device with an invite, not with --bootstrap (which makes a new swarm)', async () => {
+    const dir = dirs.make()
+    const child = spawn(process.execPath, [BIN, 'start', '--dir', dir, '--no-dht'], { env: { ...process.env, PEAKDB_LOG: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] })
+    children.push(child)
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+    await waitFor(() => out.includes('Press Ctrl+C to stop.'), { timeoutMs: 30_000, message: 'the start banner' })
+    assert.ok(out.includes(`Add another device: run \`peakdb pair invite --dir ${dir}\` here, then \`peakdb pair join <code>\` on it.`), out)
+    assert.doesNotMatch(out, /--bootstrap/)
   })
 
   it('two daemons of one swarm on this machine sync through the CLI (the README walkthrough)', async () => {
@@ -216,6 +236,24 @@ describe('CLI', function () {
     assert.match(noInit.stderr, /run `peakdb init` first/)
     const envDir = await runCli(['status', '--json'], { env: { PEAKDB_DIR: dir } })
     assert.equal(envDir.code, 0, envDir.stderr)
+  })
+
+  it('refuses a --dir that is a file, or inside one, with DataDirError for every command', async () => {
+    const file = join(dirs.make(), 'notes.txt')
+    writeFileSync(file, 'not a data dir\n')
+    // a well-formed invite to nowhere: the dir is checked before anything is dialed
+    const code = encodeInvite({ inviterKey: new Uint8Array(32).fill(7), addrs: [new Uint8Array([4, 127, 0, 0, 1, 6, 0x9c, 0x40])], secret: inviteSecret(), expires: Math.floor(Date.now() / 1000) + 600 })
+    for (const args of [['status'], ['init'], ['put', 'notes', '{"a":1}'], ['start', '--no-dht'], ['stop'], ['pair', 'join', code]]) {
+      const r = await runCli([...args, '--dir', file, '--json'])
+      assert.equal(r.code, 1, `${args[0] ?? ''}: ${r.stdout}${r.stderr}`)
+      const { error } = JSON.parse(r.stderr.trim().split('\n').at(-1) ?? '') as { error: { name: string, message: string } }
+      assert.equal(error.name, 'DataDirError', `${args[0] ?? ''}: ${error.message}`)
+      assert.equal(error.message, `${file} is a file, not a directory: the data dir (--dir) must be a directory`)
+    }
+    const inside = await runCli(['init', '--dir', join(file, 'sub'), '--json'])
+    assert.equal(inside.code, 1)
+    assert.match(inside.stderr, /"name":"DataDirError".*lies inside a file, not a directory/)
+    assert.equal(readFileSync(file, 'utf8'), 'not a data dir\n')
   })
 
   it('prints help for every command', async () => {

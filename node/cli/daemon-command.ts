@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import cliProgress from 'cli-progress'
 import { PeakNode } from '../peak-node.js'
 import { ApiServer } from '../daemon/api-server.js'
-import { dataDirPaths } from '../data-dir.js'
+import { announceDaemon, dataDirPaths, ensureDataDir } from '../data-dir.js'
 import { createLogger } from '../logger.js'
 import { watchedFolders } from '../daemon/rpc.js'
 import type { SyncProgress } from '../../transport/index.js'
@@ -15,6 +15,9 @@ import { configuredEmbedder, readConfig } from './config.js'
 import { passphrase } from './target.js'
 
 const log = createLogger('daemon')
+
+/** How long `peakdb start` waits for short-lived commands to release the data dir, in ms. */
+export const DAEMON_LOCK_WAIT_MS = 30_000
 
 /** Options of `peakdb start` (flags; each overrides the config file). */
 export interface DaemonOptions {
@@ -79,14 +82,28 @@ export async function runDaemon (o: DaemonOptions): Promise<void> {
   const confirmations = o.confirmations ?? config.confirmations
   const pass = passphrase(o.passphraseFile)
   const embedder = configuredEmbedder(config)
-  const node = await PeakNode.open({
-    dir: o.dir,
-    network,
-    ...(embedder !== undefined ? { embedder } : {}),
-    ...(pass !== undefined ? { passphrase: pass } : {}),
-    ...(name !== undefined ? { deviceName: name } : {}),
-    ...(confirmations !== undefined ? { confirmations } : {})
-  })
+  ensureDataDir(paths.dir)
+  // until the local API is up, commands wait for this daemon instead of taking the data dir
+  const announcement = announceDaemon(paths, { waitMs: DAEMON_LOCK_WAIT_MS })
+  let node: PeakNode
+  try {
+    node = await PeakNode.open({
+      dir: o.dir,
+      network,
+      lock: {
+        kind: 'daemon',
+        waitMs: DAEMON_LOCK_WAIT_MS,
+        onWait: holder => emit(o.json, { event: 'waiting', pid: holder.pid, holder: holder.kind }, () => `waiting for ${holder.pid} (a short-lived command) to release the data dir...`)
+      },
+      ...(embedder !== undefined ? { embedder } : {}),
+      ...(pass !== undefined ? { passphrase: pass } : {}),
+      ...(name !== undefined ? { deviceName: name } : {}),
+      ...(confirmations !== undefined ? { confirmations } : {})
+    })
+  } catch (err) {
+    announcement.withdraw()
+    throw err
+  }
   node.on('sync:progress', progressReporter(o.json))
   node.on('peer:connect', ev => log.info('device connected', { device: ev.device, name: ev.name }))
   node.on('peer:disconnect', ev => log.info('device disconnected', { device: ev.device }))
@@ -123,6 +140,8 @@ export async function runDaemon (o: DaemonOptions): Promise<void> {
   } catch (err) {
     await node.close()
     throw err
+  } finally {
+    announcement.withdraw()
   }
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping !== undefined) {
@@ -141,7 +160,7 @@ export async function runDaemon (o: DaemonOptions): Promise<void> {
     table([['DeviceId', node.deviceId], ['SwarmId', node.swarmId], ['Device name', node.deviceName], ['Data dir', node.dir], ['Local API', info.url]]),
     'Listening on:',
     ...multiaddrs.map(a => `  ${a}`),
-    'Other devices of this swarm can join with: peakdb start --bootstrap <one of the addresses above>',
+    `Add another device: run \`peakdb pair invite --dir ${node.dir}\` here, then \`peakdb pair join <code>\` on it.`,
     'Press Ctrl+C to stop.'
   ].join('\n'))
 

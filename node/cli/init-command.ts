@@ -36,6 +36,7 @@ export async function runInit (o: { dir: string, json: boolean, recover?: string
   const pass = passphrase(o.passphraseFile)
   const node = await PeakNode.open({
     dir: o.dir,
+    lock: { kind: 'command' },
     ...(pass !== undefined ? { passphrase: pass } : {}),
     ...(recover !== undefined ? { recoveryPhrase: recover } : {}),
     ...(o.name !== undefined ? { deviceName: o.name } : {})

@@ -11,7 +11,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { defaultDataDir, dataDirPaths } from '../data-dir.js'
 import { InvalidOptionError } from '../errors.js'
 import { EXIT, emit, reportError, table } from './output.js'
-import { daemonRunning, invoke, openDirect, passphrase } from './target.js'
+import { invoke, openTarget, passphrase } from './target.js'
 import cliProgress from 'cli-progress'
 import { PeakNode } from '../peak-node.js'
 import { runDaemon } from './daemon-command.js'
@@ -95,7 +95,8 @@ async function setEmbedWithProgress (g: Globals, collection: string, embed: 'aut
     b.start(total, 0)
     return { update: left => b.update(total - left), stop: () => b.stop() }
   }
-  if (daemonRunning(g.dir)) {
+  const target = await openTarget(g.dir, g.passphraseFile !== undefined ? { passphraseFile: g.passphraseFile } : {})
+  if ('api' in target) {
     const r = await call(g, 'setEmbed', { collection, embed }) as { pending: number }
     if (!wait) return
     const progress = bar(r.pending)
@@ -111,7 +112,7 @@ async function setEmbedWithProgress (g: Globals, collection: string, embed: 'aut
     }
   }
   // no daemon: this process does the work
-  const node = await openDirect(g.dir, g.passphraseFile !== undefined ? { passphraseFile: g.passphraseFile } : {})
+  const node = target.node
   try {
     const c = node.collection(collection)
     await c.setEmbed(embed)
@@ -239,6 +240,7 @@ Examples:
         dir: g.dir,
         code: text,
         network: { listen: opts.listen ?? ['/ip4/127.0.0.1/tcp/0'], dht: false },
+        lock: { kind: 'command' },
         ...(opts.name !== undefined ? { deviceName: opts.name } : {}),
         ...(pass !== undefined ? { passphrase: pass } : {})
       })
@@ -495,7 +497,8 @@ Examples:
       }
       const summary = (r: FolderIndexResult): string => `${r.root}: ${r.files} files (${r.added} added, ${r.updated} changed, ${r.removed} removed, ${r.unchanged} unchanged${r.errors.length > 0 ? `, ${r.errors.length} unreadable` : ''}) in ${(r.ms / 1000).toFixed(1)} s -> collection ${r.collection}`
       const bars = folderBars(g)
-      if (daemonRunning(g.dir)) {
+      const target = await openTarget(g.dir, g.passphraseFile !== undefined ? { passphraseFile: g.passphraseFile } : {})
+      if ('api' in target) {
         const method = opts.watch === true ? 'watchFolder' : 'indexFolder'
         const params = opts.watch === true ? { path, collection: opts.collection } : { path, collection: opts.collection, wait: opts.wait }
         let done = false
@@ -518,7 +521,7 @@ Examples:
         }
         return
       }
-      const node = await openDirect(g.dir, g.passphraseFile !== undefined ? { passphraseFile: g.passphraseFile } : {})
+      const node = target.node
       try {
         if (opts.watch !== true) {
           const r = await node.files.index(path, { collection: opts.collection, waitForIndex: opts.wait, onProgress: p => bars.update(p) })

@@ -5,9 +5,10 @@
 import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { PeakNode } from '../peak-node.js'
-import { dataDirPaths } from '../data-dir.js'
-import { DataDirLockedError } from '../errors.js'
+import { dataDirPaths, pendingDaemon } from '../data-dir.js'
+import { DaemonStartingError, DataDirLockedError } from '../errors.js'
 import { callApi, readApiInfo } from '../daemon/api-client.js'
+import type { ApiInfo } from '../daemon/api-server.js'
 import { callMethod } from '../daemon/rpc.js'
 import { configuredEmbedder, dataDirConfig } from './config.js'
 
@@ -19,8 +20,20 @@ export function passphrase (file?: string): string | undefined {
 }
 
 /**
+ * How long a command waits, in ms, for a daemon that is starting to open its local API, or for
+ * another command to release the data dir.
+ */
+export const COMMAND_WAIT_MS = 30_000
+
+/** How long a command waits for a long-running owner without a local API (an application, a daemon stopping), in ms. */
+const OWNER_WAIT_MS = 5_000
+
+const POLL_MS = 100
+
+/**
  * Opens a data dir for one command: no network, no background indexing (a search indexes what
- * it needs), the configured embedder.
+ * it needs), the configured embedder. The command takes the lock as a short-lived one: it
+ * throws {@link DaemonStartingError} rather than keep a starting daemon out.
  */
 export async function openDirect (dir: string, options: { passphraseFile?: string } = {}): Promise<PeakNode> {
   const pass = passphrase(options.passphraseFile)
@@ -29,37 +42,52 @@ export async function openDirect (dir: string, options: { passphraseFile?: strin
     dir,
     create: false,
     backgroundIndexing: false,
+    lock: { kind: 'command' },
     ...(pass !== undefined ? { passphrase: pass } : {}),
     ...(embedder !== undefined ? { embedder } : {})
   })
 }
 
-/** True when a daemon runs on the data dir. */
-export function daemonRunning (dir: string): boolean {
-  return readApiInfo(dataDirPaths(dir).api) !== undefined
+/** Where a command runs: the daemon's local API, or the data dir opened by this process (close it). */
+export type Target = { readonly api: ApiInfo } | { readonly node: PeakNode }
+
+/**
+ * Finds where a command runs. A daemon that is starting (it announced itself, or holds the lock
+ * before its API is up) is waited for rather than raced for the data dir, as is another command
+ * holding it; both waits are bounded.
+ */
+export async function openTarget (dir: string, options: { passphraseFile?: string } = {}): Promise<Target> {
+  const paths = dataDirPaths(dir)
+  const started = Date.now()
+  for (;;) {
+    const info = readApiInfo(paths.api)
+    if (info !== undefined) return { api: info }
+    const waited = Date.now() - started
+    // checked before opening, too: a first `peakdb start` may still be creating the identity
+    const pending = pendingDaemon(paths)
+    if (pending !== undefined) {
+      if (waited >= COMMAND_WAIT_MS) throw new DaemonStartingError(paths.dir, pending, `a daemon (pid ${pending}) is starting on ${paths.dir} and did not open its local API within ${COMMAND_WAIT_MS / 1000} s`)
+    } else {
+      try {
+        return { node: await openDirect(dir, options) }
+      } catch (err) {
+        const wait = err instanceof DaemonStartingError
+          ? COMMAND_WAIT_MS
+          : err instanceof DataDirLockedError ? (err.holder === 'command' ? COMMAND_WAIT_MS : OWNER_WAIT_MS) : 0
+        if (waited >= wait) throw err
+      }
+    }
+    await sleep(POLL_MS)
+  }
 }
 
-/** Runs one local API method against the data dir `dir`. */
+/** Runs one local API method against the data dir `dir` (through its daemon, or directly). */
 export async function invoke (dir: string, method: string, params: unknown, options: { passphraseFile?: string } = {}): Promise<unknown> {
-  const paths = dataDirPaths(dir)
-  // a daemon that is still starting holds the lock before it writes api.json: wait a little
-  for (let attempt = 0; ; attempt++) {
-    const info = readApiInfo(paths.api)
-    if (info !== undefined) return await callApi(info, method, params)
-    let node: PeakNode
-    try {
-      node = await openDirect(dir, options)
-    } catch (err) {
-      if (err instanceof DataDirLockedError && attempt < 50) {
-        await sleep(100)
-        continue
-      }
-      throw err
-    }
-    try {
-      return await callMethod({ node }, method, params)
-    } finally {
-      await node.close()
-    }
+  const target = await openTarget(dir, options)
+  if ('api' in target) return await callApi(target.api, method, params)
+  try {
+    return await callMethod({ node: target.node }, method, params)
+  } finally {
+    await target.node.close()
   }
 }
