@@ -13,7 +13,7 @@ import {
 import type { InviteState, PairingBackend, Welcome } from '../transport/index.js'
 import type { Log } from './log.js'
 import { createLogger } from './logger.js'
-import { InvalidOptionError, NotOnNetworkError } from './errors.js'
+import { DeviceRevokedError, InvalidOptionError, NotOnNetworkError } from './errors.js'
 
 const logger = createLogger('pairing')
 /** Default lifetime of an invite. */
@@ -59,7 +59,7 @@ export class Pairing implements PairingBackend {
 
   /**
    * Creates a short-lived, single-use invite for a new device. The node must be on the network
-   * (the new device dials it).
+   * (the new device dials it). Throws {@link DeviceRevokedError} on a revoked device.
    *
    * @example
    * ```ts
@@ -67,6 +67,8 @@ export class Pairing implements PairingBackend {
    * ```
    */
   async invite (options: { ttl?: number } = {}): Promise<InviteInfo> {
+    const revocation = this.ctx.log.revocation
+    if (revocation !== undefined) throw new DeviceRevokedError(revocation)
     const ttl = options.ttl ?? DEFAULT_INVITE_TTL_MS
     if (!Number.isInteger(ttl) || ttl < 1_000 || ttl > MAX_INVITE_TTL_MS) throw new InvalidOptionError(`"ttl" expected 1000..${MAX_INVITE_TTL_MS} ms, got ${String(ttl)}`)
     const addrs = this.ctx.multiaddrs()

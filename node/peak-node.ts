@@ -14,7 +14,7 @@ import { isCollectionName, vectorToJson, type CollectionName } from '../crdt/ind
 import { LOCAL_PREFIX, SqliteProvider, type CollectionInfo, type StorageProvider } from '../storage/index.js'
 import { Collection, type CollectionContext, type CollectionOptions } from './collection.js'
 import { acquireLock, dataDirPaths, ensureDataDir, type DataDirPaths, type DirLock } from './data-dir.js'
-import { DataDirError, InvalidCollectionNameError, InvalidOptionError, NodeClosedError, NotInitializedError, NotOnNetworkError } from './errors.js'
+import { DataDirError, DeviceRevokedError, InvalidCollectionNameError, InvalidOptionError, NodeClosedError, NotInitializedError, NotOnNetworkError } from './errors.js'
 import { keystoreFromWelcome, newDevice, Pairing, parseInviteCode } from './pairing.js'
 import { Devices } from './devices.js'
 import { Profile } from './profile.js'
@@ -96,6 +96,11 @@ export interface NodeStatus {
   readonly pendingEntries: number
   /** Highest seq of this device held by enough other devices. */
   readonly confirmedSeq: number
+  /**
+   * Present when this device was revoked: when, by whom ('root' or a DeviceId), and the last of
+   * its entries the others keep. It then writes nothing and stays off the swarm.
+   */
+  readonly revoked?: { readonly at: string, readonly by: string, readonly after: number }
   /** Present while the node is on the network. */
   readonly network?: {
     readonly multiaddrs: string[]
@@ -117,6 +122,8 @@ export interface PeakNodeEvents {
   'peer:connect': [{ device: string, name: string }]
   /** A peer disconnected. */
   'peer:disconnect': [{ device: string }]
+  /** This device learned that it was revoked (see {@link NodeStatus.revoked}). */
+  revoked: [{ at: string, by: string, after: number }]
 }
 
 function hasData (path: string): boolean {
@@ -218,6 +225,16 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     // (relative to the indexed one), name and text: absolute paths are mostly noise to a model
     this.files = new FileIndexer(name => this.localNames.has(name) ? this.collection(name) : this.collection(name, { replicate: false, embed: ['dir', 'name', 'text'] }))
     log.on('change', ev => this.emit('change', ev))
+    log.on('revoked', ev => {
+      const mine = ev.device === this.deviceId ? this.revocation() : undefined
+      if (mine !== undefined) this.emit('revoked', mine)
+    })
+  }
+
+  /** This device's revocation, if it knows of one. */
+  private revocation (): NodeStatus['revoked'] {
+    const rev = this.log.revocation
+    return rev === undefined ? undefined : { at: new Date(rev.issued).toISOString(), by: rev.issuer, after: rev.after }
   }
 
   /** Opens the node of a data dir, creating the identity on first open. */
@@ -400,7 +417,15 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     this.checkOpen()
     const t = this.replicator?.network
     if (t === undefined) throw new NotOnNetworkError('the node is not on the network (start it with `network` options or startNetwork())')
-    return await t.dial(addr, options)
+    const before = this.log.revocation
+    if (before !== undefined) throw new DeviceRevokedError(before)
+    try {
+      return await t.dial(addr, options)
+    } catch (err) {
+      // the peer may have refused this device with its revocation just now
+      const rev = this.log.revocation
+      throw rev !== undefined ? new DeviceRevokedError(rev, { cause: err }) : err
+    }
   }
 
   /** Devices this node has seen, with their last known addresses. */
@@ -520,6 +545,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   /** A snapshot of this node's identity, log and collections. */
   async status (): Promise<NodeStatus> {
     this.checkOpen()
+    const revoked = this.revocation()
     return {
       deviceId: this.deviceId,
       swarmId: this.swarmId,
@@ -531,6 +557,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       collections: await this.collectionInfos(),
       pendingEntries: await this.log.pendingCount(),
       confirmedSeq: this.confirmations.confirmedSeq(),
+      ...(revoked !== undefined ? { revoked } : {}),
       ...(this.replicator?.network !== undefined ? { network: { multiaddrs: this.replicator.network.multiaddrs(), peers: this.replicator.peers(), syncing: this.replicator.syncState() } } : {})
     }
   }

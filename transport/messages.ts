@@ -43,6 +43,17 @@ export const helloSchema = z.object({
   keys: keyBoxes.optional()
 }).strict()
 
+/**
+ * The answer to a revoked device's hello: its revocation (DAG-CBOR, signed by the root key or a
+ * member device) and the certificate chain of the issuing device (empty when the root key
+ * signed), so that it can check the revocation itself before it believes it.
+ */
+export const helloRevokedSchema = z.object({
+  t: z.literal('revoked'),
+  rev: bytes(1024),
+  chain: z.array(bytes(4096)).max(MAX_CHAIN)
+}).strict()
+
 export const keysSchema = z.object({
   t: z.literal('keys'),
   keys: keyBoxes
