@@ -15,7 +15,7 @@ import { LOCAL_PREFIX, SqliteProvider, type CollectionInfo, type StorageProvider
 import { Collection, type CollectionContext, type CollectionOptions } from './collection.js'
 import { acquireLock, dataDirPaths, ensureDataDir, type DataDirPaths, type DirLock } from './data-dir.js'
 import { DataDirError, DeviceRevokedError, InvalidCollectionNameError, InvalidOptionError, NodeClosedError, NotInitializedError, NotOnNetworkError } from './errors.js'
-import { keystoreFromWelcome, newDevice, Pairing, parseInviteCode } from './pairing.js'
+import { keystoreFromWelcome, newDevice, Pairing, parseInviteCode, prepareJoinDir } from './pairing.js'
 import { Devices } from './devices.js'
 import { Profile } from './profile.js'
 import { epochOp, Log, type ChangeEvent, type VerifyReport } from './log.js'
@@ -31,7 +31,7 @@ import { join } from 'node:path'
 import type { Embedder } from './embedding/embedder.js'
 import type * as Y from 'yjs'
 import type { Replicator, ReplicationOptions } from './replicator.js'
-import type { SwarmTransport, SyncProgress } from '../transport/index.js'
+import type { SwarmTransport, SyncProgress, Welcome } from '../transport/index.js'
 
 
 /** Storage meta key listing this device's device-local collections (JSON array). */
@@ -484,7 +484,11 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   /**
    * Joins a swarm with an invite code: a fresh data dir becomes a new device of the inviter's
    * swarm. The new device dials the inviter, proves it knows the invite's secret (which never
-   * crosses the wire), receives its certificate and the data keys, and starts syncing.
+   * crosses the wire), receives its certificate and the data keys, stores its keystore, and
+   * starts syncing. The data dir is checked before the inviter is contacted
+   * ({@link DataDirError}, {@link DataDirLockedError}, {@link InvalidOptionError}), and the
+   * inviter records the new device only once its keystore is stored: a join that fails leaves
+   * no device behind on either side, and the invite can be used again.
    *
    * @example
    * ```ts
@@ -494,19 +498,37 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   static async join (options: JoinOptions): Promise<PeakNode> {
     const invite = parseInviteCode(options.code)
     const paths = dataDirPaths(options.dir)
-    if (existsSync(paths.keystore) || hasData(paths.database)) throw new DataDirError(`${paths.dir} already holds a device; join with a fresh data dir`)
+    // everything local is checked before the inviter certifies anything
+    const target = prepareJoinDir(paths, { passphrase: options.passphrase })
     const device = newDevice(options.deviceName)
-    const { createHost, requestPairing } = await import('../transport/index.js')
-    const host = await createHost({ deviceSecretKey: device.secretKey, swarmId: 'pairing', gater: {}, options: { listen: ['/ip4/127.0.0.1/tcp/0'], dht: false } })
-    let welcome
+    let welcome: Welcome
     try {
-      welcome = await requestPairing(host, invite, normaliseDeviceName(device.name))
-    } finally {
-      await host.stop()
+      const { createHost, requestPairing } = await import('../transport/index.js')
+      const host = await createHost({ deviceSecretKey: device.secretKey, swarmId: 'pairing', gater: {}, options: { listen: ['/ip4/127.0.0.1/tcp/0'], dht: false } })
+      try {
+        const session = await requestPairing(host, invite, normaliseDeviceName(device.name))
+        try {
+          const keystore = keystoreFromWelcome(device.secretKey, session.welcome)
+          try {
+            writeKeystore(paths.keystore, keystore, options.passphrase !== undefined ? { passphrase: options.passphrase } : {})
+          } catch (err) {
+            throw new DataDirError(`cannot write ${paths.keystore}: ${(err as Error).message}`, { cause: err })
+          }
+        } catch (err) {
+          // the inviter records nothing and keeps the invite for another try
+          session.abort(err as Error)
+          throw err
+        }
+        // the inviter records this device only now, so a failure above leaves no member behind
+        await session.confirm()
+        welcome = session.welcome
+      } finally {
+        await host.stop()
+      }
+    } catch (err) {
+      target.undo()
+      throw err
     }
-    const keystore = keystoreFromWelcome(device.secretKey, welcome)
-    ensureDataDir(paths.dir)
-    writeKeystore(paths.keystore, keystore, options.passphrase !== undefined ? { passphrase: options.passphrase } : {})
     const network = options.network ?? {}
     const node = await PeakNode.open({
       ...options,

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict'
-import { existsSync, readFileSync, readdirSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { lpStream } from '@libp2p/utils'
 import {
   createSigner, decodeInvite, deriveUserRoot, deviceIdFromPublicKey, encodeCertificate, encodeInvite, encodeRevocation, generateSecretKey, inviteSecret,
-  issueCertificate, issueRevocation, open as openSealed, parseRecoveryPhrase, publicKeyOf, type DeviceId
+  inviteId, issueCertificate, issueRevocation, open as openSealed, parseRecoveryPhrase, publicKeyOf, type DeviceId
 } from '../identity/index.js'
-import { createHost, encodeMessage, HELLO_PROTOCOL } from '../transport/index.js'
+import { createHost, encodeMessage, HELLO_PROTOCOL, requestPairing } from '../transport/index.js'
 import { decodeEntry } from '../crdt/index.js'
 import { PeakNode } from '../node/index.js'
 import { rejectsNamed } from './helpers/errors.js'
@@ -89,6 +89,66 @@ describe('pairing, membership and key epochs', function () {
       assert.deepEqual(readdirSync(d), [], `a failed join leaves nothing in ${d} (no keys, no data)`)
     }
     assert.equal(a.devices.list().length, 2, 'only the legitimate device was certified')
+  })
+
+  it('a join into a data dir that cannot hold a device fails before the inviter is contacted; the invite still works', async () => {
+    const a = await swarm.add({ deviceName: 'a' })
+    const { code } = await a.pairing.invite()
+    const file = join(swarm.dirs.make('peakdb-join-'), 'a-file')
+    writeFileSync(file, 'not a data dir')
+    await rejectsNamed(() => PeakNode.join({ dir: file, code, network: NET }), 'DataDirError', 'not a directory')
+    await rejectsNamed(() => PeakNode.join({ dir: join(file, 'below'), code, network: NET }), 'DataDirError', 'not a directory')
+    assert.equal(readFileSync(file, 'utf8'), 'not a data dir')
+    const fresh = swarm.dirs.make('peakdb-join-')
+    await rejectsNamed(() => PeakNode.join({ dir: fresh, code, passphrase: 'short', network: NET }), 'InvalidOptionError', 'passphrase')
+    const missing = join(swarm.dirs.make('peakdb-join-'), 'new', 'dir')
+    await rejectsNamed(() => PeakNode.join({ dir: missing, code, passphrase: 'short', network: NET }), 'InvalidOptionError')
+    assert.deepEqual(readdirSync(fresh), [])
+    assert.equal(existsSync(missing), false)
+    assert.deepEqual(a.devices.list().map(d => d.name), ['a'], 'nobody was certified')
+
+    const b = await PeakNode.join({ dir: fresh, code, deviceName: 'b', network: NET, embedder: hashEmbedder() })
+    swarm.nodes.push(b)
+    assert.deepEqual(a.devices.list().map(d => d.name).sort(), ['a', 'b'])
+  })
+
+  it('a join whose keystore cannot be written after the welcome leaves no certified device, and the invite works again', async () => {
+    const a = await swarm.add({ deviceName: 'a' })
+    const { code } = await a.pairing.invite()
+    const id = inviteId(decodeInvite(code).secret)
+    const dir = swarm.dirs.make('peakdb-join-')
+    // the keystore is written through a temp file named after the pid: a directory in its way
+    // makes that write fail after every local check passed and the inviter welcomed the device
+    const blocker = join(dir, `keystore.json.tmp-${process.pid}`)
+    mkdirSync(blocker)
+    await rejectsNamed(() => PeakNode.join({ dir, code, deviceName: 'ghost', network: NET }), 'DataDirError', 'keystore')
+    await waitFor(() => typeof a.pairing.findInvite(id) === 'object', { message: 'the inviter to release the invite' })
+    assert.deepEqual(a.devices.list().map(d => d.name), ['a'], 'no ghost device')
+    assert.deepEqual(readdirSync(dir), [`keystore.json.tmp-${process.pid}`], 'no keystore left behind')
+
+    const b = await PeakNode.join({ dir: swarm.dirs.make('peakdb-join-'), code, deviceName: 'b', network: NET, embedder: hashEmbedder() })
+    swarm.nodes.push(b)
+    assert.deepEqual(a.devices.list().map(d => d.name).sort(), ['a', 'b'])
+    await rejectsNamed(() => PeakNode.join({ dir: swarm.dirs.make('peakdb-join-'), code, network: NET }), 'InviteUsedError')
+  })
+
+  it('a joiner that disappears after the welcome is never recorded by the inviter', async () => {
+    const a = await swarm.add({ deviceName: 'a' })
+    const { code } = await a.pairing.invite()
+    const invite = decodeInvite(code)
+    const key = generateSecretKey()
+    const host = await createHost({ deviceSecretKey: key, swarmId: 'pairing', gater: {}, options: { listen: LOOPBACK, dht: false } })
+    try {
+      const session = await requestPairing(host, invite, 'ghost')
+      assert.equal(a.pairing.findInvite(inviteId(invite.secret)), 'held', 'held for the joiner while it stores its identity')
+      session.abort(new Error('crashed'))
+    } finally {
+      await host.stop()
+    }
+    await waitFor(() => typeof a.pairing.findInvite(inviteId(invite.secret)) === 'object', { message: 'the inviter to release the invite' })
+    const ghost = deviceIdFromPublicKey(publicKeyOf(key))
+    assert.equal(a.log.membership.certificateOf(ghost), undefined, 'no certificate recorded for it')
+    assert.deepEqual(a.devices.list().map(d => d.name), ['a'])
   })
 
   it('the invite check digit catches every single-character error', () => {

@@ -157,3 +157,12 @@ export const pairWelcomeSchema = z.object({
   name: z.string().max(64)
 }).strict()
 
+/** The joiner stored its new identity (pair 2.0.0): the inviter may now record its certificate. */
+export const pairStoredSchema = z.object({
+  t: z.literal('stored')
+}).strict()
+
+/** The inviter recorded the joiner's certificate (pair 2.0.0): the joiner is a member. */
+export const pairDoneSchema = z.object({
+  t: z.literal('done')
+}).strict()
