@@ -78,7 +78,7 @@ const challengeOrError = z.union([pairChallengeSchema, errorSchema])
  * Serves pairing requests on an inviting node. `onPairing` hears of each peer that starts
  * pairing (it is not expected to say hello).
  */
-export async function handlePairing (host: Host, backend: PairingBackend, onPairing: (peer: string) => void, log: (m: string, f?: Record<string, unknown>) => void, options: { storeTimeoutMs?: number } = {}): Promise<void> {
+export async function handlePairing (host: Host, backend: PairingBackend, onPairing: (peer: string) => void, log: (m: string, f?: Record<string, unknown>) => void): Promise<void> {
   await host.handle(PAIR_PROTOCOL, async (stream: Stream, connection: Connection) => {
     const joiner = connection.remotePeer.toString()
     log('a device is pairing', { peer: joiner })
@@ -111,7 +111,7 @@ export async function handlePairing (host: Host, backend: PairingBackend, onPair
       try {
         const mac = pairingProof(state.secret, 'inviter', backend.publicKey, joinerKey, nonce, join.nonce)
         await lp.write(encodeMessage({ t: 'welcome', mac, ...welcome }))
-        await readMessage(lp, pairStoredSchema, 'pair stored', AbortSignal.timeout(options.storeTimeoutMs ?? PAIR_STORE_TIMEOUT_MS))
+        await readMessage(lp, pairStoredSchema, 'pair stored', AbortSignal.timeout(PAIR_STORE_TIMEOUT_MS))
         await backend.confirm(join.invite, { device: joiner })
         recorded = true
       } finally {
