@@ -133,6 +133,22 @@ export function encodeCertificate (cert: DeviceCertificate): Uint8Array {
   return dagCbor.encode(cert)
 }
 
+/** Encodes a revocation (DAG-CBOR), as stored and as shown to the revoked device. */
+export function encodeRevocation (rev: DeviceRevocation): Uint8Array {
+  return dagCbor.encode(rev)
+}
+
+/** Decodes and verifies a revocation's form and signature (see {@link verifyRevocation}). */
+export function decodeRevocation (bytes: Uint8Array, swarm: SwarmId, rootPublicKey: Uint8Array): DeviceRevocation {
+  let value: unknown
+  try {
+    value = dagCbor.decode(bytes)
+  } catch {
+    fail('revocation: not valid DAG-CBOR')
+  }
+  return verifyRevocation(value, swarm, rootPublicKey)
+}
+
 /** Decodes and verifies a stored certificate. */
 export function decodeCertificate (bytes: Uint8Array, swarm: SwarmId, rootPublicKey: Uint8Array): DeviceCertificate {
   let value: unknown

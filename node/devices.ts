@@ -51,6 +51,8 @@ export class Devices {
     return this.ctx.log.membership.devices().map(d => {
       const self = d.device === this.ctx.log.deviceId
       const last = seen.get(d.device)
+      // this device may know of its revocation before (or without) its log holding it
+      if (self && d.revocation === undefined && this.ctx.log.revocation !== undefined) d = { ...d, revocation: this.ctx.log.revocation }
       return {
         device: d.device,
         name: d.name,

@@ -112,3 +112,23 @@ export class AbortError extends Error {
     super(message)
   }
 }
+
+/**
+ * This device was revoked: the other devices ignore what it writes and refuse to talk to it, so
+ * writes and invites are refused here too. It keeps what it had (reads still work).
+ */
+export class DeviceRevokedError extends Error {
+  static readonly code = 'ERR_DEVICE_REVOKED'
+  override readonly name = 'DeviceRevokedError'
+  readonly code = DeviceRevokedError.code
+  /** When the revocation was issued (ISO time). */
+  readonly revokedAt: string
+  /** Who signed it: 'root' or the DeviceId of the revoking device. */
+  readonly by: string
+  constructor (revocation: { issued: number, issuer: string }, options?: { cause?: unknown }) {
+    const at = new Date(revocation.issued).toISOString()
+    super(`this device was revoked (by ${revocation.issuer === 'root' ? 'the root key' : `device ${revocation.issuer}`} at ${at}): the other devices ignore its writes; pair this machine again with a fresh data dir`, options)
+    this.revokedAt = at
+    this.by = revocation.issuer
+  }
+}

@@ -14,14 +14,17 @@ import {
   type ControlOp, type DataOp, type Entry, type EntryHeader, type EntryId, type LogView
 } from '../crdt/index.js'
 import {
-  DecryptionError, encodeCertificate, Keyring, Membership, open, PayloadSealer, shareEpoch, UnknownEpochError,
-  type DeviceId, type EpochRecord, type Recipient, type Signer, type SwarmId
+  decodeRevocation, DecryptionError, encodeCertificate, InvalidCertificateError, Keyring, Membership, open, PayloadSealer, shareEpoch,
+  UnknownEpochError, verifyCertificateChain, type DeviceId, type DeviceRevocation, type EpochRecord, type Recipient, type Signer, type SwarmId
 } from '../identity/index.js'
 import type { CommitItem, CommitResult, ControlRecord, DocChange, PendingApply, StorageProvider } from '../storage/index.js'
 import { SqliteProvider } from '../storage/index.js'
+import { DeviceRevokedError } from './errors.js'
 import { createLogger } from './logger.js'
 
 const logger = createLogger('log')
+/** Storage meta key: this device's revocation as a peer proved it (see {@link Log.learnRevocation}). */
+const REVOCATION_META = 'revocation'
 
 /** Where a change came from. */
 export type ChangeOrigin = 'local' | 'remote'
@@ -154,6 +157,8 @@ export class Log extends EventEmitter<LogEvents> {
   private keyringState: Keyring
   private readonly serial = new Serial()
   private sealer: { epoch: number, sealer: PayloadSealer } | undefined
+  /** This device's revocation as a refusing peer proved it, before (or without) its log entry. */
+  private learnedRevocation: DeviceRevocation | undefined
   readonly clock: HybridClock
 
   private constructor (readonly storage: StorageProvider, private readonly identity: LogIdentity, clock: HybridClock) {
@@ -198,6 +203,16 @@ export class Log extends EventEmitter<LogEvents> {
       }
       todo = failed.map(f => f.rec)
     }
+    const learned = await storage.getMeta(REVOCATION_META)
+    if (learned !== undefined) {
+      try {
+        // its issuer was checked when it was learned; the signature is checked again
+        const { rev } = dagCbor.decode(Buffer.from(learned, 'base64')) as { rev: Uint8Array }
+        log.learnedRevocation = log.checkRevocationProof(rev, [], false)
+      } catch (err) {
+        throw new StoredRecordError(`${storage.location}: stored revocation of this device is invalid (${(err as Error).message}); the database was damaged`)
+      }
+    }
     return log
   }
 
@@ -214,6 +229,51 @@ export class Log extends EventEmitter<LogEvents> {
   get deviceId (): DeviceId { return this.identity.deviceId }
   get membership (): Membership { return this.membershipState }
   get keyring (): Keyring { return this.keyringState }
+
+  /**
+   * This device's revocation, when it was revoked: from its own log, or as a peer that refused
+   * it proved it. A revoked device appends nothing ({@link DeviceRevokedError}).
+   */
+  get revocation (): DeviceRevocation | undefined {
+    return this.membershipState.revocationOf(this.identity.deviceId) ?? this.learnedRevocation
+  }
+
+  private checkNotRevoked (): void {
+    const rev = this.revocation
+    if (rev !== undefined) throw new DeviceRevokedError(rev)
+  }
+
+  /**
+   * Verifies a revocation of this device that a peer presented (DAG-CBOR `rev`, plus the
+   * certificate chain of its issuing device when this log does not know that device as a
+   * member). Only the root key or a member device can have signed one that passes.
+   */
+  private checkRevocationProof (rev: Uint8Array, chain: readonly Uint8Array[], checkIssuer = true): DeviceRevocation {
+    const r = decodeRevocation(rev, this.identity.swarmId, this.identity.rootPublicKey)
+    if (r.device !== this.identity.deviceId) throw new InvalidCertificateError(`revocation is for ${r.device}, not for this device`)
+    if (checkIssuer && r.issuer !== 'root' && !this.membershipState.isMember(r.issuer)) {
+      verifyCertificateChain(r.issuer, chain, this.identity.swarmId, this.identity.rootPublicKey, d => this.membershipState.revocationOf(d) !== undefined)
+    }
+    return r
+  }
+
+  /**
+   * Records a revocation of this device that a peer presented when it refused this device (see
+   * {@link checkRevocationProof}); kept across restarts. Emits `revoked` the first time. Throws
+   * {@link InvalidCertificateError} when it does not verify.
+   */
+  learnRevocation (rev: Uint8Array, chain: readonly Uint8Array[]): Promise<DeviceRevocation> {
+    return this.serial.run(async () => {
+      const r = this.checkRevocationProof(rev, chain)
+      const known = this.revocation
+      if (known !== undefined) return known
+      await this.storage.setMeta(REVOCATION_META, Buffer.from(dagCbor.encode({ rev, chain: [...chain] })).toString('base64'))
+      this.learnedRevocation = r
+      logger.warn('this device was revoked', { by: r.issuer, at: new Date(r.issued).toISOString() })
+      this.emit('revoked', { device: r.device, after: r.after })
+      return r
+    })
+  }
 
   /** author -> highest contiguous seq. */
   versionVector (): Map<DeviceId, number> {
@@ -252,6 +312,7 @@ export class Log extends EventEmitter<LogEvents> {
    */
   append (batches: ReadonlyArray<readonly DataOp[]>): Promise<AppendResult> {
     return this.serial.run(async () => {
+      this.checkNotRevoked()
       const me = this.identity.deviceId
       const epoch = this.keyringState.current()
       const sealer = this.sealerFor(epoch.id, epoch.key)
@@ -279,6 +340,7 @@ export class Log extends EventEmitter<LogEvents> {
   /** Appends a plaintext control entry (membership and key records), validated like a remote one. */
   appendControl (ops: readonly ControlOp[]): Promise<Entry> {
     return this.serial.run(async () => {
+      this.checkNotRevoked()
       const me = this.identity.deviceId
       const staged = this.stage()
       const seen = new Map(this.depsSeen)

@@ -2,18 +2,22 @@
  * Pairing: inviting a new device (this side) and joining with an invite (the new device's side).
  * An invite is short-lived and single-use, held in memory by the inviting node while it runs.
  */
+import { randomBytes } from 'node:crypto'
+import { closeSync, existsSync, mkdirSync, openSync, rmSync, statSync, unlinkSync } from 'node:fs'
 import { hostname } from 'node:os'
+import { dirname, join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { renderUnicodeCompact } from 'uqr'
 import {
   createSigner, decodeCertificate, decodeInvite, deviceIdFromPublicKey, encodeCertificate, encodeInvite, generateSecretKey, inviteId,
   inviteSecret, issueCertificate, publicKeyOf, swarmIdFromRootKey, verifyCertificateChain, InvalidCertificateError, InviteExpiredError,
-  type DeviceId, type KeystoreData
+  type DeviceCertificate, type DeviceId, type KeystoreData
 } from '../identity/index.js'
 import type { InviteState, PairingBackend, Welcome } from '../transport/index.js'
 import type { Log } from './log.js'
 import { createLogger } from './logger.js'
-import { InvalidOptionError, NotOnNetworkError } from './errors.js'
+import { DataDirError, DataDirLockedError, DeviceRevokedError, InvalidOptionError, NotOnNetworkError } from './errors.js'
+import { lockHolder, type DataDirPaths } from './data-dir.js'
 
 const logger = createLogger('pairing')
 /** Default lifetime of an invite. */
@@ -35,7 +39,12 @@ export interface InviteInfo {
   readonly addrs: readonly string[]
 }
 
-interface PendingInvite { secret: Uint8Array, expires: number, failures: number, used: boolean }
+/**
+ * An invite on the inviting device: `open` until a joiner proves its secret, then `held` for
+ * that joiner (its certificate issued, not recorded) until it confirms (`used`) or fails
+ * (`open` again).
+ */
+interface PendingInvite { secret: Uint8Array, expires: number, failures: number, state: 'open' | 'held' | 'used', held?: DeviceCertificate }
 
 const inviteKey = (id: Uint8Array): string => Buffer.from(id).toString('hex')
 
@@ -48,7 +57,7 @@ export interface PairingContext {
   multiaddrs (): string[]
 }
 
-/** Invites on the inviting device; it serves `/peakdb/pair/1.0.0` through the transport. */
+/** Invites on the inviting device; it serves `/peakdb/pair/2.0.0` through the transport. */
 export class Pairing implements PairingBackend {
   private readonly invites = new Map<string, PendingInvite>()
   readonly publicKey: Uint8Array
@@ -59,7 +68,7 @@ export class Pairing implements PairingBackend {
 
   /**
    * Creates a short-lived, single-use invite for a new device. The node must be on the network
-   * (the new device dials it).
+   * (the new device dials it). Throws {@link DeviceRevokedError} on a revoked device.
    *
    * @example
    * ```ts
@@ -67,6 +76,8 @@ export class Pairing implements PairingBackend {
    * ```
    */
   async invite (options: { ttl?: number } = {}): Promise<InviteInfo> {
+    const revocation = this.ctx.log.revocation
+    if (revocation !== undefined) throw new DeviceRevokedError(revocation)
     const ttl = options.ttl ?? DEFAULT_INVITE_TTL_MS
     if (!Number.isInteger(ttl) || ttl < 1_000 || ttl > MAX_INVITE_TTL_MS) throw new InvalidOptionError(`"ttl" expected 1000..${MAX_INVITE_TTL_MS} ms, got ${String(ttl)}`)
     const addrs = this.ctx.multiaddrs()
@@ -74,7 +85,7 @@ export class Pairing implements PairingBackend {
     const secret = inviteSecret()
     const expires = Math.ceil((Date.now() + ttl) / 1000)
     this.prune()
-    this.invites.set(inviteKey(inviteId(secret)), { secret, expires, failures: 0, used: false })
+    this.invites.set(inviteKey(inviteId(secret)), { secret, expires, failures: 0, state: 'open' })
     const bare = addrs.map(a => multiaddr(a).decapsulateCode(421))
     const code = encodeInvite({ inviterKey: this.publicKey, addrs: bare.slice(0, 4).map(a => a.bytes), secret, expires })
     logger.info('invite created', { expires: new Date(expires * 1000).toISOString() })
@@ -89,7 +100,7 @@ export class Pairing implements PairingBackend {
   findInvite (id: Uint8Array): InviteState {
     const inv = this.invites.get(inviteKey(id))
     if (inv === undefined) return undefined
-    if (inv.used) return 'used'
+    if (inv.state !== 'open') return inv.state
     if (inv.expires * 1000 < Date.now()) return 'expired'
     return { secret: inv.secret, expires: inv.expires }
   }
@@ -99,20 +110,23 @@ export class Pairing implements PairingBackend {
     if (inv === undefined) return
     inv.failures++
     // a 128-bit secret cannot be guessed, but there is no reason to let anyone keep trying
-    if (inv.failures >= MAX_FAILED_PROOFS) inv.used = true
+    if (inv.failures >= MAX_FAILED_PROOFS) inv.state = 'used'
   }
 
   async admit (id: Uint8Array, joiner: { device: string, name: string }): Promise<Welcome> {
     const inv = this.invites.get(inviteKey(id))
-    if (inv === undefined || inv.used) throw new InvalidOptionError('the invite is not pending')
-    inv.used = true
+    if (inv === undefined || inv.state !== 'open') throw new InvalidOptionError('the invite is not pending')
+    const revocation = this.ctx.log.revocation
+    if (revocation !== undefined) throw new DeviceRevokedError(revocation)
     const ks = this.ctx.keystore
     // certified by the root key where this device holds it, else by this device (a chain)
     const asRoot = ks.rootSecretKey !== undefined
     const signer = createSigner(asRoot ? ks.rootSecretKey as Uint8Array : ks.deviceSecretKey)
     const certificate = issueCertificate({ swarm: ks.swarmId, device: joiner.device as DeviceId, name: joiner.name }, signer, asRoot)
     const chain = asRoot ? [] : [ks.certificate, ...ks.chain]
-    await this.ctx.log.appendControl([{ t: 'cert', cert: certificate }])
+    // recorded only once the joiner confirms it stored its identity (see confirm)
+    inv.state = 'held'
+    inv.held = certificate
     return {
       swarm: ks.swarmId,
       rootPublicKey: ks.rootPublicKey,
@@ -123,6 +137,23 @@ export class Pairing implements PairingBackend {
       addrs: this.ctx.multiaddrs(),
       name: this.ctx.deviceName
     }
+  }
+
+  async confirm (id: Uint8Array, joiner: { device: string }): Promise<void> {
+    const inv = this.invites.get(inviteKey(id))
+    const cert = inv?.held
+    if (inv === undefined || inv.state !== 'held' || cert === undefined || cert.device !== joiner.device) throw new InvalidOptionError('the invite is not held for this device')
+    await this.ctx.log.appendControl([{ t: 'cert', cert }])
+    inv.state = 'used'
+    delete inv.held
+    logger.info('device certified', { device: cert.device, name: cert.name })
+  }
+
+  release (id: Uint8Array): void {
+    const inv = this.invites.get(inviteKey(id))
+    if (inv?.state !== 'held') return
+    inv.state = 'open'
+    delete inv.held
   }
 }
 
@@ -155,4 +186,57 @@ export function parseInviteCode (code: string): ReturnType<typeof decodeInvite> 
 /** A new device key and its default name. */
 export function newDevice (name?: string): { secretKey: Uint8Array, name: string } {
   return { secretKey: generateSecretKey(), name: name ?? hostname() }
+}
+
+/** What {@link prepareJoinDir} created, to undo when the join fails. */
+export interface JoinDir {
+  /** Removes what the join created (the dir, if it did not exist; else the keystore). */
+  undo (): void
+}
+
+/**
+ * Checks, before the inviter is contacted, everything on this machine a join needs: the data
+ * dir is a directory (created here if missing) that this process can write, it holds no device
+ * and no process owns it, and a passphrase is acceptable. Throws {@link DataDirError},
+ * {@link DataDirLockedError} or {@link InvalidOptionError}; nothing is left behind then.
+ */
+export function prepareJoinDir (paths: DataDirPaths, options: { passphrase?: string | undefined }): JoinDir {
+  if (options.passphrase !== undefined && (typeof options.passphrase !== 'string' || options.passphrase.length < 8)) {
+    throw new InvalidOptionError('"passphrase" expected at least 8 characters')
+  }
+  const dir = paths.dir
+  let created: string | undefined
+  if (existsSync(dir)) {
+    if (!statSync(dir).isDirectory()) throw new DataDirError(`${dir} is not a directory; join with a fresh (or missing) data dir`)
+    if (existsSync(paths.keystore) || (existsSync(paths.database) && statSync(paths.database).size > 0)) {
+      throw new DataDirError(`${dir} already holds a device; join with a fresh data dir`)
+    }
+    const holder = lockHolder(paths.lock)
+    if (holder !== undefined) throw new DataDirLockedError(dir, holder.pid, holder.kind)
+  } else {
+    let parent = dirname(dir)
+    while (!existsSync(parent) && dirname(parent) !== parent) parent = dirname(parent)
+    if (!statSync(parent).isDirectory()) throw new DataDirError(`cannot create ${dir}: ${parent} is not a directory`)
+    try {
+      created = mkdirSync(dir, { recursive: true, mode: 0o700 })
+    } catch (err) {
+      throw new DataDirError(`cannot create ${dir}: ${(err as Error).message}`, { cause: err })
+    }
+  }
+  const undo = (): void => {
+    try {
+      if (created !== undefined) rmSync(created, { recursive: true, force: true })
+      else rmSync(paths.keystore, { force: true })
+    } catch { /* best effort: the join error says what went wrong */ }
+  }
+  // the keystore is written next to this probe, with the same mode
+  const probe = join(dir, `.join-${randomBytes(6).toString('hex')}`)
+  try {
+    closeSync(openSync(probe, 'wx', 0o600))
+    unlinkSync(probe)
+  } catch (err) {
+    undo()
+    throw new DataDirError(`cannot write in ${dir}: ${(err as Error).message}`, { cause: err })
+  }
+  return { undo }
 }

@@ -14,8 +14,8 @@ import { isCollectionName, vectorToJson, type CollectionName } from '../crdt/ind
 import { LOCAL_PREFIX, SqliteProvider, type CollectionInfo, type StorageProvider } from '../storage/index.js'
 import { Collection, type CollectionContext, type CollectionOptions } from './collection.js'
 import { acquireLock, dataDirPaths, ensureDataDir, type DataDirPaths, type DirLock, type LockOptions } from './data-dir.js'
-import { DataDirError, InvalidCollectionNameError, InvalidOptionError, NodeClosedError, NotInitializedError, NotOnNetworkError } from './errors.js'
-import { keystoreFromWelcome, newDevice, Pairing, parseInviteCode } from './pairing.js'
+import { DataDirError, DeviceRevokedError, InvalidCollectionNameError, InvalidOptionError, NodeClosedError, NotInitializedError, NotOnNetworkError } from './errors.js'
+import { keystoreFromWelcome, newDevice, Pairing, parseInviteCode, prepareJoinDir } from './pairing.js'
 import { Devices } from './devices.js'
 import { Profile } from './profile.js'
 import { epochOp, Log, type ChangeEvent, type VerifyReport } from './log.js'
@@ -32,7 +32,7 @@ import { join } from 'node:path'
 import type { Embedder } from './embedding/embedder.js'
 import type * as Y from 'yjs'
 import type { Replicator, ReplicationOptions } from './replicator.js'
-import type { SwarmTransport, SyncProgress } from '../transport/index.js'
+import type { SwarmTransport, SyncProgress, Welcome } from '../transport/index.js'
 
 const logger = createLogger('node')
 
@@ -109,6 +109,11 @@ export interface NodeStatus {
    * database was lost, so it continues under a new DeviceId rather than fork its old chain.
    */
   readonly retiredDevices?: readonly RetiredDevice[]
+  /**
+   * Present when this device was revoked: when, by whom ('root' or a DeviceId), and the last of
+   * its entries the others keep. It then writes nothing and stays off the swarm.
+   */
+  readonly revoked?: { readonly at: string, readonly by: string, readonly after: number }
   /** Present while the node is on the network. */
   readonly network?: {
     readonly multiaddrs: string[]
@@ -130,6 +135,8 @@ export interface PeakNodeEvents {
   'peer:connect': [{ device: string, name: string }]
   /** A peer disconnected. */
   'peer:disconnect': [{ device: string }]
+  /** This device learned that it was revoked (see {@link NodeStatus.revoked}). */
+  revoked: [{ at: string, by: string, after: number }]
 }
 
 /** Opens made by {@link PeakNode.join}: their new database is expected, not a lost one. */
@@ -239,6 +246,16 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     // (relative to the indexed one), name and text: absolute paths are mostly noise to a model
     this.files = new FileIndexer(name => this.localNames.has(name) ? this.collection(name) : this.collection(name, { replicate: false, embed: ['dir', 'name', 'text'] }))
     log.on('change', ev => this.emit('change', ev))
+    log.on('revoked', ev => {
+      const mine = ev.device === this.deviceId ? this.revocation() : undefined
+      if (mine !== undefined) this.emit('revoked', mine)
+    })
+  }
+
+  /** This device's revocation, if it knows of one. */
+  private revocation (): NodeStatus['revoked'] {
+    const rev = this.log.revocation
+    return rev === undefined ? undefined : { at: new Date(rev.issued).toISOString(), by: rev.issuer, after: rev.after }
   }
 
   /** Opens the node of a data dir, creating the identity on first open. */
@@ -435,7 +452,15 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     this.checkOpen()
     const t = this.replicator?.network
     if (t === undefined) throw new NotOnNetworkError('the node is not on the network (start it with `network` options or startNetwork())')
-    return await t.dial(addr, options)
+    const before = this.log.revocation
+    if (before !== undefined) throw new DeviceRevokedError(before)
+    try {
+      return await t.dial(addr, options)
+    } catch (err) {
+      // the peer may have refused this device with its revocation just now
+      const rev = this.log.revocation
+      throw rev !== undefined ? new DeviceRevokedError(rev, { cause: err }) : err
+    }
   }
 
   /** Devices this node has seen, with their last known addresses. */
@@ -494,7 +519,11 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   /**
    * Joins a swarm with an invite code: a fresh data dir becomes a new device of the inviter's
    * swarm. The new device dials the inviter, proves it knows the invite's secret (which never
-   * crosses the wire), receives its certificate and the data keys, and starts syncing.
+   * crosses the wire), receives its certificate and the data keys, stores its keystore, and
+   * starts syncing. The data dir is checked before the inviter is contacted
+   * ({@link DataDirError}, {@link DataDirLockedError}, {@link InvalidOptionError}), and the
+   * inviter records the new device only once its keystore is stored: a join that fails leaves
+   * no device behind on either side, and the invite can be used again.
    *
    * @example
    * ```ts
@@ -504,20 +533,38 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   static async join (options: JoinOptions): Promise<PeakNode> {
     const invite = parseInviteCode(options.code)
     const paths = dataDirPaths(options.dir)
-    if (existsSync(paths.keystore) || hasData(paths.database)) throw new DataDirError(`${paths.dir} already holds a device; join with a fresh data dir`)
+    // everything local is checked before the inviter certifies anything
+    const target = prepareJoinDir(paths, { passphrase: options.passphrase })
     const device = newDevice(options.deviceName)
-    const { createHost, PeerGate, requestPairing } = await import('../transport/index.js')
-    // nobody is ever verified on this short-lived host: it asks for pairing and gossips with no one
-    const host = await createHost({ deviceSecretKey: device.secretKey, swarmId: 'pairing', gate: new PeerGate(() => false), options: { listen: ['/ip4/127.0.0.1/tcp/0'], dht: false } })
-    let welcome
+    let welcome: Welcome
     try {
-      welcome = await requestPairing(host, invite, normaliseDeviceName(device.name))
-    } finally {
-      await host.stop()
+      const { createHost, PeerGate, requestPairing } = await import('../transport/index.js')
+      // nobody is ever verified on this short-lived host: it asks for pairing and gossips with no one
+      const host = await createHost({ deviceSecretKey: device.secretKey, swarmId: 'pairing', gate: new PeerGate(() => false), options: { listen: ['/ip4/127.0.0.1/tcp/0'], dht: false } })
+      try {
+        const session = await requestPairing(host, invite, normaliseDeviceName(device.name))
+        try {
+          const keystore = keystoreFromWelcome(device.secretKey, session.welcome)
+          try {
+            writeKeystore(paths.keystore, keystore, options.passphrase !== undefined ? { passphrase: options.passphrase } : {})
+          } catch (err) {
+            throw new DataDirError(`cannot write ${paths.keystore}: ${(err as Error).message}`, { cause: err })
+          }
+        } catch (err) {
+          // the inviter records nothing and keeps the invite for another try
+          session.abort(err as Error)
+          throw err
+        }
+        // the inviter records this device only now, so a failure above leaves no member behind
+        await session.confirm()
+        welcome = session.welcome
+      } finally {
+        await host.stop()
+      }
+    } catch (err) {
+      target.undo()
+      throw err
     }
-    const keystore = keystoreFromWelcome(device.secretKey, welcome)
-    ensureDataDir(paths.dir)
-    writeKeystore(paths.keystore, keystore, options.passphrase !== undefined ? { passphrase: options.passphrase } : {})
     const network = options.network ?? {}
     const openOptions: PeakNodeOptions = {
       ...options,
@@ -558,6 +605,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   /** A snapshot of this node's identity, log and collections. */
   async status (): Promise<NodeStatus> {
     this.checkOpen()
+    const revoked = this.revocation()
     return {
       deviceId: this.deviceId,
       swarmId: this.swarmId,
@@ -570,6 +618,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       pendingEntries: await this.log.pendingCount(),
       confirmedSeq: this.confirmations.confirmedSeq(),
       ...(this.keystore.retired !== undefined ? { retiredDevices: this.keystore.retired } : {}),
+      ...(revoked !== undefined ? { revoked } : {}),
       ...(this.replicator?.network !== undefined ? { network: { multiaddrs: this.replicator.network.multiaddrs(), peers: this.replicator.peers(), syncing: this.replicator.syncState() } } : {})
     }
   }

@@ -6,10 +6,10 @@
 import './polyfills.js'
 import { EventEmitter } from 'node:events'
 import {
-  createEpoch, encodeCertificate, needsRotation, planEpochShares, shareEpoch, verifyCertificateChain, type DeviceCertificate, type DeviceId
+  createEpoch, encodeCertificate, encodeRevocation, needsRotation, planEpochShares, shareEpoch, verifyCertificateChain, type DeviceCertificate, type DeviceId
 } from '../identity/index.js'
 import type { StorageProvider } from '../storage/index.js'
-import { SwarmTransport, type NetworkOptions, type PairingBackend, type PeerInfo, type ReplicaBackend, type SearchHandler, type SwarmEvents, type VerifiedDevice } from '../transport/index.js'
+import { MAX_CHAIN, SwarmTransport, type NetworkOptions, type PairingBackend, type PeerInfo, type ReplicaBackend, type SearchHandler, type SwarmEvents, type VerifiedDevice } from '../transport/index.js'
 import type { Confirmations } from './confirmations.js'
 import { epochOp, type Log } from './log.js'
 import { createLogger } from './logger.js'
@@ -38,6 +38,10 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
     if (ev.entries.some(e => e.header.epoch === 0)) this.scheduleShares()
   }
   private readonly onRevoked = (ev: { device: string }): void => {
+    if (ev.device === this.log.deviceId) {
+      this.transport?.standDown()
+      return
+    }
     this.transport?.hangUp(ev.device).catch(() => {})
     this.scheduleShares()
   }
@@ -113,7 +117,26 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
   }
 
   isRevoked (device: string): boolean {
+    if (device === this.log.deviceId) return this.log.revocation !== undefined
     return this.log.membership.revocationOf(device) !== undefined
+  }
+
+  revocationProof (device: string): { rev: Uint8Array, chain: Uint8Array[] } | undefined {
+    const membership = this.log.membership
+    const rev = membership.revocationOf(device)
+    if (rev === undefined) return undefined
+    const chain: Uint8Array[] = []
+    for (let issuer = rev.issuer; issuer !== 'root' && chain.length < MAX_CHAIN;) {
+      const cert = membership.certificateOf(issuer)
+      if (cert === undefined) break
+      chain.push(encodeCertificate(cert))
+      issuer = cert.issuer
+    }
+    return { rev: encodeRevocation(rev), chain }
+  }
+
+  async learnRevocation (rev: Uint8Array, chain: readonly Uint8Array[]): Promise<void> {
+    await this.log.learnRevocation(rev, chain)
   }
 
   versionVector (): Map<string, number> {
@@ -180,6 +203,8 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
    * elsewhere), in one control entry.
    */
   private async shareEpochs (): Promise<void> {
+    // a revoked device appends nothing (and nobody would take it)
+    if (this.log.revocation !== undefined) return
     const keyring = this.log.keyring
     const members = this.log.membership.memberIds()
     const plan = planEpochShares(keyring, members, this.log.deviceId as DeviceId)

@@ -19,8 +19,18 @@ export interface ReplicaBackend {
   verifyChain (peer: string, chain: readonly Uint8Array[]): VerifiedDevice
   /** True when `device` holds a certificate in this device's log and is not revoked. */
   isMember (device: string): boolean
-  /** True when `device` has been revoked. */
+  /** True when `device` has been revoked (this device too, once it knows). */
   isRevoked (device: string): boolean
+  /**
+   * A revoked device's revocation (DAG-CBOR) and the encoded certificate chain of its issuing
+   * device (empty when the root key signed it), to show that device why it is refused.
+   */
+  revocationProof (device: string): { rev: Uint8Array, chain: Uint8Array[] } | undefined
+  /**
+   * Records a revocation of this device that a refusing peer presented. Throws a typed error
+   * (InvalidCertificateError) when it does not verify: then the peer lied.
+   */
+  learnRevocation (rev: Uint8Array, chain: readonly Uint8Array[]): Promise<void>
   /** author -> highest contiguous seq held here. */
   versionVector (): Map<string, number>
   /**

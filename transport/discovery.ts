@@ -1,6 +1,6 @@
 /**
  * Finding the user's other devices: bootstrap addresses and devices seen before are dialed
- * (with backoff) until connected; the kad-dht rendezvous (a key derived from the SwarmId that
+ * (with exponential backoff until one proves membership) until connected; the kad-dht rendezvous (a key derived from the SwarmId that
  * every device provides) finds devices beyond direct connections; mDNS finds them on the LAN.
  */
 import { createHash } from 'node:crypto'
@@ -29,14 +29,19 @@ interface Target { readonly key: string, readonly dial: () => Promise<unknown>, 
 /** Keeps this device connected to the others it knows of or can find. */
 export class Discovery {
   private timer: NodeJS.Timeout | undefined
+  private started = false
   private stopped = false
   private readonly targets = new Map<string, Target>()
-  private nextRendezvous = Date.now() + 1_000
+  private nextRendezvous: number
   private readonly onDiscovery = (evt: CustomEvent<{ id: PeerId }>): void => { this.dialPeer(evt.detail.id) }
 
-  constructor (private readonly host: Host, private readonly backend: ReplicaBackend, private readonly options: NetworkOptions, private readonly log: (m: string, f?: Record<string, unknown>) => void) {}
+  /** `now` is the clock redials are scheduled by (tests inject one). */
+  constructor (private readonly host: Host, private readonly backend: ReplicaBackend, private readonly options: NetworkOptions, private readonly log: (m: string, f?: Record<string, unknown>) => void, private readonly now: () => number = Date.now) {
+    this.nextRendezvous = now() + 1_000
+  }
 
   start (): void {
+    this.started = true
     for (const addr of this.options.bootstrap ?? []) {
       const ma = multiaddr(addr)
       this.addTarget(`addr:${addr}`, ma.getComponents().find(c => c.name === 'p2p')?.value, async () => await this.host.dial(ma, { signal: AbortSignal.timeout(10_000) }))
@@ -44,6 +49,11 @@ export class Discovery {
     for (const peer of this.backend.knownPeers()) this.watch(peer.device, peer.addrs)
     if (this.options.mdns === true) this.host.addEventListener('peer:discovery', this.onDiscovery)
     this.schedule(50)
+  }
+
+  /** True while it keeps dialling (started, and not stopped, e.g. by a revocation of this device). */
+  get running (): boolean {
+    return this.started && !this.stopped
   }
 
   /** Keeps reconnecting to a member device at these addresses. */
@@ -65,16 +75,36 @@ export class Discovery {
       } catch { /* skip unparsable */ }
     }
     if (list.length === 0) return
+    const old = this.targets.get(`peer:${device}`)
     this.targets.delete(`peer:${device}`)
     this.addTarget(`peer:${device}`, device, async () => await this.host.dial(list, { signal: AbortSignal.timeout(10_000) }))
+    // new addresses do not reset the backoff of a peer that keeps refusing this device
+    if (old !== undefined) Object.assign(this.targets.get(`peer:${device}`) as Target, { next: old.next, backoff: old.backoff })
+  }
+
+  /**
+   * A peer proved membership: a dial that reaches it again succeeds for real, so redial it soon
+   * after it is lost.
+   */
+  verified (peer: string): void {
+    for (const t of this.targets.values()) {
+      if (t.peer !== peer) continue
+      t.backoff = REDIAL_MIN_MS
+      t.next = 0
+    }
   }
 
   private addTarget (key: string, peer: string | undefined, dial: () => Promise<unknown>): void {
     if (!this.targets.has(key)) this.targets.set(key, { key, dial, peer, next: 0, backoff: REDIAL_MIN_MS })
   }
 
+  /** False once this device knows it was revoked: nobody will talk to it. */
+  private mayDial (): boolean {
+    return !this.stopped && !this.backend.isRevoked(this.backend.deviceId)
+  }
+
   private dialPeer (id: PeerId): void {
-    if (this.stopped || id.equals(this.host.peerId) || this.host.getConnections(id).length > 0) return
+    if (!this.mayDial() || id.equals(this.host.peerId) || this.host.getConnections(id).length > 0 || this.backend.isRevoked(id.toString())) return
     this.host.dial(id, { signal: AbortSignal.timeout(10_000) }).catch(err => this.log('dial of discovered peer failed', { peer: id.toString(), error: (err as Error).message }))
   }
 
@@ -84,29 +114,42 @@ export class Discovery {
   }
 
   private async tick (): Promise<void> {
-    const now = Date.now()
-    for (const t of this.targets.values()) {
-      if (this.stopped) return
-      if (t.peer !== undefined && this.connected(t.peer)) {
-        t.backoff = REDIAL_MIN_MS
-        continue
-      }
-      if (t.next > now) continue
-      try {
-        const conn = await t.dial() as { remotePeer?: PeerId }
-        t.backoff = REDIAL_MIN_MS
-        t.peer ??= conn.remotePeer?.toString()
-      } catch (err) {
-        t.next = now + t.backoff
-        t.backoff = Math.min(t.backoff * 2, REDIAL_MAX_MS)
-        this.log('dial failed', { target: t.key, error: (err as Error).message })
-      }
+    this.timer = undefined
+    if (!this.mayDial()) {
+      this.log('not dialling any more: this device was revoked')
+      this.stop()
+      return
     }
-    if (this.options.dht !== false && now >= this.nextRendezvous && !this.stopped) {
+    await this.dialDue()
+    const now = this.now()
+    if (this.options.dht !== false && now >= this.nextRendezvous && this.mayDial()) {
       this.nextRendezvous = now + RENDEZVOUS_EVERY_MS
       await this.rendezvous()
     }
     this.schedule(1_000)
+  }
+
+  /**
+   * Dials every unconnected target whose backoff has passed. Each attempt doubles the target's
+   * backoff (up to five minutes) whether the dial fails or the connection is refused after it
+   * opens (a peer that hangs up on this device, e.g. because it was revoked); only a verified
+   * peer ({@link verified}) resets it.
+   */
+  async dialDue (): Promise<void> {
+    const now = this.now()
+    for (const t of this.targets.values()) {
+      if (!this.mayDial()) return
+      if (t.peer !== undefined && (this.connected(t.peer) || this.backend.isRevoked(t.peer))) continue
+      if (t.next > now) continue
+      t.next = now + t.backoff
+      t.backoff = Math.min(t.backoff * 2, REDIAL_MAX_MS)
+      try {
+        const conn = await t.dial() as { remotePeer?: PeerId }
+        t.peer ??= conn.remotePeer?.toString()
+      } catch (err) {
+        this.log('dial failed', { target: t.key, error: (err as Error).message, retryInMs: t.next - now })
+      }
+    }
   }
 
   private connected (peer: string): boolean {
@@ -119,7 +162,7 @@ export class Discovery {
 
   /** Provides the swarm's rendezvous key and dials the other providers. */
   async rendezvous (): Promise<number> {
-    if (this.host.getConnections().length === 0) return 0
+    if (!this.mayDial() || this.host.getConnections().length === 0) return 0
     const key = rendezvousKey(this.backend.swarmId)
     const dht = this.host.services.dht
     let dialed = 0
@@ -146,6 +189,7 @@ export class Discovery {
   stop (): void {
     this.stopped = true
     clearTimeout(this.timer)
+    this.timer = undefined
     this.host.removeEventListener('peer:discovery', this.onDiscovery)
   }
 }

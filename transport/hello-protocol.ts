@@ -4,25 +4,36 @@
  * epoch keys sealed to the dialer (or with an error and a hang-up); the dialer checks that and
  * sends its own epoch keys sealed to the listener. Keys therefore only ever go to a peer whose
  * membership was verified, and a new device can read what it syncs straight away. Until a peer
- * has said hello, sync, search and gossip ignore it.
+ * has said hello, sync, search and gossip ignore it. A revoked device that says hello gets its
+ * signed revocation instead (and a hang-up), so that it knows and stops dialling.
  */
 import { lpStream } from '@libp2p/utils'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import type { ReplicaBackend, VerifiedDevice } from './backend.js'
 import type { Host } from './host.js'
-import { encodeMessage, errorSchema, helloSchema, keysSchema, MAX_SMALL_FRAME, ProtocolError, readMessage } from './messages.js'
+import { encodeMessage, errorSchema, helloRevokedSchema, helloSchema, keysSchema, MAX_SMALL_FRAME, ProtocolError, readMessage } from './messages.js'
 import { z } from 'zod'
 
 export const HELLO_PROTOCOL = '/peakdb/hello/1.0.0'
 const TIMEOUT_MS = 10_000
 
-const helloOrError = z.union([helloSchema, errorSchema])
+const helloReply = z.union([helloSchema, errorSchema, helloRevokedSchema])
 
 /** The peer is not a member of this swarm (or of any swarm this node accepts). */
 export class NotAMemberPeerError extends Error {
   static readonly code = 'ERR_NOT_A_MEMBER_PEER'
   override readonly name = 'NotAMemberPeerError'
   readonly code = NotAMemberPeerError.code
+}
+
+/**
+ * The peer refused this device because this device was revoked, and proved it with the
+ * revocation, which this device has now recorded.
+ */
+export class RevokedByPeerError extends Error {
+  static readonly code = 'ERR_REVOKED_BY_PEER'
+  override readonly name = 'RevokedByPeerError'
+  readonly code = RevokedByPeerError.code
 }
 
 /** Runs the hello handshake on both sides. */
@@ -57,6 +68,15 @@ export class HelloProtocol {
     const peer = connection.remotePeer
     try {
       const msg = await readMessage(lp, helloSchema, 'hello', AbortSignal.timeout(TIMEOUT_MS))
+      // a revoked device is told why (with its signed revocation) instead of being cut off
+      // silently: it records it and stops dialling; only that device itself learns it here
+      const proof = msg.swarm === this.backend.swarmId && this.backend.isRevoked(peer.toString()) ? this.backend.revocationProof(peer.toString()) : undefined
+      if (proof !== undefined) {
+        await lp.write(encodeMessage({ t: 'revoked', rev: proof.rev, chain: proof.chain }))
+        await stream.close()
+        this.onRejected(peer, 'revoked (told it so)')
+        return
+      }
       let device: VerifiedDevice
       try {
         device = this.check(peer, msg)
@@ -83,8 +103,13 @@ export class HelloProtocol {
     const lp = lpStream(stream, { maxDataLength: MAX_SMALL_FRAME })
     try {
       await lp.write(this.hello(), { signal })
-      const msg = await readMessage(lp, helloOrError, 'hello reply', signal)
+      const msg = await readMessage(lp, helloReply, 'hello reply', signal)
       if (msg.t === 'error') throw new NotAMemberPeerError(`peer ${connection.remotePeer.toString()} refused: ${msg.message}`)
+      if (msg.t === 'revoked') {
+        // throws InvalidCertificateError for a forged one: the peer is then rejected below
+        await this.backend.learnRevocation(msg.rev, msg.chain)
+        throw new RevokedByPeerError(`peer ${connection.remotePeer.toString()} refused this device: it was revoked`)
+      }
       const device = this.check(connection.remotePeer, msg)
       // keys first, so that the pull that follows verification can open what it receives
       await this.backend.acceptKeyBoxes(device.device, msg.keys ?? [])
@@ -94,7 +119,7 @@ export class HelloProtocol {
       return device
     } catch (err) {
       stream.abort(err as Error)
-      if (err instanceof ProtocolError || err instanceof NotAMemberPeerError) this.onRejected(connection.remotePeer, err.message)
+      if (err instanceof ProtocolError || err instanceof NotAMemberPeerError || (err as Error).name === 'InvalidCertificateError') this.onRejected(connection.remotePeer, (err as Error).message)
       throw err
     }
   }

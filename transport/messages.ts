@@ -43,6 +43,17 @@ export const helloSchema = z.object({
   keys: keyBoxes.optional()
 }).strict()
 
+/**
+ * The answer to a revoked device's hello: its revocation (DAG-CBOR, signed by the root key or a
+ * member device) and the certificate chain of the issuing device (empty when the root key
+ * signed), so that it can check the revocation itself before it believes it.
+ */
+export const helloRevokedSchema = z.object({
+  t: z.literal('revoked'),
+  rev: bytes(1024),
+  chain: z.array(bytes(4096)).max(MAX_CHAIN)
+}).strict()
+
 export const keysSchema = z.object({
   t: z.literal('keys'),
   keys: keyBoxes
@@ -146,3 +157,12 @@ export const pairWelcomeSchema = z.object({
   name: z.string().max(64)
 }).strict()
 
+/** The joiner stored its new identity (pair 2.0.0): the inviter may now record its certificate. */
+export const pairStoredSchema = z.object({
+  t: z.literal('stored')
+}).strict()
+
+/** The inviter recorded the joiner's certificate (pair 2.0.0): the joiner is a member. */
+export const pairDoneSchema = z.object({
+  t: z.literal('done')
+}).strict()

@@ -1,8 +1,9 @@
 /**
  * Who may talk to this node. A peer is *verified* once it proved membership with its
  * certificate chain (hello protocol); sync, search and gossip serve verified peers only (gossip
- * is told through {@link PeerGate.watch}). The libp2p connection gater refuses revoked devices
- * and peers banned for sending invalid data.
+ * is told through {@link PeerGate.watch}). The libp2p connection gater refuses peers banned for
+ * sending invalid data, never dials revoked devices, and refuses everything once this device
+ * itself was revoked.
  */
 import type { ConnectionGater, PeerId } from '@libp2p/interface'
 
@@ -12,6 +13,7 @@ export class PeerGate {
   private readonly verified = new Map<string, string>()
   private readonly banned = new Map<string, { until: number, reason: string }>()
   private readonly watchers = new Set<(peer: string, verified: boolean) => void>()
+  private retired = false
 
   constructor (private readonly isRevoked: (device: string) => boolean) {}
 
@@ -78,12 +80,32 @@ export class PeerGate {
     return this.isRevoked(id) || this.banReason(id) !== undefined
   }
 
-  /** The libp2p connection gater: refuses revoked and banned peers at dial and after Noise. */
+  /** Refuses every connection from now on (this device was revoked: nobody talks to it). */
+  retire (): void {
+    this.retired = true
+    const peers = [...this.verified.keys()]
+    this.verified.clear()
+    for (const peer of peers) this.tell(peer, false)
+  }
+
+  /** True after {@link retire}. */
+  get isRetired (): boolean {
+    return this.retired
+  }
+
+  /**
+   * The libp2p connection gater: refuses banned peers at dial and after Noise, and never dials
+   * a revoked device. A revoked device that dials in is let through Noise so that hello can
+   * tell it why it is refused (it is then banned); until hello it is served nothing, like any
+   * unverified peer.
+   */
   connectionGater (): ConnectionGater {
     return {
-      denyDialPeer: (peer) => this.refused(peer),
-      denyInboundEncryptedConnection: (peer) => this.refused(peer),
-      denyOutboundEncryptedConnection: (peer) => this.refused(peer)
+      denyDialMultiaddr: () => this.retired,
+      denyDialPeer: (peer) => this.retired || this.refused(peer),
+      denyInboundConnection: () => this.retired,
+      denyInboundEncryptedConnection: (peer) => this.retired || this.banReason(peer.toString()) !== undefined,
+      denyOutboundEncryptedConnection: (peer) => this.retired || this.refused(peer)
     }
   }
 }

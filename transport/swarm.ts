@@ -101,7 +101,9 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
       host.addEventListener('connection:open', t.onConnectionOpen)
       host.addEventListener('peer:disconnect', t.onPeerDisconnect)
       host.addEventListener('peer:identify', t.onIdentify as unknown as (evt: Event) => void)
-      t.discovery.start()
+      // a device that knows it was revoked stays off the swarm: nobody would talk to it
+      if (init.backend.isRevoked(init.backend.deviceId)) t.standDown()
+      else t.discovery.start()
       t.scheduleAntiEntropy()
     } catch (err) {
       await host.stop()
@@ -179,6 +181,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     const fresh = !this.gate.isVerified(id)
     this.gate.verify(id, device.name)
     this.clearVerifyTimer(id)
+    this.discovery.verified(id)
     if (!fresh) return
     const addrs = connection.direction === 'outbound' ? [connection.remoteAddr.toString()] : []
     // listen addresses come with identify, which may finish before or after hello
@@ -337,6 +340,23 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   /** Looks up the DHT rendezvous once now; resolves with how many new peers were dialed. */
   async rendezvous (): Promise<number> {
     return await this.discovery.rendezvous()
+  }
+
+  /** True while discovery keeps (re)dialling devices; false once this device stood down. */
+  get dialling (): boolean {
+    return this.discovery.running
+  }
+
+  /**
+   * Leaves the swarm for good because this device was revoked: no more dialling, every
+   * connection refused and closed. The node stays open for reading what it had.
+   */
+  standDown (): void {
+    if (this.gate.isRetired) return
+    this.log('warn', 'this device was revoked: it no longer dials or accepts connections')
+    this.gate.retire()
+    this.discovery.stop()
+    for (const c of this.host.getConnections()) c.close().catch(() => {})
   }
 
   /** Hangs up on a device. */

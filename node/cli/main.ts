@@ -357,6 +357,7 @@ Examples:
         versionVector: Record<string, number>
         pendingEntries: number
         retiredDevices?: Array<{ device: string, at: string }>
+        revoked?: { at: string, by: string, after: number }
         network?: { multiaddrs: string[], peers: Array<{ device: string, name?: string, verified: boolean, syncing: boolean }>, syncing: Array<{ peer: string, received: number, total: number }> }
       }
       emit(g.json, s, () => {
@@ -370,6 +371,9 @@ Examples:
           ['Version vector', Object.entries(s.versionVector).map(([a, n]) => `${a.slice(-8)}:${n}`).join(' ')],
           ['Collections', s.collections.length === 0 ? '(none)' : s.collections.map(c => `${c.name} (${c.count})`).join(', ')]
         ]
+        if (s.revoked !== undefined) {
+          rows.splice(3, 0, ['REVOKED', `by ${s.revoked.by === 'root' ? 'the root key' : s.revoked.by} at ${s.revoked.at}: this device no longer writes or syncs (it keeps what it had); pair this machine again with a fresh data dir`])
+        }
         if (s.pendingEntries > 0) rows.push(['Waiting for keys', `${s.pendingEntries} entries`])
         for (const r of s.retiredDevices ?? []) rows.push(['Previous DeviceId', `${r.device} (retired ${r.at}: the database was lost, so this device continues under a new DeviceId)`])
         if (s.network !== undefined) {

@@ -32,6 +32,8 @@ export async function startHostilePeer (phrase: string, serveSync: (stream: Stre
     verifyChain: (peer) => ({ device: peer, name: 'victim' }),
     isMember: () => true,
     isRevoked: () => false,
+    revocationProof: () => undefined,
+    learnRevocation: async () => {},
     versionVector: () => new Map(),
     entriesNotIn: async () => ({ entries: [], next: undefined }),
     ingest: async () => ({ applied: 0, duplicates: 0 }),
