@@ -45,6 +45,8 @@ describe('hostile peers', function () {
   /** Lets the victim pull from the hostile peer; checks it stays up, applies nothing and drops the peer. */
   async function expectRejected (victim: PeakNode, peer: HostilePeer): Promise<void> {
     const before = (await victim.status()).entries
+    // connect may end either way (the hostile batch can arrive before hello settles); the
+    // outcome checked is the ban and that nothing was applied
     await victim.connect(peer.addr).catch(() => {})
     await waitFor(() => victim.network?.gate.banReason(peer.device.deviceId), { timeoutMs: 10_000, message: 'hostile peer to be banned' })
     await waitFor(() => !victim.peers().some(p => p.device === peer.device.deviceId), { timeoutMs: 10_000, message: 'hostile peer to be disconnected' })

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { lpStream } from '@libp2p/utils'
 import {
   createSigner, decodeInvite, deriveUserRoot, deviceIdFromPublicKey, encodeCertificate, encodeInvite, encodeRevocation, generateSecretKey, inviteSecret,
@@ -61,10 +60,12 @@ describe('pairing, membership and key epochs', function () {
     const a = await swarm.add()
     await a.collection('secret').put({ text: 'for members only' })
     const dir = (): string => swarm.dirs.make('peakdb-join-')
-    const expired = await a.pairing.invite({ ttl: 1000 })
-    await sleep(2100)
+    // an invite whose expiry has passed (made so, rather than waited for)
+    const fresh = decodeInvite((await a.pairing.invite({ ttl: 1000 })).code)
+    const expired = encodeInvite({ ...fresh, expires: Math.floor(Date.now() / 1000) - 1 })
     const d1 = dir()
-    await rejectsNamed(() => PeakNode.join({ dir: d1, code: expired.code, network: NET }), 'InviteExpiredError')
+    await rejectsNamed(() => PeakNode.join({ dir: d1, code: expired, network: NET }), 'InviteExpiredError')
+    assert.equal(existsSync(join(d1, 'keystore.json')), false)
 
     const { code } = await a.pairing.invite()
     const b = await PeakNode.join({ dir: dir(), code, network: NET, embedder: hashEmbedder() })
@@ -202,7 +203,8 @@ describe('pairing, membership and key epochs', function () {
       assert.throws(() => openSealed(lost.log.keyring.key(id), last.payload, last.headerBytes), /failed authentication/)
     }
     // even handed the ciphertext directly, it holds it at most as an entry it cannot open
-    await lost.log.ingest(rows.slice(-3).map(r => r.bytes)).catch(() => {})
+    // (the slice may start past what it holds: then it refuses the batch for the gap)
+    await lost.log.ingest(rows.slice(-3).map(r => r.bytes)).catch((err: Error) => assert.match(err.name, /SeqGapError|MissingDependencyError|UnknownEpochError/))
     assert.equal(await lost.collection('notes').get('new'), null)
     // what it had stays readable on it
     assert.deepEqual(await lost.collection('notes').get('old'), { _id: 'old', text: 'written before revocation' })
