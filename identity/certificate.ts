@@ -138,24 +138,20 @@ export function encodeRevocation (rev: DeviceRevocation): Uint8Array {
   return dagCbor.encode(rev)
 }
 
+function decodeRecord (bytes: Uint8Array, what: string): unknown {
+  try {
+    return dagCbor.decode(bytes)
+  } catch {
+    fail(`${what}: not valid DAG-CBOR`)
+  }
+}
+
 /** Decodes and verifies a revocation's form and signature (see {@link verifyRevocation}). */
 export function decodeRevocation (bytes: Uint8Array, swarm: SwarmId, rootPublicKey: Uint8Array): DeviceRevocation {
-  let value: unknown
-  try {
-    value = dagCbor.decode(bytes)
-  } catch {
-    fail('revocation: not valid DAG-CBOR')
-  }
-  return verifyRevocation(value, swarm, rootPublicKey)
+  return verifyRevocation(decodeRecord(bytes, 'revocation'), swarm, rootPublicKey)
 }
 
 /** Decodes and verifies a stored certificate. */
 export function decodeCertificate (bytes: Uint8Array, swarm: SwarmId, rootPublicKey: Uint8Array): DeviceCertificate {
-  let value: unknown
-  try {
-    value = dagCbor.decode(bytes)
-  } catch {
-    fail('certificate: not valid DAG-CBOR')
-  }
-  return verifyCertificate(value, swarm, rootPublicKey)
+  return verifyCertificate(decodeRecord(bytes, 'certificate'), swarm, rootPublicKey)
 }
