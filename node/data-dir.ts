@@ -8,6 +8,8 @@
  * <dir>/LOCK            the owning process: pid, and whether it is a daemon or a short-lived command
  * <dir>/STARTING        a daemon on its way: commands wait for its local API instead of taking LOCK
  * <dir>/api.json        address and token of a running daemon's local API (0600)
+ * <dir>/peers.json      devices met before and their addresses (0600): kept outside the
+ *                       database, so that a device whose database is lost still finds the others
  * ```
  *
  * A daemon that finds a short-lived command holding the lock waits for it (bounded); a command
@@ -28,6 +30,7 @@ export interface DataDirPaths {
   readonly lock: string
   readonly starting: string
   readonly api: string
+  readonly peers: string
 }
 
 /** The default data dir: `$PEAKDB_DIR`, else `~/.peakdb`. */
@@ -49,7 +52,8 @@ export function dataDirPaths (dir: string): DataDirPaths {
     database: join(abs, 'peakdb.sqlite'),
     lock: join(abs, 'LOCK'),
     starting: join(abs, 'STARTING'),
-    api: join(abs, 'api.json')
+    api: join(abs, 'api.json'),
+    peers: join(abs, 'peers.json')
   }
 }
 

@@ -406,7 +406,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       rootPublicKey: this.keystore.rootPublicKey,
       recoveryPublicKey: this.keystore.recoveryPublicKey,
       deviceSecretKey: this.keystore.deviceSecretKey
-    }, options, this.confirmations, this.pairing, this.swarm.handler())
+    }, options, this.paths.peers, this.confirmations, this.pairing, this.swarm.handler())
     r.on('sync:progress', ev => this.emit('sync:progress', ev))
     r.on('peer:verified', ev => this.emit('peer:connect', ev))
     r.on('peer:disconnected', ev => this.emit('peer:disconnect', ev))

@@ -5,8 +5,9 @@
  */
 import './polyfills.js'
 import { EventEmitter } from 'node:events'
+import { existsSync, readFileSync } from 'node:fs'
 import {
-  createEpoch, encodeCertificate, encodeRevocation, needsRotation, planEpochShares, shareEpoch, verifyCertificateChain, type DeviceCertificate, type DeviceId
+  createEpoch, writeFileAtomic, encodeCertificate, encodeRevocation, needsRotation, planEpochShares, shareEpoch, verifyCertificateChain, type DeviceCertificate, type DeviceId
 } from '../identity/index.js'
 import type { StorageProvider } from '../storage/index.js'
 import { MAX_CHAIN, SwarmTransport, type NetworkOptions, type PairingBackend, type PeerInfo, type ReplicaBackend, type SearchHandler, type SwarmEvents, type VerifiedDevice } from '../transport/index.js'
@@ -51,6 +52,8 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
     private readonly storage: StorageProvider,
     private readonly identity: { certificate: DeviceCertificate, chain: readonly DeviceCertificate[], rootPublicKey: Uint8Array, recoveryPublicKey: Uint8Array, deviceSecretKey: Uint8Array },
     private readonly options: ReplicationOptions,
+    /** Where the devices met before are remembered (outside the database: see data-dir.ts). */
+    private readonly peersFile: string,
     confirmations: Confirmations,
     private readonly pairing?: PairingBackend,
     private readonly searchHandler?: SearchHandler
@@ -66,7 +69,8 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
 
   /** Starts the libp2p host and the protocols. */
   async start (): Promise<void> {
-    const stored = await this.storage.getMeta(PEERS_META)
+    // the peer list of older data dirs was kept in the database
+    const stored = existsSync(this.peersFile) ? readFileSync(this.peersFile, 'utf8') : await this.storage.getMeta(PEERS_META)
     if (stored !== undefined) {
       try {
         this.peerBook = new Map(Object.entries(JSON.parse(stored) as Record<string, PeerRecord>))
@@ -169,7 +173,7 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
   }
 
   private async savePeerBook (): Promise<void> {
-    await this.storage.setMeta(PEERS_META, JSON.stringify(Object.fromEntries(this.peerBook)))
+    writeFileAtomic(this.peersFile, JSON.stringify(Object.fromEntries(this.peerBook)), 0o600)
   }
 
   knownPeers (): Array<{ device: string, addrs: string[] }> {

@@ -198,7 +198,8 @@ describe('a device whose database is lost', function () {
     assert.deepEqual(status.retiredDevices?.map(r => [r.device, r.reason]), [[oldId, 'database-lost']], 'status says what happened')
     // it writes at once, and converges with the others, old history included
     await again.collection('notes').put({ _id: 'new', by: 'lost, after' })
-    await connect(a, again)
+    // nobody tells it where the others are: the devices it met are remembered outside the database
+    await waitFor(() => again.peers().some(p => p.device === a.deviceId && p.verified), { timeoutMs: 30_000, message: 'the device to find the others by itself' })
     await waitForConvergence([a, again], 60_000)
     for (const n of [a, again]) {
       assert.deepEqual((await n.collection('notes').find({ orderBy: '_id' })).map(d => d._id), ['from-a', 'new', 'old'])
