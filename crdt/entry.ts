@@ -174,7 +174,20 @@ export function decodeEntry (bytes: Uint8Array, expected?: CID): Entry {
   const clock = checkHlc(h.clock)
   if (typeof h.epoch !== 'number' || !Number.isInteger(h.epoch) || h.epoch < 0 || h.epoch > 0xffffffff) bad('entry "epoch" expected a u32')
   const header: EntryHeader = { v: 1, swarm: h.swarm, author: h.author, seq: h.seq, prev, deps, clock, epoch: h.epoch }
-  return { cid, bytes, header, headerBytes: parts.headerBytes ?? encodeHeader(header), payload: p, sig: s }
+  return { cid, bytes, header, headerBytes: parts.headerBytes ?? canonicalHeaderBytes(bytes, header, p, s), payload: p, sig: s }
+}
+
+/**
+ * The header bytes of an entry that missed the fast path, provided the entry is in canonical
+ * form. The signature covers the header's canonical encoding, not the bytes as sent, so any
+ * other encoding of a signed entry (keys in another order, an extra key, a length in more bytes
+ * than needed) would verify under another CID: a peer could then make an honest author look as
+ * if it had forked, or leave entries depending on the original CID waiting forever.
+ */
+function canonicalHeaderBytes (bytes: Uint8Array, header: EntryHeader, payload: Uint8Array, sig: Uint8Array): Uint8Array {
+  const headerBytes = encodeHeader(header)
+  if (Buffer.compare(frameEntry(headerBytes, payload, sig), bytes) !== 0) bad('entry is not in canonical DAG-CBOR form')
+  return headerBytes
 }
 
 interface EntryParts { h: unknown, p: unknown, s: unknown, headerBytes?: Uint8Array }
@@ -205,6 +218,8 @@ function splitEntry (bytes: Uint8Array): EntryParts | undefined {
   else if (first === 0x59) { len = view.getUint16(3); at = 5 }
   else if (first === 0x5a) { len = view.getUint32(3); at = 7 }
   else return undefined
+  // a length in more bytes than needed is another encoding of the same entry (see canonicalHeaderBytes)
+  if ((at === 4 && len < 24) || (at === 5 && len < 0x100) || (at === 7 && len < 0x10000)) return undefined
   const tail = at + len
   if (rest.length !== tail + 4 + 64 || rest[tail] !== 0x61 || rest[tail + 1] !== 0x73 || rest[tail + 2] !== 0x58 || rest[tail + 3] !== 0x40) return undefined
   return { h, p: rest.subarray(at, tail), s: rest.subarray(tail + 4), headerBytes }

@@ -1,0 +1,29 @@
+/**
+ * Inputs the decoder fuzzing (test/fuzz-decoders.test.ts) found to crash, hang or be accepted
+ * wrongly, kept as plain examples once fixed.
+ */
+import assert from 'node:assert/strict'
+import * as dagCbor from '@ipld/dag-cbor'
+import { createEntry, decodeEntry } from '../crdt/index.js'
+import { rejectsNamed } from './helpers/errors.js'
+import { makeDevice, makeRoot } from './helpers/identity.js'
+
+const concat = (...parts: Uint8Array[]): Uint8Array => new Uint8Array(Buffer.concat(parts))
+
+describe('decoders: counterexamples found by fuzzing', () => {
+  const root = makeRoot()
+  const dev = makeDevice(root)
+  const entry = createEntry({ v: 1, swarm: root.swarmId, author: dev.deviceId, seq: 1, prev: null, deps: [], clock: { ms: 1, c: 0 }, epoch: 0 }, () => Uint8Array.of(1, 2, 3), dev.signer)
+  const kv = (key: string, value: Uint8Array): Uint8Array => concat(dagCbor.encode(key), value)
+
+  it('an entry encoded any other way does not decode (its signature would verify under another CID)', async () => {
+    const h = kv('h', entry.headerBytes)
+    const p = kv('p', dagCbor.encode(entry.payload))
+    const s = kv('s', dagCbor.encode(entry.sig))
+    assert.ok(decodeEntry(concat(Uint8Array.of(0xa3), h, p, s)).cid.equals(entry.cid))
+    // an extra key; the keys in another order; the payload length in two bytes instead of none
+    await rejectsNamed(() => decodeEntry(concat(Uint8Array.of(0xa4), h, p, s, kv('z', dagCbor.encode(0)))), 'MalformedError', 'canonical')
+    await rejectsNamed(() => decodeEntry(concat(Uint8Array.of(0xa3), p, h, s)), 'MalformedError', 'canonical')
+    await rejectsNamed(() => decodeEntry(concat(Uint8Array.of(0xa3), h, kv('p', Uint8Array.of(0x59, 0, 3, 1, 2, 3)), s)), 'MalformedError')
+  })
+})
