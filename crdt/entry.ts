@@ -115,10 +115,10 @@ export function entryIdOf (cid: CID): EntryId {
 export function parseEntryId (id: string): CID {
   try {
     const cid = CID.parse(id)
-    if (cid.version !== 1 || cid.code !== dagCbor.code || cid.multihash.code !== SHA2_256) throw new Error('not a dag-cbor sha2-256 CIDv1')
+    if (!isEntryCid(cid)) throw new Error('not a dag-cbor sha2-256 CIDv1')
     return cid
   } catch (err) {
-    throw new MalformedError(`"entryId" is not a PeakDB entry id: ${(err as Error).message}`)
+    throw new MalformedError(`"entryId" is not a PeakDB entry id: ${(err as Error).message}`, { cause: err })
   }
 }
 
@@ -144,9 +144,14 @@ function bad (message: string): never {
   throw new MalformedError(message)
 }
 
+/** True for the CIDs entries are addressed by: v1, dag-cbor, a 32-byte sha2-256 digest. */
+function isEntryCid (cid: CID): boolean {
+  return cid.version === 1 && cid.code === dagCbor.code && cid.multihash.code === SHA2_256 && cid.multihash.size === 32
+}
+
 function asCid (value: unknown, what: string): CID {
   const cid = CID.asCID(value)
-  if (cid === null || cid.version !== 1 || cid.code !== dagCbor.code || cid.multihash.code !== SHA2_256) bad(`"${what}" expected an entry CID`)
+  if (cid === null || !isEntryCid(cid)) bad(`"${what}" expected an entry CID`)
   return cid
 }
 

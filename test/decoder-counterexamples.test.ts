@@ -4,7 +4,9 @@
  */
 import assert from 'node:assert/strict'
 import * as dagCbor from '@ipld/dag-cbor'
-import { createEntry, decodeEntry } from '../crdt/index.js'
+import { CID } from 'multiformats/cid'
+import * as Digest from 'multiformats/hashes/digest'
+import { createEntry, decodeEntry, parseEntryId } from '../crdt/index.js'
 import { rejectsNamed } from './helpers/errors.js'
 import { makeDevice, makeRoot } from './helpers/identity.js'
 
@@ -14,6 +16,7 @@ describe('decoders: counterexamples found by fuzzing', () => {
   const root = makeRoot()
   const dev = makeDevice(root)
   const entry = createEntry({ v: 1, swarm: root.swarmId, author: dev.deviceId, seq: 1, prev: null, deps: [], clock: { ms: 1, c: 0 }, epoch: 0 }, () => Uint8Array.of(1, 2, 3), dev.signer)
+  const header = dagCbor.decode(entry.headerBytes) as Record<string, unknown>
   const kv = (key: string, value: Uint8Array): Uint8Array => concat(dagCbor.encode(key), value)
 
   it('an entry encoded any other way does not decode (its signature would verify under another CID)', async () => {
@@ -25,5 +28,11 @@ describe('decoders: counterexamples found by fuzzing', () => {
     await rejectsNamed(() => decodeEntry(concat(Uint8Array.of(0xa4), h, p, s, kv('z', dagCbor.encode(0)))), 'MalformedError', 'canonical')
     await rejectsNamed(() => decodeEntry(concat(Uint8Array.of(0xa3), p, h, s)), 'MalformedError', 'canonical')
     await rejectsNamed(() => decodeEntry(concat(Uint8Array.of(0xa3), h, kv('p', Uint8Array.of(0x59, 0, 3, 1, 2, 3)), s)), 'MalformedError')
+  })
+
+  it('a sha2-256 CID with a digest of another length is no entry id or link', async () => {
+    const short = CID.createV1(dagCbor.code, Digest.create(0x12, entry.cid.multihash.digest.subarray(0, 20)))
+    await rejectsNamed(() => parseEntryId(short.toString()), 'MalformedError', 'entry id')
+    await rejectsNamed(() => decodeEntry(dagCbor.encode({ h: { ...header, deps: [short] }, p: entry.payload, s: entry.sig })), 'MalformedError', 'deps[0]')
   })
 })
