@@ -168,7 +168,8 @@ export function decodeEntry (bytes: Uint8Array, expected?: CID): Entry {
   if (!isPlainObject(h)) bad('entry "h" expected a map')
   if (!(p instanceof Uint8Array)) bad('entry "p" expected bytes')
   if (!(s instanceof Uint8Array) || s.length !== 64) bad('entry "s" expected 64 bytes')
-  if (h.v !== ENTRY_VERSION) bad(`entry version ${String(h.v)} is not supported`)
+  // String(h.v) would throw on a map such as {toString: 0}
+  if (h.v !== ENTRY_VERSION) bad(`entry version ${typeof h.v === 'number' ? h.v : typeof h.v} is not supported`)
   if (typeof h.swarm !== 'string' || h.swarm.length === 0 || h.swarm.length > 128) bad('entry "swarm" expected a string')
   if (!isDeviceId(h.author)) bad('entry "author" expected a DeviceId')
   if (typeof h.seq !== 'number' || !Number.isSafeInteger(h.seq) || h.seq < 1) bad('entry "seq" expected an integer >= 1')

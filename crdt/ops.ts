@@ -95,7 +95,8 @@ function checkDocOp (raw: unknown, i: number): PutOp | PatchOp | DeleteOp {
   const where = `op ${i}`
   if (!isPlainObject(raw)) bad(`${where}: expected an object`)
   const t = raw.t
-  if (t !== 'put' && t !== 'patch' && t !== 'del') bad(`${where}: unknown op type ${JSON.stringify(String(t).slice(0, 16))}`)
+  // String() would throw on a map such as {"toString":0}: describe what is not a string by its type
+  if (t !== 'put' && t !== 'patch' && t !== 'del') bad(`${where}: unknown op type ${typeof t === 'string' ? JSON.stringify(t.slice(0, 16)) : typeof t}`)
   if (!isCollectionName(raw.c)) bad(`${where}: "c" is not a valid collection name`)
   const p = docIdProblem(raw.id)
   if (p !== undefined) bad(`${where}: "id" ${p}`)

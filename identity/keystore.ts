@@ -169,7 +169,7 @@ function openSecrets (doc: Record<string, unknown>, swarmId: string, path: strin
 export function readKeystore (path: string, options: { passphrase?: string } = {}): KeystoreData {
   const doc = parseFile(path)
   if (doc.format !== FORMAT) throw new KeystoreCorruptError(path, `"format" expected "${FORMAT}"`)
-  if (doc.version !== VERSION && doc.version !== 1) throw new KeystoreCorruptError(path, `unsupported version ${String(doc.version)}`)
+  if (doc.version !== VERSION && doc.version !== 1) throw new KeystoreCorruptError(path, `unsupported version ${typeof doc.version === 'number' ? doc.version : typeof doc.version}`)
   const rootPublicKey = bytesOf(doc.rootPublicKey, 'rootPublicKey', 32, path)
   const swarmId = swarmIdFromRootKey(rootPublicKey)
   if (doc.swarmId !== swarmId) throw new KeystoreCorruptError(path, '"swarmId" does not match "rootPublicKey"')

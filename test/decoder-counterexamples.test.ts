@@ -3,18 +3,26 @@
  * wrongly, kept as plain examples once fixed.
  */
 import assert from 'node:assert/strict'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
-import { createEntry, decodeEntry, parseEntryId } from '../crdt/index.js'
+import { createEntry, decodeDataPayload, decodeEntry, parseEntryId } from '../crdt/index.js'
+import { createSigner, decodeCertificate, issueCertificate, readKeystore, verifyCertificate } from '../identity/index.js'
 import { rejectsNamed } from './helpers/errors.js'
 import { makeDevice, makeRoot } from './helpers/identity.js'
+import { TmpDirs } from './helpers/tmp-dir.js'
 
+const utf8 = new TextEncoder()
 const concat = (...parts: Uint8Array[]): Uint8Array => new Uint8Array(Buffer.concat(parts))
 
 describe('decoders: counterexamples found by fuzzing', () => {
+  const dirs = new TmpDirs()
+  after(() => dirs.cleanup())
   const root = makeRoot()
   const dev = makeDevice(root)
+  const cert = issueCertificate({ swarm: root.swarmId, device: dev.deviceId, name: 'laptop', issued: 1 }, createSigner(root.rootSecretKey), true)
   const entry = createEntry({ v: 1, swarm: root.swarmId, author: dev.deviceId, seq: 1, prev: null, deps: [], clock: { ms: 1, c: 0 }, epoch: 0 }, () => Uint8Array.of(1, 2, 3), dev.signer)
   const header = dagCbor.decode(entry.headerBytes) as Record<string, unknown>
   const kv = (key: string, value: Uint8Array): Uint8Array => concat(dagCbor.encode(key), value)
@@ -34,5 +42,18 @@ describe('decoders: counterexamples found by fuzzing', () => {
     const short = CID.createV1(dagCbor.code, Digest.create(0x12, entry.cid.multihash.digest.subarray(0, 20)))
     await rejectsNamed(() => parseEntryId(short.toString()), 'MalformedError', 'entry id')
     await rejectsNamed(() => decodeEntry(dagCbor.encode({ h: { ...header, deps: [short] }, p: entry.payload, s: entry.sig })), 'MalformedError', 'deps[0]')
+  })
+
+  it('a map where a decoder expects a number or string is a typed error, not a TypeError from String()', async () => {
+    // String() throws on {toString: 0}: its toString is not callable, and valueOf returns the object
+    const hostile = { toString: 0 }
+    await rejectsNamed(() => decodeEntry(dagCbor.encode({ h: { ...header, v: hostile }, p: entry.payload, s: entry.sig })), 'MalformedError', 'version')
+    await rejectsNamed(() => decodeDataPayload(dagCbor.encode({ d: '[{"t":{"toString":0}}]' })), 'MalformedError', 'op type')
+    // { v: [{ toString: '' }] }
+    await rejectsNamed(() => decodeCertificate(Uint8Array.from([0xa1, 0x61, 0x76, 0x81, 0xa1, 0x68, ...utf8.encode('toString'), 0x60]), root.swarmId, root.rootPublicKey), 'InvalidCertificateError', 'version')
+    await rejectsNamed(() => verifyCertificate({ ...cert, swarm: hostile }, root.swarmId, root.rootPublicKey), 'InvalidCertificateError', 'swarm')
+    const path = join(dirs.make(), 'keystore.json')
+    writeFileSync(path, JSON.stringify({ format: 'peakdb-keystore', version: { toString: 1 } }))
+    await rejectsNamed(() => readKeystore(path), 'KeystoreCorruptError', 'version')
   })
 })
