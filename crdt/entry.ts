@@ -14,10 +14,10 @@
  */
 import { createHash } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
-import { decodeFirst } from 'cborg'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { isDeviceId, publicKeyFromDeviceId, verifySignature, type DeviceId, type Signer } from '../identity/index.js'
+import { decodeDagCbor, decodeFirstDagCbor } from './capped-dag-cbor.js'
 import { checkHlc, type Hlc } from './hlc.js'
 import { ForkError, HashMismatchError, InvalidSignatureError, MalformedError, MissingDependencyError, SeqGapError, TooLargeError, WrongSwarmError } from './errors.js'
 import { isPlainObject } from './json-value.js'
@@ -29,6 +29,8 @@ export type EntryId = string & { readonly __brand: 'EntryId' }
 export const MAX_ENTRY_BYTES = 16 * 1024 * 1024
 /** Most deps an entry may list. */
 export const MAX_DEPS = 1024
+/** Most DAG-CBOR items of an entry: its deps (a tag and bytes each) and a few dozen others. */
+const MAX_ENTRY_ITEMS = 2 * MAX_DEPS + 64
 export const ENTRY_VERSION = 1
 const SHA2_256 = 0x12
 const SIG_DOMAIN = new TextEncoder().encode('peakdb/entry/v1\0')
@@ -209,8 +211,9 @@ function splitEntry (bytes: Uint8Array): EntryParts | undefined {
   let h: unknown
   let rest: Uint8Array
   try {
-    [h, rest] = decodeFirst(bytes.subarray(3), dagCbor.decodeOptions)
-  } catch {
+    [h, rest] = decodeFirstDagCbor(bytes.subarray(3), MAX_ENTRY_ITEMS)
+  } catch (err) {
+    if (err instanceof TooLargeError) throw err
     return undefined
   }
   const headerBytes = bytes.subarray(3, bytes.length - rest.length)
@@ -234,8 +237,9 @@ function splitEntry (bytes: Uint8Array): EntryParts | undefined {
 function decodeWhole (bytes: Uint8Array): EntryParts {
   let value: unknown
   try {
-    value = dagCbor.decode(bytes)
+    value = decodeDagCbor(bytes, MAX_ENTRY_ITEMS)
   } catch (err) {
+    if (err instanceof TooLargeError) throw err
     bad(`entry is not valid DAG-CBOR: ${(err as Error).message}`)
   }
   if (!isPlainObject(value)) bad('entry expected a map')

@@ -8,8 +8,9 @@ import { join } from 'node:path'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
-import { createEntry, decodeDataPayload, decodeEntry, parseEntryId } from '../crdt/index.js'
+import { createEntry, decodeControlPayload, decodeDataPayload, decodeEntry, MAX_ENTRY_BYTES, parseEntryId } from '../crdt/index.js'
 import { createSigner, decodeCertificate, issueCertificate, readKeystore, verifyCertificate } from '../identity/index.js'
+import { decodeMessage, syncRequestSchema } from '../transport/messages.js'
 import { rejectsNamed } from './helpers/errors.js'
 import { makeDevice, makeRoot } from './helpers/identity.js'
 import { TmpDirs } from './helpers/tmp-dir.js'
@@ -55,5 +56,15 @@ describe('decoders: counterexamples found by fuzzing', () => {
     const path = join(dirs.make(), 'keystore.json')
     writeFileSync(path, JSON.stringify({ format: 'peakdb-keystore', version: { toString: 1 } }))
     await rejectsNamed(() => readKeystore(path), 'KeystoreCorruptError', 'version')
+  })
+
+  it('millions of empty maps within the byte caps stop at the item cap', async () => {
+    // a 16 MiB array of empty maps took 15-20 s and gigabytes to decode on a busy machine
+    const n = MAX_ENTRY_BYTES - 64
+    const emptyMaps = concat(Uint8Array.of(0x9a, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff), new Uint8Array(n).fill(0xa0))
+    await rejectsNamed(() => decodeEntry(concat(Uint8Array.of(0xa3, 0x61, 0x68, 0xa1, 0x64), utf8.encode('deps'), emptyMaps)), 'TooLargeError')
+    await rejectsNamed(() => decodeDataPayload(concat(Uint8Array.of(0xa2, 0x61, 0x64, 0x60, 0x61, 0x79), emptyMaps)), 'TooLargeError')
+    await rejectsNamed(() => decodeControlPayload(concat(Uint8Array.of(0xa1, 0x63), utf8.encode('ops'), emptyMaps)), 'TooLargeError')
+    await rejectsNamed(() => decodeMessage(emptyMaps, syncRequestSchema, 'sync request'), 'ProtocolError', 'items')
   })
 })
