@@ -3,13 +3,15 @@
  * wrongly, kept as plain examples once fixed.
  */
 import assert from 'node:assert/strict'
-import { writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as dagCbor from '@ipld/dag-cbor'
+import { scrypt } from '@noble/hashes/scrypt.js'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { createEntry, decodeControlPayload, decodeDataPayload, decodeEntry, MAX_ENTRY_BYTES, parseEntryId } from '../crdt/index.js'
-import { createSigner, decodeCertificate, issueCertificate, readKeystore, verifyCertificate } from '../identity/index.js'
+import { createSigner, decodeCertificate, issueCertificate, readKeystore, seal, verifyCertificate, writeKeystore } from '../identity/index.js'
 import { decodeMessage, syncRequestSchema } from '../transport/messages.js'
 import { rejectsNamed } from './helpers/errors.js'
 import { makeDevice, makeRoot } from './helpers/identity.js'
@@ -17,6 +19,7 @@ import { TmpDirs } from './helpers/tmp-dir.js'
 
 const utf8 = new TextEncoder()
 const concat = (...parts: Uint8Array[]): Uint8Array => new Uint8Array(Buffer.concat(parts))
+const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64')
 
 describe('decoders: counterexamples found by fuzzing', () => {
   const dirs = new TmpDirs()
@@ -66,5 +69,26 @@ describe('decoders: counterexamples found by fuzzing', () => {
     await rejectsNamed(() => decodeDataPayload(concat(Uint8Array.of(0xa2, 0x61, 0x64, 0x60, 0x61, 0x79), emptyMaps)), 'TooLargeError')
     await rejectsNamed(() => decodeControlPayload(concat(Uint8Array.of(0xa1, 0x63), utf8.encode('ops'), emptyMaps)), 'TooLargeError')
     await rejectsNamed(() => decodeMessage(emptyMaps, syncRequestSchema, 'sync request'), 'ProtocolError', 'items')
+  })
+
+  it('keystore scrypt parameters scrypt rejects or that cost too much, and sealed secrets that are not an object', async () => {
+    const path = join(dirs.make(), 'keystore.json')
+    writeKeystore(path, { swarmId: root.swarmId, rootPublicKey: root.rootPublicKey, recoveryPublicKey: root.recoveryPublicKey, deviceSecretKey: dev.secretKey, certificate: dev.certificate, chain: [], createdAt: 'now' })
+    const doc = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>
+    const salt = randomBytes(16)
+    const aad = utf8.encode(`peakdb/keystore/v2\0${root.swarmId}`)
+    const sealedWith = (plaintext: string): string => b64(seal(scrypt('pw', salt, { N: 2, r: 1, p: 1, dkLen: 32 }), utf8.encode(plaintext), aad))
+    const write = (secrets: Record<string, unknown>): void => {
+      writeFileSync(path, JSON.stringify({ ...doc, secrets: { kdf: 'scrypt', N: 2, r: 1, p: 1, salt: b64(salt), sealed: sealedWith(JSON.stringify(doc.secrets)), ...secrets } }))
+    }
+    write({})
+    assert.equal(readKeystore(path, { passphrase: 'pw' }).swarmId, root.swarmId)
+    // N not a power of 2 made scrypt throw a plain Error; the others were accepted and cost seconds to minutes
+    for (const params of [{ N: 3 }, { N: 2 ** 20, r: 32 }, { N: 2 ** 20, r: 1, p: 16 }, { N: 2, p: 2 ** 20 }]) {
+      write(params)
+      await rejectsNamed(() => readKeystore(path, { passphrase: 'pw' }), 'KeystoreCorruptError', 'scrypt')
+    }
+    write({ sealed: sealedWith('null') })
+    await rejectsNamed(() => readKeystore(path, { passphrase: 'pw' }), 'KeystoreCorruptError', 'not an object')
   })
 })
