@@ -12,7 +12,9 @@ import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { createEntry, decodeControlPayload, decodeDataPayload, decodeEntry, MAX_ENTRY_BYTES, parseEntryId } from '../crdt/index.js'
 import { createSigner, decodeCertificate, issueCertificate, readKeystore, seal, verifyCertificate, writeKeystore } from '../identity/index.js'
-import { decodeMessage, syncRequestSchema } from '../transport/messages.js'
+import { decodeMessage, encodeMessage, syncRequestSchema } from '../transport/messages.js'
+import { searchRequestSchema } from '../transport/search-protocol.js'
+import { readConfig } from '../node/cli/config.js'
 import { rejectsNamed } from './helpers/errors.js'
 import { makeDevice, makeRoot } from './helpers/identity.js'
 import { TmpDirs } from './helpers/tmp-dir.js'
@@ -90,5 +92,13 @@ describe('decoders: counterexamples found by fuzzing', () => {
     }
     write({ sealed: sealedWith('null') })
     await rejectsNamed(() => readKeystore(path, { passphrase: 'pw' }), 'KeystoreCorruptError', 'not an object')
+  })
+
+  it('a map with a "length" where zod expects a string or array is a typed error, not a TypeError from zod', async () => {
+    const request = { t: 'search', v: 1, swarm: { length: { toString: '' } }, collection: 'notes', mode: 'text', k: 1, budget: 0 }
+    await rejectsNamed(() => decodeMessage(encodeMessage(request), searchRequestSchema, 'search request'), 'ProtocolError')
+    const path = join(dirs.make(), 'config.json')
+    writeFileSync(path, '{"listen":{"length":{"toString":""}}}')
+    await rejectsNamed(() => readConfig(path, true), 'InvalidOptionError')
   })
 })

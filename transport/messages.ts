@@ -101,7 +101,14 @@ export function decodeMessage<T> (bytes: Uint8Array, schema: z.ZodType<T>, what:
   } catch (err) {
     throw new ProtocolError(`${what}: not DAG-CBOR (${(err as Error).message})`)
   }
-  const parsed = schema.safeParse(value)
+  let parsed: ReturnType<typeof schema.safeParse>
+  try {
+    parsed = schema.safeParse(value)
+  } catch (err) {
+    // zod runs its length checks on any value with a `length` property, and they throw on a map
+    // such as {length: {toString: 0}} instead of reporting an issue
+    throw new ProtocolError(`${what}: does not validate (${(err as Error).message})`, { cause: err })
+  }
   if (!parsed.success) {
     const issue = parsed.error.issues[0]
     throw new ProtocolError(`${what}: ${issue === undefined ? 'invalid' : `${issue.path.join('.') || 'message'}: ${issue.message}`}`)
