@@ -14,10 +14,10 @@
  */
 import { createHash } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
-import { decodeFirst } from 'cborg'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { isDeviceId, publicKeyFromDeviceId, verifySignature, type DeviceId, type Signer } from '../identity/index.js'
+import { decodeDagCbor, decodeFirstDagCbor } from './capped-dag-cbor.js'
 import { checkHlc, type Hlc } from './hlc.js'
 import { ForkError, HashMismatchError, InvalidSignatureError, MalformedError, MissingDependencyError, SeqGapError, TooLargeError, WrongSwarmError } from './errors.js'
 import { isPlainObject } from './json-value.js'
@@ -29,6 +29,8 @@ export type EntryId = string & { readonly __brand: 'EntryId' }
 export const MAX_ENTRY_BYTES = 16 * 1024 * 1024
 /** Most deps an entry may list. */
 export const MAX_DEPS = 1024
+/** Most DAG-CBOR items of an entry: its deps (a tag and bytes each) and a few dozen others. */
+const MAX_ENTRY_ITEMS = 2 * MAX_DEPS + 64
 export const ENTRY_VERSION = 1
 const SHA2_256 = 0x12
 const SIG_DOMAIN = new TextEncoder().encode('peakdb/entry/v1\0')
@@ -115,10 +117,10 @@ export function entryIdOf (cid: CID): EntryId {
 export function parseEntryId (id: string): CID {
   try {
     const cid = CID.parse(id)
-    if (cid.version !== 1 || cid.code !== dagCbor.code || cid.multihash.code !== SHA2_256) throw new Error('not a dag-cbor sha2-256 CIDv1')
+    if (!isEntryCid(cid)) throw new Error('not a dag-cbor sha2-256 CIDv1')
     return cid
   } catch (err) {
-    throw new MalformedError(`"entryId" is not a PeakDB entry id: ${(err as Error).message}`)
+    throw new MalformedError(`"entryId" is not a PeakDB entry id: ${(err as Error).message}`, { cause: err })
   }
 }
 
@@ -144,9 +146,14 @@ function bad (message: string): never {
   throw new MalformedError(message)
 }
 
+/** True for the CIDs entries are addressed by: v1, dag-cbor, a 32-byte sha2-256 digest. */
+function isEntryCid (cid: CID): boolean {
+  return cid.version === 1 && cid.code === dagCbor.code && cid.multihash.code === SHA2_256 && cid.multihash.size === 32
+}
+
 function asCid (value: unknown, what: string): CID {
   const cid = CID.asCID(value)
-  if (cid === null || cid.version !== 1 || cid.code !== dagCbor.code || cid.multihash.code !== SHA2_256) bad(`"${what}" expected an entry CID`)
+  if (cid === null || !isEntryCid(cid)) bad(`"${what}" expected an entry CID`)
   return cid
 }
 
@@ -163,7 +170,8 @@ export function decodeEntry (bytes: Uint8Array, expected?: CID): Entry {
   if (!isPlainObject(h)) bad('entry "h" expected a map')
   if (!(p instanceof Uint8Array)) bad('entry "p" expected bytes')
   if (!(s instanceof Uint8Array) || s.length !== 64) bad('entry "s" expected 64 bytes')
-  if (h.v !== ENTRY_VERSION) bad(`entry version ${String(h.v)} is not supported`)
+  // String(h.v) would throw on a map such as {toString: 0}
+  if (h.v !== ENTRY_VERSION) bad(`entry version ${typeof h.v === 'number' ? h.v : typeof h.v} is not supported`)
   if (typeof h.swarm !== 'string' || h.swarm.length === 0 || h.swarm.length > 128) bad('entry "swarm" expected a string')
   if (!isDeviceId(h.author)) bad('entry "author" expected a DeviceId')
   if (typeof h.seq !== 'number' || !Number.isSafeInteger(h.seq) || h.seq < 1) bad('entry "seq" expected an integer >= 1')
@@ -174,7 +182,20 @@ export function decodeEntry (bytes: Uint8Array, expected?: CID): Entry {
   const clock = checkHlc(h.clock)
   if (typeof h.epoch !== 'number' || !Number.isInteger(h.epoch) || h.epoch < 0 || h.epoch > 0xffffffff) bad('entry "epoch" expected a u32')
   const header: EntryHeader = { v: 1, swarm: h.swarm, author: h.author, seq: h.seq, prev, deps, clock, epoch: h.epoch }
-  return { cid, bytes, header, headerBytes: parts.headerBytes ?? encodeHeader(header), payload: p, sig: s }
+  return { cid, bytes, header, headerBytes: parts.headerBytes ?? canonicalHeaderBytes(bytes, header, p, s), payload: p, sig: s }
+}
+
+/**
+ * The header bytes of an entry that missed the fast path, provided the entry is in canonical
+ * form. The signature covers the header's canonical encoding, not the bytes as sent, so any
+ * other encoding of a signed entry (keys in another order, an extra key, a length in more bytes
+ * than needed) would verify under another CID: a peer could then make an honest author look as
+ * if it had forked, or leave entries depending on the original CID waiting forever.
+ */
+function canonicalHeaderBytes (bytes: Uint8Array, header: EntryHeader, payload: Uint8Array, sig: Uint8Array): Uint8Array {
+  const headerBytes = encodeHeader(header)
+  if (Buffer.compare(frameEntry(headerBytes, payload, sig), bytes) !== 0) bad('entry is not in canonical DAG-CBOR form')
+  return headerBytes
 }
 
 interface EntryParts { h: unknown, p: unknown, s: unknown, headerBytes?: Uint8Array }
@@ -190,8 +211,9 @@ function splitEntry (bytes: Uint8Array): EntryParts | undefined {
   let h: unknown
   let rest: Uint8Array
   try {
-    [h, rest] = decodeFirst(bytes.subarray(3), dagCbor.decodeOptions)
-  } catch {
+    [h, rest] = decodeFirstDagCbor(bytes.subarray(3), MAX_ENTRY_ITEMS)
+  } catch (err) {
+    if (err instanceof TooLargeError) throw err
     return undefined
   }
   const headerBytes = bytes.subarray(3, bytes.length - rest.length)
@@ -205,6 +227,8 @@ function splitEntry (bytes: Uint8Array): EntryParts | undefined {
   else if (first === 0x59) { len = view.getUint16(3); at = 5 }
   else if (first === 0x5a) { len = view.getUint32(3); at = 7 }
   else return undefined
+  // a length in more bytes than needed is another encoding of the same entry (see canonicalHeaderBytes)
+  if ((at === 4 && len < 24) || (at === 5 && len < 0x100) || (at === 7 && len < 0x10000)) return undefined
   const tail = at + len
   if (rest.length !== tail + 4 + 64 || rest[tail] !== 0x61 || rest[tail + 1] !== 0x73 || rest[tail + 2] !== 0x58 || rest[tail + 3] !== 0x40) return undefined
   return { h, p: rest.subarray(at, tail), s: rest.subarray(tail + 4), headerBytes }
@@ -213,8 +237,9 @@ function splitEntry (bytes: Uint8Array): EntryParts | undefined {
 function decodeWhole (bytes: Uint8Array): EntryParts {
   let value: unknown
   try {
-    value = dagCbor.decode(bytes)
+    value = decodeDagCbor(bytes, MAX_ENTRY_ITEMS)
   } catch (err) {
+    if (err instanceof TooLargeError) throw err
     bad(`entry is not valid DAG-CBOR: ${(err as Error).message}`)
   }
   if (!isPlainObject(value)) bad('entry expected a map')

@@ -10,6 +10,7 @@
  * `cert` (a device certificate), `revoke` (a revocation), `epoch` (a data-key epoch record).
  */
 import * as dagCbor from '@ipld/dag-cbor'
+import { decodeDagCbor } from './capped-dag-cbor.js'
 import { MalformedError, TooLargeError } from './errors.js'
 import { isPlainObject, jsonProblem, MAX_FIELD_NAME, type JsonObject } from './json-value.js'
 import { checkYjsUpdate } from './yjs.js'
@@ -25,6 +26,13 @@ export const SYSTEM_COLLECTION_NAME = /^_[a-z][a-z0-9_]{0,62}$/
 export const MAX_DOC_ID = 256
 export const MAX_OPS_PER_ENTRY = 100_000
 export const MAX_YJS_UPDATE = 8 * 1024 * 1024
+/** Most DAG-CBOR items of a data payload: five per Yjs op (document ops are one JSON string). */
+const MAX_DATA_ITEMS = 5 * MAX_OPS_PER_ENTRY + 16
+/**
+ * Most DAG-CBOR items of a control payload: room for 13,000 certificates, or for the boxes of
+ * a dozen epoch records shared with 10,000 devices each.
+ */
+export const MAX_CONTROL_ITEMS = 1 << 18
 
 /** Replace a document. `j`, when present, is `JSON.stringify(f)` computed earlier (saves redoing it). */
 export interface PutOp { readonly t: 'put', readonly c: CollectionName, readonly id: DocId, readonly f: JsonObject, readonly j?: string }
@@ -95,7 +103,8 @@ function checkDocOp (raw: unknown, i: number): PutOp | PatchOp | DeleteOp {
   const where = `op ${i}`
   if (!isPlainObject(raw)) bad(`${where}: expected an object`)
   const t = raw.t
-  if (t !== 'put' && t !== 'patch' && t !== 'del') bad(`${where}: unknown op type ${JSON.stringify(String(t).slice(0, 16))}`)
+  // String() would throw on a map such as {"toString":0}: describe what is not a string by its type
+  if (t !== 'put' && t !== 'patch' && t !== 'del') bad(`${where}: unknown op type ${typeof t === 'string' ? JSON.stringify(t.slice(0, 16)) : typeof t}`)
   if (!isCollectionName(raw.c)) bad(`${where}: "c" is not a valid collection name`)
   const p = docIdProblem(raw.id)
   if (p !== undefined) bad(`${where}: "id" ${p}`)
@@ -124,11 +133,12 @@ function checkControlOp (raw: unknown, i: number): ControlOp {
   }
 }
 
-function decodeMap (bytes: Uint8Array, what: string): Record<string, unknown> {
+function decodeMap (bytes: Uint8Array, what: string, maxItems: number): Record<string, unknown> {
   let value: unknown
   try {
-    value = dagCbor.decode(bytes)
+    value = decodeDagCbor(bytes, maxItems)
   } catch (err) {
+    if (err instanceof TooLargeError) throw new TooLargeError(`${what}: ${err.message}`, { cause: err })
     bad(`${what} is not valid DAG-CBOR: ${(err as Error).message}`)
   }
   if (!isPlainObject(value)) bad(`${what} expected a map`)
@@ -158,7 +168,7 @@ export function encodeDataPayload (ops: readonly DataOp[]): Uint8Array {
 
 /** Decodes and validates a data payload (after opening). Throws {@link MalformedError} / {@link TooLargeError}. */
 export function decodeDataPayload (bytes: Uint8Array): DataOp[] {
-  const map = decodeMap(bytes, 'payload')
+  const map = decodeMap(bytes, 'payload', MAX_DATA_ITEMS)
   if (typeof map.d !== 'string') bad('payload "d" expected JSON text')
   let docs: unknown
   try {
@@ -183,7 +193,7 @@ export function encodeControlPayload (ops: readonly ControlOp[]): Uint8Array {
 
 /** Decodes and validates the shape of a control payload (signatures are checked by the identity layer). */
 export function decodeControlPayload (bytes: Uint8Array): ControlOp[] {
-  const map = decodeMap(bytes, 'control payload')
+  const map = decodeMap(bytes, 'control payload', MAX_CONTROL_ITEMS)
   if (!Array.isArray(map.ops) || map.ops.length === 0) bad('control payload expected { ops: [...] } with at least one op')
   checkCount(map.ops.length, 'control payload')
   return map.ops.map(checkControlOp)

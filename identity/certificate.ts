@@ -88,9 +88,14 @@ function fail (what: string): never {
   throw new InvalidCertificateError(what)
 }
 
+/** A field's value for an error message; String() would throw on a map such as {toString: 0}. */
+function shown (value: unknown): string {
+  return typeof value === 'string' ? value.slice(0, 64) : typeof value === 'number' ? String(value) : typeof value
+}
+
 function checkCommon (r: Record<string, unknown>, swarm: SwarmId, kind: string): void {
-  if (r.v !== 1) fail(`${kind}: unsupported version ${String(r.v)}`)
-  if (r.swarm !== swarm) fail(`${kind}: for swarm ${String(r.swarm)}, expected ${swarm}`)
+  if (r.v !== 1) fail(`${kind}: unsupported version ${shown(r.v)}`)
+  if (r.swarm !== swarm) fail(`${kind}: for swarm ${shown(r.swarm)}, expected ${swarm}`)
   if (!isDeviceId(r.device)) fail(`${kind}: "device" is not a DeviceId`)
   if (r.issuer !== 'root' && !isDeviceId(r.issuer)) fail(`${kind}: "issuer" is neither "root" nor a DeviceId`)
   if (typeof r.issued !== 'number' || !Number.isSafeInteger(r.issued) || r.issued < 0) fail(`${kind}: "issued" expected a non-negative integer`)

@@ -39,13 +39,16 @@ const FORMAT = 'peakdb-keystore'
 const VERSION = 2
 /** scrypt cost for passphrase-protected keystores (OWASP's recommendation for scrypt). */
 export const KEYSTORE_SCRYPT = { N: 2 ** 17, r: 8, p: 1 } as const
+const SCRYPT_MAXMEM = 256 * 1024 * 1024
+/** Most scrypt work (N·r·p) a keystore may ask for: 4× what this version writes. */
+const SCRYPT_MAX_WORK = 4 * KEYSTORE_SCRYPT.N * KEYSTORE_SCRYPT.r * KEYSTORE_SCRYPT.p
 
 function b64 (bytes: Uint8Array): string {
   return Buffer.from(bytes).toString('base64')
 }
 
 function passphraseKey (passphrase: string, salt: Uint8Array, params: { N: number, r: number, p: number }): Uint8Array {
-  return scrypt(passphrase.normalize('NFKC'), salt, { ...params, dkLen: 32, maxmem: 256 * 1024 * 1024 })
+  return scrypt(passphrase.normalize('NFKC'), salt, { ...params, dkLen: 32, maxmem: SCRYPT_MAXMEM })
 }
 
 function aadOf (swarmId: string): Uint8Array {
@@ -147,19 +150,32 @@ function openSecrets (doc: Record<string, unknown>, swarmId: string, path: strin
   if (s.kdf === undefined) return s
   if (s.kdf !== 'scrypt') throw new KeystoreCorruptError(path, `unknown key derivation ${JSON.stringify(s.kdf)}`)
   if (passphrase === undefined) throw new PassphraseRequiredError(`keystore ${path} is protected by a passphrase (set PEAKDB_PASSPHRASE or pass it)`)
-  const params = { N: Number(s.N), r: Number(s.r), p: Number(s.p) }
-  if (![params.N, params.r, params.p].every(n => Number.isSafeInteger(n) && n > 0) || params.N > 2 ** 20 || params.r > 32 || params.p > 16) {
-    throw new KeystoreCorruptError(path, 'scrypt parameters out of range')
-  }
-  const key = passphraseKey(passphrase, bytesOf(s.salt, 'salt', 16, path), params)
+  const { N, r, p } = s
+  if (!isCount(N) || !isCount(r) || !isCount(p) || !scryptCostOk(N, r, p)) throw new KeystoreCorruptError(path, 'scrypt parameters out of range')
+  const key = passphraseKey(passphrase, bytesOf(s.salt, 'salt', 16, path), { N, r, p })
+  let opened: unknown
   try {
-    return JSON.parse(new TextDecoder().decode(open(key, bytesOf(s.sealed, 'sealed', undefined, path), aadOf(swarmId)))) as Record<string, unknown>
+    opened = JSON.parse(new TextDecoder().decode(open(key, bytesOf(s.sealed, 'sealed', undefined, path), aadOf(swarmId))))
   } catch (err) {
     if (err instanceof DecryptionError) throw new WrongPassphraseError(`the passphrase does not open keystore ${path}`)
     throw new KeystoreCorruptError(path, 'sealed secrets do not decode')
   } finally {
     key.fill(0)
   }
+  if (opened === null || typeof opened !== 'object' || Array.isArray(opened)) throw new KeystoreCorruptError(path, 'sealed secrets are not an object')
+  return opened as Record<string, unknown>
+}
+
+const isCount = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n > 0
+
+/**
+ * True when scrypt accepts the parameters (N a power of 2, memory within the cap) and the work
+ * stays bounded (N·r·p within {@link SCRYPT_MAX_WORK}; r and p small, as each costs key
+ * stretching of its own): otherwise scrypt throws a plain Error, or runs for minutes before the
+ * passphrase is even checked.
+ */
+function scryptCostOk (N: number, r: number, p: number): boolean {
+  return r <= 32 && p <= 16 && N * r * p <= SCRYPT_MAX_WORK && N >= 2 && (N & (N - 1)) === 0 && 128 * r * (N + p + 1) <= SCRYPT_MAXMEM
 }
 
 /**
@@ -169,7 +185,7 @@ function openSecrets (doc: Record<string, unknown>, swarmId: string, path: strin
 export function readKeystore (path: string, options: { passphrase?: string } = {}): KeystoreData {
   const doc = parseFile(path)
   if (doc.format !== FORMAT) throw new KeystoreCorruptError(path, `"format" expected "${FORMAT}"`)
-  if (doc.version !== VERSION && doc.version !== 1) throw new KeystoreCorruptError(path, `unsupported version ${String(doc.version)}`)
+  if (doc.version !== VERSION && doc.version !== 1) throw new KeystoreCorruptError(path, `unsupported version ${typeof doc.version === 'number' ? doc.version : typeof doc.version}`)
   const rootPublicKey = bytesOf(doc.rootPublicKey, 'rootPublicKey', 32, path)
   const swarmId = swarmIdFromRootKey(rootPublicKey)
   if (doc.swarmId !== swarmId) throw new KeystoreCorruptError(path, '"swarmId" does not match "rootPublicKey"')

@@ -7,7 +7,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import type { Stream } from '@libp2p/interface'
 import type { LengthPrefixedStream } from '@libp2p/utils'
 import { z } from 'zod'
-import { MAX_ENTRY_BYTES, MAX_VECTOR_AUTHORS } from '../crdt/index.js'
+import { decodeDagCbor, MAX_ENTRY_BYTES, MAX_VECTOR_AUTHORS } from '../crdt/index.js'
 
 /** A peer sent bytes that are not a valid message of the protocol in use. */
 export class ProtocolError extends Error {
@@ -26,6 +26,12 @@ export const MAX_GOSSIP_MESSAGE = 1024 * 1024
 export const MAX_INLINE_ENTRY = 64 * 1024
 /** Most certificates in a chain. */
 export const MAX_CHAIN = 16
+/**
+ * Most DAG-CBOR items in a message: a full version vector (three per author) or sync batch
+ * (one per entry) with room to spare; beyond it a frame of tiny items costs far more to decode
+ * than its size suggests.
+ */
+export const MAX_MESSAGE_ITEMS = 1 << 16
 
 const bytes = (max: number) => z.instanceof(Uint8Array).refine(b => b.length <= max, `over ${max} bytes`)
 const exactBytes = (n: number) => z.instanceof(Uint8Array).refine(b => b.length === n, `expected ${n} bytes`)
@@ -102,11 +108,18 @@ export function encodeMessage (message: object): Uint8Array {
 export function decodeMessage<T> (bytes: Uint8Array, schema: z.ZodType<T>, what: string): T {
   let value: unknown
   try {
-    value = dagCbor.decode(bytes)
+    value = decodeDagCbor(bytes, MAX_MESSAGE_ITEMS)
   } catch (err) {
     throw new ProtocolError(`${what}: not DAG-CBOR (${(err as Error).message})`)
   }
-  const parsed = schema.safeParse(value)
+  let parsed: ReturnType<typeof schema.safeParse>
+  try {
+    parsed = schema.safeParse(value)
+  } catch (err) {
+    // zod runs its length checks on any value with a `length` property, and they throw on a map
+    // such as {length: {toString: 0}} instead of reporting an issue
+    throw new ProtocolError(`${what}: does not validate (${(err as Error).message})`, { cause: err })
+  }
   if (!parsed.success) {
     const issue = parsed.error.issues[0]
     throw new ProtocolError(`${what}: ${issue === undefined ? 'invalid' : `${issue.path.join('.') || 'message'}: ${issue.message}`}`)

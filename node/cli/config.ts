@@ -47,7 +47,13 @@ export function readConfig (path: string, explicit: boolean): DaemonConfig {
   } catch (err) {
     throw new InvalidOptionError(`config file ${path} is not valid JSON: ${(err as Error).message}`)
   }
-  const parsed = configSchema.safeParse(value)
+  let parsed: ReturnType<typeof configSchema.safeParse>
+  try {
+    parsed = configSchema.safeParse(value)
+  } catch (err) {
+    // zod's length checks throw on an object such as {"length": {"toString": 0}}
+    throw new InvalidOptionError(`config file ${path} does not validate: ${(err as Error).message}`, { cause: err })
+  }
   if (!parsed.success) {
     const issue = parsed.error.issues[0]
     throw new InvalidOptionError(`config file ${path}: ${issue === undefined ? 'invalid' : `${issue.path.join('.') || '(root)'}: ${issue.message}`}`)
