@@ -1,22 +1,21 @@
 /**
  * The `peakdb` command line. Every command takes `--dir` (or `$PEAKDB_DIR`) and `--json`.
  * Commands run through the daemon's local API when `peakdb start` runs on that data dir, and on
- * the data dir directly otherwise.
+ * the data dir directly otherwise. Only commander and small modules load up front: the node,
+ * the daemon and the progress bars are imported by the commands that use them.
  */
 import '../polyfills.js'
 import { readFileSync, existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
+import type { MultiBar, SingleBar } from 'cli-progress'
 import { defaultDataDir, dataDirPaths } from '../data-dir.js'
 import { InvalidOptionError } from '../errors.js'
 import { EXIT, emit, reportError, table } from './output.js'
 import { invoke, openTarget, passphrase } from './target.js'
-import cliProgress from 'cli-progress'
-import { PeakNode } from '../peak-node.js'
-import { runDaemon } from './daemon-command.js'
+import type { DaemonOptions } from './daemon-command.js'
 import type { FolderIndexResult, FolderProgress } from '../files.js'
-import { runInit } from './init-command.js'
 import { callApi, readApiInfo } from '../daemon/api-client.js'
 
 interface GlobalOptions { dir?: string, json?: boolean, passphraseFile?: string }
@@ -54,6 +53,12 @@ function durationOption (value: string): number {
   return n * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | undefined ?? 'ms'] ?? 1)
 }
 
+/** The progress-bar library, loaded only when a bar is shown (on a terminal, without --json). */
+async function progressBars (g: Globals): Promise<typeof import('cli-progress') | undefined> {
+  if (g.json || process.stderr.isTTY !== true) return undefined
+  return (await import('cli-progress')).default
+}
+
 /** Parses a JSON argument, or reads it from stdin when it is `-`. */
 function jsonArg (what: string, text: string): unknown {
   const source = text === '-' ? readFileSync(0, 'utf8') : text
@@ -89,8 +94,9 @@ function preview (doc: Record<string, unknown>): string {
 
 /** Sets a collection's embedding and shows the re-indexing it starts (a bar on a terminal). */
 async function setEmbedWithProgress (g: Globals, collection: string, embed: 'auto' | false | string[], wait: boolean): Promise<void> {
+  const cliProgress = await progressBars(g)
   const bar = (total: number): { update: (left: number) => void, stop: () => void } => {
-    if (g.json || process.stderr.isTTY !== true || total === 0) return { update: () => {}, stop: () => {} }
+    if (cliProgress === undefined || total === 0) return { update: () => {}, stop: () => {} }
     const b = new cliProgress.SingleBar({ stream: process.stderr, format: `indexing ${collection} [{bar}] {value}/{total} documents {eta_formatted}`, hideCursor: true }, cliProgress.Presets.shades_classic)
     b.start(total, 0)
     return { update: left => b.update(total - left), stop: () => b.stop() }
@@ -130,11 +136,12 @@ async function setEmbedWithProgress (g: Globals, collection: string, embed: 'aut
 }
 
 /** Progress bars of a folder index: files checked, then documents embedded (on a terminal). */
-function folderBars (g: Globals): { update: (p: FolderProgress) => void, stop: () => void } {
-  if (g.json || process.stderr.isTTY !== true) return { update: () => {}, stop: () => {} }
-  const multi = new cliProgress.MultiBar({ stream: process.stderr, format: '{what} [{bar}] {value}/{total} {unit}', hideCursor: true, clearOnComplete: false }, cliProgress.Presets.shades_classic)
-  let files: cliProgress.SingleBar | undefined
-  let embed: cliProgress.SingleBar | undefined
+async function folderBars (g: Globals): Promise<{ update: (p: FolderProgress) => void, stop: () => void }> {
+  const cliProgress = await progressBars(g)
+  if (cliProgress === undefined) return { update: () => {}, stop: () => {} }
+  const multi: MultiBar = new cliProgress.MultiBar({ stream: process.stderr, format: '{what} [{bar}] {value}/{total} {unit}', hideCursor: true, clearOnComplete: false }, cliProgress.Presets.shades_classic)
+  let files: SingleBar | undefined
+  let embed: SingleBar | undefined
   let embedTotal = 0
   let stopped = false
   return {
@@ -191,6 +198,7 @@ Examples:
     .option('--recover <words>', 'restore the identity from a recovery phrase instead ("-" reads it from stdin)')
     .option('--name <name>', 'name of this device in the swarm (default: host name)')
     .action(async (opts: { recover?: string, name?: string }, cmd: Command) => {
+      const { runInit } = await import('./init-command.js')
       await runInit({ ...globals(cmd), ...opts })
     })
 
@@ -206,7 +214,8 @@ Examples:
     .option('--config <path>', 'configuration file (default: <dir>/config.json when present)')
     .option('--api-port <port>', 'port of the local API on 127.0.0.1 (default: any free port)', intOption('--api-port'))
     .option('--name <name>', 'device name, when a new identity is created')
-    .action(async (opts: Omit<Parameters<typeof runDaemon>[0], 'dir' | 'json'>, cmd: Command) => {
+    .action(async (opts: Omit<DaemonOptions, 'dir' | 'json'>, cmd: Command) => {
+      const { runDaemon } = await import('./daemon-command.js')
       await runDaemon({ ...globals(cmd), ...opts })
     })
 
@@ -236,6 +245,7 @@ Examples:
       const g = globals(cmd)
       const text = code === '-' ? readFileSync(0, 'utf8').trim() : code
       const pass = passphrase(g.passphraseFile)
+      const { PeakNode } = await import('../peak-node.js')
       const node = await PeakNode.join({
         dir: g.dir,
         code: text,
@@ -496,7 +506,7 @@ Examples:
         return
       }
       const summary = (r: FolderIndexResult): string => `${r.root}: ${r.files} files (${r.added} added, ${r.updated} changed, ${r.removed} removed, ${r.unchanged} unchanged${r.errors.length > 0 ? `, ${r.errors.length} unreadable` : ''}) in ${(r.ms / 1000).toFixed(1)} s -> collection ${r.collection}`
-      const bars = folderBars(g)
+      const bars = await folderBars(g)
       const target = await openTarget(g.dir, g.passphraseFile !== undefined ? { passphraseFile: g.passphraseFile } : {})
       if ('api' in target) {
         const method = opts.watch === true ? 'watchFolder' : 'indexFolder'
