@@ -103,6 +103,16 @@ export class UnknownDeviceError extends Error {
   readonly code = UnknownDeviceError.code
 }
 
+/**
+ * A CLI command ended before it finished: what it waited for went away without an answer, so
+ * whether it took effect is unknown.
+ */
+export class CommandUnfinishedError extends Error {
+  static readonly code = 'ERR_COMMAND_UNFINISHED'
+  override readonly name = 'CommandUnfinishedError'
+  readonly code = CommandUnfinishedError.code
+}
+
 /** The operation was aborted through its signal. */
 export class AbortError extends Error {
   static readonly code = 'ABORT_ERR'

@@ -1,11 +1,19 @@
 import assert from 'node:assert/strict'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { encodeInvite, inviteSecret } from '../identity/index.js'
 import { BIN, runCli, startDaemon, type Daemon } from './helpers/cli.js'
 import { TmpDirs } from './helpers/tmp-dir.js'
-import { waitFor } from './helpers/wait-for.js'
+import { waitFor, withTimeout } from './helpers/wait-for.js'
+
+const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))
+
+/** The `{ error }` object a `--json` command printed last on stderr. */
+function jsonError (stderr: string): { name: string, message: string, code?: string } {
+  return (JSON.parse(stderr.trim().split('\n').at(-1) ?? '') as { error: { name: string, message: string, code?: string } }).error
+}
 
 describe('CLI', function () {
   this.timeout(60_000)
@@ -265,5 +273,33 @@ describe('CLI', function () {
       assert.equal(r.code, 0, `${cmd} --help`)
       assert.match(r.stdout, new RegExp(`Usage: peakdb ${cmd}`))
     }
+  })
+
+  it('a daemon killed while a command waits for its answer gives DaemonUnreachableError, exit 1', async () => {
+    const dir = dirs.make()
+    const mute = spawn(process.execPath, ['--import', 'tsx', fixture('mute-daemon.ts'), dir], { stdio: ['ignore', 'pipe', 'inherit'] })
+    children.push(mute)
+    let out = ''
+    mute.stdout.on('data', (d: Buffer) => { out += d.toString() })
+    await waitFor(() => out.includes('listening'), { timeoutMs: 20_000, message: 'the stand-in daemon to listen' })
+    const put = runCli(['put', 'notes', '{"a":1}', '--dir', dir, '--json'])
+    await waitFor(() => out.includes('request /api/v1/put'), { timeoutMs: 20_000, message: 'the put to reach the stand-in daemon' })
+    mute.kill('SIGKILL')
+    const r = await put
+    assert.equal(r.code, 1, r.stdout + r.stderr)
+    const error = jsonError(r.stderr)
+    assert.equal(error.name, 'DaemonUnreachableError')
+    assert.match(error.message, /did not answer/)
+  })
+
+  it('a command left with nothing to wait for exits 1 with a typed error, never 13 in silence', async () => {
+    const dir = dirs.make()
+    // a live pid and an address: the command takes the daemon path, and its request never settles
+    writeFileSync(join(dir, 'api.json'), JSON.stringify({ url: 'http://127.0.0.1:9', token: 'test', pid: process.pid, deviceId: 'none' }))
+    const r = await withTimeout(runCli(['put', 'notes', '{"a":1}', '--dir', dir, '--json'], { env: { NODE_OPTIONS: `--import=${fixture('request-never-settles.mjs')}` } }), 30_000, 'the command to exit')
+    assert.equal(r.code, 1, `exit ${String(r.code)}: ${r.stdout}${r.stderr}`)
+    const error = jsonError(r.stderr)
+    assert.equal(error.name, 'DaemonUnreachableError')
+    assert.match(error.message, /never answered put: the connection was lost; whether put took effect is unknown/)
   })
 })

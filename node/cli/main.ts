@@ -11,12 +11,12 @@ import { fileURLToPath } from 'node:url'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import type { MultiBar, SingleBar } from 'cli-progress'
 import { defaultDataDir, dataDirPaths } from '../data-dir.js'
-import { InvalidOptionError } from '../errors.js'
+import { CommandUnfinishedError, InvalidOptionError } from '../errors.js'
 import { EXIT, emit, reportError, table } from './output.js'
 import { invoke, openTarget, passphrase } from './target.js'
 import type { DaemonOptions } from './daemon-command.js'
 import type { FolderIndexResult, FolderProgress } from '../files.js'
-import { callApi, readApiInfo } from '../daemon/api-client.js'
+import { DaemonUnreachableError, callApi, callsInFlight, readApiInfo } from '../daemon/api-client.js'
 
 interface GlobalOptions { dir?: string, json?: boolean, passphraseFile?: string }
 
@@ -611,12 +611,33 @@ Examples:
   return program
 }
 
+/**
+ * The error for a command that never finished: the process is exiting because nothing is left
+ * to wait for (a connection dropped without a word, a timer that does not keep the process
+ * alive), while the command still waits for it.
+ */
+function unfinished (): Error {
+  const call = callsInFlight()[0]
+  if (call !== undefined) {
+    return new DaemonUnreachableError(`the daemon (pid ${call.info.pid}) at ${call.info.url} never answered ${call.method}: the connection was lost; whether ${call.method} took effect is unknown (check, then retry)`)
+  }
+  return new CommandUnfinishedError('the command stopped before it finished: what it waited for went away without an answer; whether it took effect is unknown (check, then retry)')
+}
+
 /** Runs the CLI with `argv` (as in process.argv) and returns the exit code. */
 export async function main (argv: string[]): Promise<number> {
   // the daemon reports what it does; one-shot commands only warnings (unless asked otherwise)
   process.env.PEAKDB_LOG ??= argv.includes('start') ? 'info' : 'warn'
   const program = buildProgram()
   const json = argv.includes('--json')
+  // the event loop emptied while the command still waits: say so rather than end in silence
+  // (Node's exit code 13 for an unsettled top-level await). An explicit process.exit() (a
+  // daemon's second Ctrl+C) does not come here.
+  let settled = false
+  const onEmptyLoop = (): void => {
+    if (!settled) process.exitCode = reportError(json, unfinished())
+  }
+  process.once('beforeExit', onEmptyLoop)
   try {
     await program.parseAsync(argv)
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok
@@ -626,5 +647,8 @@ export async function main (argv: string[]): Promise<number> {
       return err.exitCode === 0 ? EXIT.ok : EXIT.usage
     }
     return reportError(json, err)
+  } finally {
+    settled = true
+    process.off('beforeExit', onEmptyLoop)
   }
 }

@@ -24,6 +24,19 @@ export class DaemonUnreachableError extends Error {
   readonly code = DaemonUnreachableError.code
 }
 
+/** A call waiting for the daemon's answer. */
+export interface CallInFlight { readonly info: ApiInfo, readonly method: string }
+
+const inFlight = new Set<CallInFlight>()
+
+/**
+ * The calls of this process still waiting for a daemon's answer. A command that ends while one
+ * is listed lost its answer: the CLI then reports {@link DaemonUnreachableError} for it.
+ */
+export function callsInFlight (): readonly CallInFlight[] {
+  return [...inFlight]
+}
+
 /** The running daemon's API info, or undefined when no live daemon owns the data dir. */
 export function readApiInfo (path: string): ApiInfo | undefined {
   try {
@@ -37,7 +50,13 @@ export function readApiInfo (path: string): ApiInfo | undefined {
 
 /** Calls one method of a daemon's local API. */
 export async function callApi (info: ApiInfo, method: string, params: unknown, options: { timeoutMs?: number } = {}): Promise<unknown> {
-  return await request(info, method, params, options.timeoutMs ?? 120_000)
+  const call: CallInFlight = { info, method }
+  inFlight.add(call)
+  try {
+    return await request(info, method, params, options.timeoutMs ?? 120_000)
+  } finally {
+    inFlight.delete(call)
+  }
 }
 
 /** One HTTP POST on its own connection; resolves with the whole answer, or rejects if it is cut off. */
