@@ -29,6 +29,9 @@ process.stderr.write(`bench: local writes and reads, N=${N}\n`)
 const raw = runChild('local.js', ['raw', String(N)])
 const peak = runChild('local.js', ['peakdb', String(N)])
 
+process.stderr.write('bench: CLI start-up against a running daemon, next to a bare node\n')
+const cli = runChild('cli.js', [])
+
 process.stderr.write('bench: sealing throughput\n')
 const sealing = sealingBench()
 process.stderr.write('bench: replication between two processes on loopback\n')
@@ -57,6 +60,7 @@ const result = {
       putManyVsRawTransaction: round(Number(peak.putManyDocsPerSec) / Number(raw.transactionDocsPerSec), 3)
     }
   },
+  cli,
   sealing,
   replication,
   search: { quality, embedding, vectors, swarm, folder }

@@ -6,8 +6,16 @@
 /** A collection name is not valid. */
 export class InvalidCollectionNameError extends Error {
   static readonly code = 'ERR_INVALID_COLLECTION_NAME'
+  /** What a collection name may be, as every message about one states it. */
+  static readonly rule = 'expected a letter, then up to 63 letters, digits, "_", "-" or "."'
   override readonly name = 'InvalidCollectionNameError'
   readonly code = InvalidCollectionNameError.code
+
+  /** The error for `name`, quoting it (shortened) and stating the rule. */
+  static of (name: unknown): InvalidCollectionNameError {
+    const quoted = typeof name === 'string' ? JSON.stringify(name.length > 80 ? `${name.slice(0, 77)}...` : name) + (name.length > 64 ? ` (${name.length} characters)` : '') : name === undefined ? 'missing' : `of type ${name === null ? 'null' : typeof name}`
+    return new InvalidCollectionNameError(`collection name ${quoted} is invalid: ${InvalidCollectionNameError.rule}`)
+  }
 }
 
 /** A document is not a JSON object of valid fields, or its `_id` is invalid. */
@@ -101,6 +109,16 @@ export class UnknownDeviceError extends Error {
   static readonly code = 'ERR_UNKNOWN_DEVICE'
   override readonly name = 'UnknownDeviceError'
   readonly code = UnknownDeviceError.code
+}
+
+/**
+ * A CLI command ended before it finished: what it waited for went away without an answer, so
+ * whether it took effect is unknown.
+ */
+export class CommandUnfinishedError extends Error {
+  static readonly code = 'ERR_COMMAND_UNFINISHED'
+  override readonly name = 'CommandUnfinishedError'
+  readonly code = CommandUnfinishedError.code
 }
 
 /** The operation was aborted through its signal. */

@@ -379,7 +379,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   collection (name: string, options?: CollectionOptions): Collection {
     this.checkOpen()
     if (!isCollectionName(name) || name.startsWith('_')) {
-      throw new InvalidCollectionNameError(`collection name ${JSON.stringify(String(name).slice(0, 80))} is invalid: expected a letter, then up to 63 letters, digits, "_", "-" or "."`)
+      throw InvalidCollectionNameError.of(name)
     }
     const known = this.localNames.has(name)
     if (options?.replicate === true && known) throw new InvalidOptionError(`collection ${name} is device-local on this device: it cannot be replicated`)

@@ -8,7 +8,7 @@ export class StorageCorruptError extends Error {
   override readonly name = 'StorageCorruptError'
   readonly code = StorageCorruptError.code
   constructor (readonly path: string, reason: string) {
-    super(`database ${path} is corrupt or not a PeakDB database: ${reason}; it was left untouched (restore a backup, or move it away and resync from your other devices)`)
+    super(`database ${path} is corrupt or not a PeakDB database: ${reason}. It was left untouched. To recover, move it away (with its -wal and -shm files) and start again: this device then continues under a new DeviceId and resyncs from your other devices; or restore a backup`)
   }
 }
 

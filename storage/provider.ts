@@ -259,7 +259,10 @@ export interface StorageProvider {
   /** Document ids of chunk row ids (ANN results back to documents). */
   chunkDocs (rids: readonly number[]): Promise<Map<number, string>>
 
-  /** Deep integrity check of the store itself (not the log's signatures). */
+  /**
+   * Deep integrity check of the store itself (not the log's signatures): its problems, one per
+   * line, or none. Damage that stops the check is one more problem, not an exception.
+   */
   checkIntegrity (): Promise<string[]>
   /** Releases every resource. Idempotent. */
   close (): Promise<void>

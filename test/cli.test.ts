@@ -1,11 +1,23 @@
 import assert from 'node:assert/strict'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { encodeInvite, inviteSecret } from '../identity/index.js'
 import { BIN, runCli, startDaemon, type Daemon } from './helpers/cli.js'
+import { damageTablePages } from './helpers/sqlite-damage.js'
 import { TmpDirs } from './helpers/tmp-dir.js'
-import { waitFor } from './helpers/wait-for.js'
+import { waitFor, withTimeout } from './helpers/wait-for.js'
+
+const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))
+
+/** The `{ error }` object a `--json` command printed last on stderr. */
+function jsonError (stderr: string): { name: string, message: string, code?: string } {
+  return (JSON.parse(stderr.trim().split('\n').at(-1) ?? '') as { error: { name: string, message: string, code?: string } }).error
+}
+
+/** 400 documents of 1 KiB: enough pages to damage some and leave the rest readable. */
+const MANY_NOTES = JSON.stringify(Array.from({ length: 400 }, (_, i) => ({ _id: `n${i}`, i, body: 'z'.repeat(1000) })))
 
 describe('CLI', function () {
   this.timeout(60_000)
@@ -264,6 +276,111 @@ describe('CLI', function () {
       const r = await runCli([cmd, '--help'])
       assert.equal(r.code, 0, `${cmd} --help`)
       assert.match(r.stdout, new RegExp(`Usage: peakdb ${cmd}`))
+      for (const global of ['--dir <path>', '--json', '--passphrase-file <path>']) assert.ok(r.stdout.includes(global), `${cmd} --help shows ${global}:\n${r.stdout}`)
     }
+  })
+
+  it('says which rule a bad collection name or --ttl breaks, and what an empty array wrote', async () => {
+    const dir = dirs.make()
+    await runCli(['init', '--dir', dir])
+    for (const name of ['', 'a'.repeat(300), '9lives']) {
+      const r = await runCli(['put', name, '{"a":1}', '--dir', dir, '--json'])
+      assert.equal(r.code, 1, r.stderr)
+      const error = jsonError(r.stderr)
+      assert.equal(error.name, 'InvalidCollectionNameError', error.message)
+      assert.match(error.message, /^collection name ".*" .*is invalid: expected a letter, then up to 63 letters, digits, "_", "-" or "\."$/)
+    }
+    const long = jsonError((await runCli(['find', 'a'.repeat(300), '--dir', dir, '--json'])).stderr)
+    assert.equal(long.name, 'InvalidCollectionNameError')
+    assert.match(long.message, /\(300 characters\)/)
+    for (const ttl of ['0', '500ms', '25h', 'soon']) {
+      const r = await runCli(['pair', 'invite', '--ttl', ttl, '--dir', dir])
+      assert.equal(r.code, 2, `--ttl ${ttl}: ${r.stderr}`)
+      assert.match(r.stderr, /--ttl expected a duration such as 90s, 10m or 1h, at least 1s and at most 24h/)
+      assert.doesNotMatch(r.stderr, />=|Too small|Too big/)
+    }
+    const empty = await runCli(['put', 'notes', '[]', '--dir', dir])
+    assert.equal(empty.code, 0, empty.stderr)
+    assert.equal(empty.stdout, '')
+    assert.match(empty.stderr, /nothing to write: the array is empty/)
+    const emptyJson = await runCli(['put', 'notes', '[]', '--dir', dir, '--json'])
+    assert.deepEqual((JSON.parse(emptyJson.stdout) as { ids: string[] }).ids, [])
+  })
+
+  it('put - reads a JSON array larger than a pipe buffer from stdin', async () => {
+    const dir = dirs.make()
+    await runCli(['init', '--dir', dir])
+    // 400 KiB: a synchronous read of a non-blocking stdin pipe failed with EAGAIN past 64 KiB
+    const r = await runCli(['put', 'notes', '-', '--dir', dir], { input: MANY_NOTES })
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout.trim().split('\n').length, 400)
+  })
+
+  it('verify counts the problems in a damaged database, shows the first few and says what to do', async () => {
+    const dir = dirs.make()
+    await runCli(['init', '--dir', dir])
+    assert.equal((await runCli(['put', 'notes', '-', '--dir', dir], { input: MANY_NOTES })).code, 0)
+    // the documents' pages are damaged; the log's stay readable
+    damageTablePages(join(dir, 'peakdb.sqlite'), 'docs', 5, { cells: true })
+    const r = await runCli(['verify', '--dir', dir])
+    assert.equal(r.code, 1, r.stdout + r.stderr)
+    const lines = r.stdout.trim().split('\n')
+    const head = /^FAILED: (\d+) problem\(s\) \((\d+) in the database file\) in \d+ entries$/.exec(lines[0] ?? '')
+    assert.ok(head !== null, r.stdout)
+    const total = Number(head[1])
+    assert.equal(Number(head[2]), total)
+    assert.ok(total > 5, r.stdout)
+    assert.equal(lines.filter(l => l.startsWith('  database: ')).length, 5)
+    assert.ok(lines.includes(`  ... ${total - 5} more database problem(s) (--json lists them all)`), r.stdout)
+    assert.match(lines.at(-1) ?? '', new RegExp(`move ${join(dir, 'peakdb.sqlite').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} away .*continues under a new DeviceId and resyncs`))
+    const json = JSON.parse((await runCli(['verify', '--dir', dir, '--json'])).stdout) as { ok: boolean, integrity: string[], advice: string }
+    assert.equal(json.ok, false)
+    assert.equal(json.integrity.length, total)
+    assert.ok(json.integrity.every(l => !l.includes('\n') && !l.startsWith('***')), 'one problem per line')
+    assert.match(json.advice, /new DeviceId/)
+  })
+
+  it('start refuses a database with damaged pages after an unclean shutdown, with advice', async () => {
+    const dir = dirs.make()
+    const d = await startDaemon(['--dir', dir, '--no-dht'])
+    daemons.push(d)
+    assert.equal((await runCli(['put', 'notes', '-', '--dir', dir], { input: MANY_NOTES })).code, 0)
+    await d.stop('SIGKILL')
+    damageTablePages(join(dir, 'peakdb.sqlite'), 'docs', 5, { cells: true })
+    const r = await runCli(['start', '--dir', dir, '--no-dht', '--json'], { timeoutMs: 30_000 })
+    assert.equal(r.code, 1, r.stdout + r.stderr)
+    const error = jsonError(r.stderr)
+    assert.equal(error.name, 'StorageCorruptError')
+    assert.ok(error.message.includes(join(dir, 'peakdb.sqlite')), error.message)
+    assert.match(error.message, /the previous shutdown was not clean, and SQLite's quick check found \d+ problem\(s\)/)
+    assert.match(error.message, /move it away .*start again: this device then continues under a new DeviceId and resyncs from your other devices/)
+  })
+
+  it('a daemon killed while a command waits for its answer gives DaemonUnreachableError, exit 1', async () => {
+    const dir = dirs.make()
+    const mute = spawn(process.execPath, ['--import', 'tsx', fixture('mute-daemon.ts'), dir], { stdio: ['ignore', 'pipe', 'inherit'] })
+    children.push(mute)
+    let out = ''
+    mute.stdout.on('data', (d: Buffer) => { out += d.toString() })
+    await waitFor(() => out.includes('listening'), { timeoutMs: 20_000, message: 'the stand-in daemon to listen' })
+    const put = runCli(['put', 'notes', '{"a":1}', '--dir', dir, '--json'])
+    await waitFor(() => out.includes('request /api/v1/put'), { timeoutMs: 20_000, message: 'the put to reach the stand-in daemon' })
+    mute.kill('SIGKILL')
+    const r = await put
+    assert.equal(r.code, 1, r.stdout + r.stderr)
+    const error = jsonError(r.stderr)
+    assert.equal(error.name, 'DaemonUnreachableError')
+    assert.match(error.message, /did not answer/)
+  })
+
+  it('a command left with nothing to wait for exits 1 with a typed error, never 13 in silence', async () => {
+    const dir = dirs.make()
+    // a live pid and an address: the command takes the daemon path, and its request never settles
+    writeFileSync(join(dir, 'api.json'), JSON.stringify({ url: 'http://127.0.0.1:9', token: 'test', pid: process.pid, deviceId: 'none' }))
+    const r = await withTimeout(runCli(['put', 'notes', '{"a":1}', '--dir', dir, '--json'], { env: { NODE_OPTIONS: `--import=${fixture('request-never-settles.mjs')}` } }), 30_000, 'the command to exit')
+    assert.equal(r.code, 1, `exit ${String(r.code)}: ${r.stdout}${r.stderr}`)
+    const error = jsonError(r.stderr)
+    assert.equal(error.name, 'DaemonUnreachableError')
+    assert.match(error.message, /never answered put: the connection was lost; whether put took effect is unknown/)
   })
 })

@@ -7,6 +7,7 @@ import { compileFind } from '../storage/sqlite/query-sql.js'
 import { SCHEMA_VERSION } from '../storage/sqlite/schema.js'
 import { runStorageProviderTests } from './storage-compliance.js'
 import { rejectsNamed } from './helpers/errors.js'
+import { damageTablePages } from './helpers/sqlite-damage.js'
 import { TmpDirs } from './helpers/tmp-dir.js'
 
 const dirs = new TmpDirs()
@@ -78,6 +79,39 @@ describe('storage: SQLite specifics', () => {
       reported = 'error'
     }
     assert.notEqual(reported, 'nothing', 'damage must be reported')
+  })
+
+  it('runs a quick check at open after an unclean shutdown, and refuses damaged pages with advice', async () => {
+    const fill = async (s: SqliteProvider): Promise<void> => {
+      for (let i = 0; i < 100; i++) {
+        await s.commit([{ cid: Uint8Array.from([1, 0x71, 0x12, 0x20, ...Buffer.alloc(32, i)]), author: 'a', seq: i + 1, bytes: Buffer.alloc(2000, i), stamp: `0000000000000000a${i}` as never, ops: [], control: [] }])
+      }
+    }
+    // after a clean close the check is skipped (it reads the whole file): such damage is left to
+    // the reads that hit it and to `peakdb verify`
+    const cleanPath = join(dirs.make(), 'db.sqlite')
+    const clean = SqliteProvider.open({ path: cleanPath })
+    await fill(clean)
+    await clean.close()
+    damageTablePages(cleanPath, 'entries', 3)
+    await SqliteProvider.open({ path: cleanPath }).close()
+    // a process that dies leaves the marker 'open': the next open checks and refuses
+    const path = join(dirs.make(), 'db.sqlite')
+    const crashed = SqliteProvider.open({ path })
+    await fill(crashed)
+    ;(crashed as unknown as { db: Database.Database }).db.close() // the handle goes away without close()
+    damageTablePages(path, 'entries', 3)
+    const err = await rejectsNamed(() => SqliteProvider.open({ path }), 'StorageCorruptError', path)
+    assert.match(err.message, /previous shutdown was not clean, and SQLite's quick check found \d+ problem\(s\): "/)
+    assert.match(err.message, /move it away .* continues under a new DeviceId and resyncs from your other devices/)
+    // without damage, an unclean shutdown only costs the check
+    const intact = join(dirs.make(), 'db.sqlite')
+    const killed = SqliteProvider.open({ path: intact })
+    await fill(killed)
+    ;(killed as unknown as { db: Database.Database }).db.close()
+    const s = SqliteProvider.open({ path: intact })
+    assert.equal((await s.scanEntries(0, 1000)).length, 100)
+    await s.close()
   })
 
   it('refuses a database from a newer schema version', async () => {

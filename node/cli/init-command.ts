@@ -2,12 +2,13 @@
  * `peakdb init`: create this device's identity (or restore it from a recovery phrase) and show
  * the recovery phrase once.
  */
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { PeakNode } from '../peak-node.js'
 import { dataDirPaths } from '../data-dir.js'
 import { DataDirError } from '../errors.js'
 import { emit, table } from './output.js'
 import { passphrase } from './target.js'
+import { readStdin } from './input.js'
 
 /** The recovery-phrase banner shown once when an identity is created. */
 export function phraseBanner (phrase: string): string {
@@ -32,7 +33,7 @@ export async function runInit (o: { dir: string, json: boolean, recover?: string
   if (existsSync(paths.keystore)) {
     throw new DataDirError(`${paths.dir} already has an identity (${paths.keystore}); use another --dir to create a new one`)
   }
-  const recover = o.recover === '-' ? readFileSync(0, 'utf8') : o.recover
+  const recover = o.recover === '-' ? await readStdin() : o.recover
   const pass = passphrase(o.passphraseFile)
   const node = await PeakNode.open({
     dir: o.dir,

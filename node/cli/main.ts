@@ -1,23 +1,23 @@
 /**
  * The `peakdb` command line. Every command takes `--dir` (or `$PEAKDB_DIR`) and `--json`.
  * Commands run through the daemon's local API when `peakdb start` runs on that data dir, and on
- * the data dir directly otherwise.
+ * the data dir directly otherwise. Only commander and small modules load up front: the node,
+ * the daemon and the progress bars are imported by the commands that use them.
  */
 import '../polyfills.js'
 import { readFileSync, existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
+import type { MultiBar, SingleBar } from 'cli-progress'
 import { defaultDataDir, dataDirPaths } from '../data-dir.js'
-import { InvalidOptionError } from '../errors.js'
-import { EXIT, emit, reportError, table } from './output.js'
+import { CommandUnfinishedError, InvalidOptionError } from '../errors.js'
+import { EXIT, emit, note, reportError, table } from './output.js'
 import { invoke, openTarget, passphrase } from './target.js'
-import cliProgress from 'cli-progress'
-import { PeakNode } from '../peak-node.js'
-import { runDaemon } from './daemon-command.js'
+import { readStdin } from './input.js'
+import type { DaemonOptions } from './daemon-command.js'
 import type { FolderIndexResult, FolderProgress } from '../files.js'
-import { runInit } from './init-command.js'
-import { callApi, readApiInfo } from '../daemon/api-client.js'
+import { DaemonUnreachableError, callApi, callsInFlight, readApiInfo } from '../daemon/api-client.js'
 
 interface GlobalOptions { dir?: string, json?: boolean, passphraseFile?: string }
 
@@ -46,17 +46,29 @@ async function call (g: Globals, method: string, params: unknown): Promise<unkno
   return await invoke(g.dir, method, params, g.passphraseFile !== undefined ? { passphraseFile: g.passphraseFile } : {})
 }
 
-/** `10m`, `1h`, `90s` or milliseconds. */
-function durationOption (value: string): number {
-  const m = /^(\d+)(ms|s|m|h)?$/.exec(value.trim())
-  if (m === null) throw new InvalidArgumentError('expected a duration such as 90s, 10m or 1h')
-  const n = Number(m[1])
-  return n * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | undefined ?? 'ms'] ?? 1)
+/**
+ * A duration option: `90s`, `10m`, `1h` (or milliseconds), between `min` and `max` ms. The
+ * message names the option and what it accepts, in the units a person types.
+ */
+function durationOption (name: string, min: number, max: number) {
+  const human = (ms: number): string => ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : ms % 60_000 === 0 ? `${ms / 60_000}m` : ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`
+  return (value: string): number => {
+    const m = /^(\d+)(ms|s|m|h)?$/.exec(value.trim())
+    const ms = m === null ? Number.NaN : Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | undefined ?? 'ms']
+    if (!(ms >= min && ms <= max)) throw new InvalidArgumentError(`${name} expected a duration such as 90s, 10m or 1h, at least ${human(min)} and at most ${human(max)}`)
+    return ms
+  }
+}
+
+/** The progress-bar library, loaded only when a bar is shown (on a terminal, without --json). */
+async function progressBars (g: Globals): Promise<typeof import('cli-progress') | undefined> {
+  if (g.json || process.stderr.isTTY !== true) return undefined
+  return (await import('cli-progress')).default
 }
 
 /** Parses a JSON argument, or reads it from stdin when it is `-`. */
-function jsonArg (what: string, text: string): unknown {
-  const source = text === '-' ? readFileSync(0, 'utf8') : text
+async function jsonArg (what: string, text: string): Promise<unknown> {
+  const source = text === '-' ? await readStdin() : text
   try {
     return JSON.parse(source)
   } catch (err) {
@@ -89,8 +101,9 @@ function preview (doc: Record<string, unknown>): string {
 
 /** Sets a collection's embedding and shows the re-indexing it starts (a bar on a terminal). */
 async function setEmbedWithProgress (g: Globals, collection: string, embed: 'auto' | false | string[], wait: boolean): Promise<void> {
+  const cliProgress = await progressBars(g)
   const bar = (total: number): { update: (left: number) => void, stop: () => void } => {
-    if (g.json || process.stderr.isTTY !== true || total === 0) return { update: () => {}, stop: () => {} }
+    if (cliProgress === undefined || total === 0) return { update: () => {}, stop: () => {} }
     const b = new cliProgress.SingleBar({ stream: process.stderr, format: `indexing ${collection} [{bar}] {value}/{total} documents {eta_formatted}`, hideCursor: true }, cliProgress.Presets.shades_classic)
     b.start(total, 0)
     return { update: left => b.update(total - left), stop: () => b.stop() }
@@ -130,11 +143,12 @@ async function setEmbedWithProgress (g: Globals, collection: string, embed: 'aut
 }
 
 /** Progress bars of a folder index: files checked, then documents embedded (on a terminal). */
-function folderBars (g: Globals): { update: (p: FolderProgress) => void, stop: () => void } {
-  if (g.json || process.stderr.isTTY !== true) return { update: () => {}, stop: () => {} }
-  const multi = new cliProgress.MultiBar({ stream: process.stderr, format: '{what} [{bar}] {value}/{total} {unit}', hideCursor: true, clearOnComplete: false }, cliProgress.Presets.shades_classic)
-  let files: cliProgress.SingleBar | undefined
-  let embed: cliProgress.SingleBar | undefined
+async function folderBars (g: Globals): Promise<{ update: (p: FolderProgress) => void, stop: () => void }> {
+  const cliProgress = await progressBars(g)
+  if (cliProgress === undefined) return { update: () => {}, stop: () => {} }
+  const multi: MultiBar = new cliProgress.MultiBar({ stream: process.stderr, format: '{what} [{bar}] {value}/{total} {unit}', hideCursor: true, clearOnComplete: false }, cliProgress.Presets.shades_classic)
+  let files: SingleBar | undefined
+  let embed: SingleBar | undefined
   let embedTotal = 0
   let stopped = false
   return {
@@ -158,6 +172,47 @@ function folderBars (g: Globals): { update: (p: FolderProgress) => void, stop: (
   }
 }
 
+/** What `verify` returns (node/log.ts VerifyReport, as JSON). */
+interface VerifyOutput { ok: boolean, entries: number, authors: number, problems: Array<{ pos: number, error: string, message: string }>, integrity: string[], stateMatches?: boolean }
+
+/** Problems of each kind listed in full by `verify` before "... N more" (`--json` has them all). */
+const VERIFY_SHOWN = 5
+
+/** What to do when `verify` fails: the other devices hold the data; a device without its database resyncs. */
+function verifyAdvice (database: string): string {
+  return `To repair: stop the daemon if one runs (peakdb stop), move ${database} away (with its -wal and -shm files) and start again: ` +
+    'this device then continues under a new DeviceId and resyncs everything from your other devices. ' +
+    'If no other device holds the data, keep the file and restore a backup.'
+}
+
+/** The human form of a verify report: counts, the first problems of each kind, and what to do. */
+function verifyLines (r: VerifyOutput, advice: string): string[] {
+  if (r.ok) {
+    return [
+      `ok: ${r.entries} entries from ${r.authors} device(s) verified; the database file is intact`,
+      ...(r.stateMatches === undefined ? [] : ['documents match a replay of the log: yes'])
+    ]
+  }
+  // SQLite's integrity check stops listing at 100 problems
+  const dbCount = `${r.integrity.length}${r.integrity.length >= 100 ? ' or more' : ''}`
+  const parts = [
+    ...(r.problems.length > 0 ? [`${r.problems.length} in the log`] : []),
+    ...(r.integrity.length > 0 ? [`${dbCount} in the database file`] : [])
+  ]
+  const total = r.problems.length + r.integrity.length
+  const section = <T>(items: readonly T[], line: (item: T) => string, what: string): string[] => [
+    ...items.slice(0, VERIFY_SHOWN).map(line),
+    ...(items.length > VERIFY_SHOWN ? [`  ... ${items.length - VERIFY_SHOWN} more ${what} (--json lists them all)`] : [])
+  ]
+  return [
+    `FAILED: ${total}${r.integrity.length >= 100 ? ' or more' : ''} problem(s) (${parts.join(', ')}) in ${r.entries} entries`,
+    ...section(r.problems, p => `  log${p.pos >= 0 ? ` at ${p.pos}` : ''}: ${p.error}: ${p.message}`, 'log problem(s)'),
+    ...section(r.integrity, i => `  database: ${i.replace(/\s+/g, ' ').trim()}`, 'database problem(s)'),
+    ...(r.stateMatches === undefined ? [] : [`documents match a replay of the log: ${r.stateMatches ? 'yes' : 'NO'}`]),
+    advice
+  ]
+}
+
 function docLines (docs: unknown[]): string {
   return docs.map(d => JSON.stringify(d)).join('\n')
 }
@@ -172,6 +227,8 @@ export function buildProgram (): Command {
     .option('--json', 'machine-readable JSON output')
     .option('--passphrase-file <path>', 'file holding the keystore passphrase (or set $PEAKDB_PASSPHRASE)')
     .showHelpAfterError('(run with --help for usage)')
+    // every subcommand's --help lists --dir, --json and --passphrase-file too
+    .configureHelp({ showGlobalOptions: true })
     .exitOverride()
     .configureOutput({ writeErr: s => process.stderr.write(s) })
     .addHelpText('after', `
@@ -191,6 +248,7 @@ Examples:
     .option('--recover <words>', 'restore the identity from a recovery phrase instead ("-" reads it from stdin)')
     .option('--name <name>', 'name of this device in the swarm (default: host name)')
     .action(async (opts: { recover?: string, name?: string }, cmd: Command) => {
+      const { runInit } = await import('./init-command.js')
       await runInit({ ...globals(cmd), ...opts })
     })
 
@@ -206,14 +264,15 @@ Examples:
     .option('--config <path>', 'configuration file (default: <dir>/config.json when present)')
     .option('--api-port <port>', 'port of the local API on 127.0.0.1 (default: any free port)', intOption('--api-port'))
     .option('--name <name>', 'device name, when a new identity is created')
-    .action(async (opts: Omit<Parameters<typeof runDaemon>[0], 'dir' | 'json'>, cmd: Command) => {
+    .action(async (opts: Omit<DaemonOptions, 'dir' | 'json'>, cmd: Command) => {
+      const { runDaemon } = await import('./daemon-command.js')
       await runDaemon({ ...globals(cmd), ...opts })
     })
 
   const pair = program.command('pair').description('pair a new device with an invite instead of the recovery phrase')
   pair.command('invite')
     .description('create a short-lived, single-use invite for a new device (needs a running daemon)')
-    .option('--ttl <duration>', 'how long the invite works: 90s, 10m, 1h (default 10m)', durationOption)
+    .option('--ttl <duration>', 'how long the invite works: 90s, 10m, 1h (default 10m; 1s to 24h)', durationOption('--ttl', 1000, 86_400_000))
     .action(async (opts: { ttl?: number }, cmd: Command) => {
       const g = globals(cmd)
       const r = await call(g, 'invite', opts.ttl !== undefined ? { ttl: opts.ttl } : {}) as { code: string, qr: string, expires: string, inviter: string, addrs: string[] }
@@ -234,8 +293,9 @@ Examples:
     .option('--listen <multiaddr...>', 'addresses to listen on while joining (default /ip4/127.0.0.1/tcp/0)')
     .action(async (code: string, opts: { name?: string, listen?: string[] }, cmd: Command) => {
       const g = globals(cmd)
-      const text = code === '-' ? readFileSync(0, 'utf8').trim() : code
+      const text = code === '-' ? (await readStdin()).trim() : code
       const pass = passphrase(g.passphraseFile)
+      const { PeakNode } = await import('../peak-node.js')
       const node = await PeakNode.join({
         dir: g.dir,
         code: text,
@@ -284,7 +344,7 @@ Examples:
     .argument('<json>', 'fields as a JSON object (or - for stdin)')
     .action(async (json: string, _opts: unknown, cmd: Command) => {
       const g = globals(cmd)
-      const p = await call(g, 'profileSet', { fields: jsonArg('<json>', json) })
+      const p = await call(g, 'profileSet', { fields: await jsonArg('<json>', json) })
       emit(g.json, p, () => JSON.stringify(p, null, 2))
     })
 
@@ -293,7 +353,7 @@ Examples:
     .description('set or change the passphrase: the new one comes from $PEAKDB_NEW_PASSPHRASE or the first line of stdin')
     .action(async (_opts: unknown, cmd: Command) => {
       const g = globals(cmd)
-      const next = process.env.PEAKDB_NEW_PASSPHRASE ?? readFileSync(0, 'utf8').split(/\r?\n/)[0] ?? ''
+      const next = process.env.PEAKDB_NEW_PASSPHRASE ?? (await readStdin()).split(/\r?\n/)[0] ?? ''
       const r = await call(g, 'setPassphrase', { passphrase: next })
       emit(g.json, r, () => 'keystore protected by the new passphrase (opening it now needs $PEAKDB_PASSPHRASE or --passphrase-file)')
     })
@@ -391,9 +451,11 @@ Examples:
     .argument('<json>', 'the document as JSON, or - to read it from stdin')
     .action(async (collection: string, json: string, _opts: unknown, cmd: Command) => {
       const g = globals(cmd)
-      const doc = jsonArg('<json>', json)
+      const doc = await jsonArg('<json>', json)
       const r = await call(g, 'put', { collection, doc }) as { id?: string, ids?: string[] }
       emit(g.json, r, () => (r.ids ?? [r.id]).join('\n'))
+      // stdout stays a list of ids (empty here); the person reading the terminal is told why
+      if (r.ids?.length === 0 && !g.json) note(`nothing to write: the array is empty (no documents saved in ${collection})`)
     })
 
   program.command('get')
@@ -416,7 +478,7 @@ Examples:
     .action(async (collection: string, opts: { where?: string, orderBy?: string[], limit?: number, offset?: number }, cmd: Command) => {
       const g = globals(cmd)
       const query: Record<string, unknown> = {}
-      if (opts.where !== undefined) query.where = jsonArg('--where', opts.where)
+      if (opts.where !== undefined) query.where = await jsonArg('--where', opts.where)
       if (opts.orderBy !== undefined) query.orderBy = opts.orderBy
       if (opts.limit !== undefined) query.limit = opts.limit
       if (opts.offset !== undefined) query.offset = opts.offset
@@ -431,7 +493,7 @@ Examples:
     .action(async (collection: string, opts: { where?: string }, cmd: Command) => {
       const g = globals(cmd)
       const params: Record<string, unknown> = { collection }
-      if (opts.where !== undefined) params.where = jsonArg('--where', opts.where)
+      if (opts.where !== undefined) params.where = await jsonArg('--where', opts.where)
       const n = await call(g, 'count', params) as number
       emit(g.json, { count: n }, () => String(n))
     })
@@ -500,7 +562,7 @@ Examples:
         return
       }
       const summary = (r: FolderIndexResult): string => `${r.root}: ${r.files} files (${r.added} added, ${r.updated} changed, ${r.removed} removed, ${r.unchanged} unchanged${r.errors.length > 0 ? `, ${r.errors.length} unreadable` : ''}) in ${(r.ms / 1000).toFixed(1)} s -> collection ${r.collection}`
-      const bars = folderBars(g)
+      const bars = await folderBars(g)
       const target = await openTarget(g.dir, g.passphraseFile !== undefined ? { passphraseFile: g.passphraseFile } : {})
       if ('api' in target) {
         const method = opts.watch === true ? 'watchFolder' : 'indexFolder'
@@ -569,7 +631,7 @@ Examples:
       const params: Record<string, unknown> = { collection, text }
       if (opts.k !== undefined) params.k = opts.k
       if (opts.mode !== undefined) params.mode = opts.mode
-      if (opts.where !== undefined) params.where = jsonArg('--where', opts.where)
+      if (opts.where !== undefined) params.where = await jsonArg('--where', opts.where)
       if (opts.swarm === true) {
         if (opts.timeout !== undefined) params.timeout = opts.timeout
         const r = await call(g, 'swarmSearch', params) as { hits: Array<{ id: string, score: number, deviceName: string, doc: Record<string, unknown> }>, devices: Array<{ name: string, status: string, ms: number, count: number, pending?: number, error?: string, self: boolean }>, online: boolean }
@@ -592,17 +654,26 @@ Examples:
     .option('--rebuild', 'also replay the log and compare the documents with the stored ones')
     .action(async (opts: { rebuild?: boolean }, cmd: Command) => {
       const g = globals(cmd)
-      const r = await call(g, 'verify', { rebuild: opts.rebuild === true }) as { ok: boolean, entries: number, authors: number, problems: Array<{ pos: number, error: string, message: string }>, integrity: string[], stateMatches?: boolean }
-      emit(g.json, r, () => [
-        r.ok ? `ok: ${r.entries} entries from ${r.authors} device(s) verified` : `FAILED: ${r.problems.length} problem(s) in ${r.entries} entries`,
-        ...r.problems.slice(0, 20).map(p => `  at ${p.pos}: ${p.error}: ${p.message}`),
-        ...r.integrity.map(i => `  database: ${i}`),
-        ...(r.stateMatches === undefined ? [] : [`documents match a replay of the log: ${r.stateMatches ? 'yes' : 'NO'}`])
-      ].join('\n'))
+      const r = await call(g, 'verify', { rebuild: opts.rebuild === true }) as VerifyOutput
+      const advice = r.ok ? undefined : verifyAdvice(dataDirPaths(g.dir).database)
+      emit(g.json, advice === undefined ? r : { ...r, advice }, () => verifyLines(r, advice ?? '').join('\n'))
       if (!r.ok) process.exitCode = EXIT.error
     })
 
   return program
+}
+
+/**
+ * The error for a command that never finished: the process is exiting because nothing is left
+ * to wait for (a connection dropped without a word, a timer that does not keep the process
+ * alive), while the command still waits for it.
+ */
+function unfinished (): Error {
+  const call = callsInFlight()[0]
+  if (call !== undefined) {
+    return new DaemonUnreachableError(`the daemon (pid ${call.info.pid}) at ${call.info.url} never answered ${call.method}: the connection was lost; whether ${call.method} took effect is unknown (check, then retry)`)
+  }
+  return new CommandUnfinishedError('the command stopped before it finished: what it waited for went away without an answer; whether it took effect is unknown (check, then retry)')
 }
 
 /** Runs the CLI with `argv` (as in process.argv) and returns the exit code. */
@@ -611,6 +682,14 @@ export async function main (argv: string[]): Promise<number> {
   process.env.PEAKDB_LOG ??= argv.includes('start') ? 'info' : 'warn'
   const program = buildProgram()
   const json = argv.includes('--json')
+  // the event loop emptied while the command still waits: say so rather than end in silence
+  // (Node's exit code 13 for an unsettled top-level await). An explicit process.exit() (a
+  // daemon's second Ctrl+C) does not come here.
+  let settled = false
+  const onEmptyLoop = (): void => {
+    if (!settled) process.exitCode = reportError(json, unfinished())
+  }
+  process.once('beforeExit', onEmptyLoop)
   try {
     await program.parseAsync(argv)
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok
@@ -620,5 +699,8 @@ export async function main (argv: string[]): Promise<number> {
       return err.exitCode === 0 ? EXIT.ok : EXIT.usage
     }
     return reportError(json, err)
+  } finally {
+    settled = true
+    process.off('beforeExit', onEmptyLoop)
   }
 }

@@ -12,6 +12,11 @@ export function emit (json: boolean, result: unknown, human: () => string): void
   if (text.length > 0) process.stdout.write(text.endsWith('\n') ? text : text + '\n')
 }
 
+/** Tells the person at the terminal something that is not the result (on stderr, so pipes get only results). */
+export function note (text: string): void {
+  process.stderr.write(`peakdb: ${text}\n`)
+}
+
 /** Prints an error and returns the exit code to use. */
 export function reportError (json: boolean, err: unknown): number {
   const e = err instanceof Error ? err : new Error(String(err))

@@ -1,16 +1,15 @@
 /**
  * Where a CLI command runs: through the local API of the daemon that owns the data dir, or, when
- * none runs, on the data dir opened directly for the duration of the command.
+ * none runs, on the data dir opened directly for the duration of the command. The node (libp2p,
+ * SQLite, the embedder) is imported only on the direct path: a call to a daemon loads none of it.
  */
 import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { PeakNode } from '../peak-node.js'
+import type { PeakNode } from '../peak-node.js'
 import { dataDirPaths, pendingDaemon } from '../data-dir.js'
 import { DaemonStartingError, DataDirLockedError } from '../errors.js'
 import { callApi, readApiInfo } from '../daemon/api-client.js'
 import type { ApiInfo } from '../daemon/api-server.js'
-import { callMethod } from '../daemon/rpc.js'
-import { configuredEmbedder, dataDirConfig } from './config.js'
 
 /** The keystore passphrase from `$PEAKDB_PASSPHRASE` or `--passphrase-file`, if any. */
 export function passphrase (file?: string): string | undefined {
@@ -37,6 +36,7 @@ const POLL_MS = 100
  */
 export async function openDirect (dir: string, options: { passphraseFile?: string } = {}): Promise<PeakNode> {
   const pass = passphrase(options.passphraseFile)
+  const [{ PeakNode }, { configuredEmbedder, dataDirConfig }] = await Promise.all([import('../peak-node.js'), import('./config.js')])
   const embedder = configuredEmbedder(dataDirConfig(dir))
   return await PeakNode.open({
     dir,
@@ -86,6 +86,7 @@ export async function invoke (dir: string, method: string, params: unknown, opti
   const target = await openTarget(dir, options)
   if ('api' in target) return await callApi(target.api, method, params)
   try {
+    const { callMethod } = await import('../daemon/rpc.js')
     return await callMethod({ node: target.node }, method, params)
   } finally {
     await target.node.close()

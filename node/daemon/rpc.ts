@@ -7,12 +7,13 @@ import { resolve } from 'node:path'
 import { z } from 'zod'
 import type { PeakNode } from '../peak-node.js'
 import type { Where } from '../../storage/index.js'
-import type { JsonObject } from '../../crdt/index.js'
+import { COLLECTION_NAME, MAX_DOC_ID, type JsonObject } from '../../crdt/index.js'
 import type { SearchMode } from '../search.js'
-import { DocumentNotFoundError, InvalidOptionError } from '../errors.js'
+import { DocumentNotFoundError, InvalidCollectionNameError, InvalidOptionError } from '../errors.js'
 
-const collection = z.string().min(1).max(64)
-const docId = z.string().min(1).max(256)
+/** A user collection name; a bad one fails as {@link InvalidCollectionNameError}, stating the rule. */
+const collection = z.string().regex(COLLECTION_NAME)
+const docId = z.string().min(1, { error: `expected a document id of 1 to ${MAX_DOC_ID} characters` }).max(MAX_DOC_ID, { error: `expected a document id of 1 to ${MAX_DOC_ID} characters` })
 
 /** What local and swarm search share (the query itself is checked by the search). */
 const searchParams = {
@@ -37,7 +38,7 @@ export const methodParams = {
   peers: z.object({}).strict(),
   sync: z.object({}).strict(),
   connect: z.object({ addr: z.string().min(1).max(1024) }).strict(),
-  invite: z.object({ ttl: z.number().int().min(1000).max(86_400_000).optional() }).strict(),
+  invite: z.object({ ttl: z.number().int().min(1000, { error: 'expected milliseconds from 1000 (1s) to 86400000 (24h)' }).max(86_400_000, { error: 'expected milliseconds from 1000 (1s) to 86400000 (24h)' }).optional() }).strict(),
   devices: z.object({}).strict(),
   revoke: z.object({ device: z.string().min(1).max(128) }).strict(),
   profileGet: z.object({}).strict(),
@@ -181,6 +182,8 @@ export async function callMethod (ctx: MethodContext, name: string, params: unkn
   const parsed = methodParams[name].safeParse(params ?? {})
   if (!parsed.success) {
     const issue = parsed.error.issues[0]
+    // the same error, stating the same rule, as the node gives for a bad name
+    if (issue?.path.length === 1 && issue.path[0] === 'collection') throw InvalidCollectionNameError.of((params as { collection?: unknown }).collection)
     throw new InvalidOptionError(`${name}: ${issue === undefined ? 'invalid parameters' : `${issue.path.join('.') || 'params'}: ${issue.message}`}`)
   }
   const handler = handlers[name] as (ctx: MethodContext, p: unknown) => Promise<unknown>

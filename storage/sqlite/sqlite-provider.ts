@@ -38,6 +38,13 @@ interface EntryRowDb { pos: number, cid: Uint8Array, author: string, seq: number
 
 const SQLITE_MAGIC = 'SQLite format 3\0'
 const FIND_CACHE_MAX = 64
+/**
+ * Meta key of the shutdown marker: 'open' while a process has the database open, 'clean' once
+ * it closed it. Anything else at open (a crash, a kill, a power loss) makes open run a quick check.
+ */
+const SHUTDOWN_META = 'shutdown'
+/** Problems of a failed quick check quoted in the error. */
+const QUICK_CHECK_QUOTED = 3
 
 /** Lookup key of a CID: 8 bytes of its digest (after the 4-byte CIDv1 / dag-cbor / sha2-256 prefix). */
 function cidHash (cid: Uint8Array): bigint {
@@ -77,6 +84,41 @@ function precheckFile (path: string): void {
   if (valid && pages > 0 && size < pages * pageSize) {
     throw new StorageCorruptError(path, `file is truncated: ${size} bytes, header says ${pages * pageSize}`)
   }
+}
+
+/** SQLite lists at most this many problems per check; a list this long may be cut. */
+export const INTEGRITY_CHECK_MAX = 100
+
+/**
+ * Runs SQLite's `quick_check` or `integrity_check` and returns its problems, one per line (SQLite
+ * packs many into one row under a "*** in database main ***" heading). Damage that stops the
+ * check itself comes back as a last line saying so, not as an exception.
+ */
+function checkPages (db: Db, pragma: 'quick_check' | 'integrity_check'): string[] {
+  let rows: string[]
+  try {
+    rows = (db.pragma(pragma) as Array<Record<string, string>>).map(r => r[pragma] ?? '')
+  } catch (err) {
+    if (!isCorruption(err)) throw err
+    return [`the check stopped at damage it could not read past: ${err.message}`]
+  }
+  return rows.flatMap(r => r.split('\n')).map(l => l.trim()).filter(l => l !== '' && l !== 'ok' && !/^\*\*\* in database \S+ \*\*\*$/.test(l))
+}
+
+/**
+ * After an unclean shutdown (the marker is not 'clean'), runs SQLite's `quick_check` and throws
+ * {@link StorageCorruptError} when it finds damage, rather than let the node run on it until a
+ * read happens to hit it. A clean shutdown skips it: the check reads the whole file.
+ */
+function quickCheckAfterUncleanShutdown (db: Db, path: string): void {
+  const marker = db.prepare('SELECT value FROM meta WHERE key = ?').pluck().get(SHUTDOWN_META)
+  if (marker === 'clean') return
+  const problems = checkPages(db, 'quick_check')
+  if (problems.length === 0) return
+  const quoted = problems.slice(0, QUICK_CHECK_QUOTED).map(p => JSON.stringify(p)).join('; ')
+  const more = problems.length > QUICK_CHECK_QUOTED ? `; ... ${problems.length - QUICK_CHECK_QUOTED} more` : ''
+  const count = `${problems.length}${problems.length >= INTEGRITY_CHECK_MAX ? ' or more' : ''}`
+  throw new StorageCorruptError(path, `the previous shutdown was not clean, and SQLite's quick check found ${count} problem(s): ${quoted}${more}`)
 }
 
 /** The SQLite implementation of {@link StorageProvider}. */
@@ -146,9 +188,12 @@ export class SqliteProvider implements StorageProvider {
     db.pragma('temp_store = MEMORY')
     // vector tables are sqlite-vec virtual tables: the extension must be there before they are touched
     sqliteVec.load(db)
+    const fresh = db.pragma('user_version', { simple: true }) === 0
     migrate(db, options.path)
     // touch every table once so that a damaged schema fails here, naming the file
     db.prepare('SELECT (SELECT count(*) FROM heads), (SELECT count(*) FROM meta), (SELECT count(*) FROM control)').get()
+    if (!fresh) quickCheckAfterUncleanShutdown(db, options.path)
+    db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(SHUTDOWN_META, 'open')
     this.s = {
       insertEntry: db.prepare('INSERT INTO entries (cidh, cid, author, seq, bytes, pending) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING'),
       pending: db.prepare('SELECT pos, cid, author, seq, bytes FROM entries WHERE pending = 1 AND pos > ? ORDER BY pos LIMIT ?'),
@@ -537,16 +582,18 @@ export class SqliteProvider implements StorageProvider {
   }
 
   async checkIntegrity (): Promise<string[]> {
-    return this.guard(() => {
-      const rows = this.db.pragma('integrity_check') as Array<{ integrity_check: string }>
-      return rows.map(r => r.integrity_check).filter(r => r !== 'ok')
-    })
+    return this.guard(() => checkPages(this.db, 'integrity_check'))
   }
 
   async close (): Promise<void> {
     if (this.closed) return
     this.closed = true
     this.findCache.clear()
+    try {
+      this.s.setMeta.run(SHUTDOWN_META, 'clean')
+    } catch {
+      // a database that cannot take the marker is damaged or read-only: the next open checks it
+    }
     this.db.close()
   }
 }
