@@ -21,6 +21,12 @@ import { handleSearch, requestSearch, type SearchHandler, type SearchRequest, ty
 
 const VERIFY_WITHIN_MS = 10_000
 const ANTI_ENTROPY_MS = 30_000
+/**
+ * Pulls from a newly verified peer again after these delays: until gossipsub has its stream to
+ * the peer open, what this side or the peer publishes is dropped (an RTT or two after hello), so
+ * writes made in that window would otherwise wait for anti-entropy.
+ */
+const WARM_UP_PULLS_MS = [1_000, 4_000]
 const HEADS_DEBOUNCE_MS = 5
 /** Errors that mean the gap is ours (pull), not the peer's fault. */
 const GAP_ERRORS = new Set(['SeqGapError', 'MissingDependencyError', 'UnknownEpochError'])
@@ -60,6 +66,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   private readonly hellos = new WeakMap<Connection, Promise<VerifiedDevice>>()
   private headsTimer: NodeJS.Timeout | undefined
   private antiEntropy: NodeJS.Timeout | undefined
+  private readonly warmUps = new Set<NodeJS.Timeout>()
   private stopped = false
 
   private readonly onConnectionOpen = (evt: CustomEvent<Connection>): void => this.connectionOpened(evt.detail)
@@ -191,6 +198,13 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     this.log('info', 'peer verified', { peer: id, name: device.name })
     this.emit('peer:verified', { device: id, name: device.name })
     this.requestPull(peer)
+    for (const ms of WARM_UP_PULLS_MS) {
+      const timer = setTimeout(() => {
+        this.warmUps.delete(timer)
+        if (this.gate.isVerified(id)) this.requestPull(peer)
+      }, ms)
+      this.warmUps.add(timer)
+    }
   }
 
   private remember (device: string, name: string, addrs: string[]): void {
@@ -370,6 +384,8 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     this.stopped = true
     clearTimeout(this.headsTimer)
     clearTimeout(this.antiEntropy)
+    for (const t of this.warmUps) clearTimeout(t)
+    this.warmUps.clear()
     for (const t of this.verifyTimers.values()) clearTimeout(t)
     for (const p of this.pulls.values()) clearTimeout(p.retry)
     this.verifyTimers.clear()
