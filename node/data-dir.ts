@@ -162,6 +162,16 @@ function createExclusive (path: string, text: string): boolean {
   }
 }
 
+/** An idempotent removal of the file this process created at `path` with `text`. */
+function remover (path: string, text: string): () => void {
+  let done = false
+  return () => {
+    if (done) return
+    done = true
+    removeIfUnchanged(path, text)
+  }
+}
+
 /** Removes `path` if it still holds `text` (a stale file judged by its content, not another's fresh one). */
 function removeIfUnchanged (path: string, text: string): void {
   try {
@@ -205,16 +215,7 @@ export interface DaemonAnnouncement {
 export function announceDaemon (paths: DataDirPaths, options: { waitMs: number }): DaemonAnnouncement {
   const text = JSON.stringify({ pid: process.pid, until: Date.now() + options.waitMs + STARTING_GRACE_MS }) + '\n'
   for (let attempt = 0; attempt < 10; attempt++) {
-    if (createExclusive(paths.starting, text)) {
-      let withdrawn = false
-      return {
-        withdraw () {
-          if (withdrawn) return
-          withdrawn = true
-          removeIfUnchanged(paths.starting, text)
-        }
-      }
-    }
+    if (createExclusive(paths.starting, text)) return { withdraw: remover(paths.starting, text) }
     const other = pendingDaemon(paths)
     if (other !== undefined) throw new DataDirLockedError(paths.dir, other, 'daemon', `data dir ${paths.dir} is in use: a daemon (pid ${other}) is starting on this dir`)
     const stale = readText(paths.starting)
@@ -249,16 +250,7 @@ export interface LockOptions {
 function tryLock (paths: DataDirPaths, kind: LockKind): DirLock | LockHolder {
   const text = JSON.stringify({ pid: process.pid, kind }) + '\n'
   for (let attempt = 0; attempt < 10; attempt++) {
-    if (createExclusive(paths.lock, text)) {
-      let released = false
-      return {
-        release () {
-          if (released) return
-          released = true
-          removeIfUnchanged(paths.lock, text)
-        }
-      }
-    }
+    if (createExclusive(paths.lock, text)) return { release: remover(paths.lock, text) }
     const current = readText(paths.lock)
     const holder = parseLock(current)
     if (holder !== undefined && processAlive(holder.pid)) return holder
