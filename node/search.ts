@@ -136,7 +136,7 @@ export async function search (ctx: SearchContext, collection: string, query: Sea
     vectorHits = (approx ?? await ctx.storage.vectorSearch(collection, embedder.id, unit, wide, filter)).map(h => ({ id: h.id, score: 1 - h.distance }))
   }
   const terms = text === undefined ? [] : ftsTerms(text)
-  if (mode !== 'vector' && terms.length > 0) textHits = await ctx.storage.textSearch(collection, terms.join(' OR '), wide, filter)
+  if (mode !== 'vector' && terms.length > 0) textHits = await ctx.storage.textSearch(collection, terms, wide, filter)
   let ranked: Array<{ id: string, score: number, scores?: { text: number, vector: number } }>
   if (mode === 'vector') ranked = vectorHits
   else if (mode === 'text' || !vectorsOn) ranked = textHits

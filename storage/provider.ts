@@ -147,13 +147,27 @@ export interface VectorChanges {
   readonly removed: ReadonlyArray<{ readonly rid: number, readonly collection: string, readonly embedder: string }>
 }
 
-/** The contract every storage provider implements. */
-export interface StorageProvider {
-  /** Provider kind, e.g. 'sqlite'. */
+/** What every store has: a name for messages and a way to let go. */
+export interface Store {
+  /** Provider kind, e.g. 'sqlite', 'postgres', 'file'. */
   readonly kind: string
   /** Where the data lives (file path, connection string without secrets). */
   readonly location: string
+  /**
+   * Deep integrity check of the store itself (not the log's signatures): its problems, one per
+   * line, or none. Damage that stops the check is one more problem, not an exception.
+   */
+  checkIntegrity (): Promise<string[]>
+  /** Releases every resource. Idempotent. */
+  close (): Promise<void>
+}
 
+/**
+ * The log role: the signed entries (the source of truth), heads, membership and key records,
+ * node settings. A log store also materialises what it commits into its own documents (one
+ * transaction), so it is always a {@link DocumentStore} too.
+ */
+export interface LogStore extends Store {
   /** Node-level settings (identity binding, options), as text. */
   getMeta (key: string): Promise<string | undefined>
   setMeta (key: string, value: string): Promise<void>
@@ -164,12 +178,6 @@ export interface StorageProvider {
   hasEntries (cids: readonly Uint8Array[]): Promise<Set<string>>
   /** Persists entries and materialises their ops in one transaction. */
   commit (items: readonly CommitItem[]): Promise<CommitResult>
-  /**
-   * Writes documents of a device-local collection (storage name starting with
-   * {@link LOCAL_PREFIX}) without a log entry, in one transaction: a body replaces the
-   * document, null deletes it. Returns what changed.
-   */
-  writeLocal (collection: string, writes: ReadonlyArray<{ readonly id: string, readonly body: JsonObject | null }>): Promise<DocChange[]>
   /** One entry's bytes by CID. */
   getEntry (cid: Uint8Array): Promise<Uint8Array | undefined>
   /** One entry's bytes by author and seq. */
@@ -195,17 +203,31 @@ export interface StorageProvider {
    * skip it.
    */
   rematerialize (open: (entry: StoredEntry) => { stamp: Stamp, ops: readonly DataOp[] } | undefined): Promise<void>
-  /** Stored updates of a Yjs document, oldest first. */
-  yjsUpdates (doc: string): Promise<Array<{ readonly id: number, readonly data: Uint8Array }>>
-  /** Replaces a Yjs document's updates up to `upToId` by one merged update. */
-  compactYjs (doc: string, merged: Uint8Array, upToId: number): Promise<void>
   /** Entries in log order after position `after` (for verification and export). */
   scanEntries (after: number, limit: number): Promise<StoredEntry[]>
   /** Number of entries in the log. */
   entryCount (): Promise<number>
   /** Every membership and key record. */
   controlRecords (): Promise<ControlRecord[]>
+  /** Stored updates of a Yjs document, oldest first. */
+  yjsUpdates (doc: string): Promise<Array<{ readonly id: number, readonly data: Uint8Array }>>
+  /** Replaces a Yjs document's updates up to `upToId` by one merged update. */
+  compactYjs (doc: string, merged: Uint8Array, upToId: number): Promise<void>
+  /**
+   * Canonical digest of every replicated document's merge state (device-local collections
+   * left out): equal on two stores that materialised the same entries, in any order.
+   */
+  stateDigest (): Promise<string>
+}
 
+/** The document role: materialised documents, their queries and indexes. */
+export interface DocumentStore extends Store {
+  /**
+   * Writes documents of a device-local collection (storage name starting with
+   * {@link LOCAL_PREFIX}) without a log entry, in one transaction: a body replaces the
+   * document, null deletes it. Returns what changed.
+   */
+  writeLocal (collection: string, writes: ReadonlyArray<{ readonly id: string, readonly body: JsonObject | null }>): Promise<DocChange[]>
   /** One document with its merge metadata. */
   getDocument (collection: string, id: string): Promise<StoredDoc | undefined>
   /** Documents matching a query. */
@@ -216,11 +238,10 @@ export interface StorageProvider {
   collections (): Promise<CollectionInfo[]>
   /** Creates (if missing) an index on a field path of a collection. */
   ensureIndex (collection: string, path: FieldPath): Promise<void>
-  /** Canonical dump of every document's merge state, for convergence checks. */
-  stateDigest (): Promise<string>
+}
 
-  // --- search indexes ---------------------------------------------------------------------------
-
+/** The search role: the index queue, keyword and vector indexes of documents. */
+export interface SearchStore extends Store {
   /** A collection's index settings (undefined: defaults). */
   collectionSettings (name: string): Promise<CollectionSettings | undefined>
   /** Sets (or with undefined resets) a collection's index settings. */
@@ -244,11 +265,14 @@ export interface StorageProvider {
   chunkStats (collection: string, embedder: string): Promise<{ count: number, maxRid: number, sumRid: number }>
   /**
    * How much of a keyword query each document covers: the IDF-weighted fraction of `terms`
-   * (full-text query terms) it contains, in [0, 1] (0 for unknown ids).
+   * (lower-case words of letters and digits) it contains, in [0, 1] (0 for unknown ids).
    */
   textCoverage (collection: string, terms: readonly string[], ids: readonly string[]): Promise<Map<string, number>>
-  /** Keyword search (BM25): `match` is a full-text query; higher score is better. */
-  textSearch (collection: string, match: string, k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>>
+  /**
+   * Keyword search for documents holding any of `terms` (lower-case words of letters and
+   * digits), best first by the provider's relevance score (BM25 on SQLite); higher is better.
+   */
+  textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>>
   /**
    * Exact nearest documents to `vector` (unit length) by their best chunk, cosine distance,
    * among documents matching `filter`.
@@ -258,14 +282,12 @@ export interface StorageProvider {
   vectorsOf (collection: string, embedder: string, after: number, limit: number): Promise<Array<{ rid: number, id: string, vector: Float32Array }>>
   /** Document ids of chunk row ids (ANN results back to documents). */
   chunkDocs (rids: readonly number[]): Promise<Map<number, string>>
-
-  /**
-   * Deep integrity check of the store itself (not the log's signatures): its problems, one per
-   * line, or none. Damage that stops the check is one more problem, not an exception.
-   */
-  checkIntegrity (): Promise<string[]>
-  /** Releases every resource. Idempotent. */
-  close (): Promise<void>
 }
+
+/**
+ * A provider that serves every role, so a node can run wholly on it (SQLite, PostgreSQL). The
+ * file provider serves documents only.
+ */
+export interface StorageProvider extends LogStore, DocumentStore, SearchStore {}
 
 export type { Filter, FieldPath }

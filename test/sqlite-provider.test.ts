@@ -11,7 +11,7 @@ import { damageTablePages } from './helpers/sqlite-damage.js'
 import { TmpDirs } from './helpers/tmp-dir.js'
 
 const dirs = new TmpDirs()
-runStorageProviderTests('sqlite', async () => SqliteProvider.open({ path: join(dirs.make(), 'db.sqlite') }), async () => dirs.cleanup())
+runStorageProviderTests('sqlite', { setup: async () => SqliteProvider.open({ path: join(dirs.make(), 'db.sqlite') }), teardown: async () => dirs.cleanup() })
 
 describe('storage: SQLite specifics', () => {
   afterEach(() => dirs.cleanup())

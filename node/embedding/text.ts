@@ -82,11 +82,5 @@ const STOP_WORDS = new Set(('a about above after again against all am an and any
 export function ftsTerms (text: string): string[] {
   const all = [...new Set(text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [])]
   const content = all.filter(w => !STOP_WORDS.has(w))
-  return (content.length > 0 ? content : all).slice(0, 32).map(w => `"${w.replace(/"/g, '""')}"`)
-}
-
-/** A full-text query from free text: its terms joined with OR (BM25 ranks the matches). */
-export function ftsQuery (text: string): string | undefined {
-  const terms = ftsTerms(text)
-  return terms.length === 0 ? undefined : terms.join(' OR ')
+  return (content.length > 0 ? content : all).slice(0, 32)
 }

@@ -25,6 +25,11 @@ function vecBytes (v: Float32Array): Buffer {
   return Buffer.from(v.buffer, v.byteOffset, v.byteLength)
 }
 
+/** An FTS5 string literal: the word as one token, never an operator. */
+function ftsString (word: string): string {
+  return `"${word.replace(/"/g, '""')}"`
+}
+
 /** Search tables of one database. */
 export class SearchTables {
   private readonly settings = new Map<string, CollectionSettings>()
@@ -166,7 +171,7 @@ export class SearchTables {
     const rids = ids.map(id => this.s.docRid.get(collection, id) as number | undefined)
     const have = new Array<number>(ids.length).fill(0)
     let all = 0
-    for (const t of terms) {
+    for (const t of terms.map(ftsString)) {
       // the term's documents (few: a set; many: check each candidate), and its IDF as in BM25
       const rows = this.s.termDocs.all(t, collection, 2001) as number[]
       // a common term: its count over the whole table (no join) is close enough for a small IDF
@@ -182,8 +187,9 @@ export class SearchTables {
     return out
   }
 
-  textSearch (collection: string, match: string, k: number, filter: Filter | undefined): Array<{ id: string, score: number }> {
-    const params: unknown[] = [match, collection]
+  textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Array<{ id: string, score: number }> {
+    if (terms.length === 0) return []
+    const params: unknown[] = [terms.map(ftsString).join(' OR '), collection]
     const where = compileFilter(filter, params)
     params.push(k)
     const rows = this.db.prepare(`SELECT d.id AS id, bm25(fts) AS s FROM fts JOIN docs d ON d.rid = fts.rowid WHERE fts MATCH ? AND d.collection = ? AND d.body IS NOT NULL AND ${where} ORDER BY s LIMIT ?`).all(...params) as Array<{ id: string, s: number }>

@@ -565,8 +565,8 @@ export class SqliteProvider implements StorageProvider {
     return this.guard(() => this.search.textCoverage(collection, terms, ids))
   }
 
-  async textSearch (collection: string, match: string, k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>> {
-    return this.guard(() => this.search.textSearch(collection, match, k, filter))
+  async textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>> {
+    return this.guard(() => this.search.textSearch(collection, terms, k, filter))
   }
 
   async vectorSearch (collection: string, embedder: string, vector: Float32Array, k: number, filter: Filter | undefined): Promise<Array<{ id: string, distance: number }>> {
