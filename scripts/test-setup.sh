@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Makes the local PostgreSQL server and its pgvector extension ready for the test suite
+# (run by `npm test` through `pretest`, and by `npm run setup:postgres`):
+#   1. the server answers on $PGHOST:$PGPORT, else the installed cluster on that port is
+#      started and waited for (at most $PG_START_TIMEOUT seconds);
+#   2. pgvector is installed (scripts/install-pgvector.sh, a no-op once it is);
+#   3. `CREATE EXTENSION vector` works, checked in a throwaway database that is then dropped.
+# Never skips: anything missing that it cannot fix ends it with a non-zero exit and a reason.
+#
+# Environment (all optional): PGHOST (default 127.0.0.1), PGPORT (5432), PGUSER (postgres),
+# PG_START_TIMEOUT (30).
+set -euo pipefail
+
+export PGHOST="${PGHOST:-127.0.0.1}"
+export PGPORT="${PGPORT:-5432}"
+export PGUSER="${PGUSER:-postgres}"
+START_TIMEOUT="${PG_START_TIMEOUT:-30}"
+SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+log() { printf 'test-setup: %s\n' "$*" >&2; }
+die() {
+  log "ERROR: $*"
+  exit 1
+}
+
+for tool in pg_isready psql; do
+  command -v "$tool" >/dev/null 2>&1 ||
+    die "$tool not found: the PostgreSQL client and server are not installed (apt-get install postgresql)"
+done
+
+# --- 1. the server ------------------------------------------------------------------
+
+ready() { pg_isready -q -h "$PGHOST" -p "$PGPORT" -t 1; }
+
+if ! ready; then
+  command -v pg_lsclusters >/dev/null 2>&1 ||
+    die "nothing answers on $PGHOST:$PGPORT and pg_lsclusters is missing, so no cluster can be started (apt-get install postgresql)"
+  # version, cluster name and log file of the installed cluster configured for this port
+  read -r version cluster logfile < <(pg_lsclusters --no-header |
+    awk -v p="$PGPORT" '$3 == p && !n++ { print $1, $2, $7 }') || true
+  [[ -n "${version:-}" ]] ||
+    die "nothing answers on $PGHOST:$PGPORT and no installed cluster uses port $PGPORT (pg_lsclusters: $(pg_lsclusters --no-header | tr '\n' ';'))"
+  log "PostgreSQL $version/$cluster is not answering on $PGHOST:$PGPORT; starting it"
+  # --skip-systemctl-redirect: also works where systemd is not running (containers, CI).
+  pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" start ||
+    log "pg_ctlcluster $version $cluster start failed; waiting in case another start is under way"
+  deadline=$((SECONDS + START_TIMEOUT))
+  until ready; do
+    if ((SECONDS >= deadline)); then
+      [[ -n "${logfile:-}" && -r "$logfile" ]] && tail -n 10 "$logfile" >&2
+      die "PostgreSQL $version/$cluster did not answer on $PGHOST:$PGPORT within ${START_TIMEOUT}s (its log: ${logfile:-unknown})"
+    fi
+    sleep 0.2
+  done
+  log "PostgreSQL $version/$cluster is up"
+fi
+
+# --- 2. pgvector --------------------------------------------------------------------
+
+bash "$SCRIPTS/install-pgvector.sh" || die "installing pgvector failed (see above)"
+
+# --- 3. CREATE EXTENSION vector -----------------------------------------------------
+
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 --no-psqlrc -At)
+CHECK_DB="peakdb_setup_check_$$"
+drop_check_db() {
+  "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $CHECK_DB" >/dev/null 2>&1 || true
+}
+trap drop_check_db EXIT
+
+"${PSQL[@]}" -d postgres -c "CREATE DATABASE $CHECK_DB" ||
+  die "cannot create a database as $PGUSER on $PGHOST:$PGPORT"
+result="$("${PSQL[@]}" -d "$CHECK_DB" \
+  -c "CREATE EXTENSION IF NOT EXISTS vector" \
+  -c "SELECT extversion || ' ' || ('[1,2,3]'::vector <-> '[1,2,5]'::vector) FROM pg_extension WHERE extname = 'vector'")" ||
+  die "CREATE EXTENSION vector failed on $PGHOST:$PGPORT"
+[[ "$result" == *" 2" ]] || die "pgvector answered '$result' to a distance query, expected '<version> 2'"
+"${PSQL[@]}" -d postgres -c "DROP DATABASE $CHECK_DB" || die "cannot drop the throwaway database $CHECK_DB"
+trap - EXIT
+
+log "PostgreSQL on $PGHOST:$PGPORT is ready, with pgvector ${result% *}"
