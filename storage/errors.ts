@@ -32,3 +32,17 @@ export class StorageClosedError extends Error {
   override readonly name = 'StorageClosedError'
   readonly code = StorageClosedError.code
 }
+
+/** A storage server cannot be reached, or refuses this node (credentials, missing extension). */
+export class StorageUnavailableError extends Error {
+  static readonly code = 'ERR_STORAGE_UNAVAILABLE'
+  override readonly name = 'StorageUnavailableError'
+  readonly code = StorageUnavailableError.code
+}
+
+/** Another process holds the store (its schema lock on a shared server). */
+export class StorageBusyError extends Error {
+  static readonly code = 'ERR_STORAGE_BUSY'
+  override readonly name = 'StorageBusyError'
+  readonly code = StorageBusyError.code
+}

@@ -1,0 +1,556 @@
+/**
+ * The PostgreSQL storage provider, on node-postgres (`pg`) with its pool: every role, so a node
+ * can run wholly on a server. Each node keeps its tables in a schema of its own and holds an
+ * advisory lock on it for as long as it is open, so it is the schema's one writer: commits are
+ * planned in memory and written by one statement (storage/postgres/plan.ts); reads run on the
+ * pool concurrently.
+ */
+import { createHash } from 'node:crypto'
+import pg from 'pg'
+import type { Pool, PoolClient } from 'pg'
+import { canonicalDocState, docStateFromRow, type DataOp, type DocRow, type JsonObject, type Stamp } from '../../crdt/index.js'
+import { StorageBusyError, StorageClosedError, StorageUnavailableError } from '../errors.js'
+import type { FieldPath, Filter, NormalisedQuery } from '../query.js'
+import {
+  LOCAL_PREFIX,
+  type CollectionInfo, type CollectionSettings, type CommitItem, type CommitResult, type ControlRecord, type DocChange, type IndexTask, type IndexUpdate,
+  type LogHead, type PendingApply, type ReadLimits, type StorageProvider, type StoredDoc, type StoredEntry, type VectorChanges
+} from '../provider.js'
+import { migrate } from './schema.js'
+import { PgSearch } from './pg-search.js'
+import { opKeys, WritePlan, writeStatement, type Queryable } from './plan.js'
+import { compileCount, compileFind, indexExpression } from './query-sql.js'
+
+/** Pool settings; every one is set explicitly (defaults in {@link POOL_DEFAULTS}). */
+export interface PostgresPoolOptions {
+  /** Most connections open at once. */
+  readonly max?: number
+  /** How long to wait for a connection (from the server or the pool) before failing, ms. */
+  readonly connectionTimeoutMs?: number
+  /** How long an idle connection stays open, ms. */
+  readonly idleTimeoutMs?: number
+  /** Server-side cap on one statement, ms (0: none). */
+  readonly statementTimeoutMs?: number
+  /** Shown in pg_stat_activity. */
+  readonly applicationName?: string
+}
+
+export const POOL_DEFAULTS: Required<PostgresPoolOptions> = {
+  max: 10,
+  connectionTimeoutMs: 10_000,
+  idleTimeoutMs: 30_000,
+  statementTimeoutMs: 60_000,
+  applicationName: 'peakdb'
+}
+
+/** Options of the PostgreSQL provider. */
+export interface PostgresProviderOptions {
+  /** Connection string: `postgres://user[:password]@host[:port]/database`. */
+  readonly url: string
+  /** The node's schema (created when missing): lower-case letters, digits and `_`. */
+  readonly schema: string
+  readonly pool?: PostgresPoolOptions
+}
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/
+/** First key of the schema lock (pg_advisory_lock(int, int)): "PEAK". */
+const LOCK_CLASS = 0x5045414b
+/** Rows per page when a whole table is read (digests, rebuilds). */
+const PAGE = 1000
+
+/** A connection string without its password, with the schema: safe to show and log. */
+export function safeLocation (url: string, schema: string): string {
+  try {
+    const u = new URL(url)
+    u.password = ''
+    for (const k of [...u.searchParams.keys()]) if (/pass|secret|key|token/i.test(k)) u.searchParams.delete(k)
+    u.searchParams.set('schema', schema)
+    return u.toString()
+  } catch {
+    return `postgres (unparsable connection string)#${schema}`
+  }
+}
+
+/** A stable 31-bit key for a schema name. */
+function lockKey (schema: string): number {
+  return createHash('sha256').update(schema).digest().readInt32BE(0)
+}
+
+/** Health of the pool, for `peakdb providers`. */
+export interface PoolHealth {
+  readonly size: number
+  readonly idle: number
+  readonly waiting: number
+  readonly max: number
+}
+
+/** The PostgreSQL implementation of {@link StorageProvider}. */
+export class PostgresProvider implements StorageProvider {
+  readonly kind = 'postgres'
+  readonly location: string
+  private closed = false
+  private nextPos = 1
+  /** Write transactions, one at a time (this process is the schema's one writer). */
+  private writing: Promise<unknown> = Promise.resolve()
+  private readonly search: PgSearch
+
+  private constructor (private readonly pool: Pool, private readonly lock: pg.Client, readonly schema: string, location: string, private readonly max: number) {
+    this.location = location
+    this.search = new PgSearch(pool)
+  }
+
+  /**
+   * Connects, takes the schema's lock, creates or migrates the schema. Throws
+   * {@link StorageUnavailableError} when the server cannot be reached or lacks pgvector, and
+   * {@link StorageBusyError} when another process has the schema open.
+   *
+   * @example
+   * ```ts
+   * const storage = await PostgresProvider.open({ url: 'postgres://postgres@127.0.0.1/peak', schema: 'peakdb_laptop' })
+   * ```
+   */
+  static async open (options: PostgresProviderOptions): Promise<PostgresProvider> {
+    if (!SCHEMA_NAME.test(options.schema)) throw new StorageUnavailableError(`schema name ${JSON.stringify(options.schema)} is not valid (lower-case letters, digits and _, at most 63)`)
+    const location = safeLocation(options.url, options.schema)
+    const o = { ...POOL_DEFAULTS, ...options.pool }
+    const types = new pg.TypeOverrides()
+    // bigint and bigserial columns hold positions and row ids, far below 2^53
+    types.setTypeParser(20, (v: string) => Number(v))
+    // validated above: a plain identifier, safe in SQL text
+    const schema = options.schema
+    const connection = {
+      connectionString: options.url,
+      connectionTimeoutMillis: o.connectionTimeoutMs,
+      statement_timeout: o.statementTimeoutMs,
+      application_name: o.applicationName,
+      options: `-c search_path=${schema},public`,
+      types
+    }
+    const lock = new pg.Client(connection)
+    lock.on('error', () => undefined)
+    try {
+      await lock.connect()
+    } catch (err) {
+      throw new StorageUnavailableError(`cannot connect to PostgreSQL at ${location}: ${(err as Error).message}`, { cause: err })
+    }
+    const pool = new pg.Pool({ ...connection, max: o.max, idleTimeoutMillis: o.idleTimeoutMs })
+    // an idle connection the server drops is replaced by the pool; the error must not crash the process
+    pool.on('error', () => undefined)
+    try {
+      const held = await lock.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_CLASS, lockKey(options.schema)])
+      if (held.rows[0]?.ok !== true) throw new StorageBusyError(`schema ${options.schema} at ${location} is open in another PeakDB process`)
+      await ensureVector(lock, location)
+      const provider = new PostgresProvider(pool, lock, schema, location, o.max)
+      const client = await pool.connect()
+      try {
+        await migrate(client, schema, location)
+      } finally {
+        client.release()
+      }
+      await provider.search.load()
+      provider.nextPos = ((await pool.query<{ p: number }>('SELECT coalesce(max(pos), 0) + 1 AS p FROM entries')).rows[0]?.p) ?? 1
+      return provider
+    } catch (err) {
+      await pool.end().catch(() => undefined)
+      await lock.end().catch(() => undefined)
+      throw err
+    }
+  }
+
+  /** Pool state: connections open, idle, callers waiting. */
+  health (): PoolHealth {
+    return { size: this.pool.totalCount, idle: this.pool.idleCount, waiting: this.pool.waitingCount, max: this.max }
+  }
+
+  private check (): void {
+    if (this.closed) throw new StorageClosedError(`storage ${this.location} is closed`)
+  }
+
+  private async read<R> (text: string, params: unknown[] = []): Promise<R[]> {
+    this.check()
+    return (await this.pool.query(text, params)).rows as R[]
+  }
+
+  /** Runs write work one at a time, on one connection, optionally in a transaction. */
+  private async write<T> (fn: (db: PoolClient) => Promise<T>, transaction = false): Promise<T> {
+    this.check()
+    const run = async (): Promise<T> => {
+      this.check()
+      const client = await this.pool.connect()
+      try {
+        if (!transaction) return await fn(client)
+        await client.query('BEGIN')
+        try {
+          const out = await fn(client)
+          await client.query('COMMIT')
+          return out
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => undefined)
+          throw err
+        }
+      } finally {
+        client.release()
+      }
+    }
+    const next = this.writing.then(run, run)
+    this.writing = next.catch(() => undefined)
+    return await next
+  }
+
+  async getMeta (key: string): Promise<string | undefined> {
+    return (await this.read<{ value: string }>('SELECT value FROM meta WHERE key = $1', [key]))[0]?.value
+  }
+
+  async setMeta (key: string, value: string): Promise<void> {
+    await this.write(async db => await db.query('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value', [key, value]))
+  }
+
+  async heads (): Promise<LogHead[]> {
+    return await this.read<{ author: string, seq: number, cid: Uint8Array }>('SELECT author, seq, cid FROM heads ORDER BY author')
+  }
+
+  async hasEntries (cids: readonly Uint8Array[]): Promise<Set<string>> {
+    if (cids.length === 0) return new Set()
+    const rows = await this.read<{ cid: Buffer }>('SELECT cid FROM entries WHERE cid = ANY($1::bytea[])', [cids.map(c => Buffer.from(c))])
+    return new Set(rows.map(r => r.cid.toString('base64')))
+  }
+
+  async commit (items: readonly CommitItem[]): Promise<CommitResult> {
+    return await this.write(async db => {
+      const held = await db.query<{ author: string, seq: number }>('SELECT author, seq FROM entries WHERE (author, seq) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))', [items.map(i => i.author), items.map(i => i.seq)])
+      const seen = new Set(held.rows.map(r => `${r.author}\u0000${r.seq}`))
+      const plan = new WritePlan()
+      const keys: Array<readonly [string, string]> = []
+      for (const item of items) if (item.pending !== true && item.quarantined !== true) opKeys(item.ops, keys)
+      await plan.load(db, keys)
+      const positions: number[] = []
+      let pos = this.nextPos
+      for (const item of items) {
+        const k = `${item.author}\u0000${item.seq}`
+        if (seen.has(k)) {
+          positions.push(-1)
+          continue
+        }
+        seen.add(k)
+        const state = item.quarantined === true ? 2 : item.pending === true ? 1 : 0
+        const at = pos++
+        positions.push(at)
+        plan.addEntry(at, item.cid, item.author, item.seq, item.bytes, state)
+        if (state === 0) for (const op of item.ops) plan.applyOp(op, item.stamp, at)
+        for (const rec of item.control) plan.addControl(rec.kind, rec.key, rec.bytes, at)
+      }
+      const statement = writeStatement(plan)
+      if (statement !== undefined) await db.query(statement.text, statement.params)
+      this.nextPos = pos
+      return { positions, changes: plan.changes, yjs: plan.yjsOut }
+    })
+  }
+
+  async writeLocal (collection: string, writes: ReadonlyArray<{ readonly id: string, readonly body: JsonObject | null }>): Promise<DocChange[]> {
+    if (!collection.startsWith(LOCAL_PREFIX)) throw new Error(`writeLocal: ${collection} is not a device-local collection`)
+    return await this.write(async db => {
+      const plan = new WritePlan()
+      await plan.load(db, writes.map(w => [collection, w.id] as const))
+      for (const w of writes) plan.writeLocal(collection, w.id, w.body)
+      const statement = writeStatement(plan)
+      if (statement !== undefined) await db.query(statement.text, statement.params)
+      return plan.changes
+    })
+  }
+
+  async getEntry (cid: Uint8Array): Promise<Uint8Array | undefined> {
+    return (await this.read<{ bytes: Buffer }>('SELECT bytes FROM entries WHERE cid = $1', [Buffer.from(cid)]))[0]?.bytes
+  }
+
+  async getEntryAt (author: string, seq: number): Promise<Uint8Array | undefined> {
+    return (await this.read<{ bytes: Buffer }>('SELECT bytes FROM entries WHERE author = $1 AND seq = $2', [author, seq]))[0]?.bytes
+  }
+
+  async entriesNotIn (have: ReadonlyMap<string, number>, after: number, limits: ReadLimits): Promise<{ entries: StoredEntry[], next: number | undefined }> {
+    const heads = await this.heads()
+    const lacking = heads.filter(h => h.seq > (have.get(h.author) ?? 0))
+    if (lacking.length === 0) return { entries: [], next: undefined }
+    // one bounded, seq-ordered slice per author, merged in log (causal) order
+    const rows = await this.read<StoredEntry>(
+      `SELECT e.pos, e.cid, e.author, e.seq, e.bytes FROM unnest($1::text[], $2::bigint[]) AS h (author, have)
+       CROSS JOIN LATERAL (SELECT * FROM entries WHERE author = h.author AND seq > h.have AND pos > $3 ORDER BY seq LIMIT $4) e
+       ORDER BY e.pos LIMIT $4`,
+      [lacking.map(h => h.author), lacking.map(h => have.get(h.author) ?? 0), after, limits.maxEntries])
+    const entries: StoredEntry[] = []
+    let bytes = 0
+    let next: number | undefined
+    for (const row of rows) {
+      if (entries.length > 0 && bytes + row.bytes.length > limits.maxBytes) {
+        next = entries[entries.length - 1]?.pos
+        break
+      }
+      entries.push(row)
+      bytes += row.bytes.length
+    }
+    if (next === undefined && entries.length === limits.maxEntries) next = entries[entries.length - 1]?.pos
+    return { entries, next }
+  }
+
+  async pendingEntries (after: number, limit: number): Promise<StoredEntry[]> {
+    return await this.read('SELECT pos, cid, author, seq, bytes FROM entries WHERE pending = 1 AND pos > $1 ORDER BY pos LIMIT $2', [after, limit])
+  }
+
+  async applyPending (items: readonly PendingApply[]): Promise<CommitResult> {
+    return await this.write(async db => {
+      const found = await db.query<{ pos: number, cid: Buffer }>('SELECT pos, cid FROM entries WHERE cid = ANY($1::bytea[]) AND pending = 1', [items.map(i => Buffer.from(i.cid))])
+      const byCid = new Map(found.rows.map(r => [r.cid.toString('base64'), r.pos]))
+      const plan = new WritePlan()
+      const keys: Array<readonly [string, string]> = []
+      for (const item of items) if (byCid.has(Buffer.from(item.cid).toString('base64'))) opKeys(item.ops, keys)
+      await plan.load(db, keys)
+      const positions: number[] = []
+      for (const item of items) {
+        const k = Buffer.from(item.cid).toString('base64')
+        const pos = byCid.get(k)
+        if (pos === undefined) {
+          positions.push(-1)
+          continue
+        }
+        byCid.delete(k)
+        positions.push(pos)
+        for (const op of item.ops) plan.applyOp(op, item.stamp, pos)
+        plan.cleared.push(pos)
+      }
+      const statement = writeStatement(plan)
+      if (statement !== undefined) await db.query(statement.text, statement.params)
+      return { positions, changes: plan.changes, yjs: plan.yjsOut }
+    })
+  }
+
+  async quarantine (author: string, afterSeq: number): Promise<number> {
+    return await this.write(async db => {
+      // every part of one statement sees the rows as they were before it
+      const r = await db.query<{ n: number }>(
+        `WITH before AS (SELECT count(*)::int AS n FROM entries WHERE author = $1 AND seq > $2 AND pending = 0),
+              q AS (UPDATE entries SET pending = 2 WHERE author = $1 AND seq > $2)
+         SELECT n FROM before`, [author, afterSeq])
+      return r.rows[0]?.n ?? 0
+    })
+  }
+
+  async rematerialize (open: (entry: StoredEntry) => { stamp: Stamp, ops: readonly DataOp[] } | undefined): Promise<void> {
+    await this.write(async db => {
+      await db.query(`DELETE FROM docs WHERE substr(collection, 1, 1) <> '${LOCAL_PREFIX}'`)
+      await db.query('DELETE FROM yjs_updates')
+      for (let after = 0; ;) {
+        const rows = (await db.query<StoredEntry & Record<string, unknown>>('SELECT pos, cid, author, seq, bytes FROM entries WHERE pending = 0 AND pos > $1 ORDER BY pos LIMIT $2', [after, PAGE])).rows
+        if (rows.length === 0) break
+        const opened: Array<{ pos: number, stamp: Stamp, ops: readonly DataOp[] }> = []
+        for (const row of rows) {
+          after = row.pos
+          const o = open(row)
+          if (o !== undefined) opened.push({ pos: row.pos, ...o })
+        }
+        const plan = new WritePlan()
+        const keys: Array<readonly [string, string]> = []
+        for (const o of opened) opKeys(o.ops, keys)
+        await plan.load(db, keys)
+        for (const o of opened) for (const op of o.ops) plan.applyOp(op, o.stamp, o.pos)
+        const statement = writeStatement(plan)
+        if (statement !== undefined) await db.query(statement.text, statement.params)
+      }
+      // rebuilt documents have new row ids: their words and vectors are made again
+      await this.search.resetAll(db)
+    }, true)
+  }
+
+  async yjsUpdates (doc: string): Promise<Array<{ id: number, data: Uint8Array }>> {
+    return await this.read('SELECT id, data FROM yjs_updates WHERE doc = $1 ORDER BY id', [doc])
+  }
+
+  async compactYjs (doc: string, merged: Uint8Array, upToId: number): Promise<void> {
+    await this.write(async db => await db.query(
+      'WITH d AS (DELETE FROM yjs_updates WHERE doc = $1 AND id <= $2) INSERT INTO yjs_updates (doc, pos, data) VALUES ($1, 0, $3)', [doc, upToId, Buffer.from(merged)]))
+  }
+
+  async scanEntries (after: number, limit: number): Promise<StoredEntry[]> {
+    return await this.read('SELECT pos, cid, author, seq, bytes FROM entries WHERE pos > $1 ORDER BY pos LIMIT $2', [after, limit])
+  }
+
+  async entryCount (): Promise<number> {
+    return (await this.read<{ n: number }>('SELECT count(*)::int AS n FROM entries'))[0]?.n ?? 0
+  }
+
+  async controlRecords (): Promise<ControlRecord[]> {
+    return await this.read('SELECT kind, key, bytes FROM control ORDER BY pos, kind, key')
+  }
+
+  async getDocument (collection: string, id: string): Promise<StoredDoc | undefined> {
+    const row = (await this.read<{ body: string | null, meta: string }>('SELECT body, meta FROM docs WHERE collection = $1 AND id = $2', [collection, id]))[0]
+    if (row === undefined) return undefined
+    return { body: row.body === null ? null : JSON.parse(row.body) as JsonObject, meta: row.meta }
+  }
+
+  async find (collection: string, query: NormalisedQuery): Promise<Array<{ id: string, body: JsonObject }>> {
+    const { text, params } = compileFind(collection, query)
+    return (await this.read<{ id: string, body: string }>(text, params)).map(r => ({ id: r.id, body: JSON.parse(r.body) as JsonObject }))
+  }
+
+  async count (collection: string, filter: Filter | undefined): Promise<number> {
+    const { text, params } = compileCount(collection, filter)
+    return (await this.read<{ n: number }>(text, params))[0]?.n ?? 0
+  }
+
+  async collections (): Promise<CollectionInfo[]> {
+    const counts = await this.read<{ name: string, count: number }>('SELECT collection AS name, count(body)::int AS count FROM docs GROUP BY collection')
+    const indexes = await this.read<{ collection: string, path: string }>('SELECT collection, path FROM indexes ORDER BY collection, path')
+    const byName = new Map<string, { name: string, count: number, indexes: string[] }>()
+    for (const c of counts) byName.set(c.name, { ...c, indexes: [] })
+    for (const i of indexes) {
+      let c = byName.get(i.collection)
+      if (c === undefined) byName.set(i.collection, c = { name: i.collection, count: 0, indexes: [] })
+      c.indexes.push(i.path)
+    }
+    return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : 1))
+  }
+
+  async ensureIndex (collection: string, path: FieldPath): Promise<void> {
+    const text = path.isId ? '_id' : path.segments.join('.')
+    const name = 'ix_' + createHash('sha256').update(`${collection}\0${text}`).digest('hex').slice(0, 16)
+    await this.write(async db => {
+      await db.query(`CREATE INDEX IF NOT EXISTS ${name} ON docs (collection, ${indexExpression(path)})`)
+      await db.query('INSERT INTO indexes (collection, path, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [collection, text, name])
+    }, true)
+  }
+
+  async stateDigest (): Promise<string> {
+    const hash = createHash('sha256')
+    for (let last: [string, string] = ['', '']; ;) {
+      const rows = await this.read<{ collection: string, id: string, body: string | null, meta: string }>(
+        `SELECT collection, id, body, meta FROM docs WHERE substr(collection, 1, 1) <> '${LOCAL_PREFIX}' AND (collection, id) > ($1, $2) ORDER BY collection, id LIMIT ${PAGE}`, last)
+      for (const row of rows) {
+        const state = docStateFromRow({ body: row.body === null ? null : JSON.parse(row.body) as JsonObject, meta: JSON.parse(row.meta) as DocRow['meta'] })
+        hash.update(`${row.collection}\0${row.id}\0${canonicalDocState(state)}\n`)
+      }
+      if (rows.length < PAGE) break
+      const end = rows[rows.length - 1] as { collection: string, id: string }
+      last = [end.collection, end.id]
+    }
+    return hash.digest('hex')
+  }
+
+  async collectionSettings (name: string): Promise<CollectionSettings | undefined> {
+    this.check()
+    return this.search.getSettings(name)
+  }
+
+  async setCollectionSettings (name: string, settings: CollectionSettings | undefined): Promise<void> {
+    await this.write(async db => await this.search.setSettings(db, name, settings))
+  }
+
+  async indexQueue (limit: number, collection?: string): Promise<IndexTask[]> {
+    this.check()
+    return await this.search.queue(limit, collection)
+  }
+
+  async indexQueueCount (collection?: string): Promise<number> {
+    this.check()
+    return await this.search.queueCount(collection)
+  }
+
+  async requeueCollection (collection: string): Promise<number> {
+    return await this.write(async db => await this.search.requeue(db, collection))
+  }
+
+  async indexedChunks (collection: string, id: string): Promise<Array<{ text: string, embedder: string }>> {
+    this.check()
+    return await this.search.chunksOf(collection, id)
+  }
+
+  async embeddersOf (collection: string): Promise<string[]> {
+    this.check()
+    return await this.search.embeddersOf(collection)
+  }
+
+  async applyIndexUpdates (updates: readonly IndexUpdate[]): Promise<VectorChanges> {
+    const { changes, created } = await this.write(async db => await this.search.apply(db, updates), true)
+    this.search.committed(created)
+    return changes
+  }
+
+  async chunkStats (collection: string, embedder: string): Promise<{ count: number, maxRid: number, sumRid: number }> {
+    this.check()
+    return await this.search.chunkStats(collection, embedder)
+  }
+
+  async textCoverage (collection: string, terms: readonly string[], ids: readonly string[]): Promise<Map<string, number>> {
+    this.check()
+    return await this.search.textCoverage(collection, terms, ids)
+  }
+
+  async textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>> {
+    this.check()
+    return await this.search.textSearch(collection, terms, k, filter)
+  }
+
+  async vectorSearch (collection: string, embedder: string, vector: Float32Array, k: number, filter: Filter | undefined): Promise<Array<{ id: string, distance: number }>> {
+    this.check()
+    return await this.search.vectorSearch(collection, embedder, vector, k, filter)
+  }
+
+  async vectorsOf (collection: string, embedder: string, after: number, limit: number): Promise<Array<{ rid: number, id: string, vector: Float32Array }>> {
+    this.check()
+    return await this.search.vectorsOf(collection, embedder, after, limit)
+  }
+
+  async chunkDocs (rids: readonly number[]): Promise<Map<number, string>> {
+    this.check()
+    return await this.search.chunkDocs(rids)
+  }
+
+  /**
+   * What the server cannot check for us: heads that disagree with the entries, documents that
+   * point past the log, index rows of documents that are gone.
+   */
+  async checkIntegrity (): Promise<string[]> {
+    const problems: string[] = []
+    for (const r of await this.read<{ author: string, seq: number, top: number | null }>('SELECT h.author, h.seq, (SELECT max(seq) FROM entries e WHERE e.author = h.author) AS top FROM heads h')) {
+      if (r.top !== r.seq) problems.push(`head of ${r.author} is seq ${r.seq}, but its latest entry is seq ${r.top ?? 'none'}`)
+    }
+    const beyond = (await this.read<{ n: number }>('SELECT count(*)::int AS n FROM docs WHERE pos > (SELECT coalesce(max(pos), 0) FROM entries)'))[0]?.n ?? 0
+    if (beyond > 0) problems.push(`${beyond} document(s) point past the end of the log`)
+    const orphans = (await this.read<{ n: number }>('SELECT count(*)::int AS n FROM fts f WHERE NOT EXISTS (SELECT 1 FROM docs d WHERE d.rid = f.rid)'))[0]?.n ?? 0
+    if (orphans > 0) problems.push(`${orphans} word index row(s) belong to no document`)
+    return problems
+  }
+
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.writing
+    await this.pool.end().catch(() => undefined)
+    await this.lock.query('SELECT pg_advisory_unlock_all()').catch(() => undefined)
+    await this.lock.end().catch(() => undefined)
+  }
+
+  /** Removes a node's schema and everything in it (tests, and `peakdb` when a node is deleted). */
+  static async dropSchema (url: string, schema: string): Promise<void> {
+    if (!SCHEMA_NAME.test(schema)) throw new StorageUnavailableError(`schema name ${JSON.stringify(schema)} is not valid`)
+    const client = new pg.Client({ connectionString: url })
+    await client.connect()
+    try {
+      await client.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(schema)} CASCADE`)
+    } finally {
+      await client.end()
+    }
+  }
+}
+
+/** Makes sure pgvector is available in the database, with advice when it is not installed. */
+async function ensureVector (client: Queryable, location: string): Promise<void> {
+  const installed = await client.query<{ v: string | null }>("SELECT (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS v")
+  if (installed.rows[0]?.v != null) return
+  try {
+    await client.query('CREATE EXTENSION IF NOT EXISTS vector')
+  } catch (err) {
+    const e = err as { code?: string, message: string }
+    // two nodes opening at once: the other one created it
+    if (e.code === '23505' || e.code === '42710') return
+    throw new StorageUnavailableError(`PostgreSQL at ${location} has no pgvector extension for search (${e.message}); install it on the server (this project's scripts/install-pgvector.sh does, from Debian's source package) or ask its administrator to run CREATE EXTENSION vector`, { cause: err })
+  }
+}

@@ -1,0 +1,264 @@
+/**
+ * The PostgreSQL provider's search tables: the index queue, words (a tsvector per document,
+ * english stemming, GIN-indexed) and vectors (one pgvector table per embedder with an HNSW
+ * cosine index). Ranking inputs match the SQLite provider's: the same candidates, the same
+ * IDF-weighted keyword coverage, cosine distance by a document's best chunk.
+ */
+import type { Pool, PoolClient } from 'pg'
+import type { CollectionSettings, IndexTask, IndexUpdate, VectorChanges } from '../provider.js'
+import type { Filter } from '../query.js'
+import { compileFilter } from './query-sql.js'
+import type { Queryable } from './plan.js'
+
+/** Up to this many chunks in a collection, vector search is exact; above, it walks the HNSW index. */
+export const EXACT_MAX_CHUNKS = 20_000
+/** HNSW search breadth for the approximate path (pgvector's default is 40). */
+const EF_SEARCH = 200
+/** Characters of a document's text given to to_tsvector (a tsvector holds at most 1 MB). */
+const MAX_TEXT = 400_000
+const TS_CONFIG = "'english'"
+
+/** A to_tsquery operand for one word: quoted, so it is never read as an operator. */
+function lexeme (word: string): string {
+  return `'${word.replace(/'/g, "''").replace(/\\/g, '')}'`
+}
+
+/** pgvector's text form of a vector. */
+export function vectorText (v: Float32Array): string {
+  return `[${Array.from(v).join(',')}]`
+}
+
+/** Documents of a collection (alias `c` holds collection and id) that are live and pass a filter. */
+function liveDoc (filter: Filter | undefined, params: unknown[]): string {
+  const where = compileFilter(filter, params)
+  return `EXISTS (SELECT 1 FROM docs WHERE docs.collection = c.collection AND docs.id = c.id AND docs.body IS NOT NULL AND ${where})`
+}
+
+/** Search tables of one schema. */
+export class PgSearch {
+  private readonly settings = new Map<string, CollectionSettings>()
+  private readonly vecTables = new Map<string, { name: string, dims: number }>()
+
+  constructor (private readonly pool: Pool) {}
+
+  /** Loads the settings and vector tables (at open). */
+  async load (): Promise<void> {
+    for (const row of (await this.pool.query<{ name: string, settings: string }>('SELECT name, settings FROM collection_settings')).rows) {
+      this.settings.set(row.name, JSON.parse(row.settings) as CollectionSettings)
+    }
+    for (const row of (await this.pool.query<{ embedder: string, name: string, dims: number }>('SELECT embedder, name, dims FROM vector_tables')).rows) {
+      this.vecTables.set(row.embedder, { name: row.name, dims: row.dims })
+    }
+  }
+
+  getSettings (name: string): CollectionSettings | undefined {
+    return this.settings.get(name)
+  }
+
+  async setSettings (db: Queryable, name: string, settings: CollectionSettings | undefined): Promise<void> {
+    if (settings === undefined) {
+      await db.query('DELETE FROM collection_settings WHERE name = $1', [name])
+      this.settings.delete(name)
+    } else {
+      await db.query('INSERT INTO collection_settings (name, settings) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET settings = excluded.settings', [name, JSON.stringify(settings)])
+      this.settings.set(name, settings)
+    }
+  }
+
+  async queue (limit: number, collection?: string): Promise<IndexTask[]> {
+    const { rows } = collection === undefined
+      ? await this.pool.query<IndexTask>('SELECT collection, id, ver FROM index_queue ORDER BY collection, id LIMIT $1', [limit])
+      : await this.pool.query<IndexTask>('SELECT collection, id, ver FROM index_queue WHERE collection = $1 ORDER BY id LIMIT $2', [collection, limit])
+    return rows
+  }
+
+  async queueCount (collection?: string): Promise<number> {
+    const { rows } = collection === undefined
+      ? await this.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM index_queue')
+      : await this.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM index_queue WHERE collection = $1', [collection])
+    return rows[0]?.n ?? 0
+  }
+
+  async requeue (db: Queryable, collection: string): Promise<number> {
+    const r = await db.query('INSERT INTO index_queue (collection, id) SELECT collection, id FROM docs WHERE collection = $1 AND body IS NOT NULL ON CONFLICT (collection, id) DO UPDATE SET ver = index_queue.ver + 1', [collection])
+    return r.rowCount ?? 0
+  }
+
+  async chunksOf (collection: string, id: string): Promise<Array<{ text: string, embedder: string }>> {
+    const { rows } = await this.pool.query<{ text: string, embedder: string }>('SELECT text, embedder FROM chunks WHERE collection = $1 AND id = $2 ORDER BY seq', [collection, id])
+    return rows.map(r => ({ text: r.text, embedder: r.embedder }))
+  }
+
+  async embeddersOf (collection: string): Promise<string[]> {
+    return (await this.pool.query<{ embedder: string }>('SELECT DISTINCT embedder FROM chunks WHERE collection = $1 ORDER BY embedder', [collection])).rows.map(r => r.embedder)
+  }
+
+  private async vecTable (db: Queryable, embedder: { id: string, dims: number }): Promise<string> {
+    const known = this.vecTables.get(embedder.id)
+    if (known !== undefined) {
+      if (known.dims !== embedder.dims) throw new Error(`embedder ${embedder.id} changed dimensions (${known.dims} -> ${embedder.dims}); give it a new id`)
+      return known.name
+    }
+    const name = `vec_${this.vecTables.size + 1}`
+    await db.query(`CREATE TABLE ${name} (rid bigint PRIMARY KEY, collection text COLLATE "C" NOT NULL, embedding vector(${embedder.dims}) NOT NULL)`)
+    await db.query(`CREATE INDEX ${name}_collection ON ${name} (collection)`)
+    await db.query(`CREATE INDEX ${name}_hnsw ON ${name} USING hnsw (embedding vector_cosine_ops)`)
+    await db.query('INSERT INTO vector_tables (embedder, name, dims) VALUES ($1, $2, $3)', [embedder.id, name, embedder.dims])
+    return name
+  }
+
+  /** Drops every search index and queues every live document again (inside the caller's transaction). */
+  async resetAll (db: Queryable): Promise<void> {
+    await db.query('DELETE FROM fts')
+    await db.query('DELETE FROM chunks')
+    for (const t of this.vecTables.values()) await db.query(`DELETE FROM ${t.name}`)
+    await db.query("INSERT INTO index_queue (collection, id) SELECT collection, id FROM docs WHERE body IS NOT NULL AND substr(collection, 1, 1) <> '_' ON CONFLICT (collection, id) DO UPDATE SET ver = index_queue.ver + 1")
+  }
+
+  /**
+   * Applies index updates inside the caller's transaction. Vector tables made here become known
+   * only through {@link committed}, once that transaction commits.
+   */
+  async apply (db: PoolClient, updates: readonly IndexUpdate[]): Promise<{ changes: VectorChanges, created: Map<string, { name: string, dims: number }> }> {
+    const added: Array<{ rid: number, collection: string, embedder: string, vector: Float32Array }> = []
+    const removed: Array<{ rid: number, collection: string, embedder: string }> = []
+    const created = new Map<string, { name: string, dims: number }>()
+    const tables = (): Map<string, { name: string, dims: number }> => new Map([...this.vecTables, ...created])
+    for (const u of updates) {
+      const rid = (await db.query<{ rid: number }>('SELECT rid FROM docs WHERE collection = $1 AND id = $2', [u.collection, u.id])).rows[0]?.rid
+      if (rid !== undefined) {
+        if (u.text !== undefined && u.text.length > 0) {
+          await db.query(`INSERT INTO fts (rid, tsv) VALUES ($1, to_tsvector(${TS_CONFIG}, $2)) ON CONFLICT (rid) DO UPDATE SET tsv = excluded.tsv`, [rid, u.text.slice(0, MAX_TEXT)])
+        } else {
+          await db.query('DELETE FROM fts WHERE rid = $1', [rid])
+        }
+      }
+      if (u.chunks !== undefined) {
+        const old = await db.query<{ rid: number, embedder: string }>('DELETE FROM chunks WHERE collection = $1 AND id = $2 RETURNING rid, embedder', [u.collection, u.id])
+        for (const o of old.rows.sort((a, b) => a.rid - b.rid)) {
+          const table = tables().get(o.embedder)
+          if (table !== undefined) await db.query(`DELETE FROM ${table.name} WHERE rid = $1`, [o.rid])
+          removed.push({ rid: o.rid, collection: u.collection, embedder: o.embedder })
+        }
+        if (u.chunks.length > 0) {
+          if (u.embedder === undefined) throw new Error('index update with chunks needs its embedder')
+          const embedder = u.embedder
+          let table = tables().get(embedder.id)
+          if (table === undefined) {
+            this.checkDims(embedder)
+            table = { name: await this.vecTable(db, embedder), dims: embedder.dims }
+            created.set(embedder.id, table)
+          } else if (table.dims !== embedder.dims) {
+            throw new Error(`embedder ${embedder.id} changed dimensions (${table.dims} -> ${embedder.dims}); give it a new id`)
+          }
+          const rows = await db.query<{ rid: number }>(
+            'INSERT INTO chunks (collection, id, seq, embedder, text) SELECT $1, $2, s, $3, t FROM unnest($4::text[]) WITH ORDINALITY AS u (t, s) ORDER BY s RETURNING rid',
+            [u.collection, u.id, embedder.id, u.chunks.map(c => c.text)])
+          const rids = rows.rows.map(r => r.rid).sort((a, b) => a - b)
+          await db.query(`INSERT INTO ${table.name} (rid, collection, embedding) SELECT r, $2, v::vector FROM unnest($1::bigint[], $3::text[]) AS u (r, v)`, [rids, u.collection, u.chunks.map(c => vectorText(c.vector))])
+          u.chunks.forEach((c, i) => added.push({ rid: rids[i] as number, collection: u.collection, embedder: embedder.id, vector: c.vector }))
+        }
+      }
+      await db.query('DELETE FROM index_queue WHERE collection = $1 AND id = $2 AND ver = $3', [u.collection, u.id, u.ver])
+    }
+    return { changes: { added, removed }, created }
+  }
+
+  private checkDims (embedder: { id: string, dims: number }): void {
+    if (!Number.isInteger(embedder.dims) || embedder.dims < 1 || embedder.dims > 16_000) throw new Error(`embedder ${embedder.id} has ${embedder.dims} dimensions; pgvector takes 1..16000`)
+  }
+
+  /** Records vector tables created by a transaction that committed. */
+  committed (created: ReadonlyMap<string, { name: string, dims: number }>): void {
+    for (const [id, t] of created) this.vecTables.set(id, t)
+  }
+
+  async chunkStats (collection: string, embedder: string): Promise<{ count: number, maxRid: number, sumRid: number }> {
+    const { rows } = await this.pool.query<{ count: number, maxRid: string, sumRid: string }>('SELECT count(*)::int AS count, coalesce(max(rid), 0) AS "maxRid", coalesce(sum(rid), 0)::text AS "sumRid" FROM chunks WHERE collection = $1 AND embedder = $2', [collection, embedder])
+    const r = rows[0] as { count: number, maxRid: string | number, sumRid: string }
+    return { count: r.count, maxRid: Number(r.maxRid), sumRid: Number(r.sumRid) }
+  }
+
+  async textCoverage (collection: string, terms: readonly string[], ids: readonly string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>()
+    if (ids.length === 0) return out
+    const { rows } = await this.pool.query<{ term: string, empty: boolean, n: number, ids: string[] | null, total: number }>(`
+      WITH t AS (SELECT term, to_tsquery(${TS_CONFIG}, q) AS q FROM unnest($1::text[], $2::text[]) AS u (term, q)),
+           cand AS (SELECT d.id, f.tsv FROM docs d JOIN fts f ON f.rid = d.rid WHERE d.collection = $3 AND d.id = ANY($4::text[]))
+      SELECT t.term, numnode(t.q) = 0 AS empty,
+             (SELECT count(*)::int FROM fts f JOIN docs d ON d.rid = f.rid WHERE d.collection = $3 AND f.tsv @@ t.q) AS n,
+             (SELECT array_agg(cand.id) FROM cand WHERE cand.tsv @@ t.q) AS ids,
+             (SELECT count(*)::int FROM docs WHERE collection = $3 AND body IS NOT NULL) AS total
+      FROM t`, [terms, terms.map(lexeme), collection, ids])
+    const have = new Map<string, number>()
+    let all = 0
+    for (const r of rows) {
+      if (r.empty) continue
+      const total = Math.max(1, r.total)
+      const idf = Math.log(1 + (total - r.n + 0.5) / (r.n + 0.5))
+      all += idf
+      for (const id of r.ids ?? []) have.set(id, (have.get(id) ?? 0) + idf)
+    }
+    for (const id of ids) out.set(id, all > 0 ? (have.get(id) ?? 0) / all : 0)
+    return out
+  }
+
+  async textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>> {
+    if (terms.length === 0) return []
+    const params: unknown[] = [terms.map(lexeme).join(' | '), collection]
+    const where = compileFilter(filter, params)
+    params.push(k)
+    const { rows } = await this.pool.query<{ id: string, s: number }>(
+      `SELECT d.id, ts_rank_cd(f.tsv, q, 1) AS s FROM to_tsquery(${TS_CONFIG}, $1) q, fts f JOIN docs d ON d.rid = f.rid
+       WHERE f.tsv @@ q AND d.collection = $2 AND d.body IS NOT NULL AND ${where} ORDER BY s DESC, d.id LIMIT $${params.length}`, params)
+    return rows.map(r => ({ id: r.id, score: r.s }))
+  }
+
+  async vectorSearch (collection: string, embedder: string, vector: Float32Array, k: number, filter: Filter | undefined): Promise<Array<{ id: string, distance: number }>> {
+    const table = this.vecTables.get(embedder)
+    if (table === undefined) return []
+    const total = (await this.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM chunks WHERE collection = $1 AND embedder = $2', [collection, embedder])).rows[0]?.n ?? 0
+    if (total === 0) return []
+    const params: unknown[] = [vectorText(vector), collection]
+    const live = liveDoc(filter, params)
+    if (total <= EXACT_MAX_CHUNKS) {
+      params.push(k)
+      const { rows } = await this.pool.query<{ id: string, distance: number }>(
+        `SELECT c.id, min(v.embedding <=> $1::vector) AS distance FROM ${table.name} v JOIN chunks c ON c.rid = v.rid
+         WHERE v.collection = $2 AND ${live} GROUP BY c.id ORDER BY distance, c.id LIMIT $${params.length}`, params)
+      return rows
+    }
+    // the HNSW index, widened until k documents pass the filter (iterative scans keep going past filtered rows)
+    const client = await this.pool.connect()
+    try {
+      await client.query('BEGIN')
+      await client.query(`SET LOCAL hnsw.ef_search = ${EF_SEARCH}`)
+      await client.query("SET LOCAL hnsw.iterative_scan = 'relaxed_order'")
+      for (let kk = k * (filter === undefined ? 4 : 40); ; kk *= 4) {
+        const { rows } = await client.query<{ id: string, distance: number }>(
+          `SELECT c.id, min(n.distance) AS distance FROM (SELECT rid, embedding <=> $1::vector AS distance FROM ${table.name} WHERE collection = $2 ORDER BY embedding <=> $1::vector LIMIT ${kk}) n
+           JOIN chunks c ON c.rid = n.rid WHERE ${live} GROUP BY c.id ORDER BY distance, c.id LIMIT ${k}`, params)
+        if (rows.length >= k || kk >= total) return rows
+      }
+    } finally {
+      await client.query('COMMIT').catch(() => undefined)
+      client.release()
+    }
+  }
+
+  async vectorsOf (collection: string, embedder: string, after: number, limit: number): Promise<Array<{ rid: number, id: string, vector: Float32Array }>> {
+    const table = this.vecTables.get(embedder)
+    if (table === undefined) return []
+    const { rows } = await this.pool.query<{ rid: number, id: string, v: number[] }>(
+      `SELECT c.rid, c.id, v.embedding::real[] AS v FROM chunks c JOIN ${table.name} v ON v.rid = c.rid WHERE c.collection = $1 AND c.embedder = $2 AND c.rid > $3 ORDER BY c.rid LIMIT $4`,
+      [collection, embedder, after, limit])
+    return rows.map(r => ({ rid: r.rid, id: r.id, vector: Float32Array.from(r.v) }))
+  }
+
+  async chunkDocs (rids: readonly number[]): Promise<Map<number, string>> {
+    const out = new Map<number, string>()
+    if (rids.length === 0) return out
+    for (const r of (await this.pool.query<{ rid: number, id: string }>('SELECT rid, id FROM chunks WHERE rid = ANY($1::bigint[])', [rids])).rows) out.set(r.rid, r.id)
+    return out
+  }
+}

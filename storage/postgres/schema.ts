@@ -1,0 +1,133 @@
+/**
+ * The PostgreSQL schema and its migrations. Every node keeps its tables in a schema of its own
+ * (several nodes can share one database); `meta.schema_version` records the applied version and
+ * each migration runs in its own transaction (PostgreSQL's DDL is transactional). The tables
+ * mirror the SQLite ones (storage/sqlite/schema.ts), with jsonb for querying documents,
+ * tsvector for words and pgvector for vectors.
+ */
+import type { PoolClient } from 'pg'
+import { SchemaVersionError } from '../errors.js'
+
+/** Each migration takes the schema from version index to index + 1. */
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE meta (
+    key   text PRIMARY KEY,
+    value text NOT NULL
+  );
+  CREATE TABLE entries (
+    pos     bigint PRIMARY KEY,         -- local apply order; always a causal order
+    cid     bytea NOT NULL,
+    author  text COLLATE "C" NOT NULL,
+    seq     bigint NOT NULL,
+    bytes   bytea NOT NULL,
+    pending smallint NOT NULL DEFAULT 0, -- 1: payload not opened yet; 2: quarantined
+    UNIQUE (author, seq)                -- one entry per author and seq: a fork cannot be stored
+  );
+  CREATE INDEX entries_cid ON entries USING hash (cid);
+  CREATE INDEX entries_pending ON entries (pos) WHERE pending = 1;
+  CREATE TABLE heads (
+    author text COLLATE "C" PRIMARY KEY,
+    seq    bigint NOT NULL,
+    cid    bytea NOT NULL
+  );
+  -- body: the JSON text as written (returned as is); j: its jsonb form, for queries. jsonb has
+  -- no NUL character, so NUL (written \\u0000 in JSON) reads as U+FFFD in queries only
+  CREATE FUNCTION peak_jsonb (body text) RETURNS jsonb LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN replace(body, '\\u0000', '\\ufffd')::jsonb;
+  CREATE TABLE docs (
+    rid        bigserial PRIMARY KEY,
+    collection text COLLATE "C" NOT NULL,
+    id         text COLLATE "C" NOT NULL,
+    body       text,                     -- visible fields as JSON; NULL when deleted
+    j          jsonb GENERATED ALWAYS AS (peak_jsonb(body)) STORED,
+    meta       text NOT NULL,            -- LWW stamps (crdt/lww.ts DocRow.meta)
+    pos        bigint NOT NULL,          -- entries.pos of the latest change
+    UNIQUE (collection, id)
+  );
+  CREATE TABLE control (
+    kind  text NOT NULL,
+    key   text NOT NULL,
+    bytes bytea NOT NULL,
+    pos   bigint NOT NULL,
+    PRIMARY KEY (kind, key)
+  );
+  CREATE TABLE indexes (
+    collection text COLLATE "C" NOT NULL,
+    path       text COLLATE "C" NOT NULL,
+    name       text NOT NULL UNIQUE,
+    PRIMARY KEY (collection, path)
+  );
+  CREATE TABLE yjs_updates (
+    id   bigserial PRIMARY KEY,
+    doc  text NOT NULL,
+    pos  bigint NOT NULL,               -- entries.pos that carried it (0 for a compacted state)
+    data bytea NOT NULL
+  );
+  CREATE INDEX yjs_updates_doc ON yjs_updates (doc, id);
+  CREATE TABLE collection_settings (
+    name     text PRIMARY KEY,
+    settings text NOT NULL
+  );
+  CREATE TABLE index_queue (
+    collection text COLLATE "C" NOT NULL,
+    id         text COLLATE "C" NOT NULL,
+    ver        bigint NOT NULL DEFAULT 1,
+    PRIMARY KEY (collection, id)
+  );
+  -- words of a document, keyed by docs.rid
+  CREATE TABLE fts (
+    rid bigint PRIMARY KEY,
+    tsv tsvector NOT NULL
+  );
+  CREATE INDEX fts_tsv ON fts USING gin (tsv);
+  CREATE TABLE chunks (
+    rid        bigserial PRIMARY KEY,
+    collection text COLLATE "C" NOT NULL,
+    id         text COLLATE "C" NOT NULL,
+    seq        int NOT NULL,
+    embedder   text NOT NULL,
+    text       text NOT NULL
+  );
+  CREATE INDEX chunks_doc ON chunks (collection, id);
+  CREATE INDEX chunks_embedder ON chunks (embedder, collection);
+  -- one pgvector table per embedder (created on first use), keyed by chunks.rid
+  CREATE TABLE vector_tables (
+    embedder text PRIMARY KEY,
+    name     text NOT NULL UNIQUE,
+    dims     int NOT NULL
+  );
+  `
+]
+
+/** The schema version this build writes. */
+export const SCHEMA_VERSION = MIGRATIONS.length
+
+/**
+ * Creates the node's schema if needed and brings it to {@link SCHEMA_VERSION}, on a client that
+ * holds the schema's lock. Throws {@link SchemaVersionError} for a newer schema.
+ */
+export async function migrate (client: PoolClient, schema: string, location: string): Promise<void> {
+  await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`)
+  const has = await client.query<{ t: string | null }>("SELECT to_regclass($1) AS t", [`${schema}.meta`])
+  let current = 0
+  if (has.rows[0]?.t != null) {
+    const row = await client.query<{ value: string }>(`SELECT value FROM ${schema}.meta WHERE key = 'schema_version'`)
+    current = Number(row.rows[0]?.value ?? 0)
+  }
+  if (current > SCHEMA_VERSION) {
+    throw new SchemaVersionError(`database ${location} has schema version ${current}; this PeakDB supports up to ${SCHEMA_VERSION} (upgrade PeakDB)`)
+  }
+  for (let v = current; v < SCHEMA_VERSION; v++) {
+    await client.query('BEGIN')
+    try {
+      await client.query(`SET LOCAL search_path TO ${schema}, public`)
+      await client.query(MIGRATIONS[v] as string)
+      await client.query("INSERT INTO meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [String(v + 1)])
+      await client.query('COMMIT')
+    } catch (err) {
+      await client.query('ROLLBACK')
+      throw err
+    }
+  }
+}

@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict'
+import pg from 'pg'
+import { PostgresProvider, normaliseQuery, parseFieldPath } from '../storage/index.js'
+import { compileFind } from '../storage/postgres/query-sql.js'
+import { runStorageProviderTests } from './storage-compliance.js'
+import { rejectsNamed } from './helpers/errors.js'
+import { TestDatabase } from './helpers/postgres.js'
+
+const db = new TestDatabase()
+const open: PostgresProvider[] = []
+after(async () => await db.drop())
+
+runStorageProviderTests('postgres', {
+  setup: async () => {
+    const p = await PostgresProvider.open({ url: await db.url(), schema: db.schema(), pool: { max: 4 } })
+    open.push(p)
+    return p
+  },
+  teardown: async () => {
+    for (const p of open.splice(0)) await p.close()
+  }
+})
+
+describe('storage: PostgreSQL specifics', () => {
+  it('keeps each node in its own schema and lets one process open it at a time', async () => {
+    const url = await db.url()
+    const schema = db.schema()
+    const a = await PostgresProvider.open({ url, schema })
+    const b = await PostgresProvider.open({ url, schema: db.schema() })
+    try {
+      await a.setMeta('who', 'a')
+      assert.equal(await b.getMeta('who'), undefined)
+      await rejectsNamed(() => PostgresProvider.open({ url, schema }), 'StorageBusyError', schema)
+    } finally {
+      await a.close()
+      await b.close()
+    }
+    const again = await PostgresProvider.open({ url, schema })
+    try {
+      assert.equal(await again.getMeta('who'), 'a', 'closing releases the schema, and the data stays')
+    } finally {
+      await again.close()
+    }
+  })
+
+  it('sets every pool option, and names no password in its location', async () => {
+    const url = new URL(await db.url())
+    url.password = 'not-needed-with-trust'
+    const p = await PostgresProvider.open({ url: url.toString(), schema: db.schema(), pool: { max: 3, statementTimeoutMs: 1234, applicationName: 'peakdb-test', idleTimeoutMs: 5000, connectionTimeoutMs: 2000 } })
+    try {
+      assert.ok(!p.location.includes('not-needed-with-trust'), p.location)
+      assert.match(p.location, /schema=node_/)
+      const c = new pg.Client({ connectionString: await db.url() })
+      await c.connect()
+      try {
+        const rows = (await c.query("SELECT application_name FROM pg_stat_activity WHERE application_name = 'peakdb-test'")).rows
+        assert.ok(rows.length >= 1)
+      } finally {
+        await c.end()
+      }
+      const timeout = await (p as unknown as { pool: pg.Pool }).pool.query('SHOW statement_timeout')
+      assert.equal(timeout.rows[0].statement_timeout, '1234ms')
+      assert.equal(p.health().max, 3)
+    } finally {
+      await p.close()
+    }
+  })
+
+  it('reports a server it cannot reach with a typed error naming it', async () => {
+    await rejectsNamed(() => PostgresProvider.open({ url: 'postgres://postgres@127.0.0.1:1/none', schema: 'x', pool: { connectionTimeoutMs: 2000 } }), 'StorageUnavailableError', '127.0.0.1:1')
+    await rejectsNamed(() => PostgresProvider.open({ url: 'postgres://postgres@127.0.0.1/none', schema: 'Bad-Name' }), 'StorageUnavailableError', 'schema name')
+  })
+
+  it('uses the expression index for an equality filter on an indexed field', async () => {
+    const p = await PostgresProvider.open({ url: await db.url(), schema: db.schema() })
+    try {
+      await p.ensureIndex('notes', parseFieldPath('year'))
+      await p.writeLocal('~warm', [{ id: 'x', body: { a: 1 } }])
+      const q = compileFind('notes', normaliseQuery({ where: { year: 2020 } }))
+      const pool = (p as unknown as { pool: pg.Pool }).pool
+      const client = await pool.connect()
+      try {
+        await client.query('SET enable_seqscan = off')
+        const plan = (await client.query(`EXPLAIN ${q.text}`, q.params)).rows.map(r => r['QUERY PLAN'] as string).join('\n')
+        assert.match(plan, /ix_/, plan)
+      } finally {
+        await client.query('RESET enable_seqscan')
+        client.release()
+      }
+    } finally {
+      await p.close()
+    }
+  })
+})
