@@ -10,6 +10,8 @@
  * <dir>/api.json        address and token of a running daemon's local API (0600)
  * <dir>/peers.json      devices met before and their addresses (0600): kept outside the
  *                       database, so that a device whose database is lost still finds the others
+ * <dir>/storage.json    where the log and documents live when not in peakdb.sqlite: a
+ *                       PostgreSQL connection string and schema (0600: it may hold a password)
  * ```
  *
  * A daemon that finds a short-lived command holding the lock waits for it (bounded); a command
@@ -31,6 +33,7 @@ export interface DataDirPaths {
   readonly starting: string
   readonly api: string
   readonly peers: string
+  readonly storage: string
 }
 
 /** The default data dir: `$PEAKDB_DIR`, else `~/.peakdb`. */
@@ -53,7 +56,8 @@ export function dataDirPaths (dir: string): DataDirPaths {
     lock: join(abs, 'LOCK'),
     starting: join(abs, 'STARTING'),
     api: join(abs, 'api.json'),
-    peers: join(abs, 'peers.json')
+    peers: join(abs, 'peers.json'),
+    storage: join(abs, 'storage.json')
   }
 }
 

@@ -11,7 +11,8 @@ import {
   type DeviceId, type KeystoreData, type RetiredDevice, type SwarmId
 } from '../identity/index.js'
 import { isCollectionName, vectorToJson, type CollectionName } from '../crdt/index.js'
-import { LOCAL_PREFIX, SqliteProvider, type CollectionInfo, type StorageProvider } from '../storage/index.js'
+import { LOCAL_PREFIX, type CollectionInfo, type StorageProvider } from '../storage/index.js'
+import { forgetStorage, openStorage, recordStorage, resolveStorage, type StorageSpec } from './storage-binding.js'
 import { Collection, type CollectionContext, type CollectionOptions } from './collection.js'
 import { acquireLock, dataDirPaths, ensureDataDir, type DataDirPaths, type DirLock, type LockOptions } from './data-dir.js'
 import { DataDirError, DeviceRevokedError, InvalidCollectionNameError, InvalidOptionError, NodeClosedError, NotInitializedError, NotOnNetworkError } from './errors.js'
@@ -53,6 +54,13 @@ export interface PeakNodeOptions {
   readonly create?: boolean
   /** 'normal' (default) or 'full' (fsync every commit); see the SQLite provider. */
   readonly durability?: 'normal' | 'full'
+  /**
+   * Where the log and documents live, chosen at the first open and recorded in the data dir:
+   * the embedded SQLite file (default), or a PostgreSQL connection string
+   * (`postgres://user@host/db`, or `{ kind: 'postgres', url, schema?, pool? }`). Later opens may
+   * omit it; naming another place than the recorded one is refused.
+   */
+  readonly storage?: StorageSpec
   /**
    * Join the swarm over libp2p (listen, bootstrap, mDNS, DHT). Without it the node is local only;
    * `startNetwork()` can start it later.
@@ -145,6 +153,7 @@ const joinOpens = new WeakSet<PeakNodeOptions>()
 /** Removes the keystore and database files of a data dir (an identity nobody saw). */
 function removeDataFiles (paths: DataDirPaths): void {
   for (const file of [paths.keystore, paths.database, `${paths.database}-wal`, `${paths.database}-shm`]) rmSync(file, { force: true })
+  forgetStorage(paths)
 }
 
 function hasData (path: string): boolean {
@@ -269,6 +278,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     let storage: StorageProvider | undefined
     let created: { phrase: string | undefined, recoveryPublicKey: Uint8Array } | undefined
     try {
+      const { binding, record } = resolveStorage(paths, options.storage)
       let keystore: KeystoreData
       let recoverySealingSecret: Uint8Array | undefined
       const keystoreExisted = existsSync(paths.keystore)
@@ -284,6 +294,9 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       } else {
         if (hasData(paths.database)) {
           throw new DataDirError(`${paths.keystore} is missing but ${paths.database} holds data; refusing to create a new identity over it (restore the keystore, or move the database away)`)
+        }
+        if (!record && binding.kind !== 'sqlite') {
+          throw new DataDirError(`${paths.keystore} is missing but ${paths.storage} binds this dir to a database that may hold data; refusing to create a new identity over it (restore the keystore, or move ${paths.storage} away)`)
         }
         if (options.create === false) throw new NotInitializedError(`no PeakDB identity in ${paths.dir}; run \`peakdb init\` first`)
         const phrase = options.recoveryPhrase !== undefined ? parseRecoveryPhrase(options.recoveryPhrase) : generateRecoveryPhrase()
@@ -308,7 +321,8 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
         else root.recoverySecretKey.fill(0)
         created = { phrase: options.recoveryPhrase === undefined ? phrase : undefined, recoveryPublicKey: root.recoveryPublicKey }
       }
-      storage = SqliteProvider.open(options.durability === undefined ? { path: paths.database } : { path: paths.database, durability: options.durability })
+      storage = await openStorage(binding, paths, options.durability)
+      if (record) recordStorage(paths, binding)
       if (keystoreExisted && !joinOpens.has(options) && await storage.getMeta('device') === undefined) {
         // the keystore knows this device, but its database is new: the history it wrote is
         // gone, and writing again under the same DeviceId would fork its chain for good
@@ -358,6 +372,9 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
 
   /** This device's id (its libp2p PeerId). */
   get deviceId (): DeviceId { return this.keystore.certificate.device }
+
+  /** Where this node's log and documents live (no secrets in `location`). */
+  get storageInfo (): { kind: string, location: string } { return { kind: this.storage.kind, location: this.storage.location } }
   /** The user's swarm id. */
   get swarmId (): SwarmId { return this.keystore.swarmId }
   /** This device's name in the swarm. */

@@ -6,106 +6,112 @@ import { PeakNode, type LiveEvent } from '../node/index.js'
 import { hashEmbedder } from './helpers/embedders.js'
 import { connect, LOOPBACK, TestSwarm, waitForConvergence } from './helpers/nodes.js'
 import { waitFor, withTimeout } from './helpers/wait-for.js'
+import { TestDatabase } from './helpers/postgres.js'
 
-describe('replication over libp2p (127.0.0.1)', function () {
-  this.timeout(60_000)
-  let swarm: TestSwarm
-  beforeEach(() => { swarm = new TestSwarm() })
-  afterEach(async () => { await swarm.close() })
+const pg = new TestDatabase()
+after(async () => await pg.drop())
 
-  it('two nodes: writes on each appear on both; heads and documents end identical', async () => {
-    const a = await swarm.add({ deviceName: 'a' })
-    await a.collection('notes').put({ _id: 'before', by: 'a' })
-    const b = await swarm.add({ deviceName: 'b' })
-    await connect(a, b)
-    await b.collection('notes').put({ _id: 'from-b', by: 'b' })
-    await a.collection('notes').putMany([{ _id: 'm1', n: 1 }, { _id: 'm2', n: 2 }])
-    await b.collection('notes').delete('before')
-    await waitForConvergence([a, b])
-    assert.deepEqual((await a.collection('notes').find({ orderBy: '_id' })).map(d => d._id), ['from-b', 'm1', 'm2'])
-    assert.deepEqual(a.log.heads().sort((x, y) => x.author.localeCompare(y.author)), b.log.heads().sort((x, y) => x.author.localeCompare(y.author)))
-    const ra = await a.verify({ rebuild: true })
-    assert.equal(ra.ok, true, JSON.stringify(ra))
-    assert.equal((await b.verify({ rebuild: true })).ok, true)
+for (const postgres of [undefined, pg]) {
+  describe(`replication over libp2p (127.0.0.1)${postgres === undefined ? '' : ', every second device on PostgreSQL'}`, function () {
+    this.timeout(60_000)
+    let swarm: TestSwarm
+    beforeEach(() => { swarm = new TestSwarm(postgres === undefined ? {} : { postgres }) })
+    afterEach(async () => { await swarm.close() })
+
+    it('two nodes: writes on each appear on both; heads and documents end identical', async () => {
+      const a = await swarm.add({ deviceName: 'a' })
+      await a.collection('notes').put({ _id: 'before', by: 'a' })
+      const b = await swarm.add({ deviceName: 'b' })
+      await connect(a, b)
+      await b.collection('notes').put({ _id: 'from-b', by: 'b' })
+      await a.collection('notes').putMany([{ _id: 'm1', n: 1 }, { _id: 'm2', n: 2 }])
+      await b.collection('notes').delete('before')
+      await waitForConvergence([a, b])
+      assert.deepEqual((await a.collection('notes').find({ orderBy: '_id' })).map(d => d._id), ['from-b', 'm1', 'm2'])
+      assert.deepEqual(a.log.heads().sort((x, y) => x.author.localeCompare(y.author)), b.log.heads().sort((x, y) => x.author.localeCompare(y.author)))
+      const ra = await a.verify({ rebuild: true })
+      assert.equal(ra.ok, true, JSON.stringify(ra))
+      assert.equal((await b.verify({ rebuild: true })).ok, true)
+    })
+
+    it('five nodes in a line: writes on each reach all (relayed by sync and gossip)', async () => {
+      const nodes: PeakNode[] = []
+      for (let i = 0; i < 5; i++) nodes.push(await swarm.add({ deviceName: `n${i}` }))
+      for (let i = 1; i < 5; i++) await connect(nodes[i - 1]!, nodes[i]!)
+      await Promise.all(nodes.map((n, i) => n.collection('c').put({ _id: `doc-${i}`, i })))
+      await waitFor(async () => (await nodes[2]!.collection('c').get('doc-0')) !== null, { timeoutMs: 30_000, message: 'doc-0 to reach n2 over two hops' })
+      await nodes[2]!.collection('c').patch('doc-0', { touchedBy: 2 })
+      await waitForConvergence(nodes, 30_000)
+      for (const n of nodes) {
+        assert.equal(await n.collection('c').count(), 5)
+        assert.deepEqual(await n.collection('c').get('doc-0'), { _id: 'doc-0', i: 0, touchedBy: 2 })
+      }
+    })
+
+    it('concurrent edits of the same field converge to the same winner everywhere', async () => {
+      const a = await swarm.add()
+      const b = await swarm.add()
+      await a.collection('c').put({ _id: 'x', title: 'A', body: 'from a' })
+      await b.collection('c').put({ _id: 'x', title: 'B' })
+      await a.collection('c').patch('x', { tag: 'a' })
+      await connect(a, b)
+      await waitForConvergence([a, b])
+      assert.deepEqual(await a.collection('c').get('x'), await b.collection('c').get('x'))
+    })
+
+    it('optimistic writes: pending while alone, confirmed once another device holds the entry', async () => {
+      const a = await swarm.add()
+      const w = await a.collection('c').put({ v: 1 })
+      assert.equal(w.status, 'pending')
+      let settled = false
+      void w.confirmed.then(() => { settled = true })
+      // only another device's heads confirm a write, and a has no peer yet
+      assert.deepEqual(a.peers(), [])
+      assert.ok(a.confirmations.confirmedSeq() < w.seq)
+      assert.equal(settled, false)
+      const b = await swarm.add()
+      await connect(a, b)
+      await waitFor(() => settled, { timeoutMs: 10_000, message: 'write to be confirmed' })
+      assert.equal(w.status, 'confirmed')
+      const w2 = await a.collection('c').put({ v: 2 })
+      await withTimeout(w2.confirmed, 20_000, 'the second write to be confirmed')
+      assert.ok(a.confirmations.confirmedSeq() >= w2.seq)
+    })
+
+    it('a live query fires for a remote change within a bounded wait', async () => {
+      const a = await swarm.add()
+      const b = await swarm.add()
+      await connect(a, b)
+      const events: LiveEvent[] = []
+      const stop = b.collection('todo').watch({ where: { done: false }, orderBy: 'title' }, ev => events.push(ev))
+      await waitFor(() => events.length >= 1, { message: 'initial result' })
+      assert.equal(events[0]!.origin, 'initial')
+      assert.deepEqual(events[0]!.docs, [])
+      await a.collection('todo').put({ _id: 't1', title: 'write tests', done: false })
+      await waitFor(() => events.some(e => e.origin === 'remote' && e.docs.some(d => d._id === 't1')), { timeoutMs: 5_000, message: 'remote change to reach the live query' })
+      await a.collection('todo').patch('t1', { done: true })
+      await waitFor(() => events.at(-1)?.docs.length === 0, { timeoutMs: 5_000, message: 'document to leave the result' })
+      assert.deepEqual(events.at(-1)!.changes, [{ type: 'removed', id: 't1', doc: null }])
+      stop()
+    })
+
+    it('Yjs documents: concurrent text edits on two nodes converge, and reopen rebuilds the text', async () => {
+      const a = await swarm.add()
+      const b = await swarm.add()
+      const da = await a.ydoc('pad')
+      const db = await b.ydoc('pad')
+      da.getText('t').insert(0, 'hello ')
+      db.getText('t').insert(0, 'world')
+      await connect(a, b)
+      await waitFor(() => da.getText('t').toString() === db.getText('t').toString() && da.getText('t').length === 11, { timeoutMs: 10_000, message: 'texts to converge' })
+      da.getText('t').insert(da.getText('t').length, '!')
+      await waitFor(() => db.getText('t').toString().endsWith('!'), { timeoutMs: 5_000, message: 'live edit to arrive' })
+      const text = da.getText('t').toString()
+      const a2 = await swarm.reopen(a)
+      assert.equal((await a2.ydoc('pad')).getText('t').toString(), text)
+    })
   })
-
-  it('five nodes in a line: writes on each reach all (relayed by sync and gossip)', async () => {
-    const nodes: PeakNode[] = []
-    for (let i = 0; i < 5; i++) nodes.push(await swarm.add({ deviceName: `n${i}` }))
-    for (let i = 1; i < 5; i++) await connect(nodes[i - 1]!, nodes[i]!)
-    await Promise.all(nodes.map((n, i) => n.collection('c').put({ _id: `doc-${i}`, i })))
-    await waitFor(async () => (await nodes[2]!.collection('c').get('doc-0')) !== null, { timeoutMs: 30_000, message: 'doc-0 to reach n2 over two hops' })
-    await nodes[2]!.collection('c').patch('doc-0', { touchedBy: 2 })
-    await waitForConvergence(nodes, 30_000)
-    for (const n of nodes) {
-      assert.equal(await n.collection('c').count(), 5)
-      assert.deepEqual(await n.collection('c').get('doc-0'), { _id: 'doc-0', i: 0, touchedBy: 2 })
-    }
-  })
-
-  it('concurrent edits of the same field converge to the same winner everywhere', async () => {
-    const a = await swarm.add()
-    const b = await swarm.add()
-    await a.collection('c').put({ _id: 'x', title: 'A', body: 'from a' })
-    await b.collection('c').put({ _id: 'x', title: 'B' })
-    await a.collection('c').patch('x', { tag: 'a' })
-    await connect(a, b)
-    await waitForConvergence([a, b])
-    assert.deepEqual(await a.collection('c').get('x'), await b.collection('c').get('x'))
-  })
-
-  it('optimistic writes: pending while alone, confirmed once another device holds the entry', async () => {
-    const a = await swarm.add()
-    const w = await a.collection('c').put({ v: 1 })
-    assert.equal(w.status, 'pending')
-    let settled = false
-    void w.confirmed.then(() => { settled = true })
-    // only another device's heads confirm a write, and a has no peer yet
-    assert.deepEqual(a.peers(), [])
-    assert.ok(a.confirmations.confirmedSeq() < w.seq)
-    assert.equal(settled, false)
-    const b = await swarm.add()
-    await connect(a, b)
-    await waitFor(() => settled, { timeoutMs: 10_000, message: 'write to be confirmed' })
-    assert.equal(w.status, 'confirmed')
-    const w2 = await a.collection('c').put({ v: 2 })
-    await withTimeout(w2.confirmed, 20_000, 'the second write to be confirmed')
-    assert.ok(a.confirmations.confirmedSeq() >= w2.seq)
-  })
-
-  it('a live query fires for a remote change within a bounded wait', async () => {
-    const a = await swarm.add()
-    const b = await swarm.add()
-    await connect(a, b)
-    const events: LiveEvent[] = []
-    const stop = b.collection('todo').watch({ where: { done: false }, orderBy: 'title' }, ev => events.push(ev))
-    await waitFor(() => events.length >= 1, { message: 'initial result' })
-    assert.equal(events[0]!.origin, 'initial')
-    assert.deepEqual(events[0]!.docs, [])
-    await a.collection('todo').put({ _id: 't1', title: 'write tests', done: false })
-    await waitFor(() => events.some(e => e.origin === 'remote' && e.docs.some(d => d._id === 't1')), { timeoutMs: 5_000, message: 'remote change to reach the live query' })
-    await a.collection('todo').patch('t1', { done: true })
-    await waitFor(() => events.at(-1)?.docs.length === 0, { timeoutMs: 5_000, message: 'document to leave the result' })
-    assert.deepEqual(events.at(-1)!.changes, [{ type: 'removed', id: 't1', doc: null }])
-    stop()
-  })
-
-  it('Yjs documents: concurrent text edits on two nodes converge, and reopen rebuilds the text', async () => {
-    const a = await swarm.add()
-    const b = await swarm.add()
-    const da = await a.ydoc('pad')
-    const db = await b.ydoc('pad')
-    da.getText('t').insert(0, 'hello ')
-    db.getText('t').insert(0, 'world')
-    await connect(a, b)
-    await waitFor(() => da.getText('t').toString() === db.getText('t').toString() && da.getText('t').length === 11, { timeoutMs: 10_000, message: 'texts to converge' })
-    da.getText('t').insert(da.getText('t').length, '!')
-    await waitFor(() => db.getText('t').toString().endsWith('!'), { timeoutMs: 5_000, message: 'live edit to arrive' })
-    const text = da.getText('t').toString()
-    const a2 = await swarm.reopen(a)
-    assert.equal((await a2.ydoc('pad')).getText('t').toString(), text)
-  })
-})
+}
 
 describe('replication: discovery, restarts, large logs', function () {
   this.timeout(90_000)

@@ -5,7 +5,8 @@
  * ```json
  * { "listen": ["/ip4/0.0.0.0/tcp/4011"], "bootstrap": ["/ip4/192.0.2.7/tcp/4011/p2p/12D3KooW..."],
  *   "mdns": true, "dht": true, "apiPort": 5011, "confirmations": 1,
- *   "embedder": { "kind": "ollama", "url": "http://127.0.0.1:11434", "model": "nomic-embed-text" } }
+ *   "embedder": { "kind": "ollama", "url": "http://127.0.0.1:11434", "model": "nomic-embed-text" },
+ *   "storage": "postgres://peakdb@db.example/peak" }
  * ```
  */
 import { existsSync, readFileSync } from 'node:fs'
@@ -14,6 +15,7 @@ import { join } from 'node:path'
 import { InvalidOptionError } from '../errors.js'
 import type { PeakNodeOptions } from '../peak-node.js'
 import { createHttpEmbedder } from '../embedding/http-embedder.js'
+import { storageSchema } from '../storage-binding.js'
 
 const multiaddrText = z.string().min(1).max(1024).refine(s => s.startsWith('/'), 'expected a multiaddr starting with /')
 
@@ -25,6 +27,8 @@ export const configSchema = z.object({
   apiPort: z.number().int().min(0).max(65535).optional(),
   confirmations: z.number().int().min(0).max(1000).optional(),
   deviceName: z.string().min(1).max(64).optional(),
+  /** Where the log and documents live, read at the first start: "sqlite" (default) or a postgres:// connection string. */
+  storage: storageSchema.optional(),
   /** The embedder for search by meaning: the built-in offline model, or an endpoint you run. */
   embedder: z.union([
     z.object({ kind: z.literal('default') }).strict(),

@@ -3,6 +3,7 @@
  */
 import { join } from 'node:path'
 import cliProgress from 'cli-progress'
+import type { StorageSpec } from '../storage-binding.js'
 import { PeakNode } from '../peak-node.js'
 import { ApiServer } from '../daemon/api-server.js'
 import { announceDaemon, dataDirPaths, ensureDataDir } from '../data-dir.js'
@@ -98,7 +99,8 @@ export async function runDaemon (o: DaemonOptions): Promise<void> {
       ...(embedder !== undefined ? { embedder } : {}),
       ...(pass !== undefined ? { passphrase: pass } : {}),
       ...(name !== undefined ? { deviceName: name } : {}),
-      ...(confirmations !== undefined ? { confirmations } : {})
+      ...(confirmations !== undefined ? { confirmations } : {}),
+      ...(config.storage !== undefined ? { storage: config.storage as StorageSpec } : {})
     })
   } catch (err) {
     announcement.withdraw()

@@ -9,6 +9,8 @@ import { DataDirError } from '../errors.js'
 import { emit, table } from './output.js'
 import { passphrase } from './target.js'
 import { readStdin } from './input.js'
+import { dataDirConfig } from './config.js'
+import type { StorageSpec } from '../storage-binding.js'
 
 /** The recovery-phrase banner shown once when an identity is created. */
 export function phraseBanner (phrase: string): string {
@@ -28,25 +30,27 @@ export function phraseBanner (phrase: string): string {
 }
 
 /** Runs `peakdb init`. */
-export async function runInit (o: { dir: string, json: boolean, recover?: string, name?: string, passphraseFile?: string }): Promise<void> {
+export async function runInit (o: { dir: string, json: boolean, recover?: string, name?: string, passphraseFile?: string, storage?: string }): Promise<void> {
   const paths = dataDirPaths(o.dir)
   if (existsSync(paths.keystore)) {
     throw new DataDirError(`${paths.dir} already has an identity (${paths.keystore}); use another --dir to create a new one`)
   }
   const recover = o.recover === '-' ? await readStdin() : o.recover
   const pass = passphrase(o.passphraseFile)
+  const storage = (o.storage ?? dataDirConfig(o.dir).storage) as StorageSpec | undefined
   const node = await PeakNode.open({
     dir: o.dir,
     lock: { kind: 'command' },
     ...(pass !== undefined ? { passphrase: pass } : {}),
     ...(recover !== undefined ? { recoveryPhrase: recover } : {}),
-    ...(o.name !== undefined ? { deviceName: o.name } : {})
+    ...(o.name !== undefined ? { deviceName: o.name } : {}),
+    ...(storage !== undefined ? { storage } : {})
   })
   try {
-    const out = { deviceId: node.deviceId, swarmId: node.swarmId, deviceName: node.deviceName, dir: node.dir, recovered: recover !== undefined, ...(node.recoveryPhrase !== undefined ? { recoveryPhrase: node.recoveryPhrase } : {}) }
+    const out = { deviceId: node.deviceId, swarmId: node.swarmId, deviceName: node.deviceName, dir: node.dir, storage: node.storageInfo, recovered: recover !== undefined, ...(node.recoveryPhrase !== undefined ? { recoveryPhrase: node.recoveryPhrase } : {}) }
     emit(o.json, out, () => [
       `${recover !== undefined ? 'Restored' : 'Created'} a PeakDB identity in ${node.dir}`,
-      table([['DeviceId', node.deviceId], ['SwarmId', node.swarmId], ['Device name', node.deviceName]]),
+      table([['DeviceId', node.deviceId], ['SwarmId', node.swarmId], ['Device name', node.deviceName], ['Storage', `${node.storageInfo.kind} ${node.storageInfo.location}`]]),
       node.recoveryPhrase !== undefined ? phraseBanner(node.recoveryPhrase) : ''
     ].join('\n'))
   } finally {

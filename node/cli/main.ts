@@ -247,7 +247,8 @@ Examples:
     .description('create this device\'s identity and print the 24-word recovery phrase (once)')
     .option('--recover <words>', 'restore the identity from a recovery phrase instead ("-" reads it from stdin)')
     .option('--name <name>', 'name of this device in the swarm (default: host name)')
-    .action(async (opts: { recover?: string, name?: string }, cmd: Command) => {
+    .option('--storage <where>', 'where the log and documents live: sqlite (default, a file in the data dir) or a postgres://user@host/db connection string (default: "storage" in <dir>/config.json)')
+    .action(async (opts: { recover?: string, name?: string, storage?: string }, cmd: Command) => {
       const { runInit } = await import('./init-command.js')
       await runInit({ ...globals(cmd), ...opts })
     })

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { PeakNode, type PeakNodeOptions } from '../../node/index.js'
+import type { TestDatabase } from './postgres.js'
 import { TmpDirs } from './tmp-dir.js'
 import { hashEmbedder } from './embedders.js'
 import { waitFor } from './wait-for.js'
@@ -15,12 +16,22 @@ export class TestSwarm {
   readonly nodes: PeakNode[] = []
   readonly dirs = new TmpDirs()
   phrase: string | undefined
+  private added = 0
+
+  /**
+   * `postgres`: every second node the swarm creates (the 2nd, 4th, ...) stores on PostgreSQL,
+   * in a schema of its own in that database; the others on SQLite.
+   */
+  constructor (private readonly options: { postgres?: TestDatabase } = {}) {}
 
   /** Opens a new node of the swarm (the first creates the identity), on the network. */
   async add (options: Partial<PeakNodeOptions> = {}): Promise<PeakNode> {
     const dir = options.dir ?? this.dirs.make('peakdb-node-')
+    const pg = this.options.postgres
+    const storage = pg !== undefined && options.dir === undefined && this.added++ % 2 === 1 ? { storage: await pg.url() } : {}
     const node = await PeakNode.open({
       dir,
+      ...storage,
       ...(this.phrase !== undefined ? { recoveryPhrase: this.phrase } : {}),
       network: { listen: LOOPBACK, dht: false },
       // a cheap deterministic embedder: these tests are about replication, not the model
