@@ -679,6 +679,6 @@ async function bindStorage (storage: StorageProvider, keystore: KeystoreData, pa
     return
   }
   if (swarm !== keystore.swarmId || device !== keystore.certificate.device) {
-    throw new DataDirError(`${paths.database} belongs to device ${device ?? '?'} of swarm ${swarm ?? '?'}, but ${paths.keystore} is device ${keystore.certificate.device} of swarm ${keystore.swarmId}`)
+    throw new DataDirError(`${storage.location} belongs to device ${device ?? '?'} of swarm ${swarm ?? '?'}, but ${paths.keystore} is device ${keystore.certificate.device} of swarm ${keystore.swarmId}`)
   }
 }

@@ -61,6 +61,7 @@ function compile (filter: Filter, p: Params): string {
   switch (filter.op) {
     case 'and':
     case 'or':
+      if (filter.items.length === 0) return filter.op === 'and' ? 'true' : 'false'
       return `(${filter.items.map(i => compile(i, p)).join(filter.op === 'and' ? ' AND ' : ' OR ')})`
     case 'not':
       return `NOT COALESCE(${compile(filter.item, p)}, false)`
