@@ -127,6 +127,17 @@ describe('storage: SQLite specifics', () => {
     await rejectsNamed(() => SqliteProvider.open({ path }), 'SchemaVersionError', 'upgrade PeakDB')
   })
 
+  it('matches every document with an empty where', async () => {
+    const s = SqliteProvider.open({ path: join(dirs.make(), 'db.sqlite'), readers: 0 })
+    try {
+      await s.commit([putDocs(0, 3)])
+      assert.deepEqual((await s.find('docs', normaliseQuery({ where: {} }))).map(r => r.id), ['d000000', 'd000001', 'd000002'])
+      assert.equal(await s.count('docs', normaliseWhere({})), 3)
+    } finally {
+      await s.close()
+    }
+  })
+
   it('throws StorageClosedError after close', async () => {
     const s = SqliteProvider.open({ path: join(dirs.make(), 'db.sqlite') })
     await s.close()
