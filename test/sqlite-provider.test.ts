@@ -9,7 +9,7 @@ import { SqliteProvider, normaliseQuery, normaliseWhere, parseFieldPath, type Co
 import { compileFind } from '../storage/sqlite/query-sql.js'
 import type { ReadPool } from '../storage/sqlite/read-pool.js'
 import { SCHEMA_VERSION } from '../storage/sqlite/schema.js'
-import { runStorageProviderTests } from './storage-compliance.js'
+import { logWriter, runDocumentStoreTests, runSearchStoreTests, runStorageProviderTests } from './storage-compliance.js'
 import { rejectsNamed } from './helpers/errors.js'
 import { damageTablePages } from './helpers/sqlite-damage.js'
 import { TmpDirs } from './helpers/tmp-dir.js'
@@ -17,6 +17,10 @@ import { waitFor, withTimeout } from './helpers/wait-for.js'
 
 const dirs = new TmpDirs()
 runStorageProviderTests('sqlite', { setup: async () => SqliteProvider.open({ path: join(dirs.make(), 'db.sqlite') }), teardown: async () => dirs.cleanup() })
+// the roles whose long reads go to reader threads, again with a thread ready from the first read
+const pooled = { setup: async () => await openPooled(join(dirs.make(), 'db.sqlite')), teardown: async () => dirs.cleanup() }
+runDocumentStoreTests('sqlite, reader threads', pooled, { write: logWriter(), local: false })
+runSearchStoreTests('sqlite, reader threads', pooled)
 
 describe('storage: SQLite specifics', () => {
   afterEach(() => dirs.cleanup())
