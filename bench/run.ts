@@ -2,8 +2,8 @@
  * `npm run bench`: runs every benchmark, each engine in its own process (so peak RSS is its
  * own), and prints one JSON document; a copy is written to bench/out/.
  *
- *   npm run bench            # N = 5000 documents, 100,000 vectors
- *   BENCH_N=20000 BENCH_VECTORS=20000 BENCH_SWARM_DOCS=2000 npm run bench
+ *   npm run bench            # N = 5000 documents, 100,000 vectors, 100,000 documents to scan
+ *   BENCH_N=20000 BENCH_VECTORS=20000 BENCH_SWARM_DOCS=2000 BENCH_SCAN_DOCS=20000 npm run bench
  */
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -18,6 +18,7 @@ import { folderIndexBench, swarmSearchBench } from './swarm.js'
 const here = dirname(fileURLToPath(import.meta.url))
 const N = Number(process.env.BENCH_N ?? 5000)
 const VECTORS = Number(process.env.BENCH_VECTORS ?? 100_000)
+const SCAN_DOCS = Number(process.env.BENCH_SCAN_DOCS ?? 100_000)
 
 function runChild (script: string, args: string[]): Record<string, unknown> {
   const out = execFileSync(process.execPath, [join(here, script), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 16 << 20 })
@@ -28,6 +29,9 @@ function runChild (script: string, args: string[]): Record<string, unknown> {
 process.stderr.write(`bench: local writes and reads, N=${N}\n`)
 const raw = runChild('local.js', ['raw', String(N)])
 const peak = runChild('local.js', ['peakdb', String(N)])
+
+process.stderr.write(`bench: long reads on reader threads and on the connection, ${SCAN_DOCS} documents\n`)
+const readPool = runChild('read-pool.js', [String(SCAN_DOCS)])
 
 process.stderr.write('bench: CLI start-up against a running daemon, next to a bare node\n')
 const cli = runChild('cli.js', [])
@@ -58,7 +62,8 @@ const result = {
     ratios: {
       putVsRawAutocommit: round(Number(peak.putDocsPerSec) / Number(raw.autocommitDocsPerSec), 3),
       putManyVsRawTransaction: round(Number(peak.putManyDocsPerSec) / Number(raw.transactionDocsPerSec), 3)
-    }
+    },
+    readPool
   },
   cli,
   sealing,

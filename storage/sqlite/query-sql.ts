@@ -47,6 +47,8 @@ function compile (filter: Filter, params: unknown[]): string {
   switch (filter.op) {
     case 'and':
     case 'or':
+      // `where: {}` normalises to an empty and: it matches every document
+      if (filter.items.length === 0) return filter.op === 'and' ? '1' : '0'
       return `(${filter.items.map(i => compile(i, params)).join(filter.op === 'and' ? ' AND ' : ' OR ')})`
     case 'not':
       return `NOT COALESCE(${compile(filter.item, params)}, 0)`

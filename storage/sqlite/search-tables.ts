@@ -6,7 +6,7 @@
 import type { Database as Db, Statement } from 'better-sqlite3'
 import type { CollectionSettings, IndexTask, IndexUpdate, VectorChanges } from '../provider.js'
 import type { Filter } from '../query.js'
-import { compileFilter } from './query-sql.js'
+import { compileFilter, type Sql } from './query-sql.js'
 
 /** Collections whose names start with `_` (profile, …) are never indexed. */
 function indexed (collection: string): boolean {
@@ -187,70 +187,9 @@ export class SearchTables {
     return out
   }
 
-  textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Array<{ id: string, score: number }> {
-    if (terms.length === 0) return []
-    const params: unknown[] = [terms.map(ftsString).join(' OR '), collection]
-    const where = compileFilter(filter, params)
-    params.push(k)
-    const rows = this.db.prepare(`SELECT d.id AS id, bm25(fts) AS s FROM fts JOIN docs d ON d.rid = fts.rowid WHERE fts MATCH ? AND d.collection = ? AND d.body IS NOT NULL AND ${where} ORDER BY s LIMIT ?`).all(...params) as Array<{ id: string, s: number }>
-    return rows.map(r => ({ id: r.id, score: -r.s }))
-  }
-
-  vectorSearch (collection: string, embedder: string, vector: Float32Array, k: number, filter: Filter | undefined): Array<{ id: string, distance: number }> {
-    const table = this.vecTables.get(embedder)
-    if (table === undefined) return []
-    if (filter !== undefined) {
-      const candidates = this.candidateChunks(collection, embedder, filter, EXACT_CANDIDATES + 1)
-      if (candidates.length === 0) return []
-      if (candidates.length <= EXACT_CANDIDATES) return this.scoreCandidates(table.name, collection, vector, k, candidates)
-    }
-    // KNN over the collection's partition, widened until k documents pass the filter
-    const params: unknown[] = []
-    const where = compileFilter(filter, params)
-    const sql = `WITH knn AS (SELECT rowid, distance FROM ${table.name} WHERE embedding MATCH ? AND k = ? AND collection = ?)
-      SELECT c.id AS id, min(knn.distance) AS distance FROM knn JOIN chunks c ON c.rid = knn.rowid
-      JOIN docs ON docs.collection = c.collection AND docs.id = c.id
-      WHERE docs.body IS NOT NULL AND ${where} GROUP BY c.id ORDER BY distance LIMIT ?`
-    const stmt = this.db.prepare(sql)
-    for (let kk = Math.min(MAX_KNN, k * (filter === undefined ? 4 : 40)); ; kk = Math.min(MAX_KNN, kk * 4)) {
-      const rows = stmt.all(vecBytes(vector), kk, collection, ...params, k) as Array<{ id: string, distance: number }>
-      if (rows.length >= k || kk >= MAX_KNN) {
-        if (rows.length >= k || filter === undefined) return rows
-        // a filter that keeps few of the nearest 4096 chunks: score its candidates directly
-        return this.scoreCandidates(table.name, collection, vector, k, this.candidateChunks(collection, embedder, filter, Number.MAX_SAFE_INTEGER))
-      }
-      const total = this.db.prepare(`SELECT count(*) FROM chunks WHERE collection = ? AND embedder = ?`).pluck().get(collection, embedder) as number
-      if (kk >= total) return rows
-    }
-  }
-
-  /** The chunks (row id, document id) of the documents matching a filter, at most `limit`. */
-  private candidateChunks (collection: string, embedder: string, filter: Filter, limit: number): Array<{ rid: number, id: string }> {
-    const params: unknown[] = [collection, embedder]
-    const where = compileFilter(filter, params)
-    return this.db.prepare(`SELECT c.rid AS rid, c.id AS id FROM chunks c JOIN docs ON docs.collection = c.collection AND docs.id = c.id WHERE c.collection = ? AND c.embedder = ? AND docs.body IS NOT NULL AND ${where} LIMIT ?`).all(...params, limit) as Array<{ rid: number, id: string }>
-  }
-
-  /**
-   * Exact nearest documents among those matching a filter: KNN restricted to the chunks of the
-   * matching documents (sqlite-vec takes a rowid set; reading the vectors out row by row is
-   * ten times slower), widened until k documents are found.
-   */
-  private scoreCandidates (table: string, collection: string, vector: Float32Array, k: number, chunks: ReadonlyArray<{ rid: number, id: string }>): Array<{ id: string, distance: number }> {
-    if (chunks.length === 0) return []
-    const byRid = new Map(chunks.map(c => [c.rid, c.id]))
-    const rids = JSON.stringify(chunks.map(c => c.rid))
-    const knn = this.db.prepare(`SELECT rowid, distance FROM ${table} WHERE embedding MATCH ? AND k = ? AND collection = ? AND rowid IN (SELECT value FROM json_each(?))`)
-    for (let kk = Math.min(chunks.length, k * 4); ; kk = Math.min(chunks.length, kk * 4)) {
-      const best = new Map<string, number>()
-      for (const row of knn.all(vecBytes(vector), kk, collection, rids) as Array<{ rowid: number, distance: number }>) {
-        const id = byRid.get(Number(row.rowid)) as string
-        if (row.distance < (best.get(id) ?? Infinity)) best.set(id, row.distance)
-      }
-      if (best.size >= k || kk >= chunks.length) {
-        return [...best].map(([id, distance]) => ({ id, distance })).sort((a, b) => a.distance - b.distance || (a.id < b.id ? -1 : 1)).slice(0, k)
-      }
-    }
+  /** The sqlite-vec table holding an embedder's vectors, if it has any. */
+  vectorTable (embedder: string): string | undefined {
+    return this.vecTables.get(embedder)?.name
   }
 
   vectorsOf (collection: string, embedder: string, after: number, limit: number): Array<{ rid: number, id: string, vector: Float32Array }> {
@@ -282,5 +221,84 @@ export class SearchTables {
       for (const row of this.db.prepare(`SELECT rid, id FROM chunks WHERE rid IN (${slice.map(() => '?').join(',')})`).all(...slice) as Array<{ rid: number, id: string }>) out.set(row.rid, row.id)
     }
     return out
+  }
+}
+
+/** Keyword search (BM25) of one collection's documents for any of `terms` (at least one); lower `s` is better. */
+export function textSearchSql (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Sql {
+  const params: unknown[] = [terms.map(ftsString).join(' OR '), collection]
+  const where = compileFilter(filter, params)
+  params.push(k)
+  return { text: `SELECT d.id AS id, bm25(fts) AS s FROM fts JOIN docs d ON d.rid = fts.rowid WHERE fts MATCH ? AND d.collection = ? AND d.body IS NOT NULL AND ${where} ORDER BY s LIMIT ?`, params }
+}
+
+/** An exact nearest-documents search on one sqlite-vec table (see {@link exactVectorSearch}). */
+export interface VectorQuery {
+  readonly table: string
+  readonly collection: string
+  readonly embedder: string
+  readonly vector: Float32Array
+  readonly k: number
+  readonly filter: Filter | undefined
+}
+
+/**
+ * Exact nearest documents to a vector by their best chunk, among those matching the filter. Runs
+ * on any connection to the database (the provider's, or a reader thread's) through `prepare`;
+ * the caller gives it one read transaction, so that its statements see one snapshot.
+ */
+export function exactVectorSearch (prepare: (sql: string) => Statement, q: VectorQuery): Array<{ id: string, distance: number }> {
+  const { table, collection, embedder, vector, k, filter } = q
+  if (filter !== undefined) {
+    const candidates = candidateChunks(prepare, collection, embedder, filter, EXACT_CANDIDATES + 1)
+    if (candidates.length === 0) return []
+    if (candidates.length <= EXACT_CANDIDATES) return scoreCandidates(prepare, table, collection, vector, k, candidates)
+  }
+  // KNN over the collection's partition, widened until k documents pass the filter
+  const params: unknown[] = []
+  const where = compileFilter(filter, params)
+  const sql = `WITH knn AS (SELECT rowid, distance FROM ${table} WHERE embedding MATCH ? AND k = ? AND collection = ?)
+    SELECT c.id AS id, min(knn.distance) AS distance FROM knn JOIN chunks c ON c.rid = knn.rowid
+    JOIN docs ON docs.collection = c.collection AND docs.id = c.id
+    WHERE docs.body IS NOT NULL AND ${where} GROUP BY c.id ORDER BY distance LIMIT ?`
+  const stmt = prepare(sql)
+  for (let kk = Math.min(MAX_KNN, k * (filter === undefined ? 4 : 40)); ; kk = Math.min(MAX_KNN, kk * 4)) {
+    const rows = stmt.all(vecBytes(vector), kk, collection, ...params, k) as Array<{ id: string, distance: number }>
+    if (rows.length >= k || kk >= MAX_KNN) {
+      if (rows.length >= k || filter === undefined) return rows
+      // a filter that keeps few of the nearest 4096 chunks: score its candidates directly
+      return scoreCandidates(prepare, table, collection, vector, k, candidateChunks(prepare, collection, embedder, filter, Number.MAX_SAFE_INTEGER))
+    }
+    const total = prepare('SELECT count(*) FROM chunks WHERE collection = ? AND embedder = ?').pluck().get(collection, embedder) as number
+    if (kk >= total) return rows
+  }
+}
+
+/** The chunks (row id, document id) of the documents matching a filter, at most `limit`. */
+function candidateChunks (prepare: (sql: string) => Statement, collection: string, embedder: string, filter: Filter, limit: number): Array<{ rid: number, id: string }> {
+  const params: unknown[] = [collection, embedder]
+  const where = compileFilter(filter, params)
+  return prepare(`SELECT c.rid AS rid, c.id AS id FROM chunks c JOIN docs ON docs.collection = c.collection AND docs.id = c.id WHERE c.collection = ? AND c.embedder = ? AND docs.body IS NOT NULL AND ${where} LIMIT ?`).all(...params, limit) as Array<{ rid: number, id: string }>
+}
+
+/**
+ * Exact nearest documents among those matching a filter: KNN restricted to the chunks of the
+ * matching documents (sqlite-vec takes a rowid set; reading the vectors out row by row is
+ * ten times slower), widened until k documents are found.
+ */
+function scoreCandidates (prepare: (sql: string) => Statement, table: string, collection: string, vector: Float32Array, k: number, chunks: ReadonlyArray<{ rid: number, id: string }>): Array<{ id: string, distance: number }> {
+  if (chunks.length === 0) return []
+  const byRid = new Map(chunks.map(c => [c.rid, c.id]))
+  const rids = JSON.stringify(chunks.map(c => c.rid))
+  const knn = prepare(`SELECT rowid, distance FROM ${table} WHERE embedding MATCH ? AND k = ? AND collection = ? AND rowid IN (SELECT value FROM json_each(?))`)
+  for (let kk = Math.min(chunks.length, k * 4); ; kk = Math.min(chunks.length, kk * 4)) {
+    const best = new Map<string, number>()
+    for (const row of knn.all(vecBytes(vector), kk, collection, rids) as Array<{ rowid: number, distance: number }>) {
+      const id = byRid.get(Number(row.rowid)) as string
+      if (row.distance < (best.get(id) ?? Infinity)) best.set(id, row.distance)
+    }
+    if (best.size >= k || kk >= chunks.length) {
+      return [...best].map(([id, distance]) => ({ id, distance })).sort((a, b) => a.distance - b.distance || (a.id < b.id ? -1 : 1)).slice(0, k)
+    }
   }
 }

@@ -16,9 +16,14 @@ import type {
 } from '../provider.js'
 import { LOCAL_PREFIX } from '../provider.js'
 import { migrate } from './schema.js'
-import { SearchTables } from './search-tables.js'
+import { SearchTables, textSearchSql } from './search-tables.js'
 import * as sqliteVec from 'sqlite-vec'
 import { compileCount, compileFind, indexExpression } from './query-sql.js'
+import { checkPages, INTEGRITY_CHECK_MAX, isCorruption } from './integrity.js'
+import { ReadConnection, type ReadRequest } from './read-connection.js'
+import { defaultReaders, ReadPool } from './read-pool.js'
+
+export { INTEGRITY_CHECK_MAX }
 
 /** Options of the SQLite provider. */
 export interface SqliteProviderOptions {
@@ -29,15 +34,21 @@ export interface SqliteProviderOptions {
    * committed, a power loss may lose the last transactions. 'full': fsync on every commit.
    */
   readonly durability?: 'normal' | 'full'
-  /** Page cache size in MiB (default 8). */
+  /** Page cache size in MiB (default 8), per connection. */
   readonly cacheMiB?: number
+  /**
+   * Reader threads for reads that may take long (queries, counts, full-text and exact vector
+   * search, integrity checks), each with its own read-only connection, so that they do not
+   * block the event loop. Default: 2 where the machine has two or more cores, else 1; 0 runs
+   * every read on the calling thread. In-memory databases always read on the calling thread.
+   */
+  readonly readers?: number
 }
 
 interface DocRowDb { rid: number, body: string | null, meta: string }
 interface EntryRowDb { pos: number, cid: Uint8Array, author: string, seq: number, bytes: Uint8Array }
 
 const SQLITE_MAGIC = 'SQLite format 3\0'
-const FIND_CACHE_MAX = 64
 /**
  * Meta key of the shutdown marker: 'open' while a process has the database open, 'clean' once
  * it closed it. Anything else at open (a crash, a kill, a power loss) makes open run a quick check.
@@ -49,11 +60,6 @@ const QUICK_CHECK_QUOTED = 3
 /** Lookup key of a CID: 8 bytes of its digest (after the 4-byte CIDv1 / dag-cbor / sha2-256 prefix). */
 function cidHash (cid: Uint8Array): bigint {
   return Buffer.from(cid.buffer, cid.byteOffset, cid.length).readBigInt64BE(cid.length >= 12 ? 4 : 0)
-}
-
-function isCorruption (err: unknown): err is Error & { code: string } {
-  const code = (err as { code?: unknown } | null)?.code
-  return typeof code === 'string' && (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT'))
 }
 
 /**
@@ -86,23 +92,29 @@ function precheckFile (path: string): void {
   }
 }
 
-/** SQLite lists at most this many problems per check; a list this long may be cut. */
-export const INTEGRITY_CHECK_MAX = 100
-
 /**
- * Runs SQLite's `quick_check` or `integrity_check` and returns its problems, one per line (SQLite
- * packs many into one row under a "*** in database main ***" heading). Damage that stops the
- * check itself comes back as a last line saying so, not as an exception.
+ * Up to this many documents named by id, a query stays on the provider's connection: a point
+ * read costs less than the round trip to a reader thread (measured in bench/read-pool.ts).
  */
-function checkPages (db: Db, pragma: 'quick_check' | 'integrity_check'): string[] {
-  let rows: string[]
-  try {
-    rows = (db.pragma(pragma) as Array<Record<string, string>>).map(r => r[pragma] ?? '')
-  } catch (err) {
-    if (!isCorruption(err)) throw err
-    return [`the check stopped at damage it could not read past: ${err.message}`]
+const PINNED_IDS_MAX = 64
+
+/** Whether a filter only lets through a few documents named by id (so the query is a point read). */
+function pinsFewIds (filter: Filter | undefined): boolean {
+  if (filter === undefined) return false
+  switch (filter.op) {
+    case 'and': return filter.items.some(pinsFewIds)
+    case 'or': return filter.items.length > 0 && filter.items.length <= PINNED_IDS_MAX && filter.items.every(pinsFewIds)
+    case 'in': return filter.path.isId && filter.values.length <= PINNED_IDS_MAX
+    case 'cmp': return filter.path.isId && filter.cmp === 'eq'
+    default: return false
   }
-  return rows.flatMap(r => r.split('\n')).map(l => l.trim()).filter(l => l !== '' && l !== 'ok' && !/^\*\*\* in database \S+ \*\*\*$/.test(l))
+}
+
+/** Reader threads for these options: none for an in-memory database (a thread could not open it). */
+function readerCount (options: SqliteProviderOptions): number {
+  const n = options.readers ?? defaultReaders()
+  if (!Number.isInteger(n) || n < 0) throw new RangeError(`"readers" expected a whole number >= 0, got ${n}`)
+  return options.path === '' || options.path === ':memory:' ? 0 : n
 }
 
 /**
@@ -127,7 +139,11 @@ export class SqliteProvider implements StorageProvider {
   readonly location: string
   private readonly db: Db
   private closed = false
-  private readonly findCache = new Map<string, Statement>()
+  private closing: Promise<void> | undefined
+  /** Reads on this connection, with their statements prepared once. */
+  private readonly local: ReadConnection
+  /** Reader threads (undefined: every read runs here). */
+  private readonly pool: ReadPool | undefined
   private readonly search: SearchTables
   private readonly s: {
     insertEntry: Statement
@@ -218,6 +234,9 @@ export class SqliteProvider implements StorageProvider {
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
     }
     this.search = new SearchTables(db)
+    this.local = new ReadConnection(db)
+    const readers = readerCount(options)
+    this.pool = readers === 0 ? undefined : new ReadPool({ path: options.path, cacheMiB: options.cacheMiB ?? 8, readers, fallback: req => this.local.run(req) })
     this.commitTx = db.transaction((items: readonly CommitItem[]) => this.applyItems(items))
     this.applyPendingTx = db.transaction((items: readonly PendingApply[]) => this.applyPendingItems(items))
   }
@@ -227,8 +246,25 @@ export class SqliteProvider implements StorageProvider {
     try {
       return fn()
     } catch (err) {
-      if (isCorruption(err)) throw new StorageCorruptError(this.location, err.message)
-      throw err
+      throw this.storageError(err)
+    }
+  }
+
+  private storageError (err: unknown): unknown {
+    return isCorruption(err) ? new StorageCorruptError(this.location, err.message) : err
+  }
+
+  /**
+   * Runs a read that may take long on a reader thread, or here when there are none or `here` is
+   * set (a point read: the round trip to a thread costs more than the read).
+   */
+  private async read<T> (req: ReadRequest, here = false): Promise<T> {
+    if (this.pool === undefined || here) return this.guard(() => this.local.run(req) as T)
+    if (this.closed) throw new StorageClosedError(`storage ${this.location} is closed`)
+    try {
+      return await this.pool.run(req) as T
+    } catch (err) {
+      throw this.storageError(err)
     }
   }
 
@@ -458,39 +494,20 @@ export class SqliteProvider implements StorageProvider {
     })
   }
 
-  private cached (sql: string): Statement {
-    let stmt = this.findCache.get(sql)
-    if (stmt === undefined) {
-      stmt = this.db.prepare(sql)
-      if (this.findCache.size >= FIND_CACHE_MAX) {
-        const oldest = this.findCache.keys().next().value
-        if (oldest !== undefined) this.findCache.delete(oldest)
-      }
-    } else {
-      this.findCache.delete(sql)
-    }
-    this.findCache.set(sql, stmt)
-    return stmt
-  }
-
   async find (collection: string, query: NormalisedQuery): Promise<Array<{ id: string, body: JsonObject }>> {
-    return this.guard(() => {
-      const { text, params } = compileFind(collection, query)
-      const rows = this.cached(text).all(...params) as Array<{ id: string, body: string }>
-      return rows.map(r => ({ id: r.id, body: JSON.parse(r.body) as JsonObject }))
-    })
+    const { text, params } = compileFind(collection, query)
+    const rows = await this.read<Array<{ id: string, body: string }>>({ kind: 'rows', sql: text, params, mode: 'all' }, pinsFewIds(query.filter))
+    return rows.map(r => ({ id: r.id, body: JSON.parse(r.body) as JsonObject }))
   }
 
   async count (collection: string, filter: Filter | undefined): Promise<number> {
-    return this.guard(() => {
-      const { text, params } = compileCount(collection, filter)
-      return (this.cached(text).get(...params) as { n: number }).n
-    })
+    const { text, params } = compileCount(collection, filter)
+    return (await this.read<{ n: number }>({ kind: 'rows', sql: text, params, mode: 'get' }, pinsFewIds(filter))).n
   }
 
   async collections (): Promise<CollectionInfo[]> {
+    const counts = await this.read<Array<{ name: string, count: number }>>({ kind: 'rows', sql: 'SELECT collection AS name, count(body) AS count FROM docs GROUP BY collection', params: [], mode: 'all' })
     return this.guard(() => {
-      const counts = this.db.prepare('SELECT collection AS name, count(body) AS count FROM docs GROUP BY collection').all() as Array<{ name: string, count: number }>
       const indexes = this.db.prepare('SELECT collection, path FROM indexes ORDER BY collection, path').all() as Array<{ collection: string, path: string }>
       const byName = new Map<string, { name: string, count: number, indexes: string[] }>()
       for (const c of counts) byName.set(c.name, { ...c, indexes: [] })
@@ -566,11 +583,16 @@ export class SqliteProvider implements StorageProvider {
   }
 
   async textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>> {
-    return this.guard(() => this.search.textSearch(collection, terms, k, filter))
+    if (terms.length === 0) return this.guard(() => [])
+    const { text, params } = textSearchSql(collection, terms, k, filter)
+    const rows = await this.read<Array<{ id: string, s: number }>>({ kind: 'rows', sql: text, params, mode: 'all' })
+    return rows.map(r => ({ id: r.id, score: -r.s }))
   }
 
   async vectorSearch (collection: string, embedder: string, vector: Float32Array, k: number, filter: Filter | undefined): Promise<Array<{ id: string, distance: number }>> {
-    return this.guard(() => this.search.vectorSearch(collection, embedder, vector, k, filter))
+    const table = this.guard(() => this.search.vectorTable(embedder))
+    if (table === undefined) return []
+    return await this.read({ kind: 'vectorSearch', query: { table, collection, embedder, vector, k, filter } })
   }
 
   async vectorsOf (collection: string, embedder: string, after: number, limit: number): Promise<Array<{ rid: number, id: string, vector: Float32Array }>> {
@@ -582,13 +604,19 @@ export class SqliteProvider implements StorageProvider {
   }
 
   async checkIntegrity (): Promise<string[]> {
-    return this.guard(() => checkPages(this.db, 'integrity_check'))
+    return await this.read({ kind: 'integrity' })
   }
 
   async close (): Promise<void> {
-    if (this.closed) return
     this.closed = true
-    this.findCache.clear()
+    this.closing ??= this.shutdown()
+    await this.closing
+  }
+
+  private async shutdown (): Promise<void> {
+    // the reader threads go first: the last connection to close removes the WAL files
+    await this.pool?.close()
+    this.local.clear()
     try {
       this.s.setMeta.run(SHUTDOWN_META, 'clean')
     } catch {
