@@ -93,7 +93,8 @@ describe('a node on PostgreSQL', function () {
 
   it('search on PostgreSQL agrees with SQLite on the same data and embedder (top-10 overlap >= 0.9)', async () => {
     const data = JSON.parse(readFileSync(new URL('../bench/data/ir-eval.json', import.meta.url), 'utf8')) as { docs: Array<{ id: string, title: string, body: string }>, queries: Array<{ text: string }> }
-    const embedder = memoised(new UseLiteEmbedder())
+    const model = new UseLiteEmbedder()
+    const embedder = memoised(model)
     const lite = await PeakNode.open({ dir: dirs.make(), embedder, backgroundIndexing: false })
     const server = await PeakNode.open({ dir: dirs.make(), storage: await db.url(), embedder, backgroundIndexing: false })
     try {
@@ -113,6 +114,7 @@ describe('a node on PostgreSQL', function () {
     } finally {
       await lite.close()
       await server.close()
+      await model.close()
     }
   })
 })

@@ -328,6 +328,8 @@ export function runDocumentStoreTests<T extends DocumentStore> (name: string, fa
         assert.deepEqual((await s.find(C, normaliseQuery({ where: { n: 2 } })))[0]?.body, { title: 'a', year: 2021, tags: ['b'], n: 2, flag: false, nested: { city: 'Rome' } })
         assert.equal(await s.count(C, normaliseWhere({ tags: 'a' })), 2)
         assert.equal(await s.count(C, undefined), 4)
+        assert.equal(await s.count(C, normaliseWhere({})), 4, 'an empty where matches every document')
+        assert.equal((await s.find(C, normaliseQuery({ where: {} }))).length, 4)
         assert.equal(await s.count(O, undefined), 1)
         assert.equal(await s.count('nothing-here', undefined), 0)
         await write(C, [{ id: '1', body: null }])
