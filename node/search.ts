@@ -162,7 +162,7 @@ export async function search (ctx: SearchContext, collection: string, query: Sea
  */
 async function annSearch (storage: StorageProvider, ann: AnnIndex, collection: string, vector: Float32Array, k: number, filter: Filter | undefined): Promise<Array<{ id: string, distance: number }> | undefined> {
   const chunks = ann.search(vector, Math.min(ann.size, k * (filter === undefined ? 4 : 40)))
-  const docs = await storage.chunkDocs(chunks.map(c => c.rid))
+  const docs = await storage.chunkDocs(collection, chunks.map(c => c.rid))
   let kept = chunks.filter(c => docs.has(c.rid))
   if (filter !== undefined && kept.length > 0) {
     const ids = [...new Set(kept.map(c => docs.get(c.rid) as string))]

@@ -5,5 +5,6 @@
 export * from './errors.js'
 export * from './provider.js'
 export * from './query.js'
+export * from './digest.js'
 export { SqliteProvider, type SqliteProviderOptions } from './sqlite/sqlite-provider.js'
 export { PostgresProvider, POOL_DEFAULTS, type PostgresProviderOptions, type PostgresPoolOptions, type PoolHealth } from './postgres/pg-provider.js'

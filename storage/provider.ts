@@ -203,8 +203,11 @@ export interface LogStore extends Store {
    * skip it.
    */
   rematerialize (open: (entry: StoredEntry) => { stamp: Stamp, ops: readonly DataOp[] } | undefined): Promise<void>
-  /** Entries in log order after position `after` (for verification and export). */
-  scanEntries (after: number, limit: number): Promise<StoredEntry[]>
+  /**
+   * Entries in log order after position `after` (for verification and export); with `applied`,
+   * only those whose ops are materialised (neither pending nor quarantined).
+   */
+  scanEntries (after: number, limit: number, options?: { readonly applied?: boolean }): Promise<StoredEntry[]>
   /** Number of entries in the log. */
   entryCount (): Promise<number>
   /** Every membership and key record. */
@@ -215,7 +218,8 @@ export interface LogStore extends Store {
   compactYjs (doc: string, merged: Uint8Array, upToId: number): Promise<void>
   /**
    * Canonical digest of every replicated document's merge state (device-local collections
-   * left out): equal on two stores that materialised the same entries, in any order.
+   * left out): equal on two stores that materialised the same entries, in any order
+   * ({@link combineDigests} of {@link DocumentStore.collectionDigests}).
    */
   stateDigest (): Promise<string>
 }
@@ -238,6 +242,34 @@ export interface DocumentStore extends Store {
   collections (): Promise<CollectionInfo[]>
   /** Creates (if missing) an index on a field path of a collection. */
   ensureIndex (collection: string, path: FieldPath): Promise<void>
+  /** Digest of each replicated (not device-local) collection's merge state (storage/digest.ts). */
+  collectionDigests (): Promise<Map<string, string>>
+}
+
+/** Ops of one log entry to materialise, at its log position. */
+export interface MaterializeItem {
+  readonly pos: number
+  readonly stamp: Stamp
+  readonly ops: readonly DataOp[]
+}
+
+/**
+ * A document store that materialises log ops it is handed (a collection routed to it by the
+ * DataRouter while the log stays in the primary storage). It records the log position it has
+ * applied in the same transaction as the documents, so replaying from the log after a crash
+ * applies nothing twice.
+ */
+export interface MaterializingStore extends DocumentStore {
+  /** The log position up to which this store has applied what was routed to it (0: none). */
+  appliedPosition (): Promise<number>
+  /**
+   * Applies the ops of items past the applied position (all of them with `replay`, which
+   * re-applies entries opened late; LWW merges make that safe), then records `upTo` (default:
+   * the largest item position) as applied, in one transaction. Returns what changed.
+   */
+  materialize (items: readonly MaterializeItem[], options?: { readonly upTo?: number, readonly replay?: boolean }): Promise<DocChange[]>
+  /** Removes a collection: its documents, indexes, settings and search rows. */
+  dropCollection (collection: string): Promise<void>
 }
 
 /** The search role: the index queue, keyword and vector indexes of documents. */
@@ -280,14 +312,14 @@ export interface SearchStore extends Store {
   vectorSearch (collection: string, embedder: string, vector: Float32Array, k: number, filter: Filter | undefined): Promise<Array<{ id: string, distance: number }>>
   /** Every stored vector of a collection and embedder, by chunk (for building ANN indexes). */
   vectorsOf (collection: string, embedder: string, after: number, limit: number): Promise<Array<{ rid: number, id: string, vector: Float32Array }>>
-  /** Document ids of chunk row ids (ANN results back to documents). */
-  chunkDocs (rids: readonly number[]): Promise<Map<number, string>>
+  /** Document ids of a collection's chunk row ids (ANN results back to documents). */
+  chunkDocs (collection: string, rids: readonly number[]): Promise<Map<number, string>>
 }
 
 /**
  * A provider that serves every role, so a node can run wholly on it (SQLite, PostgreSQL). The
  * file provider serves documents only.
  */
-export interface StorageProvider extends LogStore, DocumentStore, SearchStore {}
+export interface StorageProvider extends LogStore, MaterializingStore, SearchStore {}
 
 export type { Filter, FieldPath }

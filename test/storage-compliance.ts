@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto'
 import { stampOf, type DataOp, type JsonObject, type Stamp } from '../crdt/index.js'
 import {
   LOCAL_PREFIX, normaliseQuery, normaliseWhere, parseFieldPath,
-  type CommitItem, type DocumentStore, type LogStore, type SearchStore, type StorageProvider
+  type CommitItem, type DocumentStore, type LogStore, type MaterializingStore, type SearchStore, type StorageProvider
 } from '../storage/index.js'
 import { rejectsNamed } from './helpers/errors.js'
 
@@ -372,7 +372,7 @@ export function runDocumentStoreTests<T extends DocumentStore> (name: string, fa
 }
 
 /** The search role: queue, settings, keyword and vector indexes. */
-export function runSearchStoreTests (name: string, factory: StoreFactory<SearchStore & LogStore & DocumentStore>): void {
+export function runSearchStoreTests (name: string, factory: StoreFactory<StorageProvider>): void {
   describe(`storage compliance, search: ${name}`, () => {
     const store = withStore(factory)
     const write = logWriter()
@@ -437,7 +437,8 @@ export function runSearchStoreTests (name: string, factory: StoreFactory<SearchS
       assert.deepEqual(await s.embeddersOf('notes'), [E.id])
       const rids = first.added.map(a => a.rid)
       assert.deepEqual(await s.chunkStats('notes', E.id), { count: 2, maxRid: Math.max(...rids), sumRid: rids[0]! + rids[1]! })
-      assert.deepEqual(await s.chunkDocs([...rids, 999_999]), new Map([[rids[0]!, 'a'], [rids[1]!, 'a']]))
+      assert.deepEqual(await s.chunkDocs('notes', [...rids, 999_999]), new Map([[rids[0]!, 'a'], [rids[1]!, 'a']]))
+      assert.deepEqual(await s.chunkDocs('other', rids), new Map(), 'row ids of another collection')
       const vectors = await s.vectorsOf('notes', E.id, 0, 10)
       assert.deepEqual(vectors.map(v => [v.rid, v.id]), rids.map(r => [r, 'a']))
       assert.ok(Math.abs(vectors[0]!.vector[0]! - 1) < 1e-6)
@@ -512,9 +513,63 @@ export function runSearchStoreTests (name: string, factory: StoreFactory<SearchS
   })
 }
 
+/** The materialising role: log ops routed to a store, applied once, from a recorded position. */
+export function runMaterializingStoreTests (name: string, factory: StoreFactory<MaterializingStore & Partial<SearchStore>>): void {
+  describe(`storage compliance, materialising: ${name}`, () => {
+    const store = withStore(factory)
+    const at = (pos: number, ops: DataOp[], ms = pos): { pos: number, stamp: Stamp, ops: DataOp[] } => ({ pos, stamp: stampOf({ ms, c: 0 }, A), ops })
+
+    it('applies ops past its position once, records the position, and replays on request', async () => {
+      const s = store.get()
+      assert.equal(await s.appliedPosition(), 0)
+      const first = await s.materialize([at(3, [put('a', { v: 1 })]), at(5, [put('b', { v: 1 }), { t: 'patch', c: 'notes' as never, id: 'a' as never, f: { w: 1 } }])])
+      assert.deepEqual(first.map(c => [c.id, c.after]), [['a', { v: 1 }], ['b', { v: 1 }], ['a', { v: 1, w: 1 }]])
+      assert.equal(await s.appliedPosition(), 5)
+      assert.deepEqual(await s.materialize([at(4, [put('c', { v: 1 })]), at(5, [put('b', { v: 2 }, 'notes')], 99)]), [], 'positions already applied are skipped')
+      assert.equal(await s.getDocument('notes', 'c'), undefined)
+      const replayed = await s.materialize([at(4, [put('c', { v: 1 })])], { replay: true })
+      assert.deepEqual(replayed.map(c => c.id), ['c'])
+      assert.equal(await s.appliedPosition(), 5, 'a replay never moves the position back')
+      await s.materialize([], { upTo: 9 })
+      assert.equal(await s.appliedPosition(), 9)
+      assert.deepEqual((await s.find('notes', normaliseQuery({ orderBy: '_id' }))).map(r => [r.id, r.body]), [['a', { v: 1, w: 1 }], ['b', { v: 1 }], ['c', { v: 1 }]])
+    })
+
+    it('a failed materialize applies nothing and keeps its position', async () => {
+      const s = store.get()
+      await s.materialize([at(1, [put('a', { v: 1 })])])
+      await assert.rejects(() => s.materialize([at(2, [put('b', { v: 1 })]), at(3, [put('c', { big: 1n as unknown as number })])]))
+      assert.equal(await s.appliedPosition(), 1)
+      assert.equal(await s.getDocument('notes', 'b'), undefined)
+    })
+
+    it('drops a collection with its indexes and search rows, leaving the others', async () => {
+      const s = store.get()
+      await s.materialize([at(1, [put('a', { v: 1 }), put('z', { v: 1 }, 'other')])])
+      await s.ensureIndex('notes', parseFieldPath('v'))
+      if (s.applyIndexUpdates !== undefined && s.indexQueue !== undefined && s.setCollectionSettings !== undefined) {
+        const [task] = await s.indexQueue(10, 'notes')
+        await s.applyIndexUpdates([{ collection: 'notes', id: 'a', ver: task!.ver, text: 'hello', chunks: [{ text: 'hello', vector: Float32Array.from([1, 0]) }], embedder: { id: 'e', dims: 2 } }])
+        await s.setCollectionSettings('notes', { embed: false })
+      }
+      await s.dropCollection('notes')
+      assert.equal(await s.getDocument('notes', 'a'), undefined)
+      assert.deepEqual((await s.collections()).map(c => c.name), ['other'])
+      assert.deepEqual((await s.find('other', normaliseQuery({}))).map(r => r.id), ['z'])
+      if (s.indexQueueCount !== undefined && s.textSearch !== undefined && s.collectionSettings !== undefined && s.indexedChunks !== undefined) {
+        assert.equal(await s.indexQueueCount('notes'), 0)
+        assert.deepEqual(await s.textSearch('notes', ['hello'], 10, undefined), [])
+        assert.deepEqual(await s.indexedChunks('notes', 'a'), [])
+        assert.equal(await s.collectionSettings('notes'), undefined)
+      }
+    })
+  })
+}
+
 /** Every role: for providers a node can run wholly on. */
 export function runStorageProviderTests (name: string, factory: StoreFactory<StorageProvider>): void {
   runLogStoreTests(name, factory)
+  runMaterializingStoreTests(name, factory)
   runDocumentStoreTests(name, factory, { write: logWriter(), local: false })
   runDocumentStoreTests(`${name}, device-local`, factory, { write: localWriter, local: true })
   runSearchStoreTests(name, factory)

@@ -8,13 +8,14 @@
 import { createHash } from 'node:crypto'
 import pg from 'pg'
 import type { Pool, PoolClient } from 'pg'
-import { canonicalDocState, docStateFromRow, type DataOp, type DocRow, type JsonObject, type Stamp } from '../../crdt/index.js'
+import type { DataOp, JsonObject, Stamp } from '../../crdt/index.js'
+import { CollectionDigester, combineDigests } from '../digest.js'
 import { StorageBusyError, StorageClosedError, StorageUnavailableError } from '../errors.js'
 import type { FieldPath, Filter, NormalisedQuery } from '../query.js'
 import {
   LOCAL_PREFIX,
   type CollectionInfo, type CollectionSettings, type CommitItem, type CommitResult, type ControlRecord, type DocChange, type IndexTask, type IndexUpdate,
-  type LogHead, type PendingApply, type ReadLimits, type StorageProvider, type StoredDoc, type StoredEntry, type VectorChanges
+  type LogHead, type MaterializeItem, type PendingApply, type ReadLimits, type StorageProvider, type StoredDoc, type StoredEntry, type VectorChanges
 } from '../provider.js'
 import { migrate } from './schema.js'
 import { PgSearch } from './pg-search.js'
@@ -55,6 +56,8 @@ export interface PostgresProviderOptions {
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/
 /** First key of the schema lock (pg_advisory_lock(int, int)): "PEAK". */
 const LOCK_CLASS = 0x5045414b
+/** Meta key of the log position a routed store has applied (see MaterializingStore). */
+const APPLIED_META = 'applied-position'
 /** Rows per page when a whole table is read (digests, rebuilds). */
 const PAGE = 1000
 
@@ -368,8 +371,8 @@ export class PostgresProvider implements StorageProvider {
       'WITH d AS (DELETE FROM yjs_updates WHERE doc = $1 AND id <= $2) INSERT INTO yjs_updates (doc, pos, data) VALUES ($1, 0, $3)', [doc, upToId, Buffer.from(merged)]))
   }
 
-  async scanEntries (after: number, limit: number): Promise<StoredEntry[]> {
-    return await this.read('SELECT pos, cid, author, seq, bytes FROM entries WHERE pos > $1 ORDER BY pos LIMIT $2', [after, limit])
+  async scanEntries (after: number, limit: number, options: { applied?: boolean } = {}): Promise<StoredEntry[]> {
+    return await this.read(`SELECT pos, cid, author, seq, bytes FROM entries WHERE pos > $1${options.applied === true ? ' AND pending = 0' : ''} ORDER BY pos LIMIT $2`, [after, limit])
   }
 
   async entryCount (): Promise<number> {
@@ -418,20 +421,55 @@ export class PostgresProvider implements StorageProvider {
     }, true)
   }
 
-  async stateDigest (): Promise<string> {
-    const hash = createHash('sha256')
+  async collectionDigests (): Promise<Map<string, string>> {
+    const digester = new CollectionDigester()
     for (let last: [string, string] = ['', '']; ;) {
       const rows = await this.read<{ collection: string, id: string, body: string | null, meta: string }>(
         `SELECT collection, id, body, meta FROM docs WHERE substr(collection, 1, 1) <> '${LOCAL_PREFIX}' AND (collection, id) > ($1, $2) ORDER BY collection, id LIMIT ${PAGE}`, last)
-      for (const row of rows) {
-        const state = docStateFromRow({ body: row.body === null ? null : JSON.parse(row.body) as JsonObject, meta: JSON.parse(row.meta) as DocRow['meta'] })
-        hash.update(`${row.collection}\0${row.id}\0${canonicalDocState(state)}\n`)
-      }
+      for (const row of rows) digester.add(row.collection, row.id, row.body, row.meta)
       if (rows.length < PAGE) break
       const end = rows[rows.length - 1] as { collection: string, id: string }
       last = [end.collection, end.id]
     }
-    return hash.digest('hex')
+    return digester.done()
+  }
+
+  async stateDigest (): Promise<string> {
+    return combineDigests(await this.collectionDigests())
+  }
+
+  async appliedPosition (): Promise<number> {
+    return Number(await this.getMeta(APPLIED_META) ?? 0)
+  }
+
+  async materialize (items: readonly MaterializeItem[], options: { upTo?: number, replay?: boolean } = {}): Promise<DocChange[]> {
+    return await this.write(async db => {
+      const applied = Number((await db.query<{ value: string }>('SELECT value FROM meta WHERE key = $1 FOR UPDATE', [APPLIED_META])).rows[0]?.value ?? 0)
+      const todo = items.filter(i => i.pos > applied || options.replay === true)
+      const plan = new WritePlan()
+      const keys: Array<readonly [string, string]> = []
+      for (const i of todo) opKeys(i.ops, keys)
+      await plan.load(db, keys)
+      let top = applied
+      for (const i of todo) {
+        for (const op of i.ops) plan.applyOp(op, i.stamp, i.pos)
+        top = Math.max(top, i.pos)
+      }
+      top = Math.max(top, options.upTo ?? 0)
+      const statement = writeStatement(plan)
+      if (statement !== undefined) await db.query(statement.text, statement.params)
+      if (top > applied) await db.query('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value', [APPLIED_META, String(top)])
+      return plan.changes
+    }, true)
+  }
+
+  async dropCollection (collection: string): Promise<void> {
+    await this.write(async db => {
+      await this.search.dropCollection(db, collection)
+      for (const r of (await db.query<{ name: string }>('SELECT name FROM indexes WHERE collection = $1', [collection])).rows) await db.query(`DROP INDEX IF EXISTS ${r.name}`)
+      await db.query('DELETE FROM indexes WHERE collection = $1', [collection])
+      await db.query('DELETE FROM docs WHERE collection = $1', [collection])
+    }, true)
   }
 
   async collectionSettings (name: string): Promise<CollectionSettings | undefined> {
@@ -498,9 +536,9 @@ export class PostgresProvider implements StorageProvider {
     return await this.search.vectorsOf(collection, embedder, after, limit)
   }
 
-  async chunkDocs (rids: readonly number[]): Promise<Map<number, string>> {
+  async chunkDocs (collection: string, rids: readonly number[]): Promise<Map<number, string>> {
     this.check()
-    return await this.search.chunkDocs(rids)
+    return await this.search.chunkDocs(collection, rids)
   }
 
   /**

@@ -255,10 +255,19 @@ export class PgSearch {
     return rows.map(r => ({ rid: r.rid, id: r.id, vector: Float32Array.from(r.v) }))
   }
 
-  async chunkDocs (rids: readonly number[]): Promise<Map<number, string>> {
+  async chunkDocs (collection: string, rids: readonly number[]): Promise<Map<number, string>> {
     const out = new Map<number, string>()
     if (rids.length === 0) return out
-    for (const r of (await this.pool.query<{ rid: number, id: string }>('SELECT rid, id FROM chunks WHERE rid = ANY($1::bigint[])', [rids])).rows) out.set(r.rid, r.id)
+    for (const r of (await this.pool.query<{ rid: number, id: string }>('SELECT rid, id FROM chunks WHERE collection = $1 AND rid = ANY($2::bigint[])', [collection, rids])).rows) out.set(r.rid, r.id)
     return out
+  }
+
+  /** Removes a collection's queue, settings, words, chunks and vectors (inside the caller's transaction). */
+  async dropCollection (db: Queryable, collection: string): Promise<void> {
+    await db.query('DELETE FROM fts WHERE rid IN (SELECT rid FROM docs WHERE collection = $1)', [collection])
+    for (const t of this.vecTables.values()) await db.query(`DELETE FROM ${t.name} WHERE collection = $1`, [collection])
+    await db.query('DELETE FROM chunks WHERE collection = $1', [collection])
+    await db.query('DELETE FROM index_queue WHERE collection = $1', [collection])
+    await this.setSettings(db, collection, undefined)
   }
 }

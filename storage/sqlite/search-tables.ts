@@ -214,13 +214,22 @@ export class SearchTables {
     return out
   }
 
-  chunkDocs (rids: readonly number[]): Map<number, string> {
+  chunkDocs (collection: string, rids: readonly number[]): Map<number, string> {
     const out = new Map<number, string>()
     for (let i = 0; i < rids.length; i += 500) {
       const slice = rids.slice(i, i + 500)
-      for (const row of this.db.prepare(`SELECT rid, id FROM chunks WHERE rid IN (${slice.map(() => '?').join(',')})`).all(...slice) as Array<{ rid: number, id: string }>) out.set(row.rid, row.id)
+      for (const row of this.db.prepare(`SELECT rid, id FROM chunks WHERE collection = ? AND rid IN (${slice.map(() => '?').join(',')})`).all(collection, ...slice) as Array<{ rid: number, id: string }>) out.set(row.rid, row.id)
     }
     return out
+  }
+
+  /** Removes a collection's queue, settings, words, chunks and vectors (inside the caller's transaction). */
+  dropCollection (collection: string): void {
+    this.db.prepare('DELETE FROM fts WHERE rowid IN (SELECT rid FROM docs WHERE collection = ?)').run(collection)
+    for (const t of this.vecTables.values()) this.db.prepare(`DELETE FROM ${t.name} WHERE rowid IN (SELECT rid FROM chunks WHERE collection = ?)`).run(collection)
+    this.db.prepare('DELETE FROM chunks WHERE collection = ?').run(collection)
+    this.db.prepare('DELETE FROM index_queue WHERE collection = ?').run(collection)
+    this.setSettings(collection, undefined)
   }
 }
 

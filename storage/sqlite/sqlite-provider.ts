@@ -6,7 +6,7 @@ import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import Database, { type Database as Db, type Statement, type Transaction } from 'better-sqlite3'
 import {
-  applyDelete, applyPatch, applyPut, canonicalDocState, docStateFromRow, docStateToRow, EMPTY_DOC,
+  applyDelete, applyPatch, applyPut, docStateFromRow, docStateToRow, EMPTY_DOC,
   type DataOp, type DocRow, type DocState, type JsonObject, type Stamp
 } from '../../crdt/index.js'
 import { StorageClosedError, StorageCorruptError } from '../errors.js'
@@ -14,7 +14,8 @@ import type { FieldPath, Filter, NormalisedQuery } from '../query.js'
 import type {
   CollectionInfo, CollectionSettings, CommitItem, CommitResult, ControlRecord, DocChange, IndexTask, IndexUpdate, LogHead, PendingApply, ReadLimits, StorageProvider, StoredDoc, StoredEntry, VectorChanges
 } from '../provider.js'
-import { LOCAL_PREFIX } from '../provider.js'
+import { LOCAL_PREFIX, type MaterializeItem } from '../provider.js'
+import { CollectionDigester, combineDigests } from '../digest.js'
 import { migrate } from './schema.js'
 import { SearchTables, textSearchSql } from './search-tables.js'
 import * as sqliteVec from 'sqlite-vec'
@@ -54,6 +55,8 @@ const SQLITE_MAGIC = 'SQLite format 3\0'
  * it closed it. Anything else at open (a crash, a kill, a power loss) makes open run a quick check.
  */
 const SHUTDOWN_META = 'shutdown'
+/** Meta key of the log position a routed store has applied (see MaterializingStore). */
+const APPLIED_META = 'applied-position'
 /** Problems of a failed quick check quoted in the error. */
 const QUICK_CHECK_QUOTED = 3
 
@@ -163,6 +166,7 @@ export class SqliteProvider implements StorageProvider {
     getEntry: Statement
     getEntryAt: Statement
     scan: Statement
+    scanApplied: Statement
     entryCount: Statement
     control: Statement
     getMeta: Statement
@@ -228,6 +232,7 @@ export class SqliteProvider implements StorageProvider {
       getEntry: db.prepare('SELECT cid, bytes FROM entries WHERE cidh = ?'),
       getEntryAt: db.prepare('SELECT bytes FROM entries WHERE author = ? AND seq = ?').pluck(),
       scan: db.prepare('SELECT pos, cid, author, seq, bytes FROM entries WHERE pos > ? ORDER BY pos LIMIT ?'),
+      scanApplied: db.prepare('SELECT pos, cid, author, seq, bytes FROM entries WHERE pos > ? AND pending = 0 ORDER BY pos LIMIT ?'),
       entryCount: db.prepare('SELECT count(*) FROM entries').pluck(),
       control: db.prepare('SELECT kind, key, bytes FROM control ORDER BY pos'),
       getMeta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
@@ -474,8 +479,8 @@ export class SqliteProvider implements StorageProvider {
     }).immediate())
   }
 
-  async scanEntries (after: number, limit: number): Promise<StoredEntry[]> {
-    return this.guard(() => this.s.scan.all(after, limit) as StoredEntry[])
+  async scanEntries (after: number, limit: number, options: { applied?: boolean } = {}): Promise<StoredEntry[]> {
+    return this.guard(() => (options.applied === true ? this.s.scanApplied : this.s.scan).all(after, limit) as StoredEntry[])
   }
 
   async entryCount (): Promise<number> {
@@ -531,15 +536,48 @@ export class SqliteProvider implements StorageProvider {
     })
   }
 
-  async stateDigest (): Promise<string> {
+  async collectionDigests (): Promise<Map<string, string>> {
     return this.guard(() => {
-      const hash = createHash('sha256')
+      const digester = new CollectionDigester()
       for (const row of this.db.prepare(`SELECT collection, id, body, meta FROM docs WHERE substr(collection, 1, 1) <> '${LOCAL_PREFIX}' ORDER BY collection, id`).iterate() as IterableIterator<{ collection: string, id: string, body: string | null, meta: string }>) {
-        const state = docStateFromRow({ body: row.body === null ? null : JSON.parse(row.body) as JsonObject, meta: JSON.parse(row.meta) as DocRow['meta'] })
-        hash.update(`${row.collection}\0${row.id}\0${canonicalDocState(state)}\n`)
+        digester.add(row.collection, row.id, row.body, row.meta)
       }
-      return hash.digest('hex')
+      return digester.done()
     })
+  }
+
+  async stateDigest (): Promise<string> {
+    return combineDigests(await this.collectionDigests())
+  }
+
+  async appliedPosition (): Promise<number> {
+    return this.guard(() => Number(this.s.getMeta.get(APPLIED_META) ?? 0))
+  }
+
+  async materialize (items: readonly MaterializeItem[], options: { upTo?: number, replay?: boolean } = {}): Promise<DocChange[]> {
+    return this.guard(() => this.db.transaction(() => {
+      const applied = Number(this.s.getMeta.get(APPLIED_META) ?? 0)
+      const changes: DocChange[] = []
+      const yjs: Array<{ doc: string, update: Uint8Array }> = []
+      let top = applied
+      for (const item of items) {
+        if (item.pos <= applied && options.replay !== true) continue
+        for (const op of item.ops) this.applyOp(op, item.stamp, item.pos, changes, yjs)
+        top = Math.max(top, item.pos)
+      }
+      top = Math.max(top, options.upTo ?? 0)
+      if (top > applied) this.s.setMeta.run(APPLIED_META, String(top))
+      return changes
+    }).immediate())
+  }
+
+  async dropCollection (collection: string): Promise<void> {
+    this.guard(() => this.db.transaction(() => {
+      this.search.dropCollection(collection)
+      for (const name of this.db.prepare('SELECT name FROM indexes WHERE collection = ?').pluck().all(collection) as string[]) this.db.exec(`DROP INDEX IF EXISTS ${name}`)
+      this.db.prepare('DELETE FROM indexes WHERE collection = ?').run(collection)
+      this.db.prepare('DELETE FROM docs WHERE collection = ?').run(collection)
+    }).immediate())
   }
 
   async collectionSettings (name: string): Promise<CollectionSettings | undefined> {
@@ -599,8 +637,8 @@ export class SqliteProvider implements StorageProvider {
     return this.guard(() => this.search.vectorsOf(collection, embedder, after, limit))
   }
 
-  async chunkDocs (rids: readonly number[]): Promise<Map<number, string>> {
-    return this.guard(() => this.search.chunkDocs(rids))
+  async chunkDocs (collection: string, rids: readonly number[]): Promise<Map<number, string>> {
+    return this.guard(() => this.search.chunkDocs(collection, rids))
   }
 
   async checkIntegrity (): Promise<string[]> {
