@@ -73,6 +73,12 @@ export interface CollectionOptions {
    * log, never replicated), yet it answers swarm searches. The node remembers the choice.
    */
   readonly replicate?: boolean
+  /**
+   * The provider that keeps this collection's documents and search indexes (a name from the
+   * node's `providers`, or 'primary'). A new collection is routed there; one that already holds
+   * documents elsewhere is moved with `node.moveCollection` instead.
+   */
+  readonly provider?: string
 }
 
 /** What a collection needs from its node. */

@@ -10,7 +10,8 @@
 // first: libp2p 3 needs Promise.withResolvers, which Node 20 lacks
 import './polyfills.js'
 
-export { PeakNode, type PeakNodeOptions, type NodeStatus, type PeakNodeEvents } from './peak-node.js'
+export { PeakNode, type PeakNodeOptions, type NodeStatus, type PeakNodeEvents, type ProviderInfo } from './peak-node.js'
+export type { StorageSpec, ProviderSpec } from './storage-binding.js'
 export { Collection, MAX_DOC_BYTES, MAX_BATCH_DOCS, type Doc, type WriteResult, type BatchWriteResult, type DeleteResult, type CollectionOptions, type AbortOptions } from './collection.js'
 export { StoredRecordError, type ChangeEvent, type VerifyReport, type VerifyProblem } from './log.js'
 export { LiveQuery, type LiveEvent, type LiveChange, type Unsubscribe } from './live-query.js'

@@ -18,7 +18,7 @@ import {
   UnknownEpochError, verifyCertificateChain, type DeviceId, type DeviceRevocation, type EpochRecord, type Recipient, type Signer, type SwarmId
 } from '../identity/index.js'
 import type { CommitItem, CommitResult, ControlRecord, DocChange, PendingApply, StorageProvider } from '../storage/index.js'
-import { SqliteProvider } from '../storage/index.js'
+import { SqliteProvider, type EntryOpener } from '../storage/index.js'
 import { DeviceRevokedError } from './errors.js'
 import { createLogger } from './logger.js'
 
@@ -488,12 +488,25 @@ export class Log extends EventEmitter<LogEvents> {
   }
 
   private async rematerialize (storage: StorageProvider, membership: Membership, keyring: Keyring): Promise<void> {
-    await storage.rematerialize(row => {
+    await storage.rematerialize(this.opener(membership, keyring))
+  }
+
+  private opener (membership: Membership, keyring: Keyring): EntryOpener {
+    return row => {
       const entry = decodeEntry(row.bytes)
       if (entry.header.epoch === 0 || !keyring.canOpen(entry.header.epoch)) return undefined
       if (membership.entryStatus(entry.header.author, entry.header.seq) !== 'member') return undefined
       return { stamp: stampOf(entry.header.clock, entry.header.author), ops: this.openOps(entry, keyring) }
-    })
+    }
+  }
+
+  /**
+   * Opens stored entries for replay, as the log materialised them: their stamp and ops, or
+   * undefined for entries whose ops are not materialised (sealed to a key this device lacks,
+   * of a revoked device). Routed providers catch up and collections move with it.
+   */
+  entryOpener (): EntryOpener {
+    return this.opener(this.membershipState, this.keyringState)
   }
 
   /**
@@ -509,7 +522,7 @@ export class Log extends EventEmitter<LogEvents> {
         after = row.pos
         const entry = decodeEntry(row.bytes)
         if (!this.keyringState.canOpen(entry.header.epoch)) continue
-        items.push({ cid: row.cid, stamp: stampOf(entry.header.clock, entry.header.author), ops: this.openOps(entry, this.keyringState) })
+        items.push({ cid: row.cid, pos: row.pos, stamp: stampOf(entry.header.clock, entry.header.author), ops: this.openOps(entry, this.keyringState) })
       }
       if (items.length > 0) {
         const result = await this.storage.applyPending(items)

@@ -11,8 +11,8 @@ import {
   type DeviceId, type KeystoreData, type RetiredDevice, type SwarmId
 } from '../identity/index.js'
 import { isCollectionName, vectorToJson, type CollectionName } from '../crdt/index.js'
-import { LOCAL_PREFIX, type CollectionInfo, type StorageProvider } from '../storage/index.js'
-import { forgetStorage, openStorage, recordStorage, resolveStorage, type StorageSpec } from './storage-binding.js'
+import { DataRouter, LOCAL_PREFIX, PRIMARY, type CollectionInfo, type RoutedStore, type StorageProvider } from '../storage/index.js'
+import { forgetStorage, openProvider, openStorage, recordStorage, resolveStorage, type ProviderSpec, type StorageSpec } from './storage-binding.js'
 import { Collection, type CollectionContext, type CollectionOptions } from './collection.js'
 import { acquireLock, dataDirPaths, ensureDataDir, type DataDirPaths, type DirLock, type LockOptions } from './data-dir.js'
 import { DataDirError, DeviceRevokedError, InvalidCollectionNameError, InvalidOptionError, NodeClosedError, NotInitializedError, NotOnNetworkError } from './errors.js'
@@ -39,6 +39,10 @@ const logger = createLogger('node')
 
 /** Storage meta key listing this device's device-local collections (JSON array). */
 const LOCAL_COLLECTIONS_META = 'local-collections'
+/** Routes chosen per collection (moveCollection, `collection(name, { provider })`): they win over config routes. */
+const CHOSEN_ROUTES_META = 'collection-routes'
+/** Where each collection was at the last open: a route changed since moves the collection. */
+const PLACEMENT_META = 'collection-placement'
 /** Options of {@link PeakNode.open}. */
 export interface PeakNodeOptions {
   /** The data dir (created if missing). */
@@ -61,6 +65,13 @@ export interface PeakNodeOptions {
    * omit it; naming another place than the recorded one is refused.
    */
   readonly storage?: StorageSpec
+  /**
+   * Named providers collections can be routed to (`{ warehouse: { kind: 'postgres', url } }`);
+   * the node's own storage is `primary`.
+   */
+  readonly providers?: Readonly<Record<string, ProviderSpec>>
+  /** Collection names, or `prefix*` patterns, to provider names (`{ events: 'warehouse' }`). */
+  readonly routes?: Readonly<Record<string, string>>
   /**
    * Join the swarm over libp2p (listen, bootstrap, mDNS, DHT). Without it the node is local only;
    * `startNetwork()` can start it later.
@@ -96,6 +107,22 @@ export interface PeakNodeOptions {
 export interface JoinOptions extends Omit<PeakNodeOptions, 'recoveryPhrase' | 'create'> {
   /** The invite code from `peakdb pair invite` / `node.pairing.invite()` on a member device. */
   readonly code: string
+}
+
+/** A storage provider of the node, as `peakdb providers` shows it. */
+export interface ProviderInfo {
+  readonly name: string
+  readonly kind: string
+  /** Where its data lives (no secrets). */
+  readonly location: string
+  readonly healthy: boolean
+  /** Round trip of a small query, ms. */
+  readonly rttMs: number
+  readonly error?: string
+  /** Connection pool, for server providers. */
+  readonly pool?: { readonly size: number, readonly inUse: number, readonly idle: number, readonly waiting: number, readonly max: number }
+  /** Routes that name it. */
+  readonly routes: readonly string[]
 }
 
 /** A snapshot of a node's state. */
@@ -183,6 +210,8 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   private readonly collectionsByName = new Map<string, Collection>()
   /** Names of this device's device-local collections (storage meta `local-collections`). */
   private readonly localNames = new Set<string>()
+  /** Routes chosen per collection on this device (storage meta `collection-routes`). */
+  private chosenRoutes: Record<string, string> = {}
   private replicator: Replicator | undefined
   private readonly ydocs: YDocs
   /** The search indexer (embeddings and full text). */
@@ -332,6 +361,8 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
         logger.warn('the database of this device was lost: it continues under a new DeviceId and resyncs from the others', { previous, device: keystore.certificate.device })
       }
       await bindStorage(storage, keystore, paths)
+      const router = await openRouter(storage, options, paths)
+      if (router !== undefined) storage = router
       const deviceId = keystore.certificate.device
       const log = await Log.open(storage, {
         swarmId: keystore.swarmId,
@@ -349,8 +380,10 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
         const certs = [...keystore.chain].reverse().concat(keystore.certificate).map(cert => ({ t: 'cert' as const, cert }))
         await log.appendControl([...certs, epochOp(epoch.record)])
       }
+      if (router !== undefined) await reconcileRoutes(router, log)
       const node = new PeakNode(log, storage, keystore, lock, paths, created?.phrase, options.confirmations ?? 1, options.embedder, options.backgroundIndexing ?? true, { minChunks: options.annMinChunks, minRecall: options.annMinRecall })
       for (const name of JSON.parse(await storage.getMeta(LOCAL_COLLECTIONS_META) ?? '[]') as string[]) node.localNames.add(name)
+      node.chosenRoutes = JSON.parse(await storage.getMeta(CHOSEN_ROUTES_META) ?? '{}') as Record<string, string>
       if (options.network !== undefined) {
         try {
           await node.startNetwork(options.network)
@@ -400,12 +433,91 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     }
     const known = this.localNames.has(name)
     if (options?.replicate === true && known) throw new InvalidOptionError(`collection ${name} is device-local on this device: it cannot be replicated`)
+    if (options?.provider !== undefined) this.routeNew(name, options.provider, known || options.replicate === false)
     let c = this.collectionsByName.get(name)
     if (c === undefined || options !== undefined) {
       c = new Collection(name as CollectionName, this.collectionContext(), options, known || options?.replicate === false)
       this.collectionsByName.set(name, c)
     }
     return c
+  }
+
+  /** Routes a collection that holds nothing yet to a provider (see CollectionOptions.provider). */
+  private routeNew (name: string, provider: string, local: boolean): void {
+    const router = this.storage instanceof DataRouter ? this.storage : undefined
+    if (router === undefined) {
+      if (provider === PRIMARY) return
+      throw new InvalidOptionError(`collection ${name}: no provider named ${JSON.stringify(provider)} (no providers are configured; see "providers" in config.json)`)
+    }
+    const key = local ? LOCAL_PREFIX + name : name
+    const current = router.providerOf(key)
+    if (current === provider) return
+    if (router.holds(key)) throw new InvalidOptionError(`collection ${name} lives in provider ${current}: move it with \`peakdb collection ${name} --provider ${provider}\` (node.moveCollection)`)
+    try {
+      router.setRoute(name, provider)
+    } catch (err) {
+      throw new InvalidOptionError(`collection ${name}: ${(err as Error).message}`, { cause: err })
+    }
+    if (router.providerOf(key) !== provider) throw new InvalidOptionError(`collection ${name} is replicated, and provider ${provider} keeps device-local collections only`)
+    this.chosenRoutes[name] = provider
+    void this.storage.setMeta(CHOSEN_ROUTES_META, JSON.stringify(this.chosenRoutes)).catch(err => logger.warn('could not record a collection route', { collection: name, error: (err as Error).message }))
+  }
+
+  /**
+   * Moves a replicated collection to another provider: re-materialises it there from the log
+   * (`onProgress` gets entries read and entries in the log), switches its route, and removes it
+   * from the old provider once done. Throws {@link InvalidOptionError} for an unknown provider.
+   */
+  async moveCollection (name: string, provider: string, options: { onProgress?: (done: number, total: number) => void } = {}): Promise<void> {
+    this.checkOpen()
+    if (!isCollectionName(name) || name.startsWith('_')) throw InvalidCollectionNameError.of(name)
+    if (this.localNames.has(name)) throw new InvalidOptionError(`collection ${name} is device-local: it has no log to rebuild it from in another provider`)
+    const router = this.storage instanceof DataRouter ? this.storage : undefined
+    if (router === undefined) {
+      if (provider === PRIMARY) return
+      throw new InvalidOptionError(`no provider named ${JSON.stringify(provider)} (no providers are configured; see "providers" in config.json)`)
+    }
+    try {
+      await router.move(name, provider, this.log.entryOpener(), options.onProgress)
+    } catch (err) {
+      if ((err as Error).name === 'ProviderCapabilityError') throw new InvalidOptionError((err as Error).message, { cause: err })
+      throw err
+    }
+    this.chosenRoutes[name] = provider
+    await this.storage.setMeta(CHOSEN_ROUTES_META, JSON.stringify(this.chosenRoutes))
+    await this.storage.setMeta(PLACEMENT_META, JSON.stringify(await router.placement()))
+    this.ann.forget(name)
+  }
+
+  /** The node's storage providers: the primary and every named one, with their health. */
+  async providers (): Promise<ProviderInfo[]> {
+    this.checkOpen()
+    const router = this.storage instanceof DataRouter ? this.storage : undefined
+    const stores: Array<[string, RoutedStore]> = [[PRIMARY, router?.primary ?? this.storage], ...(router?.providers ?? [])]
+    const routes = router?.routes() ?? {}
+    const out: ProviderInfo[] = []
+    for (const [name, store] of stores) {
+      const started = performance.now()
+      let error: string | undefined
+      try {
+        await store.count(`${LOCAL_PREFIX}health`, undefined)
+      } catch (err) {
+        error = (err as Error).message
+      }
+      const rttMs = Math.round((performance.now() - started) * 1000) / 1000
+      const pool = typeof (store as { health?: unknown }).health === 'function' ? (store as unknown as { health: () => { size: number, idle: number, waiting: number, max: number } }).health() : undefined
+      out.push({
+        name,
+        kind: store.kind,
+        location: store.location,
+        healthy: error === undefined,
+        rttMs,
+        ...(error !== undefined ? { error } : {}),
+        ...(pool !== undefined ? { pool: { size: pool.size, inUse: pool.size - pool.idle, idle: pool.idle, waiting: pool.waiting, max: pool.max } } : {}),
+        routes: Object.entries(routes).filter(([, p]) => p === name).map(([r]) => r)
+      })
+    }
+    return out
   }
 
   /**
@@ -681,4 +793,47 @@ async function bindStorage (storage: StorageProvider, keystore: KeystoreData, pa
   if (swarm !== keystore.swarmId || device !== keystore.certificate.device) {
     throw new DataDirError(`${storage.location} belongs to device ${device ?? '?'} of swarm ${swarm ?? '?'}, but ${paths.keystore} is device ${keystore.certificate.device} of swarm ${keystore.swarmId}`)
   }
+}
+
+/** Opens the named providers and the router over them, or undefined when nothing is routed. */
+async function openRouter (primary: StorageProvider, options: PeakNodeOptions, paths: DataDirPaths): Promise<DataRouter | undefined> {
+  const chosen = JSON.parse(await primary.getMeta(CHOSEN_ROUTES_META) ?? '{}') as Record<string, string>
+  const specs = options.providers ?? {}
+  if (Object.keys(specs).length === 0 && Object.keys(chosen).length === 0 && Object.keys(options.routes ?? {}).length === 0) return undefined
+  const opened = new Map<string, RoutedStore>()
+  try {
+    for (const [name, spec] of Object.entries(specs)) opened.set(name, await openProvider(name, spec, primary, paths))
+    const router = new DataRouter(primary, opened)
+    for (const [pattern, provider] of Object.entries({ ...options.routes, ...chosen })) {
+      try {
+        router.setRoute(pattern, provider)
+      } catch (err) {
+        throw new InvalidOptionError(`route ${pattern} -> ${provider}: ${(err as Error).message}`, { cause: err })
+      }
+    }
+    return router
+  } catch (err) {
+    for (const store of opened.values()) await store.close().catch(() => {})
+    throw err
+  }
+}
+
+/**
+ * Brings collections to where the routes now put them: a replicated collection whose provider
+ * changed since the last open is re-materialised from the log in its new provider (and removed
+ * from the old one); then every routed provider catches up with the log.
+ */
+async function reconcileRoutes (router: DataRouter, log: Log): Promise<void> {
+  const previous = JSON.parse(await router.primary.getMeta(PLACEMENT_META) ?? '{}') as Record<string, string>
+  const open = log.entryOpener()
+  for (const name of await router.knownCollections()) {
+    const was = previous[name]
+    const now = router.providerOf(name)
+    if (was === undefined || was === now || name.startsWith(LOCAL_PREFIX)) continue
+    logger.info('moving a collection to the provider its route now names', { collection: name, from: was, to: now })
+    await router.move(name, now, open, undefined, was)
+  }
+  const replayed = await router.catchUp(open)
+  if (replayed > 0) logger.info('routed providers caught up with the log', { entries: replayed })
+  await router.primary.setMeta(PLACEMENT_META, JSON.stringify(await router.placement()))
 }

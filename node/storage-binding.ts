@@ -5,11 +5,12 @@
  * `<dir>/storage.json` so that every later open (daemon or command) finds the same place. The
  * data dir keeps the keystore, the lock and the configuration either way.
  */
-import { existsSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { z } from 'zod'
 import { writeFileAtomic } from '../identity/index.js'
-import type { PostgresPoolOptions, StorageProvider } from '../storage/index.js'
+import type { PostgresPoolOptions, RoutedStore, StorageProvider } from '../storage/index.js'
 import type { DataDirPaths } from './data-dir.js'
 import { DataDirError, InvalidOptionError } from './errors.js'
 
@@ -120,4 +121,51 @@ export async function openStorage (binding: StorageBinding, paths: DataDirPaths,
   }
   const { SqliteProvider } = await import('../storage/sqlite/sqlite-provider.js')
   return SqliteProvider.open(durability === undefined ? { path: paths.database } : { path: paths.database, durability })
+}
+
+/** A named provider collections can be routed to (config.json `providers`). */
+export type ProviderSpec =
+  | { readonly kind: 'postgres', readonly url: string, readonly schema?: string, readonly pool?: PostgresPoolOptions }
+  | { readonly kind: 'sqlite', readonly path?: string }
+  | { readonly kind: 'file', readonly path?: string }
+
+const PROVIDER_NAME = /^[a-z][a-z0-9_-]{0,31}$/
+
+/** config.json `providers`: names to provider settings. */
+export const providersSchema = z.record(
+  z.string().regex(PROVIDER_NAME, 'provider names are lower-case letters, digits, _ and -, starting with a letter').refine(n => n !== 'primary', 'primary names the node\'s own storage'),
+  z.union([
+    z.object({ kind: z.literal('postgres'), url: postgresUrl, schema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'lower-case letters, digits and _').optional(), pool: poolSchema.optional() }).strict(),
+    z.object({ kind: z.literal('sqlite'), path: z.string().min(1).max(4096).optional() }).strict(),
+    z.object({ kind: z.literal('file'), path: z.string().min(1).max(4096).optional() }).strict()
+  ])
+)
+
+/** config.json `routes`: a collection name, or a `prefix*` pattern, to a provider name. */
+export const routesSchema = z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\*?$/, 'a collection name, or a prefix ending in *'), z.string().min(1).max(32))
+
+/**
+ * Opens a named provider. A PostgreSQL provider without a schema gets one on first open,
+ * remembered in the primary storage; SQLite and file providers live under `<dir>/providers/`.
+ */
+export async function openProvider (name: string, spec: ProviderSpec, primary: StorageProvider, paths: DataDirPaths): Promise<RoutedStore> {
+  if (!PROVIDER_NAME.test(name) || name === 'primary') throw new InvalidOptionError(`provider name ${JSON.stringify(name)} is not valid (lower-case letters, digits, _ and -, starting with a letter; not "primary")`)
+  if (spec.kind === 'postgres') {
+    const key = `provider-schema:${name}`
+    let schema = spec.schema ?? await primary.getMeta(key)
+    if (schema === undefined) {
+      schema = `peakdb_${name.replace(/-/g, '_')}_${randomBytes(4).toString('hex')}`
+      await primary.setMeta(key, schema)
+    }
+    const { PostgresProvider } = await import('../storage/postgres/pg-provider.js')
+    return await PostgresProvider.open({ url: spec.url, schema, ...(spec.pool !== undefined ? { pool: spec.pool } : {}) })
+  }
+  const dir = join(paths.dir, 'providers')
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  if (spec.kind === 'sqlite') {
+    const { SqliteProvider } = await import('../storage/sqlite/sqlite-provider.js')
+    return SqliteProvider.open({ path: spec.path ?? join(dir, `${name}.sqlite`) })
+  }
+  const { FileProvider } = await import('../storage/file/file-provider.js')
+  return await FileProvider.open({ path: spec.path ?? join(dir, name) })
 }

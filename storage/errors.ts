@@ -46,3 +46,17 @@ export class StorageBusyError extends Error {
   override readonly name = 'StorageBusyError'
   readonly code = StorageBusyError.code
 }
+
+/** A query would need two providers at once (its collections live in different databases). */
+export class CrossProviderError extends Error {
+  static readonly code = 'ERR_CROSS_PROVIDER'
+  override readonly name = 'CrossProviderError'
+  readonly code = CrossProviderError.code
+}
+
+/** A provider is unknown, or cannot do what was asked (search on a documents-only provider). */
+export class ProviderCapabilityError extends Error {
+  static readonly code = 'ERR_PROVIDER_CAPABILITY'
+  override readonly name = 'ProviderCapabilityError'
+  readonly code = ProviderCapabilityError.code
+}

@@ -46,6 +46,8 @@ export interface CommitItem {
 /** Ops of a stored pending entry, now opened. */
 export interface PendingApply {
   readonly cid: Uint8Array
+  /** Its log position (from pendingEntries): the DataRouter hands routed ops over with it. */
+  readonly pos?: number
   readonly stamp: Stamp
   readonly ops: readonly DataOp[]
 }

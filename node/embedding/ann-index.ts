@@ -331,6 +331,21 @@ export class AnnIndexes {
     index.add(added.map(a => a.rid), added.map(a => a.vector))
   }
 
+  /**
+   * Drops a collection's indexes (it moved to another provider: its chunk row ids are new);
+   * they are built again from its new provider when it has enough chunks.
+   */
+  forget (collection: string): void {
+    for (const [key, m] of [...this.meta]) {
+      if (m.collection !== collection) continue
+      this.ready.delete(key)
+      this.meta.delete(key)
+      this.source.delete(key)
+      for (const f of ['usearch', 'usearch.flat', 'json']) rmSync(join(this.dir, `${key}.${f}`), { force: true })
+    }
+    for (const k of [...this.small]) if (k.startsWith(`${collection}\0`)) this.small.delete(k)
+  }
+
   /** Keeps the indexes in step with index updates. */
   apply (changes: VectorChanges): void {
     if (changes.added.length === 0 && changes.removed.length === 0) return

@@ -550,7 +550,8 @@ export class PostgresProvider implements StorageProvider {
     for (const r of await this.read<{ author: string, seq: number, top: number | null }>('SELECT h.author, h.seq, (SELECT max(seq) FROM entries e WHERE e.author = h.author) AS top FROM heads h')) {
       if (r.top !== r.seq) problems.push(`head of ${r.author} is seq ${r.seq}, but its latest entry is seq ${r.top ?? 'none'}`)
     }
-    const beyond = (await this.read<{ n: number }>('SELECT count(*)::int AS n FROM docs WHERE pos > (SELECT coalesce(max(pos), 0) FROM entries)'))[0]?.n ?? 0
+    // a store that holds no log (a provider collections are routed to) has nothing to point into
+    const beyond = (await this.read<{ n: number }>('SELECT count(*)::int AS n FROM docs WHERE EXISTS (SELECT 1 FROM entries) AND pos > (SELECT max(pos) FROM entries)'))[0]?.n ?? 0
     if (beyond > 0) problems.push(`${beyond} document(s) point past the end of the log`)
     const orphans = (await this.read<{ n: number }>('SELECT count(*)::int AS n FROM fts f WHERE NOT EXISTS (SELECT 1 FROM docs d WHERE d.rid = f.rid)'))[0]?.n ?? 0
     if (orphans > 0) problems.push(`${orphans} word index row(s) belong to no document`)

@@ -1,0 +1,161 @@
+/**
+ * The DataRouter on real stores: collections routed to PostgreSQL and to a second SQLite file,
+ * the log kept in the primary, crash recovery by replay, moves, and cross-provider refusals.
+ */
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { PeakNode } from '../node/index.js'
+import { DataRouter, PostgresProvider, SqliteProvider, normaliseQuery, type StorageProvider } from '../storage/index.js'
+import { hashEmbedder } from './helpers/embedders.js'
+import { rejectsNamed } from './helpers/errors.js'
+import { TestDatabase } from './helpers/postgres.js'
+import { TmpDirs } from './helpers/tmp-dir.js'
+import { withTimeout } from './helpers/wait-for.js'
+import { runStorageProviderTests } from './storage-compliance.js'
+import { join } from 'node:path'
+
+const db = new TestDatabase()
+const dirs = new TmpDirs()
+after(async () => {
+  dirs.cleanup()
+  await db.drop()
+})
+
+function routerOf (node: PeakNode): DataRouter {
+  assert.ok(node.storage instanceof DataRouter, 'the node routes its collections')
+  return node.storage
+}
+
+// a router passes every compliance suite, whatever it routes where
+const made: StorageProvider[] = []
+runStorageProviderTests('router (notes in PostgreSQL, the rest in SQLite)', {
+  setup: async () => {
+    const dir = dirs.make()
+    const routed = await PostgresProvider.open({ url: await db.url(), schema: db.schema() })
+    const router = new DataRouter(SqliteProvider.open({ path: join(dir, 'primary.sqlite') }), new Map([['warehouse', routed]]), { notes: 'warehouse' })
+    made.push(router)
+    return router
+  },
+  teardown: async () => {
+    for (const r of made.splice(0)) await r.close()
+  }
+})
+
+describe('the DataRouter in a node', function () {
+  this.timeout(60_000)
+
+  async function open (dir: string, extra: Partial<Parameters<typeof PeakNode.open>[0]> = {}): Promise<PeakNode> {
+    return await PeakNode.open({
+      dir,
+      providers: { warehouse: { kind: 'postgres', url: await db.url() }, side: { kind: 'sqlite' } },
+      routes: { events: 'warehouse', 'tmp.*': 'side' },
+      embedder: hashEmbedder(),
+      backgroundIndexing: false,
+      ...extra
+    })
+  }
+
+  it('keeps routed documents and their search in their provider and the log in the primary', async () => {
+    const node = await open(dirs.make())
+    try {
+      const router = routerOf(node)
+      await node.collection('events').putMany([{ _id: 'e1', kind: 'click', text: 'blue button pressed' }, { _id: 'e2', kind: 'view', text: 'red page shown' }])
+      await node.collection('tmp.cache').put({ _id: 't1', v: 1 })
+      await node.collection('notes').put({ _id: 'n1', text: 'kept at home' })
+      const warehouse = router.providers.get('warehouse') as StorageProvider
+      assert.deepEqual((await warehouse.getDocument('events', 'e1'))?.body, { kind: 'click', text: 'blue button pressed' })
+      assert.equal(await router.primary.getDocument('events', 'e1'), undefined, 'not materialised in the primary')
+      assert.equal(await warehouse.entryCount(), 0, 'no log in the routed provider')
+      assert.ok(await router.primary.entryCount() >= 3)
+      assert.deepEqual((await (router.providers.get('side') as StorageProvider).getDocument('tmp.cache', 't1'))?.body, { v: 1 })
+      assert.deepEqual((await node.collection('events').find({ where: { kind: 'view' } })).map(d => d._id), ['e2'])
+      assert.equal(await node.collection('events').count(), 2)
+      assert.deepEqual((await node.collection('events').search({ text: 'button', mode: 'text', k: 5 })).map(h => h.id), ['e1'])
+      assert.deepEqual((await node.collection('events').search({ text: 'red page', k: 1 })).map(h => h.id), ['e2'])
+      const collections = await node.collections()
+      assert.deepEqual(collections.map(c => [c.name, (c as { provider?: string }).provider]), [['events', 'warehouse'], ['notes', 'primary'], ['tmp.cache', 'side']])
+      const report = await node.verify({ rebuild: true })
+      assert.equal(report.ok, true, JSON.stringify(report))
+      assert.equal(report.stateMatches, true, 'a replay of the log into one SQLite store has the same digest')
+      const providers = await node.providers()
+      assert.deepEqual(providers.map(p => [p.name, p.kind, p.healthy]), [['primary', 'sqlite', true], ['warehouse', 'postgres', true], ['side', 'sqlite', true]])
+      assert.ok(providers[1]?.pool !== undefined && providers[1].pool.max === 10)
+      assert.deepEqual(providers[1]?.routes, ['events'])
+    } finally {
+      await node.close()
+    }
+  })
+
+  it('a process killed between the log commit and the routed write loses nothing and applies nothing twice', async () => {
+    const dir = dirs.make()
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/routed-writer.ts', dir, await db.url()], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+    const signal = await withTimeout(new Promise<NodeJS.Signals | null>(resolve => child.once('exit', (_code, s) => resolve(s))), 45_000, 'the writer to die')
+    assert.equal(signal, 'SIGKILL', out)
+    assert.match(out, /ready before/)
+    assert.doesNotMatch(out, /survived/)
+    const node = await open(dir, { routes: { events: 'warehouse' } })
+    try {
+      const router = routerOf(node)
+      const warehouse = router.providers.get('warehouse') as StorageProvider
+      assert.deepEqual(await node.collection('events').get('lost-in-between'), { _id: 'lost-in-between', n: 2 }, 'replayed from the log at open')
+      assert.equal(await node.collection('events').count(), 2)
+      const last = (await router.primary.scanEntries(0, 10_000)).at(-1)?.pos
+      assert.equal(await warehouse.appliedPosition(), last, 'the routed provider is up to the end of the log')
+      const replayedAgain = await router.catchUp(node.log.entryOpener())
+      assert.equal(replayedAgain, 0, 'nothing is applied twice')
+      assert.equal((await node.verify({ rebuild: true })).stateMatches, true)
+    } finally {
+      await node.close()
+    }
+  })
+
+  it('moves a collection to another provider with progress, and back when its route changes', async () => {
+    const dir = dirs.make()
+    let node = await open(dir)
+    try {
+      await node.collection('notes').putMany(Array.from({ length: 30 }, (_, i) => ({ _id: `n${i}`, i, text: `note number ${i}` })))
+      await node.collection('notes').search({ text: 'note', k: 3 })
+      const progress: Array<[number, number]> = []
+      await node.moveCollection('notes', 'warehouse', { onProgress: (done, total) => progress.push([done, total]) })
+      const router = routerOf(node)
+      assert.equal(router.providerOf('notes'), 'warehouse')
+      assert.ok(progress.length > 0 && progress.at(-1)![0] === progress.at(-1)![1], JSON.stringify(progress))
+      assert.equal(await router.primary.count('notes', undefined), 0, 'removed from the old provider')
+      assert.equal(await (router.providers.get('warehouse') as StorageProvider).count('notes', undefined), 30)
+      assert.deepEqual((await node.collection('notes').find({ where: { i: { lt: 2 } }, orderBy: 'i' })).map(d => d._id), ['n0', 'n1'])
+      assert.equal((await node.collection('notes').search({ text: 'number 7', mode: 'text', k: 1 }))[0]?.id, 'n7', 'indexed again in its new provider')
+      await node.collection('notes').put({ _id: 'after-move', i: 99 })
+      await rejectsNamed(() => node.moveCollection('notes', 'nowhere'), 'InvalidOptionError', 'nowhere')
+    } finally {
+      await node.close()
+    }
+    // the choice is remembered; a config route added later moves the collection it names
+    node = await open(dir, { routes: { events: 'warehouse', 'tmp.*': 'side', notes: 'side' } })
+    try {
+      const router = routerOf(node)
+      assert.equal(router.providerOf('notes'), 'warehouse', 'a route chosen with moveCollection wins over config')
+      assert.equal(await node.collection('notes').count(), 31)
+    } finally {
+      await node.close()
+    }
+  })
+
+  it('routes a new collection by option, and refuses what would need two providers', async () => {
+    const node = await open(dirs.make())
+    try {
+      const router = routerOf(node)
+      await node.collection('fresh', { provider: 'side' }).put({ _id: 'a', v: 1 })
+      assert.equal(router.providerOf('fresh'), 'side')
+      assert.deepEqual((await (router.providers.get('side') as StorageProvider).getDocument('fresh', 'a'))?.body, { v: 1 })
+      await node.collection('kept').put({ _id: 'k', v: 1 })
+      assert.throws(() => node.collection('kept', { provider: 'warehouse' }), (err: Error) => err.name === 'InvalidOptionError' && /moveCollection/.test(err.message))
+      assert.throws(() => router.providerFor(['events', 'kept']), (err: Error) => err.name === 'CrossProviderError' && /different providers/.test(err.message))
+      assert.equal(router.providerFor(['events', 'events']), 'warehouse')
+      assert.deepEqual(await router.find('fresh', normaliseQuery({})), [{ id: 'a', body: { v: 1 } }])
+    } finally {
+      await node.close()
+    }
+  })
+})
