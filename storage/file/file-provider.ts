@@ -7,18 +7,18 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { open, type RootDatabase } from 'lmdb'
-import { docIdProblem, isPlainObject, jsonProblem, MAX_DOC_ID } from '../../crdt/index.js'
+import { docIdProblem, MAX_DOC_ID } from '../../crdt/index.js'
 import { SchemaVersionError, StorageClosedError } from '../errors.js'
 import { LOCAL_PREFIX, type CollectionInfo, type DocChange, type DocumentStore, type StoredDoc } from '../provider.js'
 import type { FieldPath, Filter, NormalisedQuery } from '../query.js'
 import type { JsonObject } from '../types.js'
-import { encodeDoc, DOC_HEADER_BYTES } from './doc-record.js'
 import { FileStoreCorruptError, InvalidBodyError, InvalidOptionError, NotDeviceLocalError } from './errors.js'
 import { checkTables } from './file-integrity.js'
-import { chunkOf, FileTables, FORMAT_VERSION, rangeOf, TABLE_COUNT, type CollectionRecord } from './file-tables.js'
+import { chunkOf, FileTables, FORMAT_VERSION, keysOf, rangeOf, TABLE_COUNT, type CollectionRecord, type DocValue } from './file-tables.js'
 import { FileTxn, type PreparedWrite, type Touches } from './file-txn.js'
 import { compareText, matchesFilter, sortByOrder } from './filter-eval.js'
 import { idOfKey } from './index-keys.js'
+import { bodyProblem } from './json-body.js'
 import { lmdbFileProblem } from './lmdb-file-check.js'
 import { checkDefaults, checkPolicy, effectivePolicy, isExpired, type CollectionPolicy, type EffectivePolicy } from './policy.js'
 import { planFilter } from './query-plan.js'
@@ -49,8 +49,8 @@ export interface FileProviderOptions {
   readonly now?: () => number
 }
 
-/** A document of a query result before its body is needed. */
-interface Row { readonly id: string, readonly json: string, body: JsonObject | undefined }
+/** A document of a query result. */
+interface Row { readonly id: string, readonly body: JsonObject }
 
 const DEFAULT_SWEEP_MS = 1000
 /** Read touches kept in memory before they are written without waiting for the timer. */
@@ -84,20 +84,16 @@ function checkLocal (collection: string, what: string): void {
   }
 }
 
-/** Validates and encodes writes before any transaction starts, so that a bad one writes nothing. */
+/** Validates writes before any transaction starts, so that a bad one writes nothing. */
 function prepareWrites (writes: ReadonlyArray<{ readonly id: string, readonly body: JsonObject | null }>): PreparedWrite[] {
   if (!Array.isArray(writes)) throw new InvalidBodyError('writeLocal expected an array of writes')
   return writes.map((w: unknown, i) => {
     const { id, body } = (w ?? {}) as { id?: unknown, body?: unknown }
     const idProblem = docIdProblem(id)
     if (idProblem !== undefined) throw new InvalidBodyError(`write ${i}: "id" ${idProblem}`)
-    const where = `write ${i} (${JSON.stringify(id)})`
-    if (body === null) return { id: id as string, record: null, json: null, body: null }
-    if (!isPlainObject(body)) throw new InvalidBodyError(`${where}: body expected a JSON object or null, got ${Array.isArray(body) ? 'an array' : typeof body}`)
-    const problem = jsonProblem(body)
-    if (problem !== undefined) throw new InvalidBodyError(`${where}: ${problem}`)
-    const json = JSON.stringify(body)
-    return { id: id as string, record: encodeDoc(json), json, body: body as JsonObject }
+    const problem = body === null ? undefined : bodyProblem(body)
+    if (problem !== undefined) throw new InvalidBodyError(`write ${i} (${JSON.stringify(id)}): ${problem}`)
+    return { id: id as string, body: body as JsonObject | null }
   })
 }
 
@@ -350,31 +346,30 @@ export class FileProvider implements DocumentStore {
   async getDocument (collection: string, id: string): Promise<StoredDoc | undefined> {
     this.checkOpen()
     if (!isStorableName(collection) || !isStorableId(id)) return undefined
-    const buf = this.t.docs.getBinaryFast([collection, id])
-    if (buf === undefined) return undefined
+    const doc = this.t.docs.get([collection, id])
+    if (doc === undefined) return undefined
     const policy = this.policyOf(collection)
-    if (policy.ttlMs !== null && isExpired(buf.readDoubleLE(0), policy, this.now())) return undefined
-    const body = JSON.parse(buf.toString('utf8', DOC_HEADER_BYTES)) as JsonObject
+    if (policy.ttlMs !== null && isExpired(doc[0], policy, this.now())) return undefined
     if (policy.maxBytes !== null) this.touch(collection, id)
-    return { body, meta: '{}' }
+    return { body: doc[1], meta: '{}' }
   }
 
   /** Stored documents that may match a filter (see query-plan.ts), expired ones left out. */
-  private * candidates (c: string, filter: Filter | undefined): Generator<{ id: string, json: string }> {
+  private * candidates (c: string, filter: Filter | undefined): Generator<Row> {
     const policy = this.policyOf(c)
     const now = policy.ttlMs === null ? 0 : this.now()
-    const live = (buf: Buffer): boolean => policy.ttlMs === null || !isExpired(buf.readDoubleLE(0), policy, now)
+    const live = (doc: DocValue): boolean => policy.ttlMs === null || !isExpired(doc[0], policy, now)
     const plan = planFilter(filter, this.records.get(c)?.indexes ?? new Map())
     if (plan.kind === 'scan') {
       for (const { key, value } of rangeOf(this.t.docs, c)) {
-        if (live(value)) yield { id: key[1], json: value.toString('utf8', DOC_HEADER_BYTES) }
+        if (live(value)) yield { id: key[1], body: value[1] }
       }
       return
     }
     const ids = plan.kind === 'ids' ? plan.ids.filter(isStorableId) : this.indexedIds(plan.ranges)
     for (const id of ids) {
-      const buf = this.t.docs.getBinary([c, id])
-      if (buf !== undefined && live(buf)) yield { id, json: buf.toString('utf8', DOC_HEADER_BYTES) }
+      const doc = this.t.docs.get([c, id])
+      if (doc !== undefined && live(doc)) yield { id, body: doc[1] }
     }
   }
 
@@ -390,38 +385,41 @@ export class FileProvider implements DocumentStore {
     }
   }
 
-  /** Documents matching a filter; bodies are parsed only where the filter needs them. */
-  private matching (c: string, filter: Filter | undefined): Row[] {
-    const rows: Row[] = []
-    for (const { id, json } of this.candidates(c, filter)) {
-      if (filter === undefined) {
-        rows.push({ id, json, body: undefined })
-        continue
-      }
-      const body = JSON.parse(json) as JsonObject
-      if (matchesFilter(filter, id, body)) rows.push({ id, json, body })
-    }
-    return rows
-  }
-
   async find (collection: string, query: NormalisedQuery): Promise<Array<{ id: string, body: JsonObject }>> {
     this.checkOpen()
     if (!isStorableName(collection)) return []
-    let rows = this.matching(collection, query.filter)
-    if (query.orderBy.every(o => o.path.isId)) {
-      // ids are unique: the first `_id` key decides
-      const desc = query.orderBy[0]?.desc === true
-      rows.sort((a, b) => desc ? compareText(b.id, a.id) : compareText(a.id, b.id))
+    const { filter, orderBy, offset, limit } = query
+    const end = limit === undefined ? undefined : offset + limit
+    let page: Row[]
+    if (orderBy.every(o => o.path.isId)) {
+      // ids are unique, so the first `_id` key decides the order
+      const desc = orderBy[0]?.desc === true
+      const byId = (a: string, b: string): number => desc ? compareText(b, a) : compareText(a, b)
+      if (filter === undefined && this.policyOf(collection).ttlMs === null) {
+        // a page of ids first: only its bodies are read
+        const ids = [...keysOf(this.t.docs, collection)].map(k => k[1])
+        page = []
+        for (const id of ids.sort(byId).slice(offset, end)) {
+          const doc = this.t.docs.get([collection, id])
+          if (doc !== undefined) page.push({ id, body: doc[1] })
+        }
+      } else {
+        page = this.matching(collection, filter).sort((a, b) => byId(a.id, b.id)).slice(offset, end)
+      }
     } else {
-      for (const r of rows) r.body ??= JSON.parse(r.json) as JsonObject
-      rows = sortByOrder(rows as Array<Row & { body: JsonObject }>, query.orderBy)
+      page = sortByOrder(this.matching(collection, filter), orderBy).slice(offset, end)
     }
-    const page = rows.slice(query.offset, query.limit === undefined ? undefined : query.offset + query.limit)
-    const track = this.policyOf(collection).maxBytes !== null
-    return page.map(r => {
-      if (track) this.touch(collection, r.id)
-      return { id: r.id, body: r.body ?? JSON.parse(r.json) as JsonObject }
-    })
+    if (this.policyOf(collection).maxBytes !== null) for (const r of page) this.touch(collection, r.id)
+    return page
+  }
+
+  /** Documents matching a filter. */
+  private matching (c: string, filter: Filter | undefined): Row[] {
+    const rows: Row[] = []
+    for (const row of this.candidates(c, filter)) {
+      if (matchesFilter(filter, row.id, row.body)) rows.push(row)
+    }
+    return rows
   }
 
   /** Live documents of a collection: its count less the expired ones not swept yet. */
@@ -443,9 +441,7 @@ export class FileProvider implements DocumentStore {
     if (!isStorableName(collection)) return 0
     if (filter === undefined) return this.liveCount(collection)
     let n = 0
-    for (const { id, json } of this.candidates(collection, filter)) {
-      if (matchesFilter(filter, id, JSON.parse(json) as JsonObject)) n++
-    }
+    for (const { id, body } of this.candidates(collection, filter)) if (matchesFilter(filter, id, body)) n++
     return n
   }
 

@@ -3,7 +3,7 @@
  *
  * | name    | key                          | value                                  |
  * |---------|------------------------------|----------------------------------------|
- * | docs    | [collection, id]             | doc-record.ts: write time + JSON text  |
+ * | docs    | [collection, id]             | {@link DocValue}: write time and body  |
  * | colls   | collection                   | {@link CollectionRecord}               |
  * | expiry  | [collection, writtenAt, id]  | empty (kept while the collection has a TTL) |
  * | recency | [collection, tick]           | id (kept while it has a byte budget)   |
@@ -15,13 +15,20 @@
  * so a collection is one contiguous range that starts at `[collection]`.
  */
 import type { Database, Key, RootDatabase } from 'lmdb'
+import type { JsonObject } from '../types.js'
 import type { CollectionPolicy } from './policy.js'
+
+/**
+ * A stored document: the time of its last write (ms since the epoch, by the provider's clock)
+ * and its body, as one MessagePack array.
+ */
+export type DocValue = [writtenAt: number, body: JsonObject]
 
 /** What the store keeps about one collection (in `colls`). */
 export interface CollectionRecord {
   /** Documents stored, including expired ones not swept yet. */
   count: number
-  /** Their summed size (doc-record.ts `docSize`). */
+  /** Their summed size ({@link docSize}), kept while `recency` is. */
   bytes: number
   policy: CollectionPolicy
   /** Indexed field paths (dot text, or `_id`) and their index numbers. */
@@ -55,9 +62,12 @@ export const EMPTY = Buffer.alloc(0)
 /** Named sub-databases this layout uses (LMDB needs the count up front). */
 export const TABLE_COUNT = 7
 
+// plain MessagePack maps (msgpackr's option): a stored document does not depend on record structures
+const PLAIN_MAPS = { encoding: 'msgpack' as const, useRecords: false }
+
 /** The sub-databases of one store. */
 export class FileTables {
-  readonly docs: Database<Buffer, DocKey>
+  readonly docs: Database<DocValue, DocKey>
   readonly colls: Database<CollectionRecord, string>
   readonly expiry: Database<Buffer, ExpiryKey>
   readonly recency: Database<string, RecencyKey>
@@ -66,7 +76,7 @@ export class FileTables {
   readonly meta: Database<number, string>
 
   constructor (readonly root: RootDatabase) {
-    this.docs = root.openDB<Buffer, DocKey>('docs', { encoding: 'binary' })
+    this.docs = root.openDB<DocValue, DocKey>('docs', PLAIN_MAPS)
     this.colls = root.openDB<CollectionRecord, string>('colls', {})
     this.expiry = root.openDB<Buffer, ExpiryKey>('expiry', { encoding: 'binary' })
     this.recency = root.openDB<string, RecencyKey>('recency', {})
@@ -74,6 +84,15 @@ export class FileTables {
     this.index = root.openDB<Buffer, Buffer>('index', { keyEncoding: 'binary', encoding: 'binary' })
     this.meta = root.openDB<number, string>('meta', {})
   }
+}
+
+/**
+ * What a stored document weighs against its collection's byte budget: its stored bytes and the
+ * UTF-8 bytes of its id (0 when it is not stored).
+ */
+export function docSize (t: FileTables, key: DocKey): number {
+  const stored = t.docs.getBinaryFast(key)
+  return stored === undefined ? 0 : stored.length + Buffer.byteLength(key[1])
 }
 
 /**
@@ -96,5 +115,13 @@ export function * rangeOf<V, K extends Key[]> (db: Database<V, K>, collection: s
   for (const e of db.getRange({ start: [collection] as unknown as K })) {
     if (e.key[0] !== collection) return
     yield e
+  }
+}
+
+/** Every key of one collection's range in a table (for reads). */
+export function * keysOf<V, K extends Key[]> (db: Database<V, K>, collection: string): Generator<K> {
+  for (const key of db.getKeys({ start: [collection] as unknown as K })) {
+    if (key[0] !== collection) return
+    yield key
   }
 }

@@ -9,35 +9,33 @@ import type { Database, Key } from 'lmdb'
 import type { JsonObject } from '../types.js'
 import type { DocChange } from '../provider.js'
 import type { FieldPath } from '../query.js'
-import { decodeDoc, docSize, stampDoc, type DocRecord } from './doc-record.js'
 import { OverBudgetError } from './errors.js'
 import { valueAt } from './filter-eval.js'
-import { chunkOf, copyRecord, emptyRecord, EMPTY, type CollectionRecord, type DocKey, type FileTables } from './file-tables.js'
+import { chunkOf, copyRecord, docSize, emptyRecord, EMPTY, type CollectionRecord, type DocKey, type DocValue, type FileTables } from './file-tables.js'
 import { entryKeys } from './index-keys.js'
+import { sameJson } from './json-body.js'
 import { effectivePolicy, isExpired, type EffectivePolicy, type PolicyDefaults } from './policy.js'
 
 /** Entries read per chunk when a transaction walks a collection. */
 const CHUNK = 512
 
-/** A write of one document, validated and encoded before the transaction. */
+/** A write of one document, validated before the transaction: a body replaces it, null deletes it. */
 export interface PreparedWrite {
   readonly id: string
-  /** The encoded record (doc-record.ts), or null to delete. */
-  readonly record: Buffer | null
-  /** The body's JSON text (null to delete). */
-  readonly json: string | null
   readonly body: JsonObject | null
 }
 
 /** Pending read touches: collection → id → tick. */
 export type Touches = Map<string, Map<string, number>>
 
+interface Stored { readonly writtenAt: number, readonly body: JsonObject }
+
 function indexPath (text: string): FieldPath {
   return { segments: text.split('.'), isId: false }
 }
 
-function parse (json: string): JsonObject {
-  return JSON.parse(json) as JsonObject
+function stored (v: DocValue | undefined): Stored | undefined {
+  return v === undefined ? undefined : { writtenAt: v[0], body: v[1] }
 }
 
 /** One write transaction's work. */
@@ -57,8 +55,8 @@ export class FileTxn {
   record (c: string): CollectionRecord {
     let r = this.records.get(c)
     if (r === undefined) {
-      const stored = this.t.colls.get(c)
-      r = stored === undefined ? emptyRecord() : copyRecord(stored)
+      const kept = this.t.colls.get(c)
+      r = kept === undefined ? emptyRecord() : copyRecord(kept)
       this.records.set(c, r)
     }
     return r
@@ -68,63 +66,64 @@ export class FileTxn {
     return effectivePolicy(this.record(c).policy, this.defaults)
   }
 
-  private stored (c: string, id: string): DocRecord | undefined {
-    const buf = this.t.docs.getBinary([c, id])
-    return buf === undefined ? undefined : decodeDoc(id, buf)
-  }
-
-  /** Applies one write; a body equal to the live one only refreshes its write time and recency. */
+  /** Applies one write; a body equal to the live one only restarts its TTL and counts as use. */
   write (c: string, w: PreparedWrite): void {
     const rec = this.record(c)
     const policy = this.policy(c)
-    const old = this.stored(c, w.id)
+    const key: DocKey = [c, w.id]
+    const old = stored(this.t.docs.get(key))
     const live = old !== undefined && !isExpired(old.writtenAt, policy, this.now)
-    const before = live ? parse(old.json) : null
-    if (w.record === null) {
+    const before = live ? old.body : null
+    if (w.body === null) {
       if (old === undefined) return
-      this.remove(c, w.id, old, rec)
+      this.remove(key, old, rec)
       if (before !== null) this.changes.push({ collection: c, id: w.id, before, after: null })
       return
     }
-    const size = docSize(w.id, w.record.length)
-    if (policy.maxBytes !== null && size > policy.maxBytes) {
-      throw new OverBudgetError(`document ${JSON.stringify(w.id)} is ${size} bytes, over the ${policy.maxBytes}-byte budget of ${c}`)
+    const oldSize = rec.recency ? docSize(this.t, key) : 0
+    this.t.docs.putSync(key, [this.now, w.body])
+    if (rec.recency) {
+      const size = docSize(this.t, key)
+      if (policy.maxBytes !== null && size > policy.maxBytes) {
+        throw new OverBudgetError(`document ${JSON.stringify(w.id)} is ${size} bytes, over the ${policy.maxBytes}-byte budget of ${c}`)
+      }
+      rec.bytes += size - oldSize
+      this.setTick(key, this.tick())
     }
-    const key: DocKey = [c, w.id]
-    this.t.docs.putSync(key, stampDoc(w.record, this.now))
     if (rec.expiry) {
       if (old !== undefined) this.t.expiry.removeSync([c, old.writtenAt, w.id])
       this.t.expiry.putSync([c, this.now, w.id], EMPTY)
     }
-    if (rec.recency) this.setTick(c, w.id, this.tick())
-    const unchanged = live && old.json === w.json
-    if (!unchanged) this.reindex(w.id, rec, old === undefined ? undefined : (before ?? parse(old.json)), w.body ?? undefined)
     if (old === undefined) rec.count++
-    rec.bytes += size - (old?.size ?? 0)
-    if (!unchanged) this.changes.push({ collection: c, id: w.id, before, after: w.body })
+    if (before !== null && sameJson(before, w.body)) return
+    this.reindex(w.id, rec, old?.body, w.body)
+    this.changes.push({ collection: c, id: w.id, before, after: w.body })
   }
 
   /** Removes a stored document and every key that refers to it. */
-  private remove (c: string, id: string, old: DocRecord, rec: CollectionRecord): void {
-    this.t.docs.removeSync([c, id])
+  private remove (key: DocKey, old: Stored, rec: CollectionRecord): void {
+    const [c, id] = key
+    if (rec.recency) {
+      rec.bytes -= docSize(this.t, key)
+      this.dropTick(key)
+    }
+    this.t.docs.removeSync(key)
     if (rec.expiry) this.t.expiry.removeSync([c, old.writtenAt, id])
-    if (rec.recency) this.dropTick(c, id)
-    this.reindex(id, rec, parse(old.json), undefined)
+    this.reindex(id, rec, old.body, undefined)
     rec.count--
-    rec.bytes -= old.size
   }
 
-  private setTick (c: string, id: string, tick: number): void {
-    this.dropTick(c, id)
-    this.t.recency.putSync([c, tick], id)
-    this.t.used.putSync([c, id], tick)
+  private setTick (key: DocKey, tick: number): void {
+    this.dropTick(key)
+    this.t.recency.putSync([key[0], tick], key[1])
+    this.t.used.putSync(key, tick)
   }
 
-  private dropTick (c: string, id: string): void {
-    const old = this.t.used.get([c, id])
+  private dropTick (key: DocKey): void {
+    const old = this.t.used.get(key)
     if (old === undefined) return
-    this.t.recency.removeSync([c, old])
-    this.t.used.removeSync([c, id])
+    this.t.recency.removeSync([key[0], old])
+    this.t.used.removeSync(key)
   }
 
   /** Moves a document's index keys from its old body to its new one. */
@@ -146,8 +145,9 @@ export class FileTxn {
     for (const [c, ids] of touches) {
       if (!this.record(c).recency) continue
       for (const [id, tick] of ids) {
-        const current = this.t.used.get([c, id])
-        if (current !== undefined && current < tick) this.setTick(c, id, tick)
+        const key: DocKey = [c, id]
+        const current = this.t.used.get(key)
+        if (current !== undefined && current < tick) this.setTick(key, tick)
       }
     }
   }
@@ -163,13 +163,14 @@ export class FileTxn {
       const keys = chunkOf(this.t.expiry, c, Math.min(CHUNK, limit - removed)).filter(e => e.key[1] <= cutoff)
       if (keys.length === 0) break
       for (const { key } of keys) {
-        const old = this.stored(c, key[2])
+        const docKey: DocKey = [c, key[2]]
+        const old = stored(this.t.docs.get(docKey))
         if (old === undefined || old.writtenAt !== key[1]) {
           // a key left behind by damage: drop it, the document (if any) has its own
           this.t.expiry.removeSync(key)
           continue
         }
-        this.remove(c, key[2], old, rec)
+        this.remove(docKey, old, rec)
         removed++
       }
     }
@@ -186,14 +187,14 @@ export class FileTxn {
       if (oldest.length === 0) break
       for (const { key, value: id } of oldest) {
         if (rec.bytes <= policy.maxBytes) break
-        const old = this.stored(c, id)
+        const docKey: DocKey = [c, id]
+        const old = stored(this.t.docs.get(docKey))
         if (old === undefined) {
           this.t.recency.removeSync(key)
           continue
         }
-        const live = !isExpired(old.writtenAt, policy, this.now)
-        this.remove(c, id, old, rec)
-        if (live) this.changes.push({ collection: c, id, before: parse(old.json), after: null })
+        this.remove(docKey, old, rec)
+        if (!isExpired(old.writtenAt, policy, this.now)) this.changes.push({ collection: c, id, before: old.body, after: null })
       }
     }
   }
@@ -213,11 +214,16 @@ export class FileTxn {
       rec.expiry = expiry
     }
     if (recency !== rec.recency) {
+      rec.bytes = 0
       if (recency) {
         const order: Array<{ id: string, at: number }> = []
         this.eachDoc(c, (id, doc) => { order.push({ id, at: doc.writtenAt }) })
         order.sort((a, b) => a.at - b.at)
-        for (const { id } of order) this.setTick(c, id, this.tick())
+        for (const { id } of order) {
+          const key: DocKey = [c, id]
+          rec.bytes += docSize(this.t, key)
+          this.setTick(key, this.tick())
+        }
       } else {
         this.clear(this.t.recency, c)
         this.clear(this.t.used, c)
@@ -228,21 +234,20 @@ export class FileTxn {
 
   /** Records an index and adds the keys of every stored document. */
   addIndex (c: string, text: string, no: number): void {
-    const rec = this.record(c)
-    rec.indexes[text] = no
+    this.record(c).indexes[text] = no
     if (text === '_id') return
     const path = indexPath(text)
     this.eachDoc(c, (id, doc) => {
-      for (const k of entryKeys(no, valueAt(parse(doc.json), path), id)) this.t.index.putSync(k, EMPTY)
+      for (const k of entryKeys(no, valueAt(doc.body, path), id)) this.t.index.putSync(k, EMPTY)
     })
   }
 
-  private eachDoc (c: string, fn: (id: string, doc: DocRecord) => void): void {
+  private eachDoc (c: string, fn: (id: string, doc: Stored) => void): void {
     let after: DocKey | undefined
     for (;;) {
       const chunk = chunkOf(this.t.docs, c, CHUNK, after)
       if (chunk.length === 0) return
-      for (const { key, value } of chunk) fn(key[1], decodeDoc(key[1], value))
+      for (const { key, value } of chunk) fn(key[1], { writtenAt: value[0], body: value[1] })
       after = chunk[chunk.length - 1]?.key
     }
   }
