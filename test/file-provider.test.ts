@@ -1,3 +1,9 @@
+/**
+ * The file provider (storage/file/): the document compliance suite on device-local collections,
+ * its queries checked against the SQLite provider on random documents and filters, index key
+ * order, TTL on an injected clock, LRU eviction under a byte budget, reopening, bad input and
+ * damaged files.
+ */
 import assert from 'node:assert/strict'
 import { readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -10,6 +16,7 @@ import { betweenRange, entryKeys, equalRange, idOfKey, prefixRange } from '../st
 import { localWriter, runDocumentStoreTests } from './storage-compliance.js'
 import { rejectsNamed } from './helpers/errors.js'
 import { TmpDirs } from './helpers/tmp-dir.js'
+import { waitFor } from './helpers/wait-for.js'
 
 const dirs = new TmpDirs()
 runDocumentStoreTests('file', { setup: async () => await FileProvider.open({ path: dirs.make(), sweepIntervalMs: 0 }), teardown: async () => dirs.cleanup() }, { write: localWriter, local: true })
@@ -120,7 +127,7 @@ describe('storage: file provider specifics', () => {
       } finally {
         await sqlite.close()
       }
-    })
+    }).timeout(120_000)
   })
 
   it('hides documents once their collection\'s TTL has passed, on an injected clock, and sweeps them', async () => {
@@ -150,6 +157,30 @@ describe('storage: file provider specifics', () => {
     assert.deepEqual(await ids(s, C), ['a'])
     assert.deepEqual(await s.writeLocal(C, [{ id: 'b', body: null }]), [], 'deleting an expired document changes nothing visible')
     assert.deepEqual(await s.checkIntegrity(), [])
+  })
+
+  it('sweeps expired documents and saves read recency in the background', async () => {
+    const s = await store({ sweepIntervalMs: 10 })
+    const t0 = now
+    await s.setCollectionPolicy(C, { ttlMs: 1000, maxBytes: 350 })
+    await s.writeLocal(C, put('a', 'b', 'c'))
+    assert.ok(await s.getDocument(C, 'a'))
+    // the timer's sweep removes what expired: turning the clock back then shows it gone for good
+    now = t0 + 1000
+    await waitFor(async () => {
+      now = t0
+      const gone = (await s.count(C, undefined)) === 0
+      now = t0 + 1000
+      return gone
+    }, { message: 'the background sweep' })
+    assert.deepEqual(await s.checkIntegrity(), [])
+    now = t0 + 2000
+    await s.writeLocal(C, put('a', 'b', 'c'))
+    assert.ok(await s.getDocument(C, 'a'))
+    // reads are saved by the timer, not only by the next write (peeking at the count of reads held in memory)
+    await waitFor(() => (s as unknown as { touchCount: number }).touchCount === 0, { message: 'the background recency flush' })
+    const changes = await s.writeLocal(C, put('d'))
+    assert.deepEqual(changes.filter(c => c.after === null).map(c => c.id), ['b'])
   })
 
   it('restarts a document\'s TTL when it is written again, and lets a collection override the store default', async () => {

@@ -118,8 +118,8 @@ export class FileProvider implements DocumentStore {
   private readonly inflight = new Set<Promise<unknown>>()
 
   /**
-   * Opens (creating if needed) a file store in a directory. Throws {@link FileStoreCorruptError} (a `StorageCorruptError`)
-   * naming it when its data file is not a readable file store.
+   * Opens (creating if needed) a file store in a directory. Throws {@link FileStoreCorruptError}
+   * (a `StorageCorruptError`) naming it when its data file is not a readable file store.
    *
    * @example
    * ```ts
@@ -306,6 +306,11 @@ export class FileProvider implements DocumentStore {
     }
   }
 
+  /**
+   * Writes documents of a device-local collection in one transaction (see
+   * {@link DocumentStore.writeLocal}). What changed includes the documents the write evicted to
+   * keep the collection within its byte budget (after: null), after the writes themselves.
+   */
   async writeLocal (collection: string, writes: ReadonlyArray<{ readonly id: string, readonly body: JsonObject | null }>): Promise<DocChange[]> {
     this.checkOpen()
     checkLocal(collection, 'writeLocal')
