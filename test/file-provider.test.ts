@@ -315,6 +315,21 @@ describe('storage: file provider specifics', () => {
     await rejectsNamed(() => FileProvider.open({ path: other }), 'StorageCorruptError', 'truncated')
   })
 
+  it('refuses a store of a newer format, or with a malformed collection record', async () => {
+    const path = dirs.make()
+    await (await store({ path })).writeLocal(C, put('a'))
+    await open.pop()?.close()
+    const raw = openLmdb({ path, noSubdir: false, maxDbs: 8 })
+    await raw.openDB('meta', {}).put('format', 2)
+    await raw.close()
+    await rejectsNamed(() => FileProvider.open({ path }), 'SchemaVersionError', 'format 2')
+    const raw2 = openLmdb({ path, noSubdir: false, maxDbs: 8 })
+    await raw2.openDB('meta', {}).put('format', 1)
+    await raw2.openDB('colls', {}).put(C, { count: 'many' })
+    await raw2.close()
+    await rejectsNamed(() => FileProvider.open({ path }), 'StorageCorruptError', 'malformed')
+  })
+
   it('finds records and keys out of step with the documents', async () => {
     const path = dirs.make()
     const s = await store({ path })

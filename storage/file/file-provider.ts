@@ -137,20 +137,18 @@ export class FileProvider implements DocumentStore {
     mkdirSync(options.path, { recursive: true })
     const problem = lmdbFileProblem(join(options.path, 'data.mdb'))
     if (problem !== undefined) throw new FileStoreCorruptError(options.path, problem)
-    let root: RootDatabase
+    let root: RootDatabase | undefined
+    let store: FileProvider | undefined
     try {
-      root = open({ path: options.path, noSubdir: false, maxDbs: TABLE_COUNT + 1, ...(options.durability === 'none' ? { noSync: true } : {}) })
-    } catch (err) {
-      throw isDamage(err) ? new FileStoreCorruptError(options.path, err.message, { cause: err }) : err
-    }
-    const store = new FileProvider(root, options)
-    try {
+      // room for the tables of a newer format, so that opening one reaches the format check
+      root = open({ path: options.path, noSubdir: false, maxDbs: TABLE_COUNT * 2, ...(options.durability === 'none' ? { noSync: true } : {}) })
+      store = new FileProvider(root, options)
       await store.start(interval)
       return store
     } catch (err) {
-      await store.close().catch(() => { /* the open error is the one to report */ })
-      if (isDamage(err)) throw new FileStoreCorruptError(options.path, err.message, { cause: err })
-      throw err
+      // the open error is the one to report
+      await (store?.close() ?? root?.close())?.catch(() => {})
+      throw isDamage(err) ? new FileStoreCorruptError(options.path, err.message, { cause: err }) : err
     }
   }
 
