@@ -292,6 +292,8 @@ describe('storage: file provider specifics', () => {
     await rejectsNamed(() => s.ensureIndex('notes', parseFieldPath('a')), 'NotDeviceLocalError')
     await rejectsNamed(() => s.writeLocal(`~${'c'.repeat(200)}`, [{ id: 'x', body: {} }]), 'NotDeviceLocalError')
     assert.equal(await s.getDocument('notes', 'x'), undefined)
+    await s.writeLocal(C, put('a'))
+    assert.deepEqual(await s.collectionDigests(), new Map(), 'device-local collections are left out of state digests')
     for (const policy of [{ ttlMs: 0 }, { maxBytes: -1 }, { ttlMs: 1.5 }, { ttlMs: '10' }, { size: 1 }, null]) {
       await rejectsNamed(() => s.setCollectionPolicy(C, policy as never), 'InvalidOptionError')
     }

@@ -472,6 +472,12 @@ export class FileProvider implements DocumentStore {
     })
   }
 
+  /** Digests of replicated collections: none here, every collection of a file store is device-local. */
+  async collectionDigests (): Promise<Map<string, string>> {
+    this.checkOpen()
+    return new Map()
+  }
+
   async checkIntegrity (): Promise<string[]> {
     this.checkOpen()
     try {
