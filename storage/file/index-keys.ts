@@ -12,17 +12,17 @@ import { sqlValue, type SqlValue } from './filter-eval.js'
 /** Bytes of a text value kept in an index key (UTF-8, before escaping). */
 export const INDEX_TEXT_BYTES = 256
 
-const TAG_NUMBER = 0x10
-const TAG_TEXT = 0x20
-const HEAD = 5
-// no UTF-8 byte, escaped byte or terminator is 0xff: appending it bounds every key with a given start
-const TOP = 0xff
-
 /** A half-open range of keys: start <= key < end. */
 export interface KeyRange {
   readonly start: Buffer
   readonly end: Buffer
 }
+
+const TAG_NUMBER = 0x10
+const TAG_TEXT = 0x20
+const HEAD = 5
+// no UTF-8 byte, escaped byte or terminator is 0xff: appending it bounds every key with a given start
+const TOP = 0xff
 
 function head (index: number, tag: number): Buffer {
   const b = Buffer.allocUnsafe(HEAD)
