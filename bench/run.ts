@@ -66,6 +66,7 @@ const result = {
     readPool
   },
   cli,
+  fileProvider: runChild('file-provider.js', [String(N)]),
   sealing,
   replication,
   search: { quality, embedding, vectors, swarm, folder }
