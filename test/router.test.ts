@@ -47,8 +47,8 @@ describe('the DataRouter in a node', function () {
   async function open (dir: string, extra: Partial<Parameters<typeof PeakNode.open>[0]> = {}): Promise<PeakNode> {
     return await PeakNode.open({
       dir,
-      providers: { warehouse: { kind: 'postgres', url: await db.url() }, side: { kind: 'sqlite' } },
-      routes: { events: 'warehouse', 'tmp.*': 'side' },
+      providers: { warehouse: { kind: 'postgres', url: await db.url() }, side: { kind: 'sqlite' }, scratch: { kind: 'file' } },
+      routes: { events: 'warehouse', 'tmp.*': 'side', 'cache.*': 'scratch' },
       embedder: hashEmbedder(),
       backgroundIndexing: false,
       ...extra
@@ -78,7 +78,7 @@ describe('the DataRouter in a node', function () {
       assert.equal(report.ok, true, JSON.stringify(report))
       assert.equal(report.stateMatches, true, 'a replay of the log into one SQLite store has the same digest')
       const providers = await node.providers()
-      assert.deepEqual(providers.map(p => [p.name, p.kind, p.healthy]), [['primary', 'sqlite', true], ['warehouse', 'postgres', true], ['side', 'sqlite', true]])
+      assert.deepEqual(providers.map(p => [p.name, p.kind, p.healthy]), [['primary', 'sqlite', true], ['warehouse', 'postgres', true], ['side', 'sqlite', true], ['scratch', 'file', true]])
       assert.ok(providers[1]?.pool !== undefined && providers[1].pool.max === 10)
       assert.deepEqual(providers[1]?.routes, ['events'])
     } finally {
@@ -137,6 +137,25 @@ describe('the DataRouter in a node', function () {
       const router = routerOf(node)
       assert.equal(router.providerOf('notes'), 'warehouse', 'a route chosen with moveCollection wins over config')
       assert.equal(await node.collection('notes').count(), 31)
+    } finally {
+      await node.close()
+    }
+  })
+
+  it('keeps device-local collections in the file provider; replicated ones matching its route stay in the primary', async () => {
+    const node = await open(dirs.make())
+    try {
+      const router = routerOf(node)
+      const scratch = router.providers.get('scratch') as StorageProvider
+      await node.collection('cache.thumbs', { replicate: false }).put({ _id: 'p1', w: 64 })
+      assert.deepEqual(await node.collection('cache.thumbs').get('p1'), { _id: 'p1', w: 64 })
+      assert.equal(router.providerOf('~cache.thumbs'), 'scratch')
+      assert.deepEqual((await scratch.getDocument('~cache.thumbs', 'p1'))?.body, { w: 64 })
+      await node.collection('cache.shared').put({ _id: 's1', v: 1 })
+      assert.equal(router.providerOf('cache.shared'), 'primary', 'a documents-only provider takes no log ops')
+      assert.deepEqual((await router.primary.getDocument('cache.shared', 's1'))?.body, { v: 1 })
+      await rejectsNamed(() => node.collection('cache.thumbs').search({ text: 'anything', mode: 'text' }), 'ProviderCapabilityError', 'documents only')
+      assert.throws(() => node.collection('fresh-replicated', { provider: 'scratch' }), (err: Error) => err.name === 'InvalidOptionError' && /device-local collections only/.test(err.message))
     } finally {
       await node.close()
     }
