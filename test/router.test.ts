@@ -13,6 +13,8 @@ import { TmpDirs } from './helpers/tmp-dir.js'
 import { withTimeout } from './helpers/wait-for.js'
 import { runStorageProviderTests } from './storage-compliance.js'
 import { join } from 'node:path'
+import { writeFileSync } from 'node:fs'
+import { runCli, startDaemon } from './helpers/cli.js'
 
 const db = new TestDatabase()
 const dirs = new TmpDirs()
@@ -175,6 +177,49 @@ describe('the DataRouter in a node', function () {
       assert.deepEqual(await router.find('fresh', normaliseQuery({})), [{ id: 'a', body: { v: 1 } }])
     } finally {
       await node.close()
+    }
+  })
+})
+
+describe('providers and routes through the CLI', function () {
+  this.timeout(90_000)
+
+  it('config.json names providers and routes; `providers` shows them; `collection --provider` moves a collection, with and without a daemon', async () => {
+    const dir = dirs.make()
+    assert.equal((await runCli(['init', '--dir', dir, '--json'])).code, 0)
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({
+      providers: { warehouse: { kind: 'postgres', url: await db.url(), pool: { max: 3 } }, scratch: { kind: 'file' } },
+      routes: { events: 'warehouse', 'tmp.*': 'scratch' }
+    }))
+    const put = await runCli(['put', 'events', '{"_id":"e1","kind":"click"}', '--dir', dir, '--json'])
+    assert.equal(put.code, 0, put.stderr)
+    assert.equal((await runCli(['put', 'notes', '[{"_id":"n1","t":"one"},{"_id":"n2","t":"two"}]', '--dir', dir, '--json'])).code, 0)
+    const providers = await runCli(['providers', '--dir', dir, '--json'])
+    assert.equal(providers.code, 0, providers.stderr)
+    const list = JSON.parse(providers.stdout) as Array<{ name: string, kind: string, healthy: boolean, location: string, pool?: { max: number }, routes: string[] }>
+    assert.deepEqual(list.map(p => [p.name, p.kind, p.healthy]), [['primary', 'sqlite', true], ['warehouse', 'postgres', true], ['scratch', 'file', true]])
+    assert.equal(list[1]?.pool?.max, 3)
+    assert.deepEqual(list[1]?.routes, ['events'])
+    const text = await runCli(['providers', '--dir', dir])
+    assert.match(text.stdout, /warehouse[\s\S]*Pool: +\d+ open of 3/)
+    const moved = await runCli(['collection', 'notes', '--provider', 'warehouse', '--dir', dir, '--json'])
+    assert.equal(moved.code, 0, moved.stderr)
+    assert.equal(JSON.parse(moved.stdout).provider, 'warehouse')
+    assert.equal(JSON.parse(moved.stdout).count, 2)
+    const bad = await runCli(['collection', 'notes', '--provider', 'nowhere', '--dir', dir])
+    assert.notEqual(bad.code, 0)
+    assert.match(bad.stderr, /nowhere/)
+    const daemon = await startDaemon(['--dir', dir])
+    try {
+      const back = await runCli(['collection', 'notes', '--provider', 'primary', '--dir', dir, '--json'])
+      assert.equal(back.code, 0, back.stderr)
+      assert.equal(JSON.parse(back.stdout).provider, 'primary')
+      const got = await runCli(['get', 'notes', 'n2', '--dir', dir, '--json'])
+      assert.deepEqual(JSON.parse(got.stdout), { _id: 'n2', t: 'two' })
+      const events = await runCli(['get', 'events', 'e1', '--dir', dir, '--json'])
+      assert.deepEqual(JSON.parse(events.stdout), { _id: 'e1', kind: 'click' })
+    } finally {
+      assert.equal(await daemon.stop(), 0, daemon.output())
     }
   })
 })

@@ -6,7 +6,9 @@
  * { "listen": ["/ip4/0.0.0.0/tcp/4011"], "bootstrap": ["/ip4/192.0.2.7/tcp/4011/p2p/12D3KooW..."],
  *   "mdns": true, "dht": true, "apiPort": 5011, "confirmations": 1,
  *   "embedder": { "kind": "ollama", "url": "http://127.0.0.1:11434", "model": "nomic-embed-text" },
- *   "storage": "postgres://peakdb@db.example/peak" }
+ *   "storage": "postgres://peakdb@db.example/peak",
+ *   "providers": { "warehouse": { "kind": "postgres", "url": "postgres://peakdb@db.example/peak" }, "scratch": { "kind": "file" } },
+ *   "routes": { "events": "warehouse", "tmp.*": "scratch" } }
  * ```
  */
 import { existsSync, readFileSync } from 'node:fs'
@@ -15,7 +17,7 @@ import { join } from 'node:path'
 import { InvalidOptionError } from '../errors.js'
 import type { PeakNodeOptions } from '../peak-node.js'
 import { createHttpEmbedder } from '../embedding/http-embedder.js'
-import { storageSchema } from '../storage-binding.js'
+import { providersSchema, routesSchema, storageSchema, type ProviderSpec } from '../storage-binding.js'
 
 const multiaddrText = z.string().min(1).max(1024).refine(s => s.startsWith('/'), 'expected a multiaddr starting with /')
 
@@ -29,6 +31,10 @@ export const configSchema = z.object({
   deviceName: z.string().min(1).max(64).optional(),
   /** Where the log and documents live, read at the first start: "sqlite" (default) or a postgres:// connection string. */
   storage: storageSchema.optional(),
+  /** Named providers collections can be routed to: `{ "warehouse": { "kind": "postgres", "url": "postgres://..." } }`. */
+  providers: providersSchema.optional(),
+  /** Collection names or `prefix*` patterns to provider names: `{ "events": "warehouse", "tmp.*": "scratch" }`. */
+  routes: routesSchema.optional(),
   /** The embedder for search by meaning: the built-in offline model, or an endpoint you run. */
   embedder: z.union([
     z.object({ kind: z.literal('default') }).strict(),
@@ -70,6 +76,14 @@ export function configuredEmbedder (config: DaemonConfig): PeakNodeOptions['embe
   const e = config.embedder
   if (e === undefined || e.kind === 'default') return undefined
   return async () => await createHttpEmbedder({ url: e.url, model: e.model, kind: e.kind, ...(e.apiKey !== undefined ? { apiKey: e.apiKey } : {}) })
+}
+
+/** The node options for the configured providers and routes. */
+export function configuredRouting (config: DaemonConfig): Pick<PeakNodeOptions, 'providers' | 'routes'> {
+  return {
+    ...(config.providers !== undefined ? { providers: config.providers as Record<string, ProviderSpec> } : {}),
+    ...(config.routes !== undefined ? { routes: config.routes } : {})
+  }
 }
 
 /** The configuration of a data dir (`<dir>/config.json`), or `{}`. */

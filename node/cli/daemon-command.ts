@@ -12,7 +12,7 @@ import { watchedFolders } from '../daemon/rpc.js'
 import type { SyncProgress } from '../../transport/index.js'
 import { emit, table } from './output.js'
 import { phraseBanner } from './init-command.js'
-import { configuredEmbedder, readConfig } from './config.js'
+import { configuredEmbedder, configuredRouting, readConfig } from './config.js'
 import { passphrase } from './target.js'
 
 const log = createLogger('daemon')
@@ -100,7 +100,8 @@ export async function runDaemon (o: DaemonOptions): Promise<void> {
       ...(pass !== undefined ? { passphrase: pass } : {}),
       ...(name !== undefined ? { deviceName: name } : {}),
       ...(confirmations !== undefined ? { confirmations } : {}),
-      ...(config.storage !== undefined ? { storage: config.storage as StorageSpec } : {})
+      ...(config.storage !== undefined ? { storage: config.storage as StorageSpec } : {}),
+      ...configuredRouting(config)
     })
   } catch (err) {
     announcement.withdraw()

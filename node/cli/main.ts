@@ -100,6 +100,47 @@ function preview (doc: Record<string, unknown>): string {
 }
 
 /** Sets a collection's embedding and shows the re-indexing it starts (a bar on a terminal). */
+/** Moves a collection to another provider, with a progress bar of the log entries read. */
+async function moveWithProgress (g: Globals, collection: string, provider: string): Promise<void> {
+  const cliProgress = await progressBars(g)
+  let bar: { update: (done: number, total: number) => void, stop: () => void } = { update: () => {}, stop: () => {} }
+  if (cliProgress !== undefined) {
+    let b: InstanceType<typeof cliProgress.SingleBar> | undefined
+    bar = {
+      update: (done, total) => {
+        if (b === undefined) {
+          b = new cliProgress.SingleBar({ stream: process.stderr, format: `moving ${collection} to ${provider} [{bar}] {value}/{total} log entries {eta_formatted}`, hideCursor: true }, cliProgress.Presets.shades_classic)
+          b.start(total, 0)
+        }
+        b.setTotal(total)
+        b.update(done)
+      },
+      stop: () => b?.stop()
+    }
+  }
+  const target = await openTarget(g.dir, g.passphraseFile !== undefined ? { passphraseFile: g.passphraseFile } : {})
+  try {
+    if ('api' in target) {
+      await call(g, 'moveCollection', { collection, provider })
+      for (;;) {
+        const s = await call(g, 'moveStatus', { collection }) as { done: number, total: number, finished: boolean, error?: { name: string, message: string } }
+        if (s.total > 0) bar.update(s.done, s.total)
+        if (s.error !== undefined) throw Object.assign(new Error(s.error.message), { name: s.error.name })
+        if (s.finished) return
+        await new Promise(resolve => setTimeout(resolve, 200))
+      }
+    }
+    // no daemon: this process does the work
+    try {
+      await target.node.moveCollection(collection, provider, { onProgress: (done, total) => bar.update(done, total) })
+    } finally {
+      await target.node.close()
+    }
+  } finally {
+    bar.stop()
+  }
+}
+
 async function setEmbedWithProgress (g: Globals, collection: string, embed: 'auto' | false | string[], wait: boolean): Promise<void> {
   const cliProgress = await progressBars(g)
   const bar = (total: number): { update: (left: number) => void, stop: () => void } => {
@@ -517,6 +558,21 @@ Examples:
       emit(g.json, list, () => list.length === 0 ? '(no collections)' : list.map(c => `${c.name}\t${c.count} docs${c.indexes.length > 0 ? `\tindexes: ${c.indexes.join(', ')}` : ''}`).join('\n'))
     })
 
+  program.command('providers')
+    .description('list the storage providers (the primary and those in "providers" of config.json) with their health and routes')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const g = globals(cmd)
+      const list = await call(g, 'providers', {}) as Array<{ name: string, kind: string, location: string, healthy: boolean, rttMs: number, error?: string, pool?: { size: number, inUse: number, waiting: number, max: number }, routes: string[] }>
+      emit(g.json, list, () => list.map(p => table([
+        ['Provider', p.name],
+        ['Kind', p.kind],
+        ['Location', p.location],
+        ['Health', p.healthy ? `ok (round trip ${p.rttMs} ms)` : `failing: ${p.error ?? 'unknown'}`],
+        ...(p.pool !== undefined ? [['Pool', `${p.pool.size} open of ${p.pool.max}, ${p.pool.inUse} in use, ${p.pool.waiting} waiting`] as [string, unknown]] : []),
+        ['Routes', p.name === 'primary' ? '(every collection not routed elsewhere)' : p.routes.length === 0 ? '(none)' : p.routes.join(', ')]
+      ])).join('\n\n'))
+    })
+
   program.command('collection')
     .description('show a collection and change its settings on this device')
     .argument('<name>', 'collection name')
@@ -524,8 +580,10 @@ Examples:
     .option('--embed <fields>', 'fields to embed for search by meaning: comma-separated paths, or "auto" (every text field)')
     .option('--no-embed', 'no vectors for this collection (keyword search still works)')
     .option('--no-wait', 'do not wait for the re-indexing a change starts')
-    .action(async (name: string, opts: { index?: string, embed?: string | boolean, wait: boolean }, cmd: Command) => {
+    .option('--provider <name>', 'move the collection to this provider (see `peakdb providers`; "primary" is the node\'s own storage): rebuilt there from the log, then removed from the old one')
+    .action(async (name: string, opts: { index?: string, embed?: string | boolean, wait: boolean, provider?: string }, cmd: Command) => {
       const g = globals(cmd)
+      if (opts.provider !== undefined) await moveWithProgress(g, name, opts.provider)
       for (const field of (opts.index ?? '').split(',').map(s => s.trim()).filter(s => s.length > 0)) {
         await call(g, 'createIndex', { collection: name, field })
       }
@@ -533,12 +591,13 @@ Examples:
         const embed = opts.embed === false ? false : opts.embed === 'auto' ? 'auto' : opts.embed.split(',').map(s => s.trim()).filter(s => s.length > 0)
         await setEmbedWithProgress(g, name, embed, opts.wait)
       }
-      const list = await call(g, 'collections', {}) as Array<{ name: string, count: number, indexes: string[] }>
+      const list = await call(g, 'collections', {}) as Array<{ name: string, count: number, indexes: string[], provider?: string }>
       const info = list.find(c => c.name === name) ?? { name, count: 0, indexes: [] }
       const status = await call(g, 'indexStatus', { collection: name }) as { pending: number, embed: unknown }
-      const out = { ...info, embed: status.embed, pendingIndex: status.pending }
+      const out = { ...info, provider: info.provider ?? 'primary', embed: status.embed, pendingIndex: status.pending }
       emit(g.json, out, () => table([
         ['Collection', info.name],
+        ['Provider', out.provider],
         ['Documents', info.count],
         ['Indexes', info.indexes.length === 0 ? '(none)' : info.indexes.join(', ')],
         ['Embedding', status.embed === false ? 'off (keyword search only)' : status.embed === 'auto' ? 'auto (every text field)' : (status.embed as string[]).join(', ')],

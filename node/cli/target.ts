@@ -36,15 +36,17 @@ const POLL_MS = 100
  */
 export async function openDirect (dir: string, options: { passphraseFile?: string } = {}): Promise<PeakNode> {
   const pass = passphrase(options.passphraseFile)
-  const [{ PeakNode }, { configuredEmbedder, dataDirConfig }] = await Promise.all([import('../peak-node.js'), import('./config.js')])
-  const embedder = configuredEmbedder(dataDirConfig(dir))
+  const [{ PeakNode }, { configuredEmbedder, configuredRouting, dataDirConfig }] = await Promise.all([import('../peak-node.js'), import('./config.js')])
+  const config = dataDirConfig(dir)
+  const embedder = configuredEmbedder(config)
   return await PeakNode.open({
     dir,
     create: false,
     backgroundIndexing: false,
     lock: { kind: 'command' },
     ...(pass !== undefined ? { passphrase: pass } : {}),
-    ...(embedder !== undefined ? { embedder } : {})
+    ...(embedder !== undefined ? { embedder } : {}),
+    ...configuredRouting(config)
   })
 }
 

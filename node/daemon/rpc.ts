@@ -53,7 +53,10 @@ export const methodParams = {
   watchedFolders: z.object({}).strict(),
   setEmbed: z.object({ collection, embed: z.union([z.literal('auto'), z.literal(false), z.array(z.string().min(1).max(512)).min(1).max(64)]) }).strict(),
   indexStatus: z.object({ collection: collection.optional() }).strict(),
-  indexDrain: z.object({ collection: collection.optional(), budgetMs: z.number().int().min(0).max(3_600_000).optional() }).strict()
+  indexDrain: z.object({ collection: collection.optional(), budgetMs: z.number().int().min(0).max(3_600_000).optional() }).strict(),
+  providers: z.object({}).strict(),
+  moveCollection: z.object({ collection, provider: z.string().min(1).max(32) }).strict(),
+  moveStatus: z.object({ collection }).strict()
 } as const
 
 /** Name of a local API method. */
@@ -156,8 +159,38 @@ const handlers: { [M in MethodName]: (ctx: MethodContext, p: Params<M>) => Promi
   }),
   indexDrain: async ({ node }, p) => ({
     pending: await node.indexer.drain(p.collection, p.budgetMs !== undefined ? { signal: AbortSignal.timeout(p.budgetMs) } : {})
-  })
+  }),
+  providers: async ({ node }) => await node.providers(),
+  moveCollection: async ({ node }, p) => {
+    let byNode = moves.get(node)
+    if (byNode === undefined) moves.set(node, byNode = new Map())
+    const running = byNode.get(p.collection)
+    if (running !== undefined && !running.finished) throw new InvalidOptionError(`collection ${p.collection} is already moving to ${running.provider}`)
+    const state: MoveState = { collection: p.collection, provider: p.provider, done: 0, total: 0, finished: false }
+    byNode.set(p.collection, state)
+    void node.moveCollection(p.collection, p.provider, { onProgress: (done, total) => { state.done = done; state.total = total } }).then(
+      () => { state.finished = true },
+      (err: Error) => { state.finished = true; state.error = { name: err.name, message: err.message } })
+    return state
+  },
+  moveStatus: async ({ node }, p) => {
+    const state = moves.get(node)?.get(p.collection)
+    if (state === undefined) throw new InvalidOptionError(`collection ${p.collection} is not moving`)
+    return state
+  }
 }
+
+/** A collection moving to another provider in the daemon (moveCollection, moveStatus). */
+interface MoveState {
+  readonly collection: string
+  readonly provider: string
+  done: number
+  total: number
+  finished: boolean
+  error?: { name: string, message: string }
+}
+
+const moves = new WeakMap<PeakNode, Map<string, MoveState>>()
 
 /** Storage meta key of the folders the daemon watches (JSON array of { root, collection }). */
 export const WATCHED_META = 'watched-folders'
