@@ -18,6 +18,7 @@ import {
   type LogHead, type MaterializeItem, type PendingApply, type ReadLimits, type StorageProvider, type StoredDoc, type StoredEntry, type VectorChanges
 } from '../provider.js'
 import { migrate } from './schema.js'
+import { takeWithin } from '../slice.js'
 import { PgSearch } from './pg-search.js'
 import { opKeys, WritePlan, writeStatement, type Queryable } from './plan.js'
 import { compileCount, compileFind, indexExpression } from './query-sql.js'
@@ -279,19 +280,7 @@ export class PostgresProvider implements StorageProvider {
        CROSS JOIN LATERAL (SELECT * FROM entries WHERE author = h.author AND seq > h.have AND pos > $3 ORDER BY seq LIMIT $4) e
        ORDER BY e.pos LIMIT $4`,
       [lacking.map(h => h.author), lacking.map(h => have.get(h.author) ?? 0), after, limits.maxEntries])
-    const entries: StoredEntry[] = []
-    let bytes = 0
-    let next: number | undefined
-    for (const row of rows) {
-      if (entries.length > 0 && bytes + row.bytes.length > limits.maxBytes) {
-        next = entries[entries.length - 1]?.pos
-        break
-      }
-      entries.push(row)
-      bytes += row.bytes.length
-    }
-    if (next === undefined && entries.length === limits.maxEntries) next = entries[entries.length - 1]?.pos
-    return { entries, next }
+    return takeWithin(rows, limits)
   }
 
   async pendingEntries (after: number, limit: number): Promise<StoredEntry[]> {

@@ -17,6 +17,7 @@ import type {
 import { LOCAL_PREFIX, type MaterializeItem } from '../provider.js'
 import { CollectionDigester, combineDigests } from '../digest.js'
 import { migrate } from './schema.js'
+import { takeWithin } from '../slice.js'
 import { SearchTables, textSearchSql } from './search-tables.js'
 import * as sqliteVec from 'sqlite-vec'
 import { compileCount, compileFind, indexExpression } from './query-sql.js'
@@ -413,19 +414,7 @@ export class SqliteProvider implements StorageProvider {
       const params: unknown[] = []
       for (const h of lacking) params.push(h.author, have.get(h.author) ?? 0, after, limits.maxEntries)
       params.push(limits.maxEntries)
-      const entries: StoredEntry[] = []
-      let bytes = 0
-      let next: number | undefined
-      for (const row of this.db.prepare(sql).iterate(...params) as IterableIterator<EntryRowDb>) {
-        if (entries.length > 0 && bytes + row.bytes.length > limits.maxBytes) {
-          next = entries[entries.length - 1]?.pos
-          break
-        }
-        entries.push(row)
-        bytes += row.bytes.length
-      }
-      if (next === undefined && entries.length === limits.maxEntries) next = entries[entries.length - 1]?.pos
-      return { entries, next }
+      return takeWithin(this.db.prepare(sql).iterate(...params) as IterableIterator<EntryRowDb>, limits)
     })
   }
 
