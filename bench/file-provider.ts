@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { open, type Database, type RootDatabase } from 'lmdb'
 import type { JsonObject } from '../crdt/index.js'
-import { FileProvider, normaliseQuery, parseFieldPath } from '../storage/index.js'
+import { normaliseQuery, parseFieldPath } from '../storage/index.js'
+import { FileProvider } from '../storage/file/file-provider.js'
 import { percentile, round } from './stats.js'
 
 const N = Number(process.argv[2] ?? 5000)

@@ -7,6 +7,8 @@ export * from './provider.js'
 export * from './query.js'
 export * from './digest.js'
 export { SqliteProvider, type SqliteProviderOptions } from './sqlite/sqlite-provider.js'
-export { PostgresProvider, POOL_DEFAULTS, type PostgresProviderOptions, type PostgresPoolOptions, type PoolHealth } from './postgres/pg-provider.js'
+// server and file providers load their drivers (pg, lmdb) only where they are used: import
+// them from storage/postgres/pg-provider.js and storage/file/file-provider.js
+export type { PostgresProviderOptions, PostgresPoolOptions, PoolHealth } from './postgres/pg-provider.js'
 export { DataRouter, PRIMARY, type EntryOpener, type RoutedStore } from './router.js'
-export * from './file/file-provider.js'
+export type { FileProviderOptions } from './file/file-provider.js'

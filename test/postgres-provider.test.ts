@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import pg from 'pg'
-import { PostgresProvider, normaliseQuery, parseFieldPath } from '../storage/index.js'
+import { normaliseQuery, parseFieldPath } from '../storage/index.js'
+import { PostgresProvider } from '../storage/postgres/pg-provider.js'
 import { compileFind } from '../storage/postgres/query-sql.js'
 import { runStorageProviderTests } from './storage-compliance.js'
 import { rejectsNamed } from './helpers/errors.js'
