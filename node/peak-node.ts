@@ -11,7 +11,7 @@ import {
   type DeviceId, type KeystoreData, type RetiredDevice, type SwarmId
 } from '../identity/index.js'
 import { isCollectionName, vectorToJson, type CollectionName } from '../crdt/index.js'
-import { DataRouter, LOCAL_PREFIX, PRIMARY, type CollectionInfo, type RoutedStore, type StorageProvider } from '../storage/index.js'
+import { DataRouter, LOCAL_PREFIX, PRIMARY, type CollectionInfo, type DocChange, type RoutedStore, type StorageProvider } from '../storage/index.js'
 import { forgetStorage, openProvider, openStorage, recordStorage, resolveStorage, type ProviderSpec, type StorageSpec } from './storage-binding.js'
 import { Collection, type CollectionContext, type CollectionOptions } from './collection.js'
 import { acquireLock, dataDirPaths, ensureDataDir, type DataDirPaths, type DirLock, type LockOptions } from './data-dir.js'
@@ -107,6 +107,12 @@ export interface PeakNodeOptions {
 export interface JoinOptions extends Omit<PeakNodeOptions, 'recoveryPhrase' | 'create'> {
   /** The invite code from `peakdb pair invite` / `node.pairing.invite()` on a member device. */
   readonly code: string
+}
+
+/** What the file provider adds for device-local collections. */
+interface PolicyStore {
+  setCollectionPolicy (collection: string, policy: { ttlMs?: number | null, maxBytes?: number | null }): Promise<DocChange[]>
+  collectionPolicy (collection: string): Promise<{ ttlMs?: number | null, maxBytes?: number | null }>
 }
 
 /** A storage provider of the node, as `peakdb providers` shows it. */
@@ -487,6 +493,40 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     await this.storage.setMeta(CHOSEN_ROUTES_META, JSON.stringify(this.chosenRoutes))
     await this.storage.setMeta(PLACEMENT_META, JSON.stringify(await router.placement()))
     this.ann.forget(name)
+  }
+
+  /**
+   * Sets a device-local collection's time to live and byte budget (least recently used
+   * documents go first). Only a file provider keeps them: route the collection to one (config
+   * `routes`, or `collection(name, { replicate: false, provider })`). Returns how many documents
+   * the new policy removed at once.
+   */
+  async setCollectionPolicy (name: string, policy: { ttlMs?: number | null, maxBytes?: number | null }): Promise<{ removed: number }> {
+    this.checkOpen()
+    const store = this.policyStore(name)
+    const removed = await store.setCollectionPolicy(LOCAL_PREFIX + name, policy)
+    if (removed.length > 0) this.log.announceLocal(removed)
+    return { removed: removed.length }
+  }
+
+  /** A device-local collection's policy in force, or undefined when its provider keeps none. */
+  async collectionPolicy (name: string): Promise<{ ttlMs: number | null, maxBytes: number | null } | undefined> {
+    this.checkOpen()
+    if (!this.localNames.has(name)) return undefined
+    const router = this.storage instanceof DataRouter ? this.storage : undefined
+    const store = router?.providers.get(router.providerOf(LOCAL_PREFIX + name)) as Partial<PolicyStore> | undefined
+    if (store?.collectionPolicy === undefined) return undefined
+    const p = await store.collectionPolicy(LOCAL_PREFIX + name)
+    return { ttlMs: p.ttlMs ?? null, maxBytes: p.maxBytes ?? null }
+  }
+
+  private policyStore (name: string): PolicyStore {
+    if (!this.localNames.has(name)) throw new InvalidOptionError(`collection ${name} is not device-local on this device: a time to live and a size budget apply to device-local collections only`)
+    const router = this.storage instanceof DataRouter ? this.storage : undefined
+    const provider = router?.providerOf(LOCAL_PREFIX + name) ?? PRIMARY
+    const store = router?.providers.get(provider) as Partial<PolicyStore> | undefined
+    if (store?.setCollectionPolicy === undefined) throw new InvalidOptionError(`collection ${name} lives in provider ${provider}, which keeps no time to live or size budget: route it to a file provider (config "providers": { "scratch": { "kind": "file" } }, "routes": { "${name}": "scratch" })`)
+    return store as PolicyStore
   }
 
   /** The node's storage providers: the primary and every named one, with their health. */

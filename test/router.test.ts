@@ -159,6 +159,16 @@ describe('the DataRouter in a node', function () {
       assert.deepEqual((await router.primary.getDocument('cache.shared', 's1'))?.body, { v: 1 })
       await rejectsNamed(() => node.collection('cache.thumbs').search({ text: 'anything', mode: 'text' }), 'ProviderCapabilityError', 'documents only')
       assert.throws(() => node.collection('fresh-replicated', { provider: 'scratch' }), (err: Error) => err.name === 'InvalidOptionError' && /device-local collections only/.test(err.message))
+      // a byte budget evicts the least recently used documents first
+      const thumbs = node.collection('cache.thumbs')
+      await node.setCollectionPolicy('cache.thumbs', { maxBytes: 1 << 20 })
+      await thumbs.putMany([{ _id: 'p2', data: 'x'.repeat(400) }, { _id: 'p3', data: 'y'.repeat(400) }])
+      await thumbs.get('p2')
+      assert.deepEqual(await node.setCollectionPolicy('cache.thumbs', { maxBytes: 500 }), { removed: 2 })
+      assert.deepEqual((await thumbs.find({ orderBy: '_id' })).map(d => d._id), ['p2'], 'p1 and p3 were used least recently (reads count once a budget is set)')
+      assert.deepEqual(await node.collectionPolicy('cache.thumbs'), { ttlMs: null, maxBytes: 500 })
+      await node.collection('side-local', { replicate: false }).put({ _id: 'x', v: 1 })
+      await rejectsNamed(() => node.setCollectionPolicy('side-local', { ttlMs: 60_000 }), 'InvalidOptionError', 'file provider')
     } finally {
       await node.close()
     }
@@ -195,6 +205,12 @@ describe('providers and routes through the CLI', function () {
     const put = await runCli(['put', 'events', '{"_id":"e1","kind":"click"}', '--dir', dir, '--json'])
     assert.equal(put.code, 0, put.stderr)
     assert.equal((await runCli(['put', 'notes', '[{"_id":"n1","t":"one"},{"_id":"n2","t":"two"}]', '--dir', dir, '--json'])).code, 0)
+    const badSize = await runCli(['collection', 'notes', '--max-size', 'lots', '--dir', dir])
+    assert.equal(badSize.code, 2)
+    assert.match(badSize.stderr, /--max-size expected a size such as 500MB/)
+    const refused = await runCli(['collection', 'notes', '--ttl', '1h', '--dir', dir])
+    assert.equal(refused.code, 1)
+    assert.match(refused.stderr, /InvalidOptionError: collection notes is not device-local/)
     const providers = await runCli(['providers', '--dir', dir, '--json'])
     assert.equal(providers.code, 0, providers.stderr)
     const list = JSON.parse(providers.stdout) as Array<{ name: string, kind: string, healthy: boolean, location: string, pool?: { max: number }, routes: string[] }>

@@ -53,10 +53,21 @@ async function call (g: Globals, method: string, params: unknown): Promise<unkno
 function durationOption (name: string, min: number, max: number) {
   const human = (ms: number): string => ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : ms % 60_000 === 0 ? `${ms / 60_000}m` : ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`
   return (value: string): number => {
-    const m = /^(\d+)(ms|s|m|h)?$/.exec(value.trim())
-    const ms = m === null ? Number.NaN : Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | undefined ?? 'ms']
+    const m = /^(\d+)(ms|s|m|h|d)?$/.exec(value.trim())
+    const ms = m === null ? Number.NaN : Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd' | undefined ?? 'ms']
     if (!(ms >= min && ms <= max)) throw new InvalidArgumentError(`${name} expected a duration such as 90s, 10m or 1h, at least ${human(min)} and at most ${human(max)}`)
     return ms
+  }
+}
+
+/** A size option: `500MB`, `2GB`, `64KB`, a byte count, or `none` (null). */
+function sizeOption (name: string) {
+  return (value: string): number | null => {
+    if (value === 'none') return null
+    const m = /^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB)?$/i.exec(value.trim())
+    const bytes = m === null ? Number.NaN : Math.round(Number(m[1]) * 1024 ** ['B', 'KB', 'MB', 'GB', 'TB'].indexOf((m[2] ?? 'B').toUpperCase()))
+    if (!(Number.isSafeInteger(bytes) && bytes >= 1)) throw new InvalidArgumentError(`${name} expected a size such as 500MB, 2GB or 65536 (bytes), or none`)
+    return bytes
   }
 }
 
@@ -580,10 +591,15 @@ Examples:
     .option('--embed <fields>', 'fields to embed for search by meaning: comma-separated paths, or "auto" (every text field)')
     .option('--no-embed', 'no vectors for this collection (keyword search still works)')
     .option('--no-wait', 'do not wait for the re-indexing a change starts')
+    .option('--ttl <duration>', 'device-local collections in a file provider: documents expire this long after their last write (90s, 10m, 1h, 7d; "none" removes it)', (v: string) => v === 'none' ? null : durationOption('--ttl', 1000, 31_536_000_000)(v))
+    .option('--max-size <size>', 'device-local collections in a file provider: byte budget, least recently used documents go first (500MB, 2GB, 64KB; "none" removes it)', sizeOption('--max-size'))
     .option('--provider <name>', 'move the collection to this provider (see `peakdb providers`; "primary" is the node\'s own storage): rebuilt there from the log, then removed from the old one')
-    .action(async (name: string, opts: { index?: string, embed?: string | boolean, wait: boolean, provider?: string }, cmd: Command) => {
+    .action(async (name: string, opts: { index?: string, embed?: string | boolean, wait: boolean, provider?: string, ttl?: number | null, maxSize?: number | null }, cmd: Command) => {
       const g = globals(cmd)
       if (opts.provider !== undefined) await moveWithProgress(g, name, opts.provider)
+      if (opts.ttl !== undefined || opts.maxSize !== undefined) {
+        await call(g, 'setPolicy', { collection: name, ...(opts.ttl !== undefined ? { ttlMs: opts.ttl } : {}), ...(opts.maxSize !== undefined ? { maxBytes: opts.maxSize } : {}) })
+      }
       for (const field of (opts.index ?? '').split(',').map(s => s.trim()).filter(s => s.length > 0)) {
         await call(g, 'createIndex', { collection: name, field })
       }
@@ -594,10 +610,12 @@ Examples:
       const list = await call(g, 'collections', {}) as Array<{ name: string, count: number, indexes: string[], provider?: string }>
       const info = list.find(c => c.name === name) ?? { name, count: 0, indexes: [] }
       const status = await call(g, 'indexStatus', { collection: name }) as { pending: number, embed: unknown }
-      const out = { ...info, provider: info.provider ?? 'primary', embed: status.embed, pendingIndex: status.pending }
+      const policy = await call(g, 'policy', { collection: name }) as { ttlMs: number | null, maxBytes: number | null } | null
+      const out = { ...info, provider: info.provider ?? 'primary', embed: status.embed, pendingIndex: status.pending, ...(policy !== null ? { policy } : {}) }
       emit(g.json, out, () => table([
         ['Collection', info.name],
         ['Provider', out.provider],
+        ...(policy !== null ? [['Time to live', policy.ttlMs === null ? '(none)' : `${policy.ttlMs / 1000} s`], ['Size budget', policy.maxBytes === null ? '(none)' : `${policy.maxBytes} bytes`]] as Array<[string, unknown]> : []),
         ['Documents', info.count],
         ['Indexes', info.indexes.length === 0 ? '(none)' : info.indexes.join(', ')],
         ['Embedding', status.embed === false ? 'off (keyword search only)' : status.embed === 'auto' ? 'auto (every text field)' : (status.embed as string[]).join(', ')],

@@ -56,7 +56,9 @@ export const methodParams = {
   indexDrain: z.object({ collection: collection.optional(), budgetMs: z.number().int().min(0).max(3_600_000).optional() }).strict(),
   providers: z.object({}).strict(),
   moveCollection: z.object({ collection, provider: z.string().min(1).max(32) }).strict(),
-  moveStatus: z.object({ collection }).strict()
+  moveStatus: z.object({ collection }).strict(),
+  setPolicy: z.object({ collection, ttlMs: z.number().int().min(1000).max(31_536_000_000).nullable().optional(), maxBytes: z.number().int().min(1).max(2 ** 50).nullable().optional() }).strict(),
+  policy: z.object({ collection }).strict()
 } as const
 
 /** Name of a local API method. */
@@ -173,6 +175,11 @@ const handlers: { [M in MethodName]: (ctx: MethodContext, p: Params<M>) => Promi
       (err: Error) => { state.finished = true; state.error = { name: err.name, message: err.message } })
     return state
   },
+  setPolicy: async ({ node }, p) => await node.setCollectionPolicy(p.collection, {
+    ...(p.ttlMs !== undefined ? { ttlMs: p.ttlMs } : {}),
+    ...(p.maxBytes !== undefined ? { maxBytes: p.maxBytes } : {})
+  }),
+  policy: async ({ node }, p) => (await node.collectionPolicy(p.collection)) ?? null,
   moveStatus: async ({ node }, p) => {
     const state = moves.get(node)?.get(p.collection)
     if (state === undefined) throw new InvalidOptionError(`collection ${p.collection} is not moving`)
