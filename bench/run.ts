@@ -67,6 +67,7 @@ const result = {
   },
   cli,
   fileProvider: runChild('file-provider.js', [String(N)]),
+  router: runChild('router.js', []),
   sealing,
   replication,
   search: { quality, embedding, vectors, swarm, folder }
