@@ -31,6 +31,8 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
   private peerBook = new Map<string, PeerRecord>()
   private peerBookTimer: NodeJS.Timeout | undefined
   private shareTimer: NodeJS.Timeout | undefined
+  private sharing: Promise<void> | undefined
+  private stopped = false
   private encodedChain: Uint8Array[] | undefined
   private readonly vectors = new Map<string, ReadonlyMap<string, number>>()
   private readonly progress = new Map<string, { received: number, total: number, at: number }>()
@@ -193,11 +195,12 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
   // --- epochs ---------------------------------------------------------------------------------
 
   private scheduleShares (): void {
-    if (this.shareTimer !== undefined) return
+    if (this.shareTimer !== undefined || this.stopped) return
     // a little jitter, so that devices that could all share the same epoch rarely do it twice
     this.shareTimer = setTimeout(() => {
       this.shareTimer = undefined
-      this.shareEpochs().catch(err => logger.warn('epoch sharing failed', { error: (err as Error).message }))
+      // stop() waits for a share in flight: the storage it writes to closes after
+      this.sharing = this.shareEpochs().catch(err => logger.warn('epoch sharing failed', { error: (err as Error).message }))
     }, SHARE_DELAY_MS + Math.floor(Math.random() * SHARE_DELAY_MS))
   }
 
@@ -253,9 +256,12 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
   }
 
   async stop (): Promise<void> {
+    this.stopped = true
     this.log.off('entries', this.onEntries)
     this.log.off('revoked', this.onRevoked)
     clearTimeout(this.shareTimer)
+    this.shareTimer = undefined
+    await this.sharing
     if (this.peerBookTimer !== undefined) {
       clearTimeout(this.peerBookTimer)
       this.peerBookTimer = undefined
