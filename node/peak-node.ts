@@ -491,7 +491,6 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     }
     this.chosenRoutes[name] = provider
     await this.storage.setMeta(CHOSEN_ROUTES_META, JSON.stringify(this.chosenRoutes))
-    await this.storage.setMeta(PLACEMENT_META, JSON.stringify(await router.placement()))
     this.ann.forget(name)
   }
 
@@ -835,22 +834,41 @@ async function bindStorage (storage: StorageProvider, keystore: KeystoreData, pa
   }
 }
 
-/** Opens the named providers and the router over them, or undefined when nothing is routed. */
+/**
+ * Opens the named providers and the router over them, or undefined when nothing is routed now
+ * or was before (a collection placed in a provider since removed from the config is rebuilt in
+ * the primary from the log).
+ */
 async function openRouter (primary: StorageProvider, options: PeakNodeOptions, paths: DataDirPaths): Promise<DataRouter | undefined> {
   const chosen = JSON.parse(await primary.getMeta(CHOSEN_ROUTES_META) ?? '{}') as Record<string, string>
+  const placed = JSON.parse(await primary.getMeta(PLACEMENT_META) ?? '{}') as Record<string, string>
   const specs = options.providers ?? {}
-  if (Object.keys(specs).length === 0 && Object.keys(chosen).length === 0 && Object.keys(options.routes ?? {}).length === 0) return undefined
+  const routedBefore = Object.values(placed).some(p => p !== PRIMARY)
+  if (Object.keys(specs).length === 0 && Object.keys(chosen).length === 0 && Object.keys(options.routes ?? {}).length === 0 && !routedBefore) return undefined
   const opened = new Map<string, RoutedStore>()
   try {
-    for (const [name, spec] of Object.entries(specs)) opened.set(name, await openProvider(name, spec, primary, paths))
+    for (const [name, spec] of Object.entries(specs)) {
+      try {
+        opened.set(name, await openProvider(name, spec, primary, paths))
+      } catch (err) {
+        if (err instanceof Error && err.name === 'StorageUnavailableError') err.message = `provider ${name}: ${err.message}`
+        throw err
+      }
+    }
     const router = new DataRouter(primary, opened)
     for (const [pattern, provider] of Object.entries({ ...options.routes, ...chosen })) {
+      // a chosen route to a provider no longer configured: its collections come back to the primary
+      if (provider !== PRIMARY && !opened.has(provider) && chosen[pattern] === provider) {
+        logger.warn('a collection was moved to a provider that is no longer configured; it is rebuilt in the primary', { collection: pattern, provider })
+        continue
+      }
       try {
         router.setRoute(pattern, provider)
       } catch (err) {
         throw new InvalidOptionError(`route ${pattern} -> ${provider}: ${(err as Error).message}`, { cause: err })
       }
     }
+    router.onBehind = (provider, err) => logger.warn('a storage provider fell behind the log; it catches up in the background', { provider, error: err.message })
     return router
   } catch (err) {
     for (const store of opened.values()) await store.close().catch(() => {})
@@ -859,21 +877,22 @@ async function openRouter (primary: StorageProvider, options: PeakNodeOptions, p
 }
 
 /**
- * Brings collections to where the routes now put them: a replicated collection whose provider
- * changed since the last open is re-materialised from the log in its new provider (and removed
- * from the old one); then every routed provider catches up with the log.
+ * Brings routed providers up to the log (after a crash between a log commit and a routed write,
+ * or a provider that was down), then moves every replicated collection whose route changed
+ * since the last open to its new provider (re-materialised from the log).
  */
 async function reconcileRoutes (router: DataRouter, log: Log): Promise<void> {
-  const previous = JSON.parse(await router.primary.getMeta(PLACEMENT_META) ?? '{}') as Record<string, string>
   const open = log.entryOpener()
-  for (const name of await router.knownCollections()) {
-    const was = previous[name]
+  const replayed = await router.catchUp(open)
+  if (replayed > 0) logger.info('routed providers caught up with the log', { ops: replayed })
+  const previous = await router.loadPlacement()
+  const names = new Set([...previous.keys(), ...await router.knownCollections()])
+  for (const name of names) {
+    const was = previous.get(name)
     const now = router.providerOf(name)
     if (was === undefined || was === now || name.startsWith(LOCAL_PREFIX)) continue
     logger.info('moving a collection to the provider its route now names', { collection: name, from: was, to: now })
     await router.move(name, now, open, undefined, was)
   }
-  const replayed = await router.catchUp(open)
-  if (replayed > 0) logger.info('routed providers caught up with the log', { entries: replayed })
-  await router.primary.setMeta(PLACEMENT_META, JSON.stringify(await router.placement()))
+  await router.settlePlacement()
 }

@@ -94,7 +94,17 @@ export function resolveStorage (paths: DataDirPaths, spec: StorageSpec | undefin
 function sameStorage (a: StorageBinding, b: ReturnType<typeof normalise>): boolean {
   if (a.kind !== b.kind) return false
   if (a.kind === 'sqlite' || b.kind === 'sqlite') return true
-  return a.url === b.url && (b.schema === undefined || a.schema === b.schema)
+  return sameServer(a.url, b.url) && (b.schema === undefined || a.schema === b.schema)
+}
+
+/** Two connection strings to the same server, user and database (a changed password is the same place). */
+function sameServer (a: string, b: string): boolean {
+  try {
+    const [x, y] = [new URL(a), new URL(b)]
+    return x.protocol.replace('postgresql:', 'postgres:') === y.protocol.replace('postgresql:', 'postgres:') && x.username === y.username && x.host === y.host && x.pathname === y.pathname
+  } catch {
+    return a === b
+  }
 }
 
 function describe (s: ReturnType<typeof normalise> | StorageBinding): string {

@@ -265,9 +265,10 @@ export interface MaterializingStore extends DocumentStore {
   /** The log position up to which this store has applied what was routed to it (0: none). */
   appliedPosition (): Promise<number>
   /**
-   * Applies the ops of items past the applied position (all of them with `replay`, which
-   * re-applies entries opened late; LWW merges make that safe), then records `upTo` (default:
-   * the largest item position) as applied, in one transaction. Returns what changed.
+   * Applies the ops of items past the applied position, then records the largest item position
+   * (or `upTo`, when larger) as applied, in one transaction. With `replay`, applies every item
+   * whatever its position (entries opened late, catch-ups; LWW merges make that safe) and moves
+   * the position only to `upTo`. Returns what changed.
    */
   materialize (items: readonly MaterializeItem[], options?: { readonly upTo?: number, readonly replay?: boolean }): Promise<DocChange[]>
   /** Removes a collection: its documents, indexes, settings and search rows. */

@@ -34,6 +34,10 @@ import type { FieldPath, Filter, NormalisedQuery } from './query.js'
 
 /** The name of the node's own storage in routes and listings. */
 export const PRIMARY = 'primary'
+/** Primary meta key: where each collection lives. */
+const PLACEMENT_META = 'collection-placement'
+/** Primary meta key: providers that must replay the log from a position. */
+const REPLAY_META = 'router-replay-from'
 
 /** A provider a collection can be routed to. */
 export type RoutedStore = DocumentStore & Partial<MaterializingStore> & Partial<SearchStore>
@@ -73,6 +77,13 @@ export class DataRouter implements StorageProvider {
   onBehind: ((provider: string, err: Error) => void) | undefined
   /** Collections known to hold data somewhere (their route can no longer change without a move). */
   private readonly seen = new Set<string>()
+  /** Where each collection lives, as recorded in the primary (routes that change move them). */
+  private readonly placed = new Map<string, string>()
+  private placementDirty = false
+  /** Providers that must replay the log from a position below their own (persisted). */
+  private readonly replayFrom = new Map<string, number>()
+  /** Positions of entries opened late while a move runs (they went to the old provider). */
+  private openedLate: number[] | undefined
 
   /**
    * `providers` are the named stores (not the primary); `routes` maps a collection name, or a
@@ -142,7 +153,7 @@ export class DataRouter implements StorageProvider {
     const local: DataOp[] = []
     const routed = new Map<string, DataOp[]>()
     for (const op of ops) {
-      if (op.t !== 'yjs') this.seen.add(op.c)
+      if (op.t !== 'yjs' && !this.seen.has(op.c)) this.see(op.c)
       const target = op.t === 'yjs' ? PRIMARY : this.providerOf(op.c)
       if (target === PRIMARY) {
         local.push(op)
@@ -166,7 +177,7 @@ export class DataRouter implements StorageProvider {
   }
 
   async commit (items: readonly CommitItem[]): Promise<CommitResult> {
-    if (this.providers.size === 0) return await this.primary.commit(items)
+    if (this.providers.size === 0 && this.placed.size === 0) return await this.primary.commit(items)
     return await this.serial(async () => {
       const splits = items.map(i => this.split(i.ops))
       DataRouter.check(items)
@@ -182,6 +193,7 @@ export class DataRouter implements StorageProvider {
           b.push({ pos, stamp: item.stamp, ops })
         }
       })
+      await this.savePlacement()
       if (batches.size === 0) return result
       const changes = [...result.changes]
       for (const [target, batch] of batches) changes.push(...await this.handOver(target, batch))
@@ -195,23 +207,37 @@ export class DataRouter implements StorageProvider {
    * commit, and catches up from the log, retried in the background.
    */
   private async handOver (target: string, batch: readonly MaterializeItem[], options?: { replay?: boolean }): Promise<DocChange[]> {
-    if (this.behind.has(target)) return []
+    const from = Math.min(...batch.map(i => i.pos))
+    if (this.behind.has(target)) {
+      // positions below the provider's own (entries opened late) must be replayed too
+      if (options?.replay === true) await this.markReplay(target, from)
+      return []
+    }
     try {
       return await this.materializer(target).materialize(batch, options)
     } catch (err) {
-      this.fellBehind(target, err as Error)
+      await this.fellBehind(target, err as Error, from)
       return []
     }
   }
 
-  private fellBehind (target: string, err: Error): void {
+  /** Records (in the primary, so a crash keeps it) that a provider must replay the log from `from`. */
+  private async markReplay (target: string, from: number): Promise<void> {
+    const now = this.replayFrom.get(target)
+    if (now !== undefined && now <= from) return
+    this.replayFrom.set(target, from)
+    await this.primary.setMeta(REPLAY_META, JSON.stringify(Object.fromEntries(this.replayFrom)))
+  }
+
+  private async fellBehind (target: string, err: Error, from: number): Promise<void> {
     if (!this.behind.has(target)) this.onBehind?.(target, err)
     this.behind.set(target, err.message)
+    await this.markReplay(target, from).catch(() => undefined)
     if (this.retry !== undefined || this.opener === undefined || this.closing) return
     const delay = Math.min(30_000, 500 * 2 ** Math.min(6, this.retries++))
     this.retry = setTimeout(() => {
       this.retry = undefined
-      void this.catchUp(this.opener as EntryOpener).then(() => { this.retries = 0 }, (e: Error) => this.fellBehind(target, e))
+      void this.catchUp(this.opener as EntryOpener).then(() => { if (this.behind.size === 0) this.retries = 0 }, () => undefined)
     }, delay)
     this.retry.unref()
   }
@@ -227,7 +253,7 @@ export class DataRouter implements StorageProvider {
   }
 
   async applyPending (items: readonly PendingApply[]): Promise<CommitResult> {
-    if (this.providers.size === 0) return await this.primary.applyPending(items)
+    if (this.providers.size === 0 && this.placed.size === 0) return await this.primary.applyPending(items)
     return await this.serial(async () => {
       const splits = items.map(i => this.split(i.ops))
       // routed providers first: when the primary then fails, the retry re-applies (LWW merges are idempotent)
@@ -235,9 +261,9 @@ export class DataRouter implements StorageProvider {
       const batches = new Map<string, MaterializeItem[]>()
       const positions = items.some((it, n) => it.pos === undefined && splits[n]!.routed.size > 0) ? await this.pendingPositions() : undefined
       items.forEach((item, n) => {
-        if (splits[n]!.routed.size === 0) return
         const pos = item.pos ?? positions?.get(Buffer.from(item.cid).toString('base64'))
-        if (pos === undefined) return
+        if (pos !== undefined) this.openedLate?.push(pos)
+        if (splits[n]!.routed.size === 0 || pos === undefined) return
         for (const [target, ops] of splits[n]!.routed) {
           let b = batches.get(target)
           if (b === undefined) batches.set(target, b = [])
@@ -246,6 +272,7 @@ export class DataRouter implements StorageProvider {
       })
       for (const [target, batch] of batches) changes.push(...await this.handOver(target, batch, { replay: true }))
       const result = await this.primary.applyPending(items.map((i, n) => ({ ...i, ops: splits[n]!.local })))
+      await this.savePlacement()
       return { ...result, changes: [...result.changes, ...changes] }
     })
   }
@@ -261,69 +288,102 @@ export class DataRouter implements StorageProvider {
     }
   }
 
+  private targets (): Array<[string, DocumentStore & MaterializingStore & Partial<SearchStore>]> {
+    return [...this.providers].filter((e): e is [string, DocumentStore & MaterializingStore & Partial<SearchStore>] => materializes(e[1]))
+  }
+
   async rematerialize (open: EntryOpener): Promise<void> {
     if (this.providers.size === 0) return await this.primary.rematerialize(open)
     await this.serial(async () => {
-      const batches = new Map<string, MaterializeItem[]>()
+      // until the routed providers are rebuilt, a crash leaves them marked to replay it all
+      for (const [name] of this.targets()) await this.markReplay(name, 0)
       await this.primary.rematerialize(entry => {
         const opened = open(entry)
         if (opened === undefined) return undefined
-        const { local, routed } = this.split(opened.ops)
-        for (const [target, ops] of routed) {
-          let b = batches.get(target)
-          if (b === undefined) batches.set(target, b = [])
-          b.push({ pos: entry.pos, stamp: opened.stamp, ops })
-        }
-        return { stamp: opened.stamp, ops: local }
+        return { stamp: opened.stamp, ops: this.split(opened.ops).local }
       })
-      for (const [name, store] of this.providers) {
-        if (!materializes(store)) continue
+      for (const [name, store] of this.targets()) {
         for (const c of await store.collections()) if (!c.name.startsWith(LOCAL_PREFIX) && this.providerOf(c.name) === name) await store.dropCollection(c.name)
-        await store.materialize(batches.get(name) ?? [], { replay: true })
       }
+      await this.replayLog(open, 0, new Map(this.targets().map(([name]) => [name, 0])))
     })
   }
 
   /**
-   * Brings every routed provider up to the log: replays the entries after the lowest position a
-   * provider recorded (after a crash between a log commit and a routed write), then records the
-   * log's end as applied everywhere. `onProgress` gets entries read and entries to read.
+   * Replays the log's routed ops into providers, each from its own position, page by page
+   * (LWW merges make replaying what a provider holds harmless); records the log's end as
+   * applied in each that took it all, and marks the others to replay again. Returns the ops
+   * handed over.
+   */
+  private async replayLog (open: EntryOpener, from: number, starts: ReadonlyMap<string, number>, onProgress?: (done: number, total: number) => void): Promise<number> {
+    const failed = new Set<string>()
+    let replayed = 0
+    let done = 0
+    const total = onProgress === undefined ? 0 : await this.primary.entryCount()
+    let after = from
+    for (;;) {
+      const page = await this.primary.scanEntries(after, 500, { applied: true })
+      if (page.length === 0) break
+      const batches = new Map<string, MaterializeItem[]>()
+      for (const entry of page) {
+        after = entry.pos
+        done++
+        const opened = open(entry)
+        if (opened === undefined) continue
+        for (const [target, ops] of this.split(opened.ops).routed) {
+          if (!starts.has(target) || failed.has(target) || entry.pos <= (starts.get(target) as number)) continue
+          let b = batches.get(target)
+          if (b === undefined) batches.set(target, b = [])
+          b.push({ pos: entry.pos, stamp: opened.stamp, ops })
+        }
+      }
+      for (const [target, batch] of batches) {
+        try {
+          await this.materializer(target).materialize(batch, { replay: true })
+          replayed += batch.length
+        } catch (err) {
+          failed.add(target)
+          await this.fellBehind(target, err as Error, (batch[0] as MaterializeItem).pos)
+        }
+      }
+      onProgress?.(done, total)
+    }
+    this.lastPos = Math.max(this.lastPos, after)
+    for (const [name] of starts) {
+      if (failed.has(name)) continue
+      if (this.lastPos > 0) await this.materializer(name).materialize([], { upTo: this.lastPos })
+      this.behind.delete(name)
+      this.replayFrom.delete(name)
+    }
+    await this.primary.setMeta(REPLAY_META, JSON.stringify(Object.fromEntries(this.replayFrom)))
+    await this.savePlacement()
+    return replayed
+  }
+
+  /**
+   * Brings every routed provider up to the log: replays the entries after the position each
+   * recorded (or from where it was marked to replay: a crash between a log commit and a routed
+   * write, a provider that was down, entries opened late), then records the log's end as
+   * applied. A provider that fails again falls behind and is retried in the background.
+   * `onProgress` gets entries read and entries in the log. Returns the ops handed over.
    */
   async catchUp (open: EntryOpener, onProgress?: (done: number, total: number) => void): Promise<number> {
     this.opener = open
-    const targets = [...this.providers].filter((e): e is [string, DocumentStore & MaterializingStore & Partial<SearchStore>] => materializes(e[1]))
+    const targets = this.targets()
     if (targets.length === 0) return 0
     return await this.serial(async () => {
-      const applied = new Map<string, number>()
-      for (const [name, store] of targets) applied.set(name, await store.appliedPosition())
-      let after = Math.min(...applied.values())
-      let replayed = 0
-      let done = 0
-      const total = await this.primary.entryCount()
-      for (;;) {
-        const page = await this.primary.scanEntries(after, 500, { applied: true })
-        if (page.length === 0) break
-        const batches = new Map<string, MaterializeItem[]>()
-        for (const entry of page) {
-          after = entry.pos
-          done++
-          const opened = open(entry)
-          if (opened === undefined) continue
-          for (const [target, ops] of this.split(opened.ops).routed) {
-            if (entry.pos <= (applied.get(target) ?? 0)) continue
-            let b = batches.get(target)
-            if (b === undefined) batches.set(target, b = [])
-            b.push({ pos: entry.pos, stamp: opened.stamp, ops })
-            replayed++
-          }
+      const marked = JSON.parse(await this.primary.getMeta(REPLAY_META) ?? '{}') as Record<string, number>
+      for (const [name, pos] of Object.entries(marked)) if (!this.replayFrom.has(name) || (this.replayFrom.get(name) as number) > pos) this.replayFrom.set(name, pos)
+      const starts = new Map<string, number>()
+      for (const [name, store] of targets) {
+        try {
+          starts.set(name, Math.min(await store.appliedPosition(), this.replayFrom.get(name) ?? Number.MAX_SAFE_INTEGER))
+        } catch (err) {
+          await this.fellBehind(name, err as Error, this.replayFrom.get(name) ?? 0)
         }
-        for (const [target, batch] of batches) await this.materializer(target).materialize(batch)
-        onProgress?.(done, total)
       }
-      this.lastPos = Math.max(this.lastPos, after)
-      if (this.lastPos > 0) for (const [, store] of targets) await store.materialize([], { upTo: this.lastPos })
-      this.behind.clear()
-      return replayed
+      if (starts.size === 0) return 0
+      return await this.replayLog(open, Math.min(...starts.values()), starts, onProgress)
     })
   }
 
@@ -338,36 +398,69 @@ export class DataRouter implements StorageProvider {
     const target = to === PRIMARY ? this.primary : this.providers.get(to)
     if (target === undefined) throw new ProviderCapabilityError(`no provider named ${JSON.stringify(to)} (configured: ${[PRIMARY, ...this.providers.keys()].join(', ')})`)
     if (!materializes(target)) throw new ProviderCapabilityError(`provider ${to} (${target.kind}) keeps device-local collections only; ${collection} is replicated`)
+    if (this.behind.has(to)) throw new ProviderCapabilityError(`provider ${to} is behind the log (${this.behind.get(to) as string}); move the collection once it has caught up`)
     const total = await this.primary.entryCount()
     let done = 0
+    const copy = async (page: readonly StoredEntry[]): Promise<void> => {
+      const batch: MaterializeItem[] = []
+      for (const entry of page) {
+        const opened = open(entry)
+        if (opened === undefined) continue
+        const ops = opened.ops.filter(op => op.t !== 'yjs' && op.c === collection)
+        if (ops.length > 0) batch.push({ pos: entry.pos, stamp: opened.stamp, ops })
+      }
+      if (batch.length > 0) await target.materialize(batch, { replay: true })
+    }
     const replay = async (after: number): Promise<number> => {
       for (;;) {
         const page = await this.primary.scanEntries(after, 500, { applied: true })
         if (page.length === 0) return after
-        const batch: MaterializeItem[] = []
-        for (const entry of page) {
-          after = entry.pos
-          done++
-          const opened = open(entry)
-          if (opened === undefined) continue
-          const ops = opened.ops.filter(op => op.t !== 'yjs' && op.c === collection)
-          if (ops.length > 0) batch.push({ pos: entry.pos, stamp: opened.stamp, ops })
-        }
-        if (batch.length > 0) await target.materialize(batch, { replay: true })
+        await copy(page)
+        after = (page[page.length - 1] as StoredEntry).pos
+        done += page.length
         onProgress?.(Math.min(done, total), total)
       }
     }
     await target.dropCollection(collection)
-    // the bulk without holding commits back; what arrives meanwhile is replayed under the lock
-    const upTo = await replay(0)
-    await this.serial(async () => {
-      const end = await replay(upTo)
-      if (to !== PRIMARY && end > 0) await target.materialize([], { upTo: end })
-      const old = from === PRIMARY ? this.primary : this.providers.get(from)
-      if (this.providerOf(collection) !== to) this.setRoute(collection, to)
-      if (old !== undefined && old !== target && materializes(old)) await old.dropCollection(collection)
-      this.seen.add(collection)
-    })
+    // the bulk without holding commits back; what arrives meanwhile (new entries, and old ones
+    // opened late, which went to the old provider) is replayed under the lock
+    this.openedLate = []
+    try {
+      const upTo = await replay(0)
+      await this.serial(async () => {
+        await replay(upTo)
+        for (const pos of this.openedLate ?? []) await copy(await this.primary.scanEntries(pos - 1, 1, { applied: true }))
+        const old = from === PRIMARY ? this.primary : this.providers.get(from)
+        if (this.providerOf(collection) !== to) this.setRoute(collection, to)
+        if (old !== undefined && old !== target && materializes(old)) await old.dropCollection(collection)
+        this.seen.add(collection)
+        this.placed.set(collection, to)
+        this.placementDirty = true
+        await this.savePlacement()
+      })
+    } finally {
+      this.openedLate = undefined
+    }
+  }
+
+  /** Where each collection was placed when last seen (`collection-placement` in the primary). */
+  async loadPlacement (): Promise<ReadonlyMap<string, string>> {
+    const saved = JSON.parse(await this.primary.getMeta(PLACEMENT_META) ?? '{}') as Record<string, string>
+    for (const [c, p] of Object.entries(saved)) this.placed.set(c, p)
+    return new Map(this.placed)
+  }
+
+  /** Records where every collection seen lives now (after reconciling routes at open). */
+  async settlePlacement (): Promise<void> {
+    for (const c of await this.knownCollections()) this.placed.set(c, this.providerOf(c))
+    this.placementDirty = true
+    await this.savePlacement()
+  }
+
+  private async savePlacement (): Promise<void> {
+    if (!this.placementDirty) return
+    this.placementDirty = false
+    await this.primary.setMeta(PLACEMENT_META, JSON.stringify(Object.fromEntries([...this.placed].sort())))
   }
 
   // --- reads and writes by collection --------------------------------------------------------
@@ -401,7 +494,7 @@ export class DataRouter implements StorageProvider {
         b.push({ ...item, ops })
       }
     }
-    const top = Math.max(options.upTo ?? 0, ...items.map(i => i.pos))
+    const top = options.replay === true ? (options.upTo ?? 0) : Math.max(options.upTo ?? 0, ...items.map(i => i.pos))
     const changes: DocChange[] = []
     for (const [name, store] of [[PRIMARY, this.primary] as const, ...this.providers]) {
       if (!materializes(store)) continue
@@ -411,8 +504,19 @@ export class DataRouter implements StorageProvider {
   }
 
   async writeLocal (collection: string, writes: ReadonlyArray<{ readonly id: string, readonly body: JsonObject | null }>): Promise<DocChange[]> {
+    if (!this.seen.has(collection)) this.see(collection)
+    const changes = await this.storeOf(collection).writeLocal(collection, writes)
+    await this.savePlacement()
+    return changes
+  }
+
+  /** A collection seen for the first time: it lives where its route puts it now. */
+  private see (collection: string): void {
     this.seen.add(collection)
-    return await this.storeOf(collection).writeLocal(collection, writes)
+    if (!this.placed.has(collection)) {
+      this.placed.set(collection, this.providerOf(collection))
+      this.placementDirty = true
+    }
   }
 
   /** Whether a collection (storage name) is known to hold data, here or in a provider. */
@@ -543,8 +647,10 @@ export class DataRouter implements StorageProvider {
     this.closing = true
     if (this.retry !== undefined) clearTimeout(this.retry)
     await this.committing
-    for (const [, store] of this.providers) {
-      if (materializes(store) && this.lastPos > 0) await store.materialize([], { upTo: this.lastPos }).catch(() => undefined)
+    await this.savePlacement().catch(() => undefined)
+    for (const [name, store] of this.providers) {
+      // a provider that missed hand-overs keeps its own position: it replays from there
+      if (materializes(store) && this.lastPos > 0 && !this.behind.has(name) && !this.replayFrom.has(name)) await store.materialize([], { upTo: this.lastPos }).catch(() => undefined)
       await store.close()
     }
     await this.primary.close()

@@ -67,6 +67,38 @@ describe('storage: PostgreSQL specifics', () => {
     }
   })
 
+  it('stops writing when it loses its schema lock, and another process may then take the schema', async () => {
+    const url = await db.url()
+    const schema = db.schema()
+    const a = await PostgresProvider.open({ url, schema })
+    try {
+      await a.setMeta('k', 'v')
+      const admin = new pg.Client({ connectionString: url })
+      await admin.connect()
+      try {
+        await admin.query("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+      } finally {
+        await admin.end()
+      }
+      const deadline = Date.now() + 10_000
+      let err: Error | undefined
+      while (err === undefined && Date.now() < deadline) {
+        err = await a.setMeta('k', 'w').then(() => undefined, (e: Error) => e)
+        if (err === undefined) await new Promise(resolve => setTimeout(resolve, 50))
+      }
+      assert.equal(err?.name, 'StorageUnavailableError')
+      assert.match(err.message, /lost the lock/)
+      const b = await PostgresProvider.open({ url, schema })
+      try {
+        assert.equal(await b.getMeta('k'), 'v')
+      } finally {
+        await b.close()
+      }
+    } finally {
+      await a.close()
+    }
+  })
+
   it('reports a server it cannot reach with a typed error naming it', async () => {
     await rejectsNamed(() => PostgresProvider.open({ url: 'postgres://postgres@127.0.0.1:1/none', schema: 'x', pool: { connectionTimeoutMs: 2000 } }), 'StorageUnavailableError', '127.0.0.1:1')
     await rejectsNamed(() => PostgresProvider.open({ url: 'postgres://postgres@127.0.0.1/none', schema: 'Bad-Name' }), 'StorageUnavailableError', 'schema name')

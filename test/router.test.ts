@@ -114,6 +114,50 @@ describe('the DataRouter in a node', function () {
     }
   })
 
+  it('a provider that fails a hand-over falls behind without failing the write, and catches up at the next open', async () => {
+    const dir = dirs.make()
+    let node = await open(dir)
+    try {
+      const side = routerOf(node).providers.get('side') as StorageProvider
+      const real = side.materialize.bind(side)
+      let failures = 0
+      side.materialize = async (...args) => {
+        if (failures++ === 0) throw new Error('disk went away')
+        return await real(...args)
+      }
+      await node.collection('tmp.a').put({ _id: 'x', v: 1 })
+      await node.collection('tmp.a').put({ _id: 'y', v: 2 })
+      assert.equal(routerOf(node).lagging().get('side'), 'disk went away')
+      assert.equal(await side.getDocument('tmp.a', 'x'), undefined, 'not handed over while behind')
+    } finally {
+      await node.close()
+    }
+    node = await open(dir)
+    try {
+      assert.equal(routerOf(node).lagging().size, 0)
+      assert.deepEqual((await node.collection('tmp.a').find({ orderBy: '_id' })).map(d => d._id), ['x', 'y'], 'closing did not mark it caught up; the open replayed the log')
+    } finally {
+      await node.close()
+    }
+  })
+
+  it('a collection whose provider is removed from the config is rebuilt in the primary from the log', async () => {
+    const dir = dirs.make()
+    let node = await open(dir)
+    try {
+      await node.collection('tmp.kept').putMany([{ _id: 'a', v: 1 }, { _id: 'b', v: 2 }])
+    } finally {
+      await node.close()
+    }
+    node = await PeakNode.open({ dir, embedder: hashEmbedder(), backgroundIndexing: false })
+    try {
+      assert.equal(await node.collection('tmp.kept').count(), 2)
+      assert.deepEqual(await node.collection('tmp.kept').get('b'), { _id: 'b', v: 2 })
+    } finally {
+      await node.close()
+    }
+  })
+
   it('moves a collection to another provider with progress, and back when its route changes', async () => {
     const dir = dirs.make()
     let node = await open(dir)

@@ -93,6 +93,7 @@ export class PostgresProvider implements StorageProvider {
   readonly kind = 'postgres'
   readonly location: string
   private closed = false
+  private lockLost = false
   private nextPos = 1
   /** Write transactions, one at a time (this process is the schema's one writer). */
   private writing: Promise<unknown> = Promise.resolve()
@@ -120,8 +121,8 @@ export class PostgresProvider implements StorageProvider {
     const types = new pg.TypeOverrides()
     // bigint and bigserial columns hold positions and row ids, far below 2^53
     types.setTypeParser(20, (v: string) => Number(v))
-    // validated above: a plain identifier, safe in SQL text
-    const schema = options.schema
+    // validated above, and quoted: a reserved word such as "user" is a schema name too
+    const schema = pg.escapeIdentifier(options.schema)
     const connection = {
       connectionString: options.url,
       connectionTimeoutMillis: o.connectionTimeoutMs,
@@ -131,7 +132,10 @@ export class PostgresProvider implements StorageProvider {
       types
     }
     const lock = new pg.Client(connection)
-    lock.on('error', () => undefined)
+    let lost: PostgresProvider | undefined
+    // the schema lock lives as long as this connection: losing it ends this process's writes
+    lock.on('error', () => lost?.loseLock())
+    lock.on('end', () => lost?.loseLock())
     try {
       await lock.connect()
     } catch (err) {
@@ -145,6 +149,7 @@ export class PostgresProvider implements StorageProvider {
       if (held.rows[0]?.ok !== true) throw new StorageBusyError(`schema ${options.schema} at ${location} is open in another PeakDB process`)
       await ensureVector(lock, location)
       const provider = new PostgresProvider(pool, lock, schema, location, o.max)
+      lost = provider
       const client = await pool.connect()
       try {
         await migrate(client, schema, location)
@@ -170,6 +175,12 @@ export class PostgresProvider implements StorageProvider {
     if (this.closed) throw new StorageClosedError(`storage ${this.location} is closed`)
   }
 
+  /** The lock connection dropped: another process may take the schema now, so this one stops writing. */
+  private loseLock (): void {
+    if (this.closed) return
+    this.lockLost = true
+  }
+
   private async read<R> (text: string, params: unknown[] = []): Promise<R[]> {
     this.check()
     return (await this.pool.query(text, params)).rows as R[]
@@ -180,6 +191,7 @@ export class PostgresProvider implements StorageProvider {
     this.check()
     const run = async (): Promise<T> => {
       this.check()
+      if (this.lockLost) throw new StorageUnavailableError(`lost the lock on schema ${this.schema} at ${this.location} (its connection to the server dropped); another process may hold it now: close and reopen the node`)
       const client = await this.pool.connect()
       try {
         if (!transaction) return await fn(client)
@@ -244,7 +256,13 @@ export class PostgresProvider implements StorageProvider {
         for (const rec of item.control) plan.addControl(rec.kind, rec.key, rec.bytes, at)
       }
       const statement = writeStatement(plan)
-      if (statement !== undefined) await db.query(statement.text, statement.params)
+      try {
+        if (statement !== undefined) await db.query(statement.text, statement.params)
+      } catch (err) {
+        // a reply lost after the server committed would leave positions taken: ask the server
+        this.nextPos = ((await db.query<{ p: number }>('SELECT coalesce(max(pos), 0) + 1 AS p FROM entries').catch(() => undefined))?.rows[0]?.p) ?? this.nextPos
+        throw err
+      }
       this.nextPos = pos
       return { positions, changes: plan.changes, yjs: plan.yjsOut }
     })
@@ -442,7 +460,8 @@ export class PostgresProvider implements StorageProvider {
       let top = applied
       for (const i of todo) {
         for (const op of i.ops) plan.applyOp(op, i.stamp, i.pos)
-        top = Math.max(top, i.pos)
+        // a replay re-applies old entries: it never moves the position (upTo does)
+        if (options.replay !== true) top = Math.max(top, i.pos)
       }
       top = Math.max(top, options.upTo ?? 0)
       const statement = writeStatement(plan)
@@ -562,6 +581,7 @@ export class PostgresProvider implements StorageProvider {
     const client = new pg.Client({ connectionString: url })
     await client.connect()
     try {
+      // CASCADE removes the schema's tables and functions; the vector extension lives in public
       await client.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(schema)} CASCADE`)
     } finally {
       await client.end()
@@ -574,7 +594,7 @@ async function ensureVector (client: Queryable, location: string): Promise<void>
   const installed = await client.query<{ v: string | null }>("SELECT (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS v")
   if (installed.rows[0]?.v != null) return
   try {
-    await client.query('CREATE EXTENSION IF NOT EXISTS vector')
+    await client.query('CREATE EXTENSION IF NOT EXISTS vector SCHEMA public')
   } catch (err) {
     const e = err as { code?: string, message: string }
     // two nodes opening at once: the other one created it

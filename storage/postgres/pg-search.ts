@@ -93,13 +93,8 @@ export class PgSearch {
     return (await this.pool.query<{ embedder: string }>('SELECT DISTINCT embedder FROM chunks WHERE collection = $1 ORDER BY embedder', [collection])).rows.map(r => r.embedder)
   }
 
-  private async vecTable (db: Queryable, embedder: { id: string, dims: number }): Promise<string> {
-    const known = this.vecTables.get(embedder.id)
-    if (known !== undefined) {
-      if (known.dims !== embedder.dims) throw new Error(`embedder ${embedder.id} changed dimensions (${known.dims} -> ${embedder.dims}); give it a new id`)
-      return known.name
-    }
-    const name = `vec_${this.vecTables.size + 1}`
+  private async vecTable (db: Queryable, embedder: { id: string, dims: number }, number: number): Promise<string> {
+    const name = `vec_${number}`
     await db.query(`CREATE TABLE ${name} (rid bigint PRIMARY KEY, collection text COLLATE "C" NOT NULL, embedding vector(${embedder.dims}) NOT NULL)`)
     await db.query(`CREATE INDEX ${name}_collection ON ${name} (collection)`)
     await db.query(`CREATE INDEX ${name}_hnsw ON ${name} USING hnsw (embedding vector_cosine_ops)`)
@@ -146,7 +141,7 @@ export class PgSearch {
           let table = tables().get(embedder.id)
           if (table === undefined) {
             this.checkDims(embedder)
-            table = { name: await this.vecTable(db, embedder), dims: embedder.dims }
+            table = { name: await this.vecTable(db, embedder, tables().size + 1), dims: embedder.dims }
             created.set(embedder.id, table)
           } else if (table.dims !== embedder.dims) {
             throw new Error(`embedder ${embedder.id} changed dimensions (${table.dims} -> ${embedder.dims}); give it a new id`)

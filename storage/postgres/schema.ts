@@ -31,10 +31,12 @@ export const MIGRATIONS: readonly string[] = [
     seq    bigint NOT NULL,
     cid    bytea NOT NULL
   );
-  -- body: the JSON text as written (returned as is); j: its jsonb form, for queries. jsonb has
-  -- no NUL character, so NUL (written \\u0000 in JSON) reads as U+FFFD in queries only
+  -- body: the JSON text as written (returned as is); j: its jsonb form, for queries. jsonb
+  -- takes neither NUL nor a lone surrogate, which JSON.stringify writes as \\u0000 and \\ud800
+  -- escapes (a pair it writes as the character itself): in queries only, they read as U+FFFD
   CREATE FUNCTION peak_jsonb (body text) RETURNS jsonb LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN replace(body, '\\u0000', '\\ufffd')::jsonb;
+    RETURN CASE WHEN strpos(body, '\\u') = 0 THEN body::jsonb
+      ELSE regexp_replace(body, '\\\\u(0000|[dD][89a-fA-F][0-9a-fA-F]{2})', '\\\\ufffd', 'g')::jsonb END;
   CREATE TABLE docs (
     rid        bigserial PRIMARY KEY,
     collection text COLLATE "C" NOT NULL,

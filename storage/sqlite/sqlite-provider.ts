@@ -552,7 +552,8 @@ export class SqliteProvider implements StorageProvider {
       for (const item of items) {
         if (item.pos <= applied && options.replay !== true) continue
         for (const op of item.ops) this.applyOp(op, item.stamp, item.pos, changes, yjs)
-        top = Math.max(top, item.pos)
+        // a replay re-applies old entries: it never moves the position (upTo does)
+        if (options.replay !== true) top = Math.max(top, item.pos)
       }
       top = Math.max(top, options.upTo ?? 0)
       if (top > applied) this.s.setMeta.run(APPLIED_META, String(top))
