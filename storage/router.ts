@@ -530,10 +530,6 @@ export class DataRouter implements StorageProvider {
     return [...this.seen].sort()
   }
 
-  /** Where each known collection lives now. */
-  async placement (): Promise<Record<string, string>> {
-    return Object.fromEntries((await this.knownCollections()).map(c => [c, this.providerOf(c)]))
-  }
   async getDocument (collection: string, id: string): Promise<StoredDoc | undefined> { return await this.storeOf(collection).getDocument(collection, id) }
   async find (collection: string, query: NormalisedQuery): Promise<Array<{ id: string, body: JsonObject }>> { return await this.storeOf(collection).find(collection, query) }
   async count (collection: string, filter: Filter | undefined): Promise<number> { return await this.storeOf(collection).count(collection, filter) }
