@@ -14,6 +14,7 @@ import { defaultDataDir, dataDirPaths } from '../data-dir.js'
 import { CommandUnfinishedError, InvalidOptionError } from '../errors.js'
 import { EXIT, emit, note, reportError, table } from './output.js'
 import { invoke, openTarget, passphrase } from './target.js'
+import type { WatchLine } from '../daemon/rpc.js'
 import { readStdin } from './input.js'
 import type { DaemonOptions } from './daemon-command.js'
 import type { FolderIndexResult, FolderProgress } from '../files.js'
@@ -111,6 +112,48 @@ function preview (doc: Record<string, unknown>): string {
 }
 
 /** Sets a collection's embedding and shows the re-indexing it starts (a bar on a terminal). */
+/** One `watch` event as printed: NDJSON with --json, else a line a person reads. */
+function printWatchLine (g: Globals, line: WatchLine): void {
+  if (g.json) {
+    process.stdout.write(JSON.stringify(line) + '\n')
+  } else if (line.type === 'initial') {
+    process.stdout.write(`${line.docs.length} document(s) now; watching for changes (Ctrl+C to stop)\n`)
+    for (const d of line.docs) process.stdout.write(JSON.stringify(d) + '\n')
+  } else {
+    process.stdout.write(`${line.type.padEnd(7)} ${line.id}${line.doc !== null ? `  ${JSON.stringify(line.doc)}` : ''}${line.origin === 'remote' ? '  (from another device)' : ''}\n`)
+  }
+}
+
+/** `peakdb watch`: through the daemon's stream, or a live query of this process, until Ctrl+C. */
+async function watchCommand (g: Globals, collection: string, query: Record<string, unknown>): Promise<void> {
+  const stop = new AbortController()
+  const onSignal = (): void => stop.abort()
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  try {
+    const target = await openTarget(g.dir, g.passphraseFile !== undefined ? { passphraseFile: g.passphraseFile } : {})
+    if ('api' in target) {
+      const { streamApi } = await import('../daemon/api-client.js')
+      await streamApi(target.api, 'watch', { collection, query }, line => printWatchLine(g, line as WatchLine), stop.signal)
+      return
+    }
+    try {
+      const { startWatch } = await import('../daemon/rpc.js')
+      const unwatch = startWatch({ node: target.node }, { collection, query }, line => printWatchLine(g, line))
+      // nothing else keeps this process up while it waits for Ctrl+C
+      const alive = setInterval(() => {}, 2 ** 30)
+      await new Promise<void>(resolve => stop.signal.addEventListener('abort', () => resolve(), { once: true }))
+      clearInterval(alive)
+      unwatch()
+    } finally {
+      await target.node.close()
+    }
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+  }
+}
+
 /** Moves a collection to another provider, with a progress bar of the log entries read. */
 async function moveWithProgress (g: Globals, collection: string, provider: string): Promise<void> {
   const cliProgress = await progressBars(g)
@@ -537,6 +580,21 @@ Examples:
       if (opts.offset !== undefined) query.offset = opts.offset
       const docs = await call(g, 'find', { collection, query }) as unknown[]
       emit(g.json, docs, () => docLines(docs))
+    })
+
+  program.command('watch')
+    .description('print the documents matching a filter, then each change to them (added, changed, removed) as it happens, until Ctrl+C')
+    .argument('<collection>', 'collection name')
+    .option('--where <json>', 'filter (as for find)')
+    .option('--order-by <fields>', 'comma-separated fields (as for find)', orderByOption)
+    .option('--limit <n>', 'watch the first n documents only', intOption('--limit'))
+    .action(async (collection: string, opts: { where?: string, orderBy?: string[], limit?: number }, cmd: Command) => {
+      const g = globals(cmd)
+      const query: Record<string, unknown> = {}
+      if (opts.where !== undefined) query.where = await jsonArg('--where', opts.where)
+      if (opts.orderBy !== undefined) query.orderBy = opts.orderBy
+      if (opts.limit !== undefined) query.limit = opts.limit
+      await watchCommand(g, collection, query)
     })
 
   program.command('count')

@@ -98,3 +98,50 @@ async function request (info: ApiInfo, method: string, params: unknown, timeoutM
   }
   return body.result
 }
+
+/**
+ * Opens a streaming method (`watch`): `onLine` gets each JSON line as it arrives. Resolves when
+ * `signal` aborts (the caller stopped); rejects with {@link DaemonUnreachableError} when the
+ * daemon goes away, or with the daemon's error when it refuses the call.
+ */
+export async function streamApi (info: ApiInfo, method: string, params: unknown, onLine: (line: unknown) => void, signal: AbortSignal): Promise<void> {
+  const { request: httpRequest } = await import('node:http')
+  const body = JSON.stringify(params ?? {})
+  await new Promise<void>((resolve, reject) => {
+    const req = httpRequest(`${info.url}/api/v1/${method}`, { method: 'POST', headers: { authorization: `Bearer ${info.token}`, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) }, agent: false }, res => {
+      if (res.statusCode !== 200) {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () => {
+          try {
+            const e = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { error: { name: string, message: string, code?: string } }).error
+            reject(new RemoteError(e.name, e.message, e.code))
+          } catch {
+            reject(new DaemonUnreachableError(`the daemon at ${info.url} refused ${method} (HTTP ${res.statusCode ?? 0})`))
+          }
+        })
+        return
+      }
+      let buffer = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => {
+        buffer += chunk
+        for (let nl = buffer.indexOf('\n'); nl >= 0; nl = buffer.indexOf('\n')) {
+          const line = buffer.slice(0, nl)
+          buffer = buffer.slice(nl + 1)
+          if (line.length > 0) onLine(JSON.parse(line))
+        }
+      })
+      res.on('close', () => {
+        if (signal.aborted) resolve()
+        else reject(new DaemonUnreachableError(`the daemon (pid ${info.pid}) at ${info.url} ended the ${method} stream (it stopped)`))
+      })
+    })
+    req.on('error', err => {
+      if (signal.aborted) resolve()
+      else reject(new DaemonUnreachableError(`the daemon (pid ${info.pid}) at ${info.url} did not answer ${method}: ${err.message}`, { cause: err }))
+    })
+    signal.addEventListener('abort', () => req.destroy(), { once: true })
+    req.end(body)
+  })
+}

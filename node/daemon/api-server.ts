@@ -1,14 +1,15 @@
 /**
  * The daemon's local API: HTTP/1.1 on 127.0.0.1 (like Kubo's RPC API), one POST endpoint per
  * method (`/api/v1/<method>`, JSON body of parameters), authenticated by a bearer token that
- * only the data dir's owner can read (`api.json`, mode 0600).
+ * only the data dir's owner can read (`api.json`, mode 0600). `watch` answers with a stream of
+ * newline-delimited JSON events instead of one result.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { unlinkSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { writeFileAtomic } from '../../identity/index.js'
-import { callMethod, type MethodContext } from './rpc.js'
+import { callMethod, startWatch, type MethodContext } from './rpc.js'
 
 /** Largest request body accepted, in bytes. */
 export const MAX_API_BODY = 64 * 1024 * 1024
@@ -51,6 +52,8 @@ export class ApiServer {
   private readonly server: Server
   private readonly token = randomBytes(32).toString('hex')
   private info: ApiInfo | undefined
+  /** Open `watch` streams, ended when the daemon stops. */
+  private readonly streams = new Set<ServerResponse>()
 
   constructor (private readonly ctx: MethodContext, private readonly options: ApiServerOptions) {
     this.server = createServer((req, res) => { void this.handle(req, res) })
@@ -115,6 +118,10 @@ export class ApiServer {
       }
       const method = match[1] as string
       const params = await this.readBody(req)
+      if (method === 'watch') {
+        this.stream(req, res, params)
+        return
+      }
       if (method === 'shutdown') {
         send(res, 200, { ok: true, result: { stopping: true } })
         setImmediate(() => this.options.onShutdown())
@@ -129,9 +136,34 @@ export class ApiServer {
     }
   }
 
+  /**
+   * A `watch` stream: newline-delimited JSON, one line per event, until the client goes away or
+   * the daemon stops (the answer then ends).
+   */
+  private stream (req: IncomingMessage, res: ServerResponse, params: unknown): void {
+    let stop: (() => void) | undefined
+    try {
+      stop = startWatch(this.ctx, params, line => res.write(JSON.stringify(line) + '\n'))
+    } catch (err) {
+      const e = err as Error
+      send(res, statusOf(e), { ok: false, error: { name: e.name, message: e.message } })
+      return
+    }
+    res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' })
+    this.streams.add(res)
+    const end = (): void => {
+      stop?.()
+      stop = undefined
+      this.streams.delete(res)
+    }
+    req.on('close', end)
+    res.on('close', end)
+  }
+
   /** Stops listening, ends idle connections and removes the info file. */
   async stop (): Promise<void> {
     try { unlinkSync(this.options.infoPath) } catch { /* already gone */ }
+    for (const res of this.streams) res.end()
     await new Promise<void>(resolve => {
       this.server.close(() => resolve())
       this.server.closeIdleConnections()

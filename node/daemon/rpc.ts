@@ -66,6 +66,34 @@ export type MethodName = keyof typeof methodParams
 
 type Params<M extends MethodName> = z.infer<(typeof methodParams)[M]>
 
+/** Parameters of the `watch` stream. */
+export const watchParams = z.object({ collection, query: z.record(z.string(), z.unknown()).optional() }).strict()
+
+/** One line of a `watch` stream: the result at first, then each change, as it happens. */
+export type WatchLine =
+  | { readonly type: 'initial', readonly docs: readonly JsonObject[] }
+  | { readonly type: 'added' | 'changed' | 'removed', readonly id: string, readonly doc: JsonObject | null, readonly origin: 'local' | 'remote' }
+
+/**
+ * Starts a live query for a `watch` stream: `onLine` gets the current result, then every change
+ * to it. Returns the function that stops it. Validates like every other method.
+ */
+export function startWatch (ctx: MethodContext, params: unknown, onLine: (line: WatchLine) => void): () => void {
+  const parsed = watchParams.safeParse(params ?? {})
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    if (issue?.path.length === 1 && issue.path[0] === 'collection') throw InvalidCollectionNameError.of((params as { collection?: unknown }).collection)
+    throw new InvalidOptionError(`watch: ${issue === undefined ? 'invalid parameters' : `${issue.path.join('.') || 'params'}: ${issue.message}`}`)
+  }
+  return ctx.node.collection(parsed.data.collection).watch(parsed.data.query ?? {}, ev => {
+    if (ev.origin === 'initial') {
+      onLine({ type: 'initial', docs: ev.docs })
+      return
+    }
+    for (const c of ev.changes) onLine({ type: c.type === 'updated' ? 'changed' : c.type, id: c.id, doc: c.doc, origin: ev.origin })
+  })
+}
+
 /** Extra context for methods run inside a daemon. */
 export interface MethodContext {
   readonly node: PeakNode
