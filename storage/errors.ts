@@ -60,3 +60,10 @@ export class ProviderCapabilityError extends Error {
   override readonly name = 'ProviderCapabilityError'
   readonly code = ProviderCapabilityError.code
 }
+
+/** A value does not fit a column of an adopted table (or the table cannot be adopted): names the column and the type. */
+export class ColumnTypeError extends Error {
+  static readonly code = 'ERR_COLUMN_TYPE'
+  override readonly name = 'ColumnTypeError'
+  readonly code = ColumnTypeError.code
+}

@@ -18,6 +18,8 @@ import {
   type LogHead, type MaterializeItem, type PendingApply, type ReadLimits, type StorageProvider, type StoredDoc, type StoredEntry, type VectorChanges
 } from '../provider.js'
 import { migrate } from './schema.js'
+import { AdoptedTable } from './adopted.js'
+import { installTableWatch, TableWatch } from './table-watch.js'
 import { takeWithin } from '../slice.js'
 import { PgSearch } from './pg-search.js'
 import { opKeys, WritePlan, writeStatement, type Queryable } from './plan.js'
@@ -99,7 +101,10 @@ export class PostgresProvider implements StorageProvider {
   private writing: Promise<unknown> = Promise.resolve()
   private readonly search: PgSearch
 
-  private constructor (private readonly pool: Pool, private readonly lock: pg.Client, readonly schema: string, location: string, private readonly max: number) {
+  private tableWatch: TableWatch | undefined
+  private tableWatchStarting: Promise<TableWatch> | undefined
+
+  private constructor (private readonly pool: Pool, private readonly lock: pg.Client, readonly schema: string, location: string, private readonly max: number, private readonly connection: pg.ClientConfig) {
     this.location = location
     this.search = new PgSearch(pool)
   }
@@ -148,7 +153,7 @@ export class PostgresProvider implements StorageProvider {
       const held = await lock.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_CLASS, lockKey(options.schema)])
       if (held.rows[0]?.ok !== true) throw new StorageBusyError(`schema ${options.schema} at ${location} is open in another PeakDB process`)
       await ensureVector(lock, location)
-      const provider = new PostgresProvider(pool, lock, schema, location, o.max)
+      const provider = new PostgresProvider(pool, lock, schema, location, o.max, connection)
       lost = provider
       const client = await pool.connect()
       try {
@@ -164,6 +169,30 @@ export class PostgresProvider implements StorageProvider {
       await lock.end().catch(() => undefined)
       throw err
     }
+  }
+
+  /**
+   * Adopts an existing table (`schema.table`, default schema public) as the documents of a
+   * collection (storage name `collection`), watched for changes any client makes: `onIds` gets
+   * the keys of changed rows. The table stays the database's own; nothing of it enters the log.
+   */
+  async adopt (collection: string, table: string, onIds: (ids: string[]) => void): Promise<{ store: AdoptedTable, unwatch: () => void }> {
+    this.check()
+    const store = await AdoptedTable.open(this.pool, collection, table, this.location)
+    await installTableWatch(this.pool, store.schema, store.table, store.key.name)
+    const watch = await this.watcher()
+    return { store, unwatch: watch.watch(`${store.schema}.${store.table}`, onIds) }
+  }
+
+  private async watcher (): Promise<TableWatch> {
+    if (this.tableWatch !== undefined) return this.tableWatch
+    this.tableWatchStarting ??= (async () => {
+      const w = new TableWatch(this.connection)
+      await w.start()
+      this.tableWatch = w
+      return w
+    })()
+    return await this.tableWatchStarting
   }
 
   /** Pool state: connections open, idle, callers waiting. */
@@ -570,6 +599,7 @@ export class PostgresProvider implements StorageProvider {
     if (this.closed) return
     this.closed = true
     await this.writing
+    await this.tableWatch?.close()
     await this.pool.end().catch(() => undefined)
     await this.lock.query('SELECT pg_advisory_unlock_all()').catch(() => undefined)
     await this.lock.end().catch(() => undefined)
