@@ -79,6 +79,11 @@ export interface CollectionOptions {
    * documents elsewhere is moved with `node.moveCollection` instead.
    */
   readonly provider?: string
+  /**
+   * An existing PostgreSQL table (`schema.table`) to serve as this collection (see
+   * `node.adopt`); `provider` then names the postgres provider that holds it.
+   */
+  readonly adopt?: string | undefined
 }
 
 /** What a collection needs from its node. */
@@ -115,12 +120,20 @@ function checkAbort (options?: AbortOptions): void {
 /** A named collection of documents. Obtain one with `node.collection(name)`. */
 export class Collection {
   private ready: Promise<void> = Promise.resolve()
+  /** Set while the collection is being set up (an adoption): watchers start after it. */
+  private pendingReady: Promise<void> | undefined
   /** The name in storage (device-local collections are prefixed). */
   private readonly key: string
 
   /** `local`: a device-local collection (see {@link CollectionOptions.replicate}). */
-  constructor (readonly name: CollectionName, private readonly ctx: CollectionContext, options: CollectionOptions = {}, readonly local = false) {
+  constructor (readonly name: CollectionName, private readonly ctx: CollectionContext, options: CollectionOptions = {}, readonly local = false, adopting?: Promise<void>) {
     const key = this.key = local ? LOCAL_PREFIX + name : name
+    if (adopting !== undefined) {
+      this.ready = adopting
+      this.pendingReady = adopting
+      adopting.then(() => { this.pendingReady = undefined }, () => {})
+      return
+    }
     const paths = (options.indexes ?? []).map(p => parseFieldPath(p))
     const embed = options.embed
     if (embed !== undefined) checkEmbed(embed)
@@ -375,13 +388,26 @@ export class Collection {
   watch (query?: FindQuery): LiveQuery
   watch (query: FindQuery = {}, listener?: (ev: LiveEvent) => void): Unsubscribe | LiveQuery {
     this.ctx.checkOpen()
-    if (listener !== undefined) return this.ctx.live.watch(this.key, query, listener)
+    if (listener !== undefined) return this.liveWatch(query, listener)
     const buffered: LiveEvent[] = []
     let deliver = (ev: LiveEvent): void => { buffered.push(ev) }
-    const iterator = new LiveQuery(this.ctx.live.watch(this.key, query, ev => deliver(ev)))
+    const iterator = new LiveQuery(this.liveWatch(query, ev => deliver(ev)))
     for (const ev of buffered) iterator.push(ev)
     deliver = ev => iterator.push(ev)
     return iterator
+  }
+
+  /** A live query, started once the collection is set up. */
+  private liveWatch (query: FindQuery, listener: (ev: LiveEvent) => void): Unsubscribe {
+    const pending = this.pendingReady
+    if (pending === undefined) return this.ctx.live.watch(this.key, query, listener)
+    let stop: Unsubscribe | undefined
+    let cancelled = false
+    pending.then(() => { if (!cancelled) stop = this.ctx.live.watch(this.key, query, listener) }, () => {})
+    return () => {
+      cancelled = true
+      stop?.()
+    }
   }
 
   /** Creates (if missing) an index on a field path. */

@@ -28,3 +28,4 @@ export { createHttpEmbedder, type HttpEmbedderOptions } from './embedding/http-e
 export { SwarmSearch, mergeAnswers, type SwarmSearchQuery, type SwarmSearchResult, type SwarmSearchEvent, type SwarmHit, type DeviceAnswer } from './swarm-search.js'
 export type { IndexProgress } from './embedding/indexer.js'
 export type { SearchQuery, SearchHit, SearchResults, SearchMode } from './search.js'
+export { StorageCorruptError, SchemaVersionError, InvalidQueryError, StorageClosedError, StorageUnavailableError, StorageBusyError, CrossProviderError, ProviderCapabilityError, ColumnTypeError } from '../storage/errors.js'

@@ -166,6 +166,8 @@ class Watcher {
         const was = this.ids.has(id)
         const now = matching.get(id)
         if (!was && now === undefined) continue
+        // the same change heard twice (a write of this process, then the table's notification)
+        if (was && now !== undefined && JSON.stringify(this.docs.find(d => d._id === id)) === JSON.stringify(now)) continue
         if (was) this.remove(id)
         if (now !== undefined) {
           this.insert(now)

@@ -43,6 +43,8 @@ const LOCAL_COLLECTIONS_META = 'local-collections'
 const CHOSEN_ROUTES_META = 'collection-routes'
 /** Where each collection was at the last open: a route changed since moves the collection. */
 const PLACEMENT_META = 'collection-placement'
+/** Tables adopted as collections: name → { table, provider }. */
+const ADOPTED_META = 'adopted-tables'
 /** Options of {@link PeakNode.open}. */
 export interface PeakNodeOptions {
   /** The data dir (created if missing). */
@@ -108,6 +110,9 @@ export interface JoinOptions extends Omit<PeakNodeOptions, 'recoveryPhrase' | 'c
   /** The invite code from `peakdb pair invite` / `node.pairing.invite()` on a member device. */
   readonly code: string
 }
+
+/** What a PostgreSQL store offers for adopting tables. */
+type PostgresAdopt = (collection: string, table: string, onIds: (ids: string[]) => void) => Promise<{ store: RoutedStore & { schema: string, table: string }, unwatch: () => void }>
 
 /** What the file provider adds for device-local collections. */
 interface PolicyStore {
@@ -216,6 +221,10 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   private readonly collectionsByName = new Map<string, Collection>()
   /** Names of this device's device-local collections (storage meta `local-collections`). */
   private readonly localNames = new Set<string>()
+  /** Tables adopted as collections (storage meta `adopted-tables`). */
+  private adoptedTables: Record<string, { table: string, provider?: string }> = {}
+  private readonly adopting = new Map<string, Promise<unknown>>()
+  private readonly tableUnwatchers: Array<() => void> = []
   /** Routes chosen per collection on this device (storage meta `collection-routes`). */
   private chosenRoutes: Record<string, string> = {}
   private replicator: Replicator | undefined
@@ -390,6 +399,14 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       const node = new PeakNode(log, storage, keystore, lock, paths, created?.phrase, options.confirmations ?? 1, options.embedder, options.backgroundIndexing ?? true, { minChunks: options.annMinChunks, minRecall: options.annMinRecall })
       for (const name of JSON.parse(await storage.getMeta(LOCAL_COLLECTIONS_META) ?? '[]') as string[]) node.localNames.add(name)
       node.chosenRoutes = JSON.parse(await storage.getMeta(CHOSEN_ROUTES_META) ?? '{}') as Record<string, string>
+      node.adoptedTables = JSON.parse(await storage.getMeta(ADOPTED_META) ?? '{}') as Record<string, { table: string, provider?: string }>
+      for (const [name, a] of Object.entries(node.adoptedTables)) {
+        try {
+          await node.attachTable(name, a.table, a.provider)
+        } catch (err) {
+          logger.warn('an adopted table cannot be served now', { collection: name, table: a.table, error: (err as Error).message })
+        }
+      }
       if (options.network !== undefined) {
         try {
           await node.startNetwork(options.network)
@@ -439,9 +456,21 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     }
     const known = this.localNames.has(name)
     if (options?.replicate === true && known) throw new InvalidOptionError(`collection ${name} is device-local on this device: it cannot be replicated`)
-    if (options?.provider !== undefined) this.routeNew(name, options.provider, known || options.replicate === false)
+    if (options?.adopt !== undefined) {
+      const adopted = this.adoptedTables[name]
+      if (adopted === undefined || adopted.table !== options.adopt) {
+        const adopting = this.adopt(name, options.adopt, options.provider !== undefined ? { provider: options.provider } : {})
+        this.adopting.set(name, adopting)
+        adopting.catch(() => {})
+        const c = new Collection(name as CollectionName, this.collectionContext(), {}, true, adopting.then(() => {}))
+        this.collectionsByName.set(name, c)
+        return c
+      }
+    } else if (options?.provider !== undefined) {
+      this.routeNew(name, options.provider, known || options.replicate === false)
+    }
     let c = this.collectionsByName.get(name)
-    if (c === undefined || options !== undefined) {
+    if (c === undefined || (options !== undefined && options.adopt === undefined)) {
       c = new Collection(name as CollectionName, this.collectionContext(), options, known || options?.replicate === false)
       this.collectionsByName.set(name, c)
     }
@@ -467,6 +496,55 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     if (router.providerOf(key) !== provider) throw new InvalidOptionError(`collection ${name} is replicated, and provider ${provider} keeps device-local collections only`)
     this.chosenRoutes[name] = provider
     void this.storage.setMeta(CHOSEN_ROUTES_META, JSON.stringify(this.chosenRoutes)).catch(err => logger.warn('could not record a collection route', { collection: name, error: (err as Error).message }))
+  }
+
+  /**
+   * Adopts an existing PostgreSQL table (`schema.table`; default schema public) as a collection:
+   * its primary key is `_id`, its columns the fields, and values are checked against the column
+   * types ({@link ColumnTypeError} names the column and the type). `get`, `find`, `count`, `put`,
+   * `patch`, `delete` and `watch` work on it; `watch` also sees changes any other client makes
+   * (another process, psql). The table is in the primary storage when the node runs on
+   * PostgreSQL, or in the named postgres `provider`. Adopted tables are the database's own data:
+   * never written to the signed log, never replicated. The node remembers the adoption.
+   */
+  async adopt (name: string, table: string, options: { provider?: string } = {}): Promise<Collection> {
+    this.checkOpen()
+    if (!isCollectionName(name) || name.startsWith('_')) throw InvalidCollectionNameError.of(name)
+    const key = LOCAL_PREFIX + name
+    const known = this.adoptedTables[name]
+    if (known !== undefined) {
+      if (known.table !== table || (known.provider ?? PRIMARY) !== (options.provider ?? PRIMARY)) throw new InvalidOptionError(`collection ${name} already adopts table ${known.table}${known.provider !== undefined ? ` of provider ${known.provider}` : ''}`)
+      await this.adopting.get(name)
+      return this.collection(name)
+    }
+    const router = this.storage instanceof DataRouter ? this.storage : undefined
+    if (router !== undefined && (this.localNames.has(name) || router.holds(name) || router.holds(key))) throw new InvalidOptionError(`collection ${name} already holds documents here: adopt the table under another name`)
+    await this.attachTable(name, table, options.provider)
+    this.adoptedTables[name] = { table, ...(options.provider !== undefined ? { provider: options.provider } : {}) }
+    this.localNames.add(name)
+    // a collection object made before the adoption names the replicated key: make it anew
+    this.collectionsByName.delete(name)
+    await this.storage.setMeta(LOCAL_COLLECTIONS_META, JSON.stringify([...this.localNames].sort()))
+    await this.storage.setMeta(ADOPTED_META, JSON.stringify(this.adoptedTables))
+    return this.collection(name)
+  }
+
+  /** Serves collection `name` from an adopted table and relays its outside changes to watchers. */
+  private async attachTable (name: string, table: string, provider: string | undefined): Promise<void> {
+    const router = this.storage instanceof DataRouter ? this.storage : undefined
+    const store = provider === undefined || provider === PRIMARY ? router?.primary : router?.providers.get(provider)
+    const adopt = (store as { adopt?: PostgresAdopt } | undefined)?.adopt
+    if (router === undefined || store === undefined || adopt === undefined) {
+      throw new InvalidOptionError(provider !== undefined && provider !== PRIMARY && router?.providers.has(provider) !== true
+        ? `no provider named ${JSON.stringify(provider)} (see "providers" in config.json)`
+        : `adopting a table needs PostgreSQL: ${provider !== undefined && provider !== PRIMARY ? `provider ${provider} is ${store?.kind ?? 'unknown'}` : 'run the node on PostgreSQL (peakdb init --storage postgres://...) or name a postgres provider (--provider)'}`)
+    }
+    const key = LOCAL_PREFIX + name
+    const { store: tableStore, unwatch } = await adopt.call(store, key, table, ids => {
+      if (!this.closed) this.log.announceLocal(ids.map(id => ({ collection: key, id, before: null, after: null })))
+    })
+    router.adopt(key, `${provider ?? PRIMARY}:${tableStore.schema}.${tableStore.table}`, tableStore)
+    this.tableUnwatchers.push(unwatch)
   }
 
   /**
@@ -805,6 +883,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     if (this.closed) return
     this.closed = true
     this.files.close()
+    for (const unwatch of this.tableUnwatchers.splice(0)) unwatch()
     this.live.close()
     await this.indexer.close().catch(() => {})
     await this.ann.close().catch(() => {})
@@ -843,8 +922,9 @@ async function openRouter (primary: StorageProvider, options: PeakNodeOptions, p
   const chosen = JSON.parse(await primary.getMeta(CHOSEN_ROUTES_META) ?? '{}') as Record<string, string>
   const placed = JSON.parse(await primary.getMeta(PLACEMENT_META) ?? '{}') as Record<string, string>
   const specs = options.providers ?? {}
-  const routedBefore = Object.values(placed).some(p => p !== PRIMARY)
-  if (Object.keys(specs).length === 0 && Object.keys(chosen).length === 0 && Object.keys(options.routes ?? {}).length === 0 && !routedBefore) return undefined
+  const routedBefore = Object.values(placed).some(p => p !== PRIMARY && !p.includes(':'))
+  // a node on PostgreSQL may adopt tables: it always has a router
+  if (primary.kind !== 'postgres' && Object.keys(specs).length === 0 && Object.keys(chosen).length === 0 && Object.keys(options.routes ?? {}).length === 0 && !routedBefore) return undefined
   const opened = new Map<string, RoutedStore>()
   try {
     for (const [name, spec] of Object.entries(specs)) {

@@ -80,6 +80,8 @@ export class DataRouter implements StorageProvider {
   /** Where each collection lives, as recorded in the primary (routes that change move them). */
   private readonly placed = new Map<string, string>()
   private placementDirty = false
+  /** Adopted tables: storage name → their name in listings and their store. */
+  private readonly adopted = new Map<string, { name: string, store: RoutedStore }>()
   /** Providers that must replay the log from a position below their own (persisted). */
   private readonly replayFrom = new Map<string, number>()
   /** Positions of entries opened late while a move runs (they went to the old provider). */
@@ -115,8 +117,22 @@ export class DataRouter implements StorageProvider {
     return Object.fromEntries([...this.exact, ...this.prefixes.map(([p, v]) => [`${p}*`, v] as const)].sort())
   }
 
+  /** Serves a device-local collection (storage name) from an adopted table's store. */
+  adopt (collection: string, name: string, store: RoutedStore): void {
+    if (!collection.startsWith(LOCAL_PREFIX)) throw new ProviderCapabilityError(`an adopted table is kept under a device-local name, not ${collection}`)
+    this.adopted.set(collection, { name, store })
+    this.seen.add(collection)
+  }
+
+  /** Whether a collection (storage name) is an adopted table. */
+  isAdopted (collection: string): boolean {
+    return this.adopted.has(collection)
+  }
+
   /** The provider name a collection (storage name) lives in. */
   providerOf (collection: string): string {
+    const adopted = this.adopted.get(collection)
+    if (adopted !== undefined) return adopted.name
     const name = plainName(collection)
     const routed = this.exact.get(name) ?? this.prefixes.find(([p]) => name.startsWith(p))?.[1]
     if (routed === undefined || routed === PRIMARY) return PRIMARY
@@ -127,6 +143,8 @@ export class DataRouter implements StorageProvider {
   }
 
   private storeOf (collection: string): RoutedStore {
+    const adopted = this.adopted.get(collection)
+    if (adopted !== undefined) return adopted.store
     const name = this.providerOf(collection)
     return name === PRIMARY ? this.primary : this.providers.get(name) as RoutedStore
   }
@@ -544,7 +562,7 @@ export class DataRouter implements StorageProvider {
   /** Collections of every provider, each listed where it is routed (stale copies left out). */
   async collections (): Promise<Array<CollectionInfo & { provider: string }>> {
     const out: Array<CollectionInfo & { provider: string }> = []
-    for (const [name, store] of [[PRIMARY, this.primary] as const, ...this.providers]) {
+    for (const [name, store] of [[PRIMARY, this.primary] as const, ...this.providers, ...[...this.adopted.values()].map(a => [a.name, a.store] as const)]) {
       for (const c of await store.collections()) if (this.providerOf(c.name) === name) out.push({ ...c, provider: name })
     }
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
@@ -641,6 +659,7 @@ export class DataRouter implements StorageProvider {
   /** Records the log position every routed provider is up to, then closes them all. */
   async close (): Promise<void> {
     this.closing = true
+    for (const a of this.adopted.values()) await a.store.close()
     if (this.retry !== undefined) clearTimeout(this.retry)
     await this.committing
     await this.savePlacement().catch(() => undefined)

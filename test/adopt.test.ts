@@ -92,3 +92,86 @@ describe('adopted PostgreSQL tables', function () {
     }
   })
 })
+
+describe('an adopted table in a node', function () {
+  this.timeout(90_000)
+
+  it('works as a collection through the API, watch sees writes from any client, and the adoption is remembered', async () => {
+    const { PeakNode } = await import('../node/index.js')
+    const { hashEmbedder } = await import('./helpers/embedders.js')
+    const { TmpDirs } = await import('./helpers/tmp-dir.js')
+    const dirs = new TmpDirs()
+    await sql('CREATE TABLE public.shop_orders (id int4 PRIMARY KEY, item text NOT NULL, qty int4 NOT NULL DEFAULT 1)')
+    const dir = dirs.make()
+    let node = await PeakNode.open({ dir, storage: await db.url(), embedder: hashEmbedder(), backgroundIndexing: false })
+    try {
+      const orders = node.collection('orders', { adopt: 'public.shop_orders' })
+      const events: Array<[string, string]> = []
+      const stop = orders.watch({ where: { qty: { gte: 2 } } }, ev => { for (const c of ev.changes) events.push([c.type, c.id]) })
+      await orders.put({ _id: '1', item: 'apple', qty: 3 })
+      assert.deepEqual(await orders.get('1'), { _id: '1', item: 'apple', qty: 3 })
+      await orders.patch('1', { qty: 4 })
+      assert.deepEqual((await sql('SELECT qty FROM public.shop_orders WHERE id = 1')).rows, [{ qty: 4 }])
+      await rejectsNamed(() => orders.put({ _id: '2', item: 'pear', qty: 'lots' }), 'ColumnTypeError', 'column qty')
+      await sql("INSERT INTO public.shop_orders (id, item, qty) VALUES (7, 'from psql', 9)")
+      await waitFor(() => events.some(([t, id]) => t === 'added' && id === '7'), { timeoutMs: 10_000, message: 'the psql insert in watch' })
+      await sql('UPDATE public.shop_orders SET qty = 1 WHERE id = 7')
+      await waitFor(() => events.some(([t, id]) => t === 'removed' && id === '7'), { timeoutMs: 10_000, message: 'the psql update leaving the filter' })
+      assert.deepEqual(events.filter(([, id]) => id === '1').map(([t]) => t), ['added', 'updated'], 'a write of this node is one event, though heard twice')
+      stop()
+      assert.equal(await orders.count(), 2)
+      assert.deepEqual((await node.collections()).find(c => c.name === 'orders'), { name: 'orders', count: 2, indexes: [], local: true, provider: 'primary:public.shop_orders' })
+      const before = await node.storage.entryCount()
+      await orders.put({ _id: '3', item: 'plum' })
+      assert.equal(await node.storage.entryCount(), before, 'an adopted table writes no log entry')
+    } finally {
+      await node.close()
+    }
+    node = await PeakNode.open({ dir, embedder: hashEmbedder(), backgroundIndexing: false })
+    try {
+      assert.deepEqual(await node.collection('orders').get('3'), { _id: '3', item: 'plum', qty: 1 })
+      await rejectsNamed(() => node.adopt('orders', 'public.other'), 'InvalidOptionError', 'already adopts')
+    } finally {
+      await node.close()
+      dirs.cleanup()
+    }
+  })
+
+  it('through the CLI: adopt, then watch from one terminal while psql inserts from another', async () => {
+    const { runCli, startDaemon, BIN } = await import('./helpers/cli.js')
+    const { spawn } = await import('node:child_process')
+    const { TmpDirs } = await import('./helpers/tmp-dir.js')
+    const { withTimeout } = await import('./helpers/wait-for.js')
+    const dirs = new TmpDirs()
+    await sql('CREATE TABLE public.cli_orders (id text PRIMARY KEY, item text NOT NULL)')
+    const dir = dirs.make()
+    assert.equal((await runCli(['init', '--dir', dir, '--storage', await db.url()])).code, 0)
+    const daemon = await startDaemon(['--dir', dir])
+    const child = spawn(process.execPath, [BIN, 'watch', 'orders', '--dir', dir, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    try {
+      const adopted = await runCli(['collection', 'orders', '--adopt', 'public.cli_orders', '--dir', dir, '--json'])
+      assert.equal(adopted.code, 0, adopted.stderr)
+      assert.equal(JSON.parse(adopted.stdout).provider, 'primary:public.cli_orders')
+      // the watch started before the adoption watched an empty replicated collection; a new one sees the table
+      child.kill('SIGKILL')
+      const w = spawn(process.execPath, [BIN, 'watch', 'orders', '--dir', dir, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+      let out = ''
+      w.stdout.on('data', (d: Buffer) => { out += d.toString() })
+      await waitFor(() => out.includes('"initial"'), { timeoutMs: 20_000, message: 'the initial result' })
+      await sql("INSERT INTO public.cli_orders (id, item) VALUES ('a1', 'typed in psql')")
+      await waitFor(() => out.includes('"a1"'), { timeoutMs: 20_000, message: 'the psql insert in peakdb watch' })
+      assert.deepEqual(JSON.parse(out.trim().split('\n').at(-1) as string), { type: 'added', id: 'a1', doc: { _id: 'a1', item: 'typed in psql' }, origin: 'local' })
+      w.kill('SIGINT')
+      assert.equal(await withTimeout(new Promise(resolve => w.once('exit', resolve)), 10_000, 'watch to stop'), 0)
+      const got = await runCli(['get', 'orders', 'a1', '--dir', dir, '--json'])
+      assert.deepEqual(JSON.parse(got.stdout), { _id: 'a1', item: 'typed in psql' })
+      const bad = await runCli(['put', 'orders', '{"_id":"a2","item":5}', '--dir', dir])
+      assert.equal(bad.code, 1)
+      assert.match(bad.stderr, /ColumnTypeError: .*column item of public.cli_orders expects a string/)
+    } finally {
+      child.kill('SIGKILL')
+      assert.equal(await daemon.stop(), 0, daemon.output())
+      dirs.cleanup()
+    }
+  })
+})

@@ -651,10 +651,12 @@ Examples:
     .option('--no-wait', 'do not wait for the re-indexing a change starts')
     .option('--ttl <duration>', 'device-local collections in a file provider: documents expire this long after their last write (90s, 10m, 1h, 7d; "none" removes it)', (v: string) => v === 'none' ? null : durationOption('--ttl', 1000, 31_536_000_000)(v))
     .option('--max-size <size>', 'device-local collections in a file provider: byte budget, least recently used documents go first (500MB, 2GB, 64KB; "none" removes it)', sizeOption('--max-size'))
-    .option('--provider <name>', 'move the collection to this provider (see `peakdb providers`; "primary" is the node\'s own storage): rebuilt there from the log, then removed from the old one')
-    .action(async (name: string, opts: { index?: string, embed?: string | boolean, wait: boolean, provider?: string, ttl?: number | null, maxSize?: number | null }, cmd: Command) => {
+    .option('--provider <name>', 'move the collection to this provider (see `peakdb providers`; "primary" is the node\'s own storage): rebuilt there from the log, then removed from the old one. With --adopt: the postgres provider that holds the table')
+    .option('--adopt <table>', 'serve an existing PostgreSQL table (schema.table) as this collection: its primary key is _id, values are checked against column types; never in the log, never replicated')
+    .action(async (name: string, opts: { index?: string, embed?: string | boolean, wait: boolean, provider?: string, ttl?: number | null, maxSize?: number | null, adopt?: string }, cmd: Command) => {
       const g = globals(cmd)
-      if (opts.provider !== undefined) await moveWithProgress(g, name, opts.provider)
+      if (opts.adopt !== undefined) await call(g, 'adopt', { collection: name, table: opts.adopt, ...(opts.provider !== undefined ? { provider: opts.provider } : {}) })
+      else if (opts.provider !== undefined) await moveWithProgress(g, name, opts.provider)
       if (opts.ttl !== undefined || opts.maxSize !== undefined) {
         await call(g, 'setPolicy', { collection: name, ...(opts.ttl !== undefined ? { ttlMs: opts.ttl } : {}), ...(opts.maxSize !== undefined ? { maxBytes: opts.maxSize } : {}) })
       }

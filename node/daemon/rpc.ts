@@ -58,7 +58,8 @@ export const methodParams = {
   moveCollection: z.object({ collection, provider: z.string().min(1).max(32) }).strict(),
   moveStatus: z.object({ collection }).strict(),
   setPolicy: z.object({ collection, ttlMs: z.number().int().min(1000).max(31_536_000_000).nullable().optional(), maxBytes: z.number().int().min(1).max(2 ** 50).nullable().optional() }).strict(),
-  policy: z.object({ collection }).strict()
+  policy: z.object({ collection }).strict(),
+  adopt: z.object({ collection, table: z.string().min(1).max(130), provider: z.string().min(1).max(32).optional() }).strict()
 } as const
 
 /** Name of a local API method. */
@@ -208,6 +209,10 @@ const handlers: { [M in MethodName]: (ctx: MethodContext, p: Params<M>) => Promi
     ...(p.maxBytes !== undefined ? { maxBytes: p.maxBytes } : {})
   }),
   policy: async ({ node }, p) => (await node.collectionPolicy(p.collection)) ?? null,
+  adopt: async ({ node }, p) => {
+    await node.adopt(p.collection, p.table, p.provider !== undefined ? { provider: p.provider } : {})
+    return { collection: p.collection, table: p.table, provider: p.provider ?? 'primary' }
+  },
   moveStatus: async ({ node }, p) => {
     const state = moves.get(node)?.get(p.collection)
     if (state === undefined) throw new InvalidOptionError(`collection ${p.collection} is not moving`)
