@@ -104,15 +104,20 @@ describe('schema discovery', function () {
   const daemons: Daemon[] = []
   let url: string
 
-  before(async () => {
-    url = await db.url()
+  /** Runs SQL on a connection of its own, as psql would. */
+  async function sql (text: string): Promise<void> {
     const client = new pg.Client({ connectionString: url })
     await client.connect()
     try {
-      await client.query(PG_SETUP)
+      await client.query(text)
     } finally {
       await client.end()
     }
+  }
+
+  before(async () => {
+    url = await db.url()
+    await sql(PG_SETUP)
   })
   afterEach(async () => {
     for (const d of daemons.splice(0)) await d.stop('SIGKILL').catch(() => {})
@@ -187,6 +192,24 @@ describe('schema discovery', function () {
       assert.deepEqual(d.tables.map(t => t.name), ['memberships'])
       assert.deepEqual((await provider.describeSchema({ schema: 'nothing_here' })).tables, [])
       await rejectsNamed(() => provider.describeSchema({ signal: AbortSignal.abort() }), 'AbortError')
+    })
+
+    it('marks the change log of adopted tables as PeakDB\'s, and leaves the adopted table the user\'s', async () => {
+      await sql('CREATE TABLE orders (id serial PRIMARY KEY, item text NOT NULL)')
+      try {
+        const provider = await PostgresProvider.open({ url, schema: db.schema() })
+        open.push(provider)
+        const { unwatch } = await provider.adopt('~orders', 'public.orders', () => {})
+        try {
+          const d = await provider.describeSchema()
+          assert.equal(table(d, 'public', 'orders').peakdb, false)
+          assert.equal(table(d, 'peakdb_watch', 'changes').peakdb, true)
+        } finally {
+          unwatch()
+        }
+      } finally {
+        await sql('DROP TABLE orders')
+      }
     })
 
     it('generates row types that type-check, and reject wrong rows', async () => {

@@ -11,6 +11,8 @@ export type PgQueryable = pg.Pool | pg.ClientBase
 
 /** Tables every node schema has (storage/postgres/schema.ts): a schema with all of them is PeakDB's. */
 const NODE_TABLES = ['meta', 'entries', 'heads', 'docs', 'control', 'index_queue'] as const
+/** Schemas PeakDB shares between nodes: the change log of adopted tables (storage/postgres/table-watch.ts). */
+const SHARED_SCHEMAS = ['peakdb_watch'] as const
 
 interface RelationRow { oid: number, schema: string, name: string, relkind: string }
 interface ColumnRow {
@@ -123,7 +125,7 @@ export async function describePostgres (db: PgQueryable, location: string, optio
     if (names === undefined) tablesBySchema.set(r.schema, names = new Set())
     if (r.relkind === 'r') names.add(r.name)
   }
-  const nodeSchemas = new Set([...tablesBySchema].filter(([, names]) => NODE_TABLES.every(t => names.has(t))).map(([s]) => s))
+  const nodeSchemas = new Set<string>([...SHARED_SCHEMAS, ...[...tablesBySchema].filter(([, names]) => NODE_TABLES.every(t => names.has(t))).map(([s]) => s)])
 
   const tables: TableDescription[] = relations.map(r => {
     const cols = columnsOf.get(r.oid) ?? []
