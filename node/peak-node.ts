@@ -12,6 +12,7 @@ import {
 } from '../identity/index.js'
 import { isCollectionName, vectorToJson, type CollectionName } from '../crdt/index.js'
 import { DataRouter, LOCAL_PREFIX, PRIMARY, type CollectionInfo, type DocChange, type RoutedStore, type StorageProvider } from '../storage/index.js'
+import { canDescribeSchema, type DescribeSchemaOptions, type SchemaDescription } from '../storage/introspect.js'
 import { forgetStorage, openProvider, openStorage, recordStorage, resolveStorage, type ProviderSpec, type StorageSpec } from './storage-binding.js'
 import { Collection, type CollectionContext, type CollectionOptions } from './collection.js'
 import { acquireLock, dataDirPaths, ensureDataDir, type DataDirPaths, type DirLock, type LockOptions } from './data-dir.js'
@@ -635,6 +636,26 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       })
     }
     return out
+  }
+
+  /**
+   * Describes the tables and views of a provider's database (the primary by default), those
+   * PeakDB did not create included and PeakDB's own marked. Throws {@link InvalidOptionError}
+   * for an unknown provider, or one that cannot describe itself (the file provider).
+   *
+   * @example
+   * ```ts
+   * const { tables } = await node.describeSchema({ provider: 'warehouse', schema: 'public' })
+   * ```
+   */
+  async describeSchema (options: DescribeSchemaOptions & { readonly provider?: string } = {}): Promise<SchemaDescription> {
+    this.checkOpen()
+    const { provider = PRIMARY, ...rest } = options
+    const router = this.storage instanceof DataRouter ? this.storage : undefined
+    const store = provider === PRIMARY ? router?.primary ?? this.storage : router?.providers.get(provider)
+    if (store === undefined) throw new InvalidOptionError(`"provider" expected ${[PRIMARY, ...(router?.providers.keys() ?? [])].map(n => JSON.stringify(n)).join(' or ')}, got ${JSON.stringify(provider)}`)
+    if (!canDescribeSchema(store)) throw new InvalidOptionError(`provider ${provider} (${store.kind}) cannot describe its schema: only SQLite and PostgreSQL providers can`)
+    return await store.describeSchema(rest)
   }
 
   /**

@@ -5,7 +5,7 @@
  * the daemon and the progress bars are imported by the commands that use them.
  */
 import '../polyfills.js'
-import { readFileSync, existsSync } from 'node:fs'
+import { readFileSync, existsSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
@@ -16,6 +16,8 @@ import { EXIT, emit, note, reportError, table } from './output.js'
 import { invoke, openTarget, passphrase } from './target.js'
 import type { WatchLine } from '../daemon/rpc.js'
 import { readStdin } from './input.js'
+import { schemaText } from './schema-output.js'
+import type { SchemaDescription } from '../../storage/introspect.js'
 import type { DaemonOptions } from './daemon-command.js'
 import type { FolderIndexResult, FolderProgress } from '../files.js'
 import { DaemonUnreachableError, callApi, callsInFlight, readApiInfo } from '../daemon/api-client.js'
@@ -640,6 +642,32 @@ Examples:
         ...(p.pool !== undefined ? [['Pool', `${p.pool.size} open of ${p.pool.max}, ${p.pool.inUse} in use, ${p.pool.waiting} waiting`] as [string, unknown]] : []),
         ['Routes', p.name === 'primary' ? '(every collection not routed elsewhere)' : p.routes.length === 0 ? '(none)' : p.routes.join(', ')]
       ])).join('\n\n'))
+    })
+
+  const schema = program.command('schema')
+    .description('describe the tables and views of a provider\'s database (columns, primary key, indexes), including those PeakDB did not create')
+    .option('--provider <name>', 'the provider to describe (see `peakdb providers`; default: primary)')
+    .option('--schema <name>', 'PostgreSQL: this schema only (default: every user schema)')
+    .option('--all', 'show PeakDB\'s own tables in full too')
+    .action(async (opts: { provider?: string, schema?: string, all?: boolean }, cmd: Command) => {
+      const g = globals(cmd)
+      const d = await call(g, 'schema', { provider: opts.provider, schema: opts.schema }) as SchemaDescription
+      emit(g.json, d, () => schemaText(d, opts.all === true))
+    })
+  schema.command('types')
+    .description('generate TypeScript row types: an interface per table or view (PeakDB\'s own left out unless --all)')
+    .option('--out <file>', 'write them to this file instead of stdout')
+    .action(async (opts: { out?: string }, cmd: Command) => {
+      const g = globals(cmd)
+      const o = cmd.optsWithGlobals<{ provider?: string, schema?: string, all?: boolean }>()
+      const r = await call(g, 'schemaTypes', { provider: o.provider, schema: o.schema, all: o.all === true }) as { source: string, tables: number }
+      if (opts.out === undefined) {
+        emit(g.json, r, () => r.source)
+        return
+      }
+      const out = resolve(opts.out)
+      writeFileSync(out, r.source)
+      emit(g.json, { file: out, tables: r.tables }, () => `wrote ${r.tables} row type(s) to ${out}`)
     })
 
   program.command('collection')

@@ -9,6 +9,7 @@ import type { PeakNode } from '../peak-node.js'
 import type { Where } from '../../storage/index.js'
 import { COLLECTION_NAME, MAX_DOC_ID, type JsonObject } from '../../crdt/index.js'
 import type { SearchMode } from '../search.js'
+import { generateRowTypes } from '../../storage/schema-types.js'
 import { DocumentNotFoundError, InvalidCollectionNameError, InvalidOptionError } from '../errors.js'
 
 /** A user collection name; a bad one fails as {@link InvalidCollectionNameError}, stating the rule. */
@@ -22,6 +23,12 @@ const searchParams = {
   k: z.number().int().optional(),
   where: z.record(z.string(), z.unknown()).optional(),
   mode: z.string().optional()
+}
+
+/** Which database `schema` and `schemaTypes` describe. */
+const schemaParams = {
+  provider: z.string().min(1).max(32).optional(),
+  schema: z.string().min(1).max(63).optional()
 }
 
 /** Parameter schemas of every method. */
@@ -59,7 +66,9 @@ export const methodParams = {
   moveStatus: z.object({ collection }).strict(),
   setPolicy: z.object({ collection, ttlMs: z.number().int().min(1000).max(31_536_000_000).nullable().optional(), maxBytes: z.number().int().min(1).max(2 ** 50).nullable().optional() }).strict(),
   policy: z.object({ collection }).strict(),
-  adopt: z.object({ collection, table: z.string().min(1).max(130), provider: z.string().min(1).max(32).optional() }).strict()
+  adopt: z.object({ collection, table: z.string().min(1).max(130), provider: z.string().min(1).max(32).optional() }).strict(),
+  schema: z.object({ ...schemaParams }).strict(),
+  schemaTypes: z.object({ ...schemaParams, all: z.boolean().optional() }).strict()
 } as const
 
 /** Name of a local API method. */
@@ -213,11 +222,22 @@ const handlers: { [M in MethodName]: (ctx: MethodContext, p: Params<M>) => Promi
     await node.adopt(p.collection, p.table, p.provider !== undefined ? { provider: p.provider } : {})
     return { collection: p.collection, table: p.table, provider: p.provider ?? 'primary' }
   },
+  schema: async ({ node }, p) => await node.describeSchema(schemaOptions(p)),
+  schemaTypes: async ({ node }, p) => {
+    const all = p.all === true
+    const d = await node.describeSchema(schemaOptions(p))
+    return { source: generateRowTypes(d, { includePeakdb: all }), tables: d.tables.filter(t => all || !t.peakdb).length }
+  },
   moveStatus: async ({ node }, p) => {
     const state = moves.get(node)?.get(p.collection)
     if (state === undefined) throw new InvalidOptionError(`collection ${p.collection} is not moving`)
     return state
   }
+}
+
+/** zod leaves absent options undefined; the node's options are absent instead. */
+function schemaOptions (p: { provider?: string | undefined, schema?: string | undefined }): { provider?: string, schema?: string } {
+  return { ...(p.provider !== undefined ? { provider: p.provider } : {}), ...(p.schema !== undefined ? { schema: p.schema } : {}) }
 }
 
 /** A collection moving to another provider in the daemon (moveCollection, moveStatus). */

@@ -24,6 +24,8 @@ import { takeWithin } from '../slice.js'
 import { PgSearch } from './pg-search.js'
 import { opKeys, WritePlan, writeStatement, type Queryable } from './plan.js'
 import { compileCount, compileFind, indexExpression } from './query-sql.js'
+import type { DescribeSchemaOptions, SchemaDescriber, SchemaDescription } from '../introspect.js'
+import { describePostgres } from './pg-introspect.js'
 
 /** Pool settings; every one is set explicitly (defaults in {@link POOL_DEFAULTS}). */
 export interface PostgresPoolOptions {
@@ -91,7 +93,7 @@ export interface PoolHealth {
 }
 
 /** The PostgreSQL implementation of {@link StorageProvider}. */
-export class PostgresProvider implements StorageProvider {
+export class PostgresProvider implements StorageProvider, SchemaDescriber {
   readonly kind = 'postgres'
   readonly location: string
   private closed = false
@@ -193,6 +195,15 @@ export class PostgresProvider implements StorageProvider {
       return w
     })()
     return await this.tableWatchStarting
+  }
+
+  /**
+   * Describes the tables and views of the whole database (every user schema, or
+   * `options.schema`), this and other nodes' schemas marked as PeakDB's (storage/introspect.ts).
+   */
+  async describeSchema (options: DescribeSchemaOptions = {}): Promise<SchemaDescription> {
+    this.check()
+    return await describePostgres(this.pool, this.location, options)
   }
 
   /** Pool state: connections open, idle, callers waiting. */

@@ -23,6 +23,8 @@ import * as sqliteVec from 'sqlite-vec'
 import { compileCount, compileFind, indexExpression } from './query-sql.js'
 import { checkPages, INTEGRITY_CHECK_MAX, isCorruption } from './integrity.js'
 import { ReadConnection, type ReadRequest } from './read-connection.js'
+import type { DescribeSchemaOptions, SchemaDescriber, SchemaDescription } from '../introspect.js'
+import { describeSqliteDb } from './sqlite-introspect.js'
 import { defaultReaders, ReadPool } from './read-pool.js'
 
 export { INTEGRITY_CHECK_MAX }
@@ -138,7 +140,7 @@ function quickCheckAfterUncleanShutdown (db: Db, path: string): void {
 }
 
 /** The SQLite implementation of {@link StorageProvider}. */
-export class SqliteProvider implements StorageProvider {
+export class SqliteProvider implements StorageProvider, SchemaDescriber {
   readonly kind = 'sqlite'
   readonly location: string
   private readonly db: Db
@@ -633,6 +635,13 @@ export class SqliteProvider implements StorageProvider {
 
   async checkIntegrity (): Promise<string[]> {
     return await this.read({ kind: 'integrity' })
+  }
+
+  /** Describes the tables and views of this file, PeakDB's own marked (storage/introspect.ts). */
+  async describeSchema (options: DescribeSchemaOptions = {}): Promise<SchemaDescription> {
+    options.signal?.throwIfAborted()
+    const d = this.guard(() => describeSqliteDb(this.db, this.location))
+    return options.schema === undefined ? d : { ...d, tables: d.tables.filter(t => t.schema === options.schema) }
   }
 
   async close (): Promise<void> {

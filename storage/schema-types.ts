@@ -1,0 +1,157 @@
+/**
+ * TypeScript row types from a {@link SchemaDescription}: one interface per table or view, as
+ * the engine's Node driver returns its rows (node-postgres with its default type parsers,
+ * better-sqlite3 with its defaults). Pure: text in, text out.
+ */
+import type { ColumnDescription, SchemaDescription, TableDescription } from './introspect.js'
+
+/** Options of {@link generateRowTypes}. */
+export interface RowTypesOptions {
+  /** Also type PeakDB's own tables (default: only the tables someone else made). */
+  readonly includePeakdb?: boolean
+}
+
+const JSON_VALUE = 'export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }'
+
+/**
+ * PostgreSQL base types to TypeScript, as node-postgres parses them by default. `int8` and
+ * `numeric` stay strings: they exceed what a JS number holds exactly (2^53, and any decimal
+ * precision), and node-postgres returns them as text for that reason. Timestamps and dates are
+ * `Date`, as node-postgres makes them. pgvector's `vector` is `number[]`, as pgvector's `pg`
+ * helper (`registerTypes`) reads it.
+ */
+const PG_TYPES: Readonly<Record<string, string>> = {
+  int2: 'number',
+  int4: 'number',
+  float4: 'number',
+  float8: 'number',
+  oid: 'number',
+  int8: 'string',
+  numeric: 'string',
+  money: 'string',
+  bool: 'boolean',
+  text: 'string',
+  varchar: 'string',
+  bpchar: 'string',
+  char: 'string',
+  name: 'string',
+  citext: 'string',
+  uuid: 'string',
+  inet: 'string',
+  cidr: 'string',
+  macaddr: 'string',
+  macaddr8: 'string',
+  xml: 'string',
+  bit: 'string',
+  varbit: 'string',
+  tsvector: 'string',
+  tsquery: 'string',
+  time: 'string',
+  timetz: 'string',
+  json: 'JsonValue',
+  jsonb: 'JsonValue',
+  bytea: 'Uint8Array',
+  timestamp: 'Date',
+  timestamptz: 'Date',
+  date: 'Date',
+  vector: 'number[]',
+  halfvec: 'number[]',
+  sparsevec: 'string'
+}
+
+/**
+ * SQLite declared types to TypeScript, by SQLite's type affinity rules (datatype3 §3.1), as
+ * better-sqlite3 returns values: INTEGER is `number` (its default; `safeIntegers` would make it
+ * bigint), booleans are 0/1 numbers, dates and JSON are the text stored, BLOBs `Uint8Array`
+ * (a Buffer), and a column without a declared type may hold anything.
+ */
+function sqliteType (c: ColumnDescription): string {
+  const t = c.baseType.toUpperCase()
+  if (c.vectorDims !== undefined) return 'Uint8Array'
+  if (t.includes('INT')) return 'number'
+  if (/CHAR|CLOB|TEXT/.test(t)) return 'string'
+  if (t === '') return 'unknown'
+  if (t.includes('BLOB')) return 'Uint8Array'
+  if (/REAL|FLOA|DOUB/.test(t)) return 'number'
+  if (/DATE|TIME|JSON/.test(t)) return 'string'
+  return 'number'
+}
+
+function pgType (c: ColumnDescription): string {
+  const element = c.enumValues !== undefined && c.enumValues.length > 0
+    ? c.enumValues.map(v => JSON.stringify(v)).join(' | ')
+    : PG_TYPES[c.baseType] ?? 'unknown'
+  if (!c.array) return element
+  return /^\w+$/.test(element) ? `${element}[]` : `Array<${element}>`
+}
+
+/** The TypeScript type of a column's values (without `| null`). */
+export function columnTsType (engine: SchemaDescription['engine'], c: ColumnDescription): string {
+  return engine === 'postgres' ? pgType(c) : sqliteType(c)
+}
+
+/** `user_accounts` → `UserAccounts`; a name that starts with a digit gets a `T` in front. */
+export function pascalCase (name: string): string {
+  const words = name.split(/[^A-Za-z0-9]+/).filter(w => w.length > 0)
+  const out = words.map(w => w[0]?.toUpperCase() + w.slice(1)).join('')
+  if (out === '') return 'Table'
+  return /^[0-9]/.test(out) ? `T${out}` : out
+}
+
+const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/
+
+function propertyKey (name: string): string {
+  return IDENTIFIER.test(name) ? name : JSON.stringify(name)
+}
+
+/** Schemas whose tables are named without their schema (`public` on PostgreSQL, SQLite's `main`). */
+const DEFAULT_SCHEMAS = new Set(['public', 'main'])
+
+function qualified (t: TableDescription): string {
+  return DEFAULT_SCHEMAS.has(t.schema) ? t.name : `${t.schema}.${t.name}`
+}
+
+/** Comment text with nothing that could end the comment. */
+function commentText (s: string): string {
+  return s.replace(/\*\//g, '*\\/')
+}
+
+/**
+ * Generates a TypeScript module with an interface per table or view (PascalCase names; outside
+ * `public` the schema goes in front: `app.orders` → `AppOrders`), nullable columns as
+ * `T | null`, and a `DB` interface mapping table names to them (as kysely-codegen does).
+ *
+ * @example
+ * ```ts
+ * const source = generateRowTypes(await provider.describeSchema())
+ * writeFileSync('db-types.ts', source)
+ * ```
+ */
+export function generateRowTypes (d: SchemaDescription, options: RowTypesOptions = {}): string {
+  const tables = d.tables.filter(t => options.includePeakdb === true || !t.peakdb)
+  const used = new Set(['JsonValue', 'DB'])
+  const lines: string[] = [
+    `// Row types of ${commentText(d.location)} (${d.engine}), generated by \`peakdb schema types\`. Do not edit: generate again.`,
+    '',
+    JSON_VALUE
+  ]
+  const entries: Array<[string, string]> = []
+  for (const t of tables) {
+    const base = pascalCase(DEFAULT_SCHEMAS.has(t.schema) ? t.name : `${t.schema}_${t.name}`)
+    let name = base
+    for (let n = 2; used.has(name); n++) name = `${base}${n}`
+    used.add(name)
+    entries.push([qualified(t), name])
+    lines.push('', `/** ${commentText(qualified(t))} (${t.kind}${t.primaryKey.length > 0 ? `, primary key ${commentText(t.primaryKey.join(', '))}` : ''}) */`, `export interface ${name} {`)
+    for (const c of t.columns) {
+      const ts = columnTsType(d.engine, c)
+      lines.push(`  /** ${commentText(c.type === '' ? '(no declared type)' : c.type)} */`)
+      lines.push(`  ${propertyKey(c.name)}: ${c.nullable && ts !== 'unknown' ? `${ts} | null` : ts}`)
+    }
+    lines.push('}')
+  }
+  lines.push('', '/** Every table and view by name. */', 'export interface DB {')
+  for (const [key, name] of entries) lines.push(`  ${propertyKey(key)}: ${name}`)
+  lines.push('}', '')
+  return lines.join('\n')
+}
