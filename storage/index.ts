@@ -12,3 +12,5 @@ export { SqliteProvider, type SqliteProviderOptions } from './sqlite/sqlite-prov
 export type { PostgresProviderOptions, PostgresPoolOptions, PoolHealth } from './postgres/pg-provider.js'
 export { DataRouter, PRIMARY, type EntryOpener, type RoutedStore } from './router.js'
 export type { FileProviderOptions } from './file/file-provider.js'
+export * from './introspect.js'
+export { generateRowTypes, type RowTypesOptions } from './schema-types.js'
