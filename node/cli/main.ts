@@ -16,6 +16,7 @@ import { EXIT, emit, note, reportError, table } from './output.js'
 import { invoke, openTarget, passphrase } from './target.js'
 import type { WatchLine } from '../daemon/rpc.js'
 import { readStdin } from './input.js'
+import { addMigrateCommand } from './migrate-command.js'
 import type { DaemonOptions } from './daemon-command.js'
 import type { FolderIndexResult, FolderProgress } from '../files.js'
 import { DaemonUnreachableError, callApi, callsInFlight, readApiInfo } from '../daemon/api-client.js'
@@ -784,6 +785,8 @@ Examples:
         ...(r.pending > 0 ? [`(${r.pending} documents are not indexed yet)`] : [])
       ].join('\n'))
     })
+
+  addMigrateCommand(program, globals)
 
   program.command('verify')
     .description('re-verify the whole log (hashes, signatures, chains, membership, decryption) and the database')
