@@ -15,7 +15,7 @@ import { TestDatabase } from './helpers/postgres.js'
 import { TmpDirs } from './helpers/tmp-dir.js'
 import { rejectsNamed } from './helpers/errors.js'
 import { withTimeout } from './helpers/wait-for.js'
-import { runCli } from './helpers/cli.js'
+import { runCli, startDaemon } from './helpers/cli.js'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/migrate-apply.ts', import.meta.url))
 
@@ -201,7 +201,7 @@ for (const kind of ['sqlite', 'postgres'] as const) {
     })
 
     it('applies each migration exactly once when two processes apply at once', async () => {
-      const wait = h.kind === 'postgres' ? "await db.execute('SELECT pg_sleep(0.2)')" : 'await new Promise(resolve => setTimeout(resolve, 200))'
+      const wait = h.kind === 'postgres' ? "await db.execute('SELECT pg_sleep(0.4)')" : 'await new Promise(resolve => setTimeout(resolve, 400))'
       migration(folder, '20240101000000_runs', `  await db.execute('CREATE TABLE runs (name text NOT NULL)'); ${wait}; await db.execute("INSERT INTO runs (name) VALUES ('a')")`)
       migration(folder, '20240102000000_b', `  ${wait}; await db.execute("INSERT INTO runs (name) VALUES ('b')")`)
       migration(folder, '20240103000000_c', `  ${wait}; await db.execute("INSERT INTO runs (name) VALUES ('c')")`)
@@ -297,5 +297,19 @@ describe('peakdb migrate (CLI)', function () {
     const unknown = await runCli(['migrate', 'apply', '--dir', dir, '--provider', 'nope', '--json'])
     assert.equal(unknown.code, 1)
     assert.equal((JSON.parse(unknown.stderr) as { error: { name: string } }).error.name, 'InvalidOptionError')
+  })
+
+  it('refuses clearly while a daemon runs on the data dir', async () => {
+    const dir = dirs.make()
+    const daemon = await startDaemon(['--dir', dir])
+    try {
+      const r = await runCli(['migrate', 'status', '--dir', dir, '--json'])
+      assert.equal(r.code, 1)
+      const { error } = JSON.parse(r.stderr) as { error: { name: string, message: string } }
+      assert.equal(error.name, 'DataDirLockedError')
+      assert.match(error.message, /stop it \(peakdb stop\), migrate, and start it again/)
+    } finally {
+      await daemon.stop()
+    }
   })
 })
