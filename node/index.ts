@@ -21,6 +21,10 @@ export type { SyncProgress, PeerInfo } from '../transport/index.js'
 export * from './errors.js'
 export { defaultDataDir, type LockOptions, type LockKind, type LockHolder } from './data-dir.js'
 export type { FindQuery, Where, Condition } from '../storage/index.js'
+export {
+  Migrator, FileMigrationSource, newMigrationFile, openMigrationDriver, MigrationSourceError, MigrationFailedError, DestructiveMigrationError, MigrationStateError,
+  type Migration, type MigrationDb, type RebuildSpec, type ExecuteOptions, type MigrationPlan, type MigrationStatus, type PlannedStatement, type MigrationTarget, type MigrationDriver, type ApplyOptions
+} from '../storage/migrate/index.js'
 export type { Embedder, EmbedOptions } from './embedding/embedder.js'
 export { EmbedderError } from './embedding/embedder.js'
 export { UseLiteEmbedder, USE_LITE_ID } from './embedding/use-lite.js'

@@ -18,6 +18,7 @@ import type { WatchLine } from '../daemon/rpc.js'
 import { readStdin } from './input.js'
 import { schemaText } from './schema-output.js'
 import type { SchemaDescription } from '../../storage/introspect.js'
+import { addMigrateCommand } from './migrate-command.js'
 import type { DaemonOptions } from './daemon-command.js'
 import type { FolderIndexResult, FolderProgress } from '../files.js'
 import { DaemonUnreachableError, callApi, callsInFlight, readApiInfo } from '../daemon/api-client.js'
@@ -814,6 +815,8 @@ Examples:
         ...(r.pending > 0 ? [`(${r.pending} documents are not indexed yet)`] : [])
       ].join('\n'))
     })
+
+  addMigrateCommand(program, globals)
 
   program.command('verify')
     .description('re-verify the whole log (hashes, signatures, chains, membership, decryption) and the database')
