@@ -68,6 +68,7 @@ const result = {
   cli,
   fileProvider: runChild('file-provider.js', [String(N)]),
   router: runChild('router.js', []),
+  watch: runChild('watch.js', ['300']),
   sealing,
   replication,
   search: { quality, embedding, vectors, swarm, folder }
