@@ -14,6 +14,12 @@ import type { Queryable } from './plan.js'
 export const EXACT_MAX_CHUNKS = 20_000
 /** HNSW search breadth for the approximate path (pgvector's default is 40). */
 const EF_SEARCH = 200
+/**
+ * Most chunks a vector search counts: past EXACT_MAX_CHUNKS it takes the HNSW path, and past
+ * pgvector's hnsw.max_scan_tuples (20,000 by default) an iterative scan visits no more rows, so
+ * widening the scan further finds nothing new.
+ */
+const COUNT_CAP = Math.max(EXACT_MAX_CHUNKS, 20_000) + 1
 /** Characters of a document's text given to to_tsvector (a tsvector holds at most 1 MB). */
 const MAX_TEXT = 400_000
 const TS_CONFIG = "'english'"
@@ -212,7 +218,10 @@ export class PgSearch {
   async vectorSearch (collection: string, embedder: string, vector: Float32Array, k: number, filter: Filter | undefined): Promise<Array<{ id: string, distance: number }>> {
     const table = this.vecTables.get(embedder)
     if (table === undefined) return []
-    const total = (await this.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM chunks WHERE collection = $1 AND embedder = $2', [collection, embedder])).rows[0]?.n ?? 0
+    // chunks counted up to COUNT_CAP only: enough to choose the path and to end the widening
+    // below, and cheap however large the collection (counting 100,000 took longer than the
+    // HNSW search itself)
+    const total = (await this.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM (SELECT 1 FROM chunks WHERE collection = $1 AND embedder = $2 LIMIT ${COUNT_CAP}) c`, [collection, embedder])).rows[0]?.n ?? 0
     if (total === 0) return []
     const params: unknown[] = [vectorText(vector), collection]
     const live = liveDoc(filter, params)
