@@ -102,6 +102,11 @@ export class PgSearch {
   private async vecTable (db: Queryable, embedder: { id: string, dims: number }, number: number): Promise<string> {
     const name = `vec_${number}`
     await db.query(`CREATE TABLE ${name} (rid bigint PRIMARY KEY, collection text COLLATE "C" NOT NULL, embedding vector(${embedder.dims}) NOT NULL)`)
+    // vectors stay in their rows (out of line only when a row would not fit a page): from about
+    // 500 dimensions a row passes the ~2 KB at which PostgreSQL moves its largest value out of
+    // line (TOAST), and an exact scan fetching every vector from there took 3 times as long
+    // (25,000 x 512: 65 ms against 22 ms inline)
+    await db.query(`ALTER TABLE ${name} ALTER COLUMN embedding SET STORAGE MAIN`)
     await db.query(`CREATE INDEX ${name}_collection ON ${name} (collection)`)
     await db.query(`CREATE INDEX ${name}_hnsw ON ${name} USING hnsw (embedding vector_cosine_ops)`)
     await db.query('INSERT INTO vector_tables (embedder, name, dims) VALUES ($1, $2, $3)', [embedder.id, name, embedder.dims])
