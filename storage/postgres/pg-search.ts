@@ -232,9 +232,11 @@ export class PgSearch {
     const live = liveDoc(filter, params)
     if (total <= EXACT_MAX_CHUNKS) {
       params.push(k)
+      // distances computed in the scan: OFFSET 0 keeps the planner from merging the subquery into
+      // the join, which carried every 2 KB vector through the joins and the grouping (spilling to disk)
       const { rows } = await this.pool.query<{ id: string, distance: number }>(
-        `SELECT c.id, min(v.embedding <=> $1::vector) AS distance FROM ${table.name} v JOIN chunks c ON c.rid = v.rid
-         WHERE v.collection = $2 AND ${live} GROUP BY c.id ORDER BY distance, c.id LIMIT $${params.length}`, params)
+        `SELECT c.id, min(n.distance) AS distance FROM (SELECT rid, embedding <=> $1::vector AS distance FROM ${table.name} WHERE collection = $2 OFFSET 0) n
+         JOIN chunks c ON c.rid = n.rid WHERE ${live} GROUP BY c.id ORDER BY distance, c.id LIMIT $${params.length}`, params)
       return rows
     }
     // the HNSW index, widened until k documents pass the filter (iterative scans keep going past filtered rows)
