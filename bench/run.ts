@@ -4,6 +4,9 @@
  *
  *   npm run bench            # N = 5000 documents, 100,000 vectors, 100,000 documents to scan
  *   BENCH_N=20000 BENCH_VECTORS=20000 BENCH_SWARM_DOCS=2000 BENCH_SCAN_DOCS=20000 npm run bench
+ *
+ * The PostgreSQL part needs a server (PEAKDB_BENCH_PG, default the local one that
+ * `npm run setup:postgres` readies); it makes a database of its own and drops it.
  */
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -51,6 +54,8 @@ process.stderr.write(`bench: swarm search, three processes with ${SWARM_DOCS} no
 const swarm = await swarmSearchBench(SWARM_DOCS)
 process.stderr.write('bench: indexing a folder of 1,000 small text files\n')
 const folder = await folderIndexBench(1000)
+process.stderr.write(`bench: PostgreSQL provider next to raw pg, its pool, and pgvector over ${VECTORS} vectors (the HNSW build takes a while)\n`)
+const postgres = runChild('postgres.js', ['--vectors', String(VECTORS)])
 
 const result = {
   date: new Date().toISOString(),
@@ -69,6 +74,7 @@ const result = {
   fileProvider: runChild('file-provider.js', [String(N)]),
   router: runChild('router.js', []),
   watch: runChild('watch.js', ['300']),
+  postgres,
   sealing,
   replication,
   search: { quality, embedding, vectors, swarm, folder }

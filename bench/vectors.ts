@@ -12,56 +12,22 @@
  */
 import '../node/polyfills.js'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import * as sqliteVec from 'sqlite-vec'
-import type { exactSearch as ExactSearch } from 'usearch'
 import { PeakNode, type Embedder } from '../node/index.js'
 import { peakRssMb, percentile, round } from './stats.js'
+import { exactNeighbours, recall, vectorSet } from './vector-sets.js'
 
-const usearch = createRequire(import.meta.url)('usearch') as { exactSearch: typeof ExactSearch }
 const kind = process.argv[2] === 'clustered' ? 'clustered' : 'random'
 const N = Number(process.argv[3] ?? 100_000)
 const Q = Number(process.argv[4] ?? 200)
 const D = 512
 const K = 10
 
-/** Seeded PRNG (mulberry32) and a normal deviate from it. */
-function rng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-const rand = rng(kind === 'random' ? 1 : 2)
-const gauss = (): number => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand())
-
-function unit (v: Float32Array): Float32Array {
-  let s = 0
-  for (const x of v) s += x * x
-  const n = Math.sqrt(s) || 1
-  for (let i = 0; i < v.length; i++) v[i] = (v[i] as number) / n
-  return v
-}
-
-/** Random: isotropic. Clustered: 100 centres, points spread around them (what embeddings look like). */
-const centres = Array.from({ length: 100 }, () => unit(Float32Array.from({ length: D }, gauss)))
-function point (): Float32Array {
-  if (kind === 'random') return unit(Float32Array.from({ length: D }, gauss))
-  const c = centres[Math.floor(rand() * centres.length)] as Float32Array
-  return unit(Float32Array.from(c, x => x + 0.06 * gauss()))
-}
-
-const flat = new Float32Array(N * D)
-for (let i = 0; i < N; i++) flat.set(point(), i * D)
-const vectorOf = (i: number): Float32Array => flat.subarray(i * D, (i + 1) * D)
-const queries = Array.from({ length: Q }, point)
+const set = vectorSet(kind, N, Q, D)
+const { flat, queries, vectorOf } = set
 
 /** The documents are `{ body: "v<i>", bucket: i % 10 }`; this embedder maps "v<i>" to vector i. */
 const tableEmbedder: Embedder = {
@@ -74,10 +40,7 @@ const tableEmbedder: Embedder = {
 
 /** Brute force top-k ids (cosine), over all vectors or the ones passing `keep`. */
 function truth (q: Float32Array, keep?: (i: number) => boolean): string[] {
-  if (keep === undefined) {
-    const m = usearch.exactSearch(flat, q, D, K, 'cos' as never, 2) as { keys: BigUint64Array }
-    return [...m.keys].map(k => `d${k}`)
-  }
+  if (keep === undefined) return exactNeighbours(set, q, K).map(i => `d${i}`)
   const scored: Array<[number, number]> = []
   for (let i = 0; i < N; i++) {
     if (!keep(i)) continue
@@ -87,11 +50,6 @@ function truth (q: Float32Array, keep?: (i: number) => boolean): string[] {
     scored.push([i, dot])
   }
   return scored.sort((a, b) => b[1] - a[1]).slice(0, K).map(([i]) => `d${i}`)
-}
-
-function recall (got: readonly string[], want: readonly string[]): number {
-  const w = new Set(want)
-  return got.filter(id => w.has(id)).length / want.length
 }
 
 function latency (ms: number[]): { p50Ms: number, p95Ms: number } {

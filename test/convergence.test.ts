@@ -10,19 +10,8 @@ import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { PeakNode } from '../node/index.js'
 import { connect, TestSwarm, waitForConvergence } from './helpers/nodes.js'
+import { prng } from './helpers/prng.js'
 import { waitFor } from './helpers/wait-for.js'
-
-/** mulberry32: a small deterministic PRNG. */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const SEEDS = process.env.PEAKDB_SEED !== undefined ? [Number(process.env.PEAKDB_SEED)] : [101, 202, 303]
 const NODES = Number(process.env.PEAKDB_FUZZ_NODES ?? 3)
