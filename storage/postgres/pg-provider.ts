@@ -18,6 +18,7 @@ import {
   type LogHead, type MaterializeItem, type PendingApply, type ReadLimits, type StorageProvider, type StoredDoc, type StoredEntry, type VectorChanges
 } from '../provider.js'
 import { migrate } from './schema.js'
+import { KeyFilter } from './key-filter.js'
 import { AdoptedTable } from './adopted.js'
 import { installTableWatch, TableWatch } from './table-watch.js'
 import { takeWithin } from '../slice.js'
@@ -79,6 +80,14 @@ export function safeLocation (url: string, schema: string): string {
   }
 }
 
+/**
+ * A prepared-statement name for a statement's text (node-postgres prepares a named statement
+ * once per connection, then only binds it).
+ */
+function statementName (text: string): string {
+  return `peak_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`
+}
+
 /** A stable 31-bit key for a schema name. */
 function lockKey (schema: string): number {
   return createHash('sha256').update(schema).digest().readInt32BE(0)
@@ -99,6 +108,10 @@ export class PostgresProvider implements StorageProvider, SchemaDescriber {
   private closed = false
   private lockLost = false
   private nextPos = 1
+  /** Which documents may exist (kept here: this process is the schema's one writer). */
+  private readonly keys = new KeyFilter()
+  /** Each author's head seq (kept here: this process is the schema's one writer). */
+  private readonly headSeq = new Map<string, number>()
   /** Write transactions, one at a time (this process is the schema's one writer). */
   private writing: Promise<unknown> = Promise.resolve()
   private readonly search: PgSearch
@@ -164,7 +177,8 @@ export class PostgresProvider implements StorageProvider, SchemaDescriber {
         client.release()
       }
       await provider.search.load()
-      provider.nextPos = ((await pool.query<{ p: number }>('SELECT coalesce(max(pos), 0) + 1 AS p FROM entries')).rows[0]?.p) ?? 1
+      await provider.reloadPositions(pool)
+      await provider.keys.rebuild(pool)
       return provider
     } catch (err) {
       await pool.end().catch(() => undefined)
@@ -221,6 +235,35 @@ export class PostgresProvider implements StorageProvider, SchemaDescriber {
     this.lockLost = true
   }
 
+  private plan (): WritePlan {
+    return new WritePlan((c, id) => this.keys.mayHold(c, id))
+  }
+
+  /**
+   * Writes a plan in one statement and notes the documents it created. A document the key
+   * filter wrongly ruled out would fail the insert on its unique key: the filter is then
+   * rebuilt, and the caller's transaction (or single statement) left nothing behind.
+   */
+  private async run (db: Queryable, plan: WritePlan): Promise<void> {
+    const statement = writeStatement(plan)
+    if (statement === undefined) return
+    try {
+      await db.query({ name: statementName(statement.text), text: statement.text, values: statement.params })
+    } catch (err) {
+      if ((err as { code?: string }).code === '23505' && (err as { constraint?: string }).constraint === 'docs_collection_id_key') await this.keys.rebuild(this.pool)
+      throw err
+    }
+    for (const d of plan.docRows().inserts) this.keys.add(d.collection, d.id)
+    if (this.keys.full) await this.keys.rebuild(db)
+  }
+
+  /** Reads the next log position and the authors' heads from the server. */
+  private async reloadPositions (db: Queryable): Promise<void> {
+    this.nextPos = ((await db.query<{ p: number }>('SELECT coalesce(max(pos), 0) + 1 AS p FROM entries')).rows[0]?.p) ?? 1
+    this.headSeq.clear()
+    for (const r of (await db.query<{ author: string, seq: number }>('SELECT author, seq FROM heads')).rows) this.headSeq.set(r.author, r.seq)
+  }
+
   private async read<R> (text: string, params: unknown[] = []): Promise<R[]> {
     this.check()
     return (await this.pool.query(text, params)).rows as R[]
@@ -273,9 +316,14 @@ export class PostgresProvider implements StorageProvider, SchemaDescriber {
 
   async commit (items: readonly CommitItem[]): Promise<CommitResult> {
     return await this.write(async db => {
-      const held = await db.query<{ author: string, seq: number }>('SELECT author, seq FROM entries WHERE (author, seq) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))', [items.map(i => i.author), items.map(i => i.seq)])
+      // an entry past its author's head is new (this process is the schema's one writer): only
+      // entries at or below it (a peer resending what is held) are looked up
+      const unsure = items.filter(i => i.seq <= (this.headSeq.get(i.author) ?? 0))
+      const held = unsure.length === 0
+        ? { rows: [] }
+        : await db.query<{ author: string, seq: number }>({ name: 'peak_held', text: 'SELECT author, seq FROM entries WHERE (author, seq) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))', values: [unsure.map(i => i.author), unsure.map(i => i.seq)] })
       const seen = new Set(held.rows.map(r => `${r.author}\u0000${r.seq}`))
-      const plan = new WritePlan()
+      const plan = this.plan()
       const keys: Array<readonly [string, string]> = []
       for (const item of items) if (item.pending !== true && item.quarantined !== true) opKeys(item.ops, keys)
       await plan.load(db, keys)
@@ -295,15 +343,15 @@ export class PostgresProvider implements StorageProvider, SchemaDescriber {
         if (state === 0) for (const op of item.ops) plan.applyOp(op, item.stamp, at)
         for (const rec of item.control) plan.addControl(rec.kind, rec.key, rec.bytes, at)
       }
-      const statement = writeStatement(plan)
       try {
-        if (statement !== undefined) await db.query(statement.text, statement.params)
+        await this.run(db, plan)
       } catch (err) {
-        // a reply lost after the server committed would leave positions taken: ask the server
-        this.nextPos = ((await db.query<{ p: number }>('SELECT coalesce(max(pos), 0) + 1 AS p FROM entries').catch(() => undefined))?.rows[0]?.p) ?? this.nextPos
+        // a reply lost after the server committed would leave positions and heads moved: ask the server
+        await this.reloadPositions(db).catch(() => undefined)
         throw err
       }
       this.nextPos = pos
+      for (const [author, head] of plan.heads) if (head.seq > (this.headSeq.get(author) ?? 0)) this.headSeq.set(author, head.seq)
       return { positions, changes: plan.changes, yjs: plan.yjsOut }
     })
   }
@@ -311,11 +359,10 @@ export class PostgresProvider implements StorageProvider, SchemaDescriber {
   async writeLocal (collection: string, writes: ReadonlyArray<{ readonly id: string, readonly body: JsonObject | null }>): Promise<DocChange[]> {
     if (!collection.startsWith(LOCAL_PREFIX)) throw new Error(`writeLocal: ${collection} is not a device-local collection`)
     return await this.write(async db => {
-      const plan = new WritePlan()
+      const plan = this.plan()
       await plan.load(db, writes.map(w => [collection, w.id] as const))
       for (const w of writes) plan.writeLocal(collection, w.id, w.body)
-      const statement = writeStatement(plan)
-      if (statement !== undefined) await db.query(statement.text, statement.params)
+      await this.run(db, plan)
       return plan.changes
     })
   }
@@ -349,7 +396,7 @@ export class PostgresProvider implements StorageProvider, SchemaDescriber {
     return await this.write(async db => {
       const found = await db.query<{ pos: number, cid: Buffer }>('SELECT pos, cid FROM entries WHERE cid = ANY($1::bytea[]) AND pending = 1', [items.map(i => Buffer.from(i.cid))])
       const byCid = new Map(found.rows.map(r => [r.cid.toString('base64'), r.pos]))
-      const plan = new WritePlan()
+      const plan = this.plan()
       const keys: Array<readonly [string, string]> = []
       for (const item of items) if (byCid.has(Buffer.from(item.cid).toString('base64'))) opKeys(item.ops, keys)
       await plan.load(db, keys)
@@ -366,8 +413,7 @@ export class PostgresProvider implements StorageProvider, SchemaDescriber {
         for (const op of item.ops) plan.applyOp(op, item.stamp, pos)
         plan.cleared.push(pos)
       }
-      const statement = writeStatement(plan)
-      if (statement !== undefined) await db.query(statement.text, statement.params)
+      await this.run(db, plan)
       return { positions, changes: plan.changes, yjs: plan.yjsOut }
     })
   }
@@ -396,13 +442,12 @@ export class PostgresProvider implements StorageProvider, SchemaDescriber {
           const o = open(row)
           if (o !== undefined) opened.push({ pos: row.pos, ...o })
         }
-        const plan = new WritePlan()
+        const plan = this.plan()
         const keys: Array<readonly [string, string]> = []
         for (const o of opened) opKeys(o.ops, keys)
         await plan.load(db, keys)
         for (const o of opened) for (const op of o.ops) plan.applyOp(op, o.stamp, o.pos)
-        const statement = writeStatement(plan)
-        if (statement !== undefined) await db.query(statement.text, statement.params)
+        await this.run(db, plan)
       }
       // rebuilt documents have new row ids: their words and vectors are made again
       await this.search.resetAll(db)
@@ -493,7 +538,7 @@ export class PostgresProvider implements StorageProvider, SchemaDescriber {
     return await this.write(async db => {
       const applied = Number((await db.query<{ value: string }>('SELECT value FROM meta WHERE key = $1 FOR UPDATE', [APPLIED_META])).rows[0]?.value ?? 0)
       const todo = items.filter(i => i.pos > applied || options.replay === true)
-      const plan = new WritePlan()
+      const plan = this.plan()
       const keys: Array<readonly [string, string]> = []
       for (const i of todo) opKeys(i.ops, keys)
       await plan.load(db, keys)
@@ -504,8 +549,7 @@ export class PostgresProvider implements StorageProvider, SchemaDescriber {
         if (options.replay !== true) top = Math.max(top, i.pos)
       }
       top = Math.max(top, options.upTo ?? 0)
-      const statement = writeStatement(plan)
-      if (statement !== undefined) await db.query(statement.text, statement.params)
+      await this.run(db, plan)
       if (top > applied) await db.query('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value', [APPLIED_META, String(top)])
       return plan.changes
     }, true)

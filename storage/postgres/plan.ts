@@ -25,7 +25,7 @@ interface DocSlot {
 
 /** Something that runs one statement (a pool or a client). */
 export interface Queryable {
-  query: <R extends Record<string, unknown> = Record<string, unknown>>(text: string, params?: unknown[]) => Promise<{ rows: R[], rowCount: number | null }>
+  query: <R extends Record<string, unknown> = Record<string, unknown>>(text: string | { name: string, text: string, values: unknown[] }, params?: unknown[]) => Promise<{ rows: R[], rowCount: number | null }>
 }
 
 const key = (collection: string, id: string): string => `${collection}\u0000${id}`
@@ -49,13 +49,23 @@ export class WritePlan {
   readonly yjsOut: Array<{ doc: string, update: Uint8Array }> = []
   private readonly docs = new Map<string, DocSlot | null>()
 
+  /** `mayExist` rules keys out without a read: false means the document certainly does not exist. */
+  constructor (private readonly mayExist: (collection: string, id: string) => boolean = () => true) {}
+
   /** Loads the current rows of documents (call before applying ops that touch them). */
   async load (db: Queryable, keys: ReadonlyArray<readonly [string, string]>): Promise<void> {
-    const wanted = keys.filter(([c, i]) => !this.docs.has(key(c, i)))
+    const wanted: Array<readonly [string, string]> = []
+    for (const k of keys) {
+      if (this.docs.has(key(k[0], k[1]))) continue
+      if (this.mayExist(k[0], k[1])) wanted.push(k)
+      else this.docs.set(key(k[0], k[1]), null)
+    }
     if (wanted.length === 0) return
-    const { rows } = await db.query<{ rid: number, collection: string, id: string, body: string | null, meta: string, pos: number }>(
-      'SELECT rid, collection, id, body, meta, pos FROM docs WHERE (collection, id) IN (SELECT * FROM unnest($1::text[], $2::text[]))',
-      [wanted.map(k => k[0]), wanted.map(k => k[1])])
+    const { rows } = await db.query<{ rid: number, collection: string, id: string, body: string | null, meta: string, pos: number }>({
+      name: 'peak_load_docs',
+      text: 'SELECT rid, collection, id, body, meta, pos FROM docs WHERE (collection, id) IN (SELECT * FROM unnest($1::text[], $2::text[]))',
+      values: [wanted.map(k => k[0]), wanted.map(k => k[1])]
+    })
     for (const [c, i] of wanted) this.docs.set(key(c, i), null)
     for (const r of rows) this.docs.set(key(r.collection, r.id), { ...r, dirty: false })
   }
