@@ -706,9 +706,14 @@ Examples:
         ['Provider', out.provider],
         ...(policy !== null ? [['Time to live', policy.ttlMs === null ? '(none)' : `${policy.ttlMs / 1000} s`], ['Size budget', policy.maxBytes === null ? '(none)' : `${policy.maxBytes} bytes`]] as Array<[string, unknown]> : []),
         ['Documents', info.count],
-        ['Indexes', info.indexes.length === 0 ? '(none)' : info.indexes.join(', ')],
-        ['Embedding', status.embed === false ? 'off (keyword search only)' : status.embed === 'auto' ? 'auto (every text field)' : (status.embed as string[]).join(', ')],
-        ['Waiting to be indexed', status.pending]
+        ...(out.provider.includes(':')
+          // an adopted table (provider:schema.table): its own indexes, no search
+          ? [['Table', out.provider.slice(out.provider.indexOf(':') + 1)], ['Replicated', 'no: the database\'s own data, outside the log']] as Array<[string, unknown]>
+          : [
+              ['Indexes', info.indexes.length === 0 ? '(none)' : info.indexes.join(', ')],
+              ['Embedding', status.embed === false ? 'off (keyword search only)' : status.embed === 'auto' ? 'auto (every text field)' : (status.embed as string[]).join(', ')],
+              ['Waiting to be indexed', status.pending]
+            ] as Array<[string, unknown]>)
       ]))
     })
 
