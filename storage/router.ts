@@ -124,11 +124,6 @@ export class DataRouter implements StorageProvider {
     this.seen.add(collection)
   }
 
-  /** Whether a collection (storage name) is an adopted table. */
-  isAdopted (collection: string): boolean {
-    return this.adopted.has(collection)
-  }
-
   /** The provider name a collection (storage name) lives in. */
   providerOf (collection: string): string {
     const adopted = this.adopted.get(collection)
@@ -195,10 +190,12 @@ export class DataRouter implements StorageProvider {
   }
 
   async commit (items: readonly CommitItem[]): Promise<CommitResult> {
-    if (this.providers.size === 0 && this.placed.size === 0) return await this.primary.commit(items)
+    // nothing can be routed (a node on PostgreSQL with adopted tables only): the primary alone
+    if (this.providers.size === 0) return await this.primary.commit(items)
     return await this.serial(async () => {
       const splits = items.map(i => this.split(i.ops))
-      DataRouter.check(items)
+      // the primary's commit checks its own ops; the routed ones must fail before it stores anything
+      DataRouter.check(splits.flatMap(sp => [...sp.routed.values()].map(ops => ({ ops }))))
       const result = await this.primary.commit(items.map((i, n) => splits[n]!.routed.size === 0 ? i : { ...i, ops: splits[n]!.local }))
       const batches = new Map<string, MaterializeItem[]>()
       items.forEach((item, n) => {
@@ -271,7 +268,7 @@ export class DataRouter implements StorageProvider {
   }
 
   async applyPending (items: readonly PendingApply[]): Promise<CommitResult> {
-    if (this.providers.size === 0 && this.placed.size === 0) return await this.primary.applyPending(items)
+    if (this.providers.size === 0) return await this.primary.applyPending(items)
     return await this.serial(async () => {
       const splits = items.map(i => this.split(i.ops))
       // routed providers first: when the primary then fails, the retry re-applies (LWW merges are idempotent)

@@ -81,6 +81,16 @@ async function progressBars (g: Globals): Promise<typeof import('cli-progress') 
   return (await import('cli-progress')).default
 }
 
+/** The query of `find` and `watch` from their options. */
+async function queryOption (opts: { where?: string, orderBy?: string[], limit?: number, offset?: number }): Promise<Record<string, unknown>> {
+  return {
+    ...(opts.where !== undefined ? { where: await jsonArg('--where', opts.where) } : {}),
+    ...(opts.orderBy !== undefined ? { orderBy: opts.orderBy } : {}),
+    ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
+    ...(opts.offset !== undefined ? { offset: opts.offset } : {})
+  }
+}
+
 /** Parses a JSON argument, or reads it from stdin when it is `-`. */
 async function jsonArg (what: string, text: string): Promise<unknown> {
   const source = text === '-' ? await readStdin() : text
@@ -576,12 +586,7 @@ Examples:
     .option('--offset <n>', 'skip the first n documents', intOption('--offset'))
     .action(async (collection: string, opts: { where?: string, orderBy?: string[], limit?: number, offset?: number }, cmd: Command) => {
       const g = globals(cmd)
-      const query: Record<string, unknown> = {}
-      if (opts.where !== undefined) query.where = await jsonArg('--where', opts.where)
-      if (opts.orderBy !== undefined) query.orderBy = opts.orderBy
-      if (opts.limit !== undefined) query.limit = opts.limit
-      if (opts.offset !== undefined) query.offset = opts.offset
-      const docs = await call(g, 'find', { collection, query }) as unknown[]
+      const docs = await call(g, 'find', { collection, query: await queryOption(opts) }) as unknown[]
       emit(g.json, docs, () => docLines(docs))
     })
 
@@ -592,12 +597,7 @@ Examples:
     .option('--order-by <fields>', 'comma-separated fields (as for find)', orderByOption)
     .option('--limit <n>', 'watch the first n documents only', intOption('--limit'))
     .action(async (collection: string, opts: { where?: string, orderBy?: string[], limit?: number }, cmd: Command) => {
-      const g = globals(cmd)
-      const query: Record<string, unknown> = {}
-      if (opts.where !== undefined) query.where = await jsonArg('--where', opts.where)
-      if (opts.orderBy !== undefined) query.orderBy = opts.orderBy
-      if (opts.limit !== undefined) query.limit = opts.limit
-      await watchCommand(g, collection, query)
+      await watchCommand(globals(cmd), collection, await queryOption(opts))
     })
 
   program.command('count')

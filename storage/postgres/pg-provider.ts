@@ -21,7 +21,7 @@ import { migrate } from './schema.js'
 import { KeyFilter } from './key-filter.js'
 import { AdoptedTable } from './adopted.js'
 import { installTableWatch, TableWatch } from './table-watch.js'
-import { takeWithin } from '../slice.js'
+import { collectionList, takeWithin } from '../slice.js'
 import { PgSearch } from './pg-search.js'
 import { opKeys, WritePlan, writeStatement, type Queryable } from './plan.js'
 import { compileCount, compileFind, indexExpression } from './query-sql.js'
@@ -494,14 +494,7 @@ export class PostgresProvider implements StorageProvider, SchemaDescriber {
   async collections (): Promise<CollectionInfo[]> {
     const counts = await this.read<{ name: string, count: number }>('SELECT collection AS name, count(body)::int AS count FROM docs GROUP BY collection')
     const indexes = await this.read<{ collection: string, path: string }>('SELECT collection, path FROM indexes ORDER BY collection, path')
-    const byName = new Map<string, { name: string, count: number, indexes: string[] }>()
-    for (const c of counts) byName.set(c.name, { ...c, indexes: [] })
-    for (const i of indexes) {
-      let c = byName.get(i.collection)
-      if (c === undefined) byName.set(i.collection, c = { name: i.collection, count: 0, indexes: [] })
-      c.indexes.push(i.path)
-    }
-    return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : 1))
+    return collectionList(counts, indexes)
   }
 
   async ensureIndex (collection: string, path: FieldPath): Promise<void> {

@@ -17,7 +17,7 @@ import type {
 import { LOCAL_PREFIX, type MaterializeItem } from '../provider.js'
 import { CollectionDigester, combineDigests } from '../digest.js'
 import { migrate } from './schema.js'
-import { takeWithin } from '../slice.js'
+import { collectionList, takeWithin } from '../slice.js'
 import { SearchTables, textSearchSql } from './search-tables.js'
 import * as sqliteVec from 'sqlite-vec'
 import { compileCount, compileFind, indexExpression } from './query-sql.js'
@@ -505,14 +505,7 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
     const counts = await this.read<Array<{ name: string, count: number }>>({ kind: 'rows', sql: 'SELECT collection AS name, count(body) AS count FROM docs GROUP BY collection', params: [], mode: 'all' })
     return this.guard(() => {
       const indexes = this.db.prepare('SELECT collection, path FROM indexes ORDER BY collection, path').all() as Array<{ collection: string, path: string }>
-      const byName = new Map<string, { name: string, count: number, indexes: string[] }>()
-      for (const c of counts) byName.set(c.name, { ...c, indexes: [] })
-      for (const i of indexes) {
-        let c = byName.get(i.collection)
-        if (c === undefined) byName.set(i.collection, c = { name: i.collection, count: 0, indexes: [] })
-        c.indexes.push(i.path)
-      }
-      return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : 1))
+      return collectionList(counts, indexes)
     })
   }
 
