@@ -44,7 +44,7 @@ interface Internals { pool: ReadPool | undefined, local: ReadConnection }
 const internals = (s: SqliteProvider): Internals => s as unknown as Internals
 
 async function fill (path: string): Promise<void> {
-  const s = SqliteProvider.open({ path, readers: 0 })
+  const s = await SqliteProvider.open({ path, readers: 0 })
   try {
     for (let e = 0; e * DOCS_PER_ENTRY < N; e++) {
       const ops: DataOp[] = []
@@ -62,7 +62,7 @@ async function fill (path: string): Promise<void> {
 
 /** Opens the file; with readers, waits (bounded) until every reader thread is ready. */
 async function open (path: string, readers: number): Promise<SqliteProvider> {
-  const s = SqliteProvider.open({ path, readers })
+  const s = await SqliteProvider.open({ path, readers })
   const pool = internals(s).pool
   const deadline = Date.now() + 30_000
   while (pool !== undefined && pool.ready < readers) {

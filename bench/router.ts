@@ -17,9 +17,9 @@ const dir = mkdtempSync(join(tmpdir(), 'peakdb-bench-router-'))
 const A = '12D3KooWAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'
 
 try {
-  const direct = SqliteProvider.open({ path: join(dir, 'direct.sqlite'), readers: 0 })
-  const primary = SqliteProvider.open({ path: join(dir, 'primary.sqlite'), readers: 0 })
-  const other = SqliteProvider.open({ path: join(dir, 'other.sqlite'), readers: 0 })
+  const direct = await SqliteProvider.open({ path: join(dir, 'direct.sqlite'), readers: 0 })
+  const primary = await SqliteProvider.open({ path: join(dir, 'primary.sqlite'), readers: 0 })
+  const other = await SqliteProvider.open({ path: join(dir, 'other.sqlite'), readers: 0 })
   const router = new DataRouter(primary, new Map([['other', other]]), { 'elsewhere.*': 'other', archive: 'other' })
   for (const s of [direct, router] as StorageProvider[]) {
     await s.commit(Array.from({ length: 1000 }, (_, i) => ({

@@ -630,7 +630,7 @@ export class Log extends EventEmitter<LogEvents> {
     const seen = new Set<string>()
     const view: LogView = { swarm: this.identity.swarmId, tip: a => staged.tips.get(a), has: cid => seen.has(cidKey(cid)) }
     const problems: VerifyProblem[] = []
-    const replay = options.rebuild === true ? SqliteProvider.open({ path: ':memory:' }) : undefined
+    const replay = options.rebuild === true ? await SqliteProvider.open({ path: ':memory:' }) : undefined
     // entries whose key was shared later in the log: opened once the whole log is read
     const laterOpened: Entry[] = []
     let done = 0

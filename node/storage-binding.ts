@@ -130,7 +130,7 @@ export async function openStorage (binding: StorageBinding, paths: DataDirPaths,
     return await PostgresProvider.open({ url: binding.url, schema: binding.schema, ...(binding.pool !== undefined ? { pool: binding.pool } : {}) })
   }
   const { SqliteProvider } = await import('../storage/sqlite/sqlite-provider.js')
-  return SqliteProvider.open(durability === undefined ? { path: paths.database } : { path: paths.database, durability })
+  return await SqliteProvider.open(durability === undefined ? { path: paths.database } : { path: paths.database, durability })
 }
 
 /** A named provider collections can be routed to (config.json `providers`). */
@@ -174,7 +174,7 @@ export async function openProvider (name: string, spec: ProviderSpec, primary: S
   mkdirSync(dir, { recursive: true, mode: 0o700 })
   if (spec.kind === 'sqlite') {
     const { SqliteProvider } = await import('../storage/sqlite/sqlite-provider.js')
-    return SqliteProvider.open({ path: spec.path ?? join(dir, `${name}.sqlite`) })
+    return await SqliteProvider.open({ path: spec.path ?? join(dir, `${name}.sqlite`) })
   }
   const { FileProvider } = await import('../storage/file/file-provider.js')
   return await FileProvider.open({ path: spec.path ?? join(dir, name) })

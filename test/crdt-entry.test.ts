@@ -81,7 +81,7 @@ describe('log verification (ingest)', () => {
   })
 
   async function makeLog (dev = makeDevice(makeRoot())): Promise<{ log: Log, storage: SqliteProvider }> {
-    const storage = SqliteProvider.open({ path: join(dirs.make(), 'db.sqlite') })
+    const storage = await SqliteProvider.open({ path: join(dirs.make(), 'db.sqlite') })
     open.push(storage)
     return { log: await Log.open(storage, dev.identity), storage }
   }

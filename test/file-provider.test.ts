@@ -104,7 +104,7 @@ describe('storage: file provider specifics', () => {
 
     it('for random documents, filters and orders, with and without indexes', async () => {
       const file = await store()
-      const sqlite = SqliteProvider.open({ path: join(dirs.make(), 'db.sqlite') })
+      const sqlite = await SqliteProvider.open({ path: join(dirs.make(), 'db.sqlite') })
       try {
         let run = 0
         await fc.assert(fc.asyncProperty(docs, where, order, fc.nat(3), async (ds, w, orderBy, offset) => {

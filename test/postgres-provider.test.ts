@@ -3,6 +3,7 @@ import pg from 'pg'
 import { normaliseQuery, parseFieldPath } from '../storage/index.js'
 import { PostgresProvider } from '../storage/postgres/pg-provider.js'
 import { compileFind } from '../storage/postgres/query-sql.js'
+import { MIGRATIONS } from '../storage/postgres/schema.js'
 import { runStorageProviderTests } from './storage-compliance.js'
 import { rejectsNamed } from './helpers/errors.js'
 import { TestDatabase } from './helpers/postgres.js'
@@ -41,6 +42,30 @@ describe('storage: PostgreSQL specifics', () => {
       assert.equal(await again.getMeta('who'), 'a', 'closing releases the schema, and the data stays')
     } finally {
       await again.close()
+    }
+  })
+
+  it('versions its own schema through the migration engine, taking over a counter-versioned schema once', async () => {
+    const url = await db.url()
+    const schema = db.schema()
+    await (await PostgresProvider.open({ url, schema })).close()
+    const client = new pg.Client({ connectionString: url })
+    await client.connect()
+    try {
+      const names = async (): Promise<string[]> => (await client.query<{ name: string }>(`SELECT name FROM ${schema}.peakdb_schema ORDER BY name`)).rows.map(r => r.name)
+      assert.deepEqual(await names(), MIGRATIONS.map(m => m.name))
+      assert.equal((await client.query(`SELECT value FROM ${schema}.meta WHERE key = 'schema_version'`)).rows[0]?.value, String(MIGRATIONS.length), 'the counter older builds read is kept')
+      await client.query(`DROP TABLE ${schema}.peakdb_schema`)
+      await client.query(`INSERT INTO ${schema}.meta (key, value) VALUES ('kept', 'yes')`)
+      const s = await PostgresProvider.open({ url, schema })
+      assert.equal(await s.getMeta('kept'), 'yes', 'taking the history over runs no migration again')
+      await s.close()
+      assert.deepEqual(await names(), MIGRATIONS.map(m => m.name))
+      await client.query(`INSERT INTO ${schema}.peakdb_schema (name) VALUES ('9999_from_the_future')`)
+      const err = await rejectsNamed(() => PostgresProvider.open({ url, schema }), 'SchemaVersionError', 'upgrade PeakDB')
+      assert.match(err.message, /9999_from_the_future/)
+    } finally {
+      await client.end()
     }
   })
 

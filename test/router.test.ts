@@ -35,7 +35,7 @@ runStorageProviderTests('router (notes in PostgreSQL, the rest in SQLite)', {
   setup: async () => {
     const dir = dirs.make()
     const routed = await PostgresProvider.open({ url: await db.url(), schema: db.schema() })
-    const router = new DataRouter(SqliteProvider.open({ path: join(dir, 'primary.sqlite') }), new Map([['warehouse', routed]]), { notes: 'warehouse' })
+    const router = new DataRouter(await SqliteProvider.open({ path: join(dir, 'primary.sqlite') }), new Map([['warehouse', routed]]), { notes: 'warehouse' })
     made.push(router)
     return router
   },

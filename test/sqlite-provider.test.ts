@@ -8,7 +8,7 @@ import { stampOf, type DataOp } from '../crdt/index.js'
 import { SqliteProvider, normaliseQuery, normaliseWhere, parseFieldPath, type CommitItem } from '../storage/index.js'
 import { compileFind } from '../storage/sqlite/query-sql.js'
 import type { ReadPool } from '../storage/sqlite/read-pool.js'
-import { SCHEMA_VERSION } from '../storage/sqlite/schema.js'
+import { MIGRATIONS, SCHEMA_VERSION } from '../storage/sqlite/schema.js'
 import { logWriter, runDocumentStoreTests, runSearchStoreTests, runStorageProviderTests } from './storage-compliance.js'
 import { rejectsNamed } from './helpers/errors.js'
 import { damageTablePages } from './helpers/sqlite-damage.js'
@@ -16,7 +16,7 @@ import { TmpDirs } from './helpers/tmp-dir.js'
 import { waitFor, withTimeout } from './helpers/wait-for.js'
 
 const dirs = new TmpDirs()
-runStorageProviderTests('sqlite', { setup: async () => SqliteProvider.open({ path: join(dirs.make(), 'db.sqlite') }), teardown: async () => dirs.cleanup() })
+runStorageProviderTests('sqlite', { setup: async () => await SqliteProvider.open({ path: join(dirs.make(), 'db.sqlite') }), teardown: async () => dirs.cleanup() })
 // the roles whose long reads go to reader threads, again with a thread ready from the first read
 const pooled = { setup: async () => await openPooled(join(dirs.make(), 'db.sqlite')), teardown: async () => dirs.cleanup() }
 runDocumentStoreTests('sqlite, reader threads', pooled, { write: logWriter(), local: false })
@@ -27,7 +27,7 @@ describe('storage: SQLite specifics', () => {
 
   it('uses the expression index for range filters on an indexed field', async () => {
     const path = join(dirs.make(), 'db.sqlite')
-    const s = SqliteProvider.open({ path })
+    const s = await SqliteProvider.open({ path })
     try {
       await s.ensureIndex('notes', parseFieldPath('year'))
       const q = compileFind('notes', normaliseQuery({ where: { year: { gte: 2020 } } }))
@@ -50,7 +50,7 @@ describe('storage: SQLite specifics', () => {
 
   it('reports a truncated database file', async () => {
     const path = join(dirs.make(), 'db.sqlite')
-    const s = SqliteProvider.open({ path })
+    const s = await SqliteProvider.open({ path })
     for (let i = 0; i < 50; i++) {
       await s.commit([{ cid: Uint8Array.from([1, 0x71, 0x12, 0x20, ...Buffer.alloc(32, i)]), author: 'a', seq: i + 1, bytes: Buffer.alloc(3000, i), stamp: `0000000000000000a${i}` as never, ops: [], control: [] }])
     }
@@ -61,7 +61,7 @@ describe('storage: SQLite specifics', () => {
 
   it('reports damaged pages when they are read', async () => {
     const path = join(dirs.make(), 'db.sqlite')
-    const s = SqliteProvider.open({ path })
+    const s = await SqliteProvider.open({ path })
     for (let i = 0; i < 200; i++) {
       await s.commit([{ cid: Uint8Array.from([1, 0x71, 0x12, 0x20, ...Buffer.alloc(32, i % 256), i >> 8]), author: 'a', seq: i + 1, bytes: Buffer.alloc(2000, i % 256), stamp: `0000000000000000a${i}` as never, ops: [], control: [] }])
     }
@@ -74,7 +74,7 @@ describe('storage: SQLite specifics', () => {
     // integrity check (what `peakdb verify` runs) lists the damage
     let reported: string
     try {
-      const s2 = SqliteProvider.open({ path })
+      const s2 = await SqliteProvider.open({ path })
       try {
         await s2.scanEntries(0, 1000)
         const problems = await s2.checkIntegrity()
@@ -99,14 +99,14 @@ describe('storage: SQLite specifics', () => {
     // after a clean close the check is skipped (it reads the whole file): such damage is left to
     // the reads that hit it and to `peakdb verify`
     const cleanPath = join(dirs.make(), 'db.sqlite')
-    const clean = SqliteProvider.open({ path: cleanPath })
+    const clean = await SqliteProvider.open({ path: cleanPath })
     await fill(clean)
     await clean.close()
     damageTablePages(cleanPath, 'entries', 3)
-    await SqliteProvider.open({ path: cleanPath }).close()
+    await (await SqliteProvider.open({ path: cleanPath })).close()
     // a process that dies leaves the marker 'open': the next open checks and refuses
     const path = join(dirs.make(), 'db.sqlite')
-    const crashed = SqliteProvider.open({ path })
+    const crashed = await SqliteProvider.open({ path })
     await fill(crashed)
     ;(crashed as unknown as { db: Database.Database }).db.close() // the handle goes away without close()
     damageTablePages(path, 'entries', 3)
@@ -115,10 +115,10 @@ describe('storage: SQLite specifics', () => {
     assert.match(err.message, /move it away .* continues under a new DeviceId and resyncs from your other devices/)
     // without damage, an unclean shutdown only costs the check
     const intact = join(dirs.make(), 'db.sqlite')
-    const killed = SqliteProvider.open({ path: intact })
+    const killed = await SqliteProvider.open({ path: intact })
     await fill(killed)
     ;(killed as unknown as { db: Database.Database }).db.close()
-    const s = SqliteProvider.open({ path: intact })
+    const s = await SqliteProvider.open({ path: intact })
     assert.equal((await s.scanEntries(0, 1000)).length, 100)
     await s.close()
   })
@@ -131,8 +131,37 @@ describe('storage: SQLite specifics', () => {
     await rejectsNamed(() => SqliteProvider.open({ path }), 'SchemaVersionError', 'upgrade PeakDB')
   })
 
+  it('versions its own schema through the migration engine, taking over a counter-versioned file once', async () => {
+    const path = join(dirs.make(), 'db.sqlite')
+    await (await SqliteProvider.open({ path })).close()
+    const names = (): string[] => {
+      const db = new Database(path, { readonly: true })
+      try {
+        return db.prepare('SELECT name FROM peakdb_schema ORDER BY name').pluck().all() as string[]
+      } finally {
+        db.close()
+      }
+    }
+    assert.deepEqual(names(), MIGRATIONS.map(m => m.name))
+    // a file from before the history was kept: the schema is there, counted by user_version only
+    const legacy = new Database(path)
+    legacy.exec('DROP TABLE peakdb_schema')
+    legacy.prepare("INSERT INTO meta (key, value) VALUES ('kept', 'yes')").run()
+    legacy.close()
+    const s = await SqliteProvider.open({ path })
+    assert.equal(await s.getMeta('kept'), 'yes', 'taking the history over runs no migration again')
+    await s.close()
+    assert.deepEqual(names(), MIGRATIONS.map(m => m.name))
+    // a migration this build does not know: a newer PeakDB wrote the file
+    const newer = new Database(path)
+    newer.prepare("INSERT INTO peakdb_schema (name, applied_at) VALUES ('9999_from_the_future', '2030-01-01T00:00:00.000Z')").run()
+    newer.close()
+    const err = await rejectsNamed(() => SqliteProvider.open({ path }), 'SchemaVersionError', 'upgrade PeakDB')
+    assert.match(err.message, /9999_from_the_future/)
+  })
+
   it('matches every document with an empty where', async () => {
-    const s = SqliteProvider.open({ path: join(dirs.make(), 'db.sqlite'), readers: 0 })
+    const s = await SqliteProvider.open({ path: join(dirs.make(), 'db.sqlite'), readers: 0 })
     try {
       await s.commit([putDocs(0, 3)])
       assert.deepEqual((await s.find('docs', normaliseQuery({ where: {} }))).map(r => r.id), ['d000000', 'd000001', 'd000002'])
@@ -143,7 +172,7 @@ describe('storage: SQLite specifics', () => {
   })
 
   it('throws StorageClosedError after close', async () => {
-    const s = SqliteProvider.open({ path: join(dirs.make(), 'db.sqlite') })
+    const s = await SqliteProvider.open({ path: join(dirs.make(), 'db.sqlite') })
     await s.close()
     await s.close()
     await rejectsNamed(() => s.heads(), 'StorageClosedError')
@@ -172,7 +201,7 @@ const threadsOf = (s: SqliteProvider): Worker[] => (poolOf(s) as unknown as { re
 
 /** Opens with reader threads and waits (bounded) until `ready` of them are ready. */
 async function openPooled (path: string, ready = 1, readers = 2): Promise<SqliteProvider> {
-  const s = SqliteProvider.open({ path, readers })
+  const s = await SqliteProvider.open({ path, readers })
   // reads start the threads (the second one once the first is busy); whether they succeed does not matter here
   const nudge = async (): Promise<void> => { await s.count('docs', undefined).catch(() => {}) }
   await waitFor(async () => {
@@ -220,7 +249,7 @@ describe('storage: SQLite reader threads', () => {
     } finally {
       await pooled.close()
     }
-    const direct = SqliteProvider.open({ path, readers: 0 })
+    const direct = await SqliteProvider.open({ path, readers: 0 })
     try {
       assert.equal((direct as unknown as { pool: unknown }).pool, undefined)
       assert.deepEqual(await ask(direct), expected)
@@ -267,7 +296,7 @@ describe('storage: SQLite reader threads', () => {
       assert.equal(found.length, 3000)
       return ticks
     }
-    const direct = SqliteProvider.open({ path, readers: 0 })
+    const direct = await SqliteProvider.open({ path, readers: 0 })
     try {
       await fillDocs(direct, 30_000)
       // on the connection the scan holds the thread: not one tick
@@ -331,7 +360,7 @@ describe('storage: SQLite reader threads', () => {
 
   it('reports damage found by a reader thread as StorageCorruptError, naming the file', async () => {
     const path = join(dirs.make(), 'db.sqlite')
-    const s = SqliteProvider.open({ path, readers: 0 })
+    const s = await SqliteProvider.open({ path, readers: 0 })
     await fillDocs(s, 5000)
     await s.close()
     damageTablePages(path, 'docs', 3)
@@ -349,10 +378,10 @@ describe('storage: SQLite reader threads', () => {
     const path = join(dirs.make(), 'db.sqlite')
     await rejectsNamed(() => SqliteProvider.open({ path, readers: -1 }), 'RangeError', '"readers"')
     await rejectsNamed(() => SqliteProvider.open({ path, readers: 1.5 }), 'RangeError', '"readers"')
-    const s = SqliteProvider.open({ path, readers: 0 })
+    const s = await SqliteProvider.open({ path, readers: 0 })
     assert.equal((s as unknown as { pool: unknown }).pool, undefined)
     await s.close()
-    const memory = SqliteProvider.open({ path: ':memory:', readers: 2 })
+    const memory = await SqliteProvider.open({ path: ':memory:', readers: 2 })
     assert.equal((memory as unknown as { pool: unknown }).pool, undefined)
     await memory.close()
   })

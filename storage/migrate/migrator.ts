@@ -97,6 +97,19 @@ export class Migrator {
   }
 
   /**
+   * Records `names` as applied without running them, when nothing is recorded yet: a database
+   * whose schema was made before its history was kept here (by hand, or by a version counter)
+   * starts its history at that point. Returns true when it recorded them.
+   */
+  async baseline (names: readonly string[]): Promise<boolean> {
+    return await this.driver.transaction(async tx => {
+      if ((await tx.applied()).length > 0) return false
+      for (const name of names) await tx.record(name)
+      return true
+    }, { commit: true })
+  }
+
+  /**
    * Undoes the last applied migration with its `down`, in one transaction, and returns what it
    * ran (undefined when none is applied). Running `down` is the consent to what it drops: its
    * steps are flagged in the result but not refused.

@@ -23,7 +23,22 @@ export interface PostgresMigrationOptions {
 /** The PostgreSQL side of the migrator. */
 export class PostgresMigrationDriver implements MigrationDriver {
   readonly dialect = 'postgres'
-  private constructor (private readonly client: pg.Client, readonly location: string, private readonly table: string) {}
+  private constructor (
+    private readonly client: pg.ClientBase,
+    readonly location: string,
+    private readonly table: string,
+    /** Set as the search path of each transaction, when given (already quoted). */
+    private readonly schema: string | undefined,
+    private readonly owned: boolean
+  ) {}
+
+  /**
+   * Migrates on a client its owner keeps, in `schema` (a quoted identifier): PeakDB's own schema,
+   * at open. `close` leaves the client connected.
+   */
+  static attach (client: pg.ClientBase, location: string, table: string, schema: string): PostgresMigrationDriver {
+    return new PostgresMigrationDriver(client, location, quoteName(table), schema, false)
+  }
 
   /** Connects for migrations; an unreachable server is {@link StorageUnavailableError}. */
   static async connect (options: PostgresMigrationOptions): Promise<PostgresMigrationDriver> {
@@ -37,13 +52,14 @@ export class PostgresMigrationDriver implements MigrationDriver {
     }
     // a dropped connection must not crash the process; the next query fails instead
     client.on('error', () => undefined)
-    return new PostgresMigrationDriver(client, location, quoteName(options.table ?? MIGRATIONS_TABLE))
+    return new PostgresMigrationDriver(client, location, quoteName(options.table ?? MIGRATIONS_TABLE), undefined, true)
   }
 
   async transaction<T> (fn: (tx: DriverTransaction) => Promise<T>, options: { readonly commit: boolean }): Promise<T> {
     const c = this.client
     await c.query('BEGIN')
     try {
+      if (this.schema !== undefined) await c.query(`SET LOCAL search_path TO ${this.schema}, public`)
       await c.query('SELECT pg_advisory_xact_lock($1, hashtext(current_schema() || $2))', [LOCK_CLASS, '.' + this.table])
       await c.query(`CREATE TABLE IF NOT EXISTS ${this.table} (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`)
       const result = await fn(this.tx())
@@ -73,7 +89,7 @@ export class PostgresMigrationDriver implements MigrationDriver {
   }
 
   async close (): Promise<void> {
-    await this.client.end().catch(() => undefined)
+    if (this.owned) await (this.client as pg.Client).end().catch(() => undefined)
   }
 }
 

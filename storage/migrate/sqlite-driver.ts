@@ -21,12 +21,20 @@ export interface SqliteMigrationOptions {
 /** The SQLite side of the migrator. */
 export class SqliteMigrationDriver implements MigrationDriver {
   readonly dialect = 'sqlite'
-  private constructor (private readonly db: Database.Database, readonly location: string, private readonly table: string) {}
+  private constructor (private readonly db: Database.Database, readonly location: string, private readonly table: string, private readonly owned: boolean) {}
 
   /** Opens the file at `path` for migrations. */
   static open (options: SqliteMigrationOptions): SqliteMigrationDriver {
     const db = new Database(options.path, { fileMustExist: options.create !== true, timeout: options.timeoutMs ?? 30_000 })
-    return new SqliteMigrationDriver(db, options.path, quoteName(options.table ?? MIGRATIONS_TABLE))
+    return new SqliteMigrationDriver(db, options.path, quoteName(options.table ?? MIGRATIONS_TABLE), true)
+  }
+
+  /**
+   * Migrates on a connection its owner keeps (PeakDB's own schema, at open): nothing else may use
+   * the connection until the migrations are done, and `close` leaves it open.
+   */
+  static attach (db: Database.Database, location: string, table: string): SqliteMigrationDriver {
+    return new SqliteMigrationDriver(db, location, quoteName(table), false)
   }
 
   /**
@@ -88,6 +96,6 @@ export class SqliteMigrationDriver implements MigrationDriver {
   }
 
   async close (): Promise<void> {
-    if (this.db.open) this.db.close()
+    if (this.owned && this.db.open) this.db.close()
   }
 }

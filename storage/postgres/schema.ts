@@ -1,16 +1,20 @@
 /**
  * The PostgreSQL schema and its migrations. Every node keeps its tables in a schema of its own
- * (several nodes can share one database); `meta.schema_version` records the applied version and
- * each migration runs in its own transaction (PostgreSQL's DDL is transactional). The tables
+ * (several nodes can share one database). The migration engine (storage/migrate/) runs the
+ * migrations, each in its own transaction (PostgreSQL's DDL is transactional), and records them
+ * in the schema's `peakdb_schema`; `meta.schema_version` still counts them, for older builds. The tables
  * mirror the SQLite ones (storage/sqlite/schema.ts), with jsonb for querying documents,
  * tsvector for words and pgvector for vectors.
  */
 import type { PoolClient } from 'pg'
-import { SchemaVersionError } from '../errors.js'
+import { PostgresMigrationDriver } from '../migrate/pg-driver.js'
+import { migrateSchema, SCHEMA_TABLE, type SqlMigration } from '../migrate/schema-source.js'
 
-/** Each migration takes the schema from version index to index + 1. */
-export const MIGRATIONS: readonly string[] = [
-  `
+/** PeakDB's PostgreSQL schema, version by version; a release only ever appends to this list. */
+export const MIGRATIONS: readonly SqlMigration[] = [
+  {
+    name: '0001_log_documents_search',
+    sql: `
   CREATE TABLE meta (
     key   text PRIMARY KEY,
     value text NOT NULL
@@ -100,36 +104,27 @@ export const MIGRATIONS: readonly string[] = [
     dims     int NOT NULL
   );
   `
+  }
 ]
 
 /** The schema version this build writes. */
 export const SCHEMA_VERSION = MIGRATIONS.length
 
 /**
- * Creates the node's schema if needed and brings it to {@link SCHEMA_VERSION}, on a client that
- * holds the schema's lock. Throws {@link SchemaVersionError} for a newer schema.
+ * Creates the node's schema if needed and brings it to {@link SCHEMA_VERSION} through the
+ * migration engine, on a client that holds the schema's lock. Throws {@link SchemaVersionError}
+ * for a schema a newer PeakDB wrote.
  */
 export async function migrate (client: PoolClient, schema: string, location: string): Promise<void> {
   await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`)
-  const has = await client.query<{ t: string | null }>("SELECT to_regclass($1) AS t", [`${schema}.meta`])
-  let current = 0
+  const has = await client.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [`${schema}.meta`])
+  let legacy = 0
   if (has.rows[0]?.t != null) {
     const row = await client.query<{ value: string }>(`SELECT value FROM ${schema}.meta WHERE key = 'schema_version'`)
-    current = Number(row.rows[0]?.value ?? 0)
+    legacy = Number(row.rows[0]?.value ?? 0)
   }
-  if (current > SCHEMA_VERSION) {
-    throw new SchemaVersionError(`database ${location} has schema version ${current}; this PeakDB supports up to ${SCHEMA_VERSION} (upgrade PeakDB)`)
-  }
-  for (let v = current; v < SCHEMA_VERSION; v++) {
-    await client.query('BEGIN')
-    try {
-      await client.query(`SET LOCAL search_path TO ${schema}, public`)
-      await client.query(MIGRATIONS[v] as string)
-      await client.query("INSERT INTO meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [String(v + 1)])
-      await client.query('COMMIT')
-    } catch (err) {
-      await client.query('ROLLBACK')
-      throw err
-    }
+  await migrateSchema(PostgresMigrationDriver.attach(client, location, SCHEMA_TABLE, schema), MIGRATIONS, legacy)
+  if (legacy !== SCHEMA_VERSION) {
+    await client.query(`INSERT INTO ${schema}.meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, [String(SCHEMA_VERSION)])
   }
 }

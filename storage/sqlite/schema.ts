@@ -1,15 +1,19 @@
 /**
- * The SQLite schema and its migrations. `PRAGMA user_version` records the applied version; each
- * migration runs in its own transaction. The log (`entries`) is append-only; a snapshot can
+ * The SQLite schema and its migrations, run by the migration engine (storage/migrate/) and
+ * recorded in `peakdb_schema`, each in its own transaction; `PRAGMA user_version` still counts
+ * them, for older builds and for recognising a PeakDB file. The log (`entries`) is append-only; a snapshot can
  * later replace a prefix of it because documents are materialised separately (`docs`).
  */
 import type { Database } from 'better-sqlite3'
-import { SchemaVersionError } from '../errors.js'
+import { SqliteMigrationDriver } from '../migrate/sqlite-driver.js'
+import { migrateSchema, SCHEMA_TABLE, type SqlMigration } from '../migrate/schema-source.js'
 
-/** Each migration takes the schema from version index to index + 1. */
-export const MIGRATIONS: readonly string[] = [
-  // v1: log, heads, materialised documents, membership/key records, settings
-  `
+/** PeakDB's SQLite schema, version by version; a release only ever appends to this list. */
+export const MIGRATIONS: readonly SqlMigration[] = [
+  // log, heads, materialised documents, membership/key records, settings
+  {
+    name: '0001_log',
+    sql: `
   CREATE TABLE entries (
     pos    INTEGER PRIMARY KEY,       -- local apply order; always a causal order
     cidh   INTEGER NOT NULL,          -- first 8 bytes of the CID's digest, for lookups
@@ -53,10 +57,13 @@ export const MIGRATIONS: readonly string[] = [
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
   ) WITHOUT ROWID;
-  `,
-  // v2: entries whose payload cannot be opened yet (their epoch key has not been shared with
-  // this device) are kept and materialised later; Yjs document updates
   `
+  },
+  // entries whose payload cannot be opened yet (their epoch key has not been shared with
+  // this device) are kept and materialised later; Yjs document updates
+  {
+    name: '0002_pending_entries_and_yjs',
+    sql: `
   ALTER TABLE entries ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
   CREATE INDEX entries_pending ON entries (pos) WHERE pending = 1;
   CREATE TABLE yjs_updates (
@@ -66,11 +73,14 @@ export const MIGRATIONS: readonly string[] = [
     data   BLOB NOT NULL
   );
   CREATE INDEX yjs_updates_doc ON yjs_updates (doc, id);
-  `,
-  // v3: search indexes. Documents to (re)index wait in index_queue (filled in the commit that
+  `
+  },
+  // search indexes. Documents to (re)index wait in index_queue (filled in the commit that
   // changed them, so the queue survives any crash); full-text rows are keyed by docs.rid;
   // vectors live in one sqlite-vec table per embedder (created on first use), keyed by chunks.rid
-  `
+  {
+    name: '0003_search',
+    sql: `
   CREATE TABLE collection_settings (
     name     TEXT PRIMARY KEY,
     settings TEXT NOT NULL
@@ -98,21 +108,18 @@ export const MIGRATIONS: readonly string[] = [
     dims     INTEGER NOT NULL
   ) WITHOUT ROWID;
   `
+  }
 ]
 
 /** The schema version this build writes. */
 export const SCHEMA_VERSION = MIGRATIONS.length
 
-/** Brings the schema to {@link SCHEMA_VERSION}. Throws {@link SchemaVersionError} for a newer database. */
-export function migrate (db: Database, location: string): void {
-  const current = db.pragma('user_version', { simple: true }) as number
-  if (current > SCHEMA_VERSION) {
-    throw new SchemaVersionError(`database ${location} has schema version ${current}; this PeakDB supports up to ${SCHEMA_VERSION} (upgrade PeakDB)`)
-  }
-  for (let v = current; v < SCHEMA_VERSION; v++) {
-    db.transaction(() => {
-      db.exec(MIGRATIONS[v] as string)
-      db.pragma(`user_version = ${v + 1}`)
-    }).immediate()
-  }
+/**
+ * Brings the schema to {@link SCHEMA_VERSION} through the migration engine. Throws
+ * {@link SchemaVersionError} for a database a newer PeakDB wrote. Nothing else may use `db` meanwhile.
+ */
+export async function migrate (db: Database, location: string): Promise<void> {
+  const legacy = db.pragma('user_version', { simple: true }) as number
+  await migrateSchema(SqliteMigrationDriver.attach(db, location, SCHEMA_TABLE), MIGRATIONS, legacy)
+  if (legacy !== SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`)
 }

@@ -7,6 +7,7 @@ import Database, { type Database as Db } from 'better-sqlite3'
 import * as sqliteVec from 'sqlite-vec'
 import { byQualifiedName, type ColumnDescription, type IndexDescription, type IndexKey, type SchemaDescription, type TableDescription } from '../introspect.js'
 import { MIGRATIONS } from './schema.js'
+import { SCHEMA_TABLE } from '../migrate/schema-source.js'
 
 interface TableListRow { schema: string, name: string, type: string, wr: number }
 interface XInfoRow { cid: number, name: string, type: string, notnull: number, dflt_value: string | null, pk: number, hidden: number }
@@ -14,7 +15,7 @@ interface IndexListRow { name: string, unique: number, origin: string, partial: 
 interface IndexXInfoRow { seqno: number, cid: number, name: string | null, key: number }
 
 /** Tables PeakDB's migrations create (the vector tables it adds later are listed in vector_tables). */
-const PEAKDB_TABLES = new Set(MIGRATIONS.flatMap(m => [...m.matchAll(/CREATE (?:VIRTUAL )?TABLE (\w+)/g)].map(x => x[1] as string)))
+const PEAKDB_TABLES = new Set([SCHEMA_TABLE, ...MIGRATIONS.flatMap(m => [...m.sql.matchAll(/CREATE (?:VIRTUAL )?TABLE (\w+)/g)].map(x => x[1] as string))])
 
 /** Quotes an identifier for a pragma argument or statement. */
 function quote (name: string): string {

@@ -17,6 +17,7 @@ import type {
 import { LOCAL_PREFIX, type MaterializeItem } from '../provider.js'
 import { CollectionDigester, combineDigests } from '../digest.js'
 import { migrate } from './schema.js'
+import { MigrationFailedError } from '../migrate/errors.js'
 import { collectionList, takeWithin } from '../slice.js'
 import { SearchTables, textSearchSql } from './search-tables.js'
 import * as sqliteVec from 'sqlite-vec'
@@ -123,6 +124,16 @@ function readerCount (options: SqliteProviderOptions): number {
   return options.path === '' || options.path === ':memory:' ? 0 : n
 }
 
+/** Connection settings, and sqlite-vec: vector tables are its virtual tables, so it loads before they are touched. */
+function configure (db: Db, options: SqliteProviderOptions): void {
+  db.pragma('journal_mode = WAL')
+  db.pragma(`synchronous = ${options.durability === 'full' ? 'FULL' : 'NORMAL'}`)
+  db.pragma('busy_timeout = 5000')
+  db.pragma(`cache_size = -${(options.cacheMiB ?? 8) * 1024}`)
+  db.pragma('temp_store = MEMORY')
+  sqliteVec.load(db)
+}
+
 /**
  * After an unclean shutdown (the marker is not 'clean'), runs SQLite's `quick_check` and throws
  * {@link StorageCorruptError} when it finds damage, rather than let the node run on it until a
@@ -185,18 +196,26 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
    *
    * @example
    * ```ts
-   * const storage = SqliteProvider.open({ path: './data/peakdb.sqlite' })
+   * const storage = await SqliteProvider.open({ path: './data/peakdb.sqlite' })
    * ```
    */
-  static open (options: SqliteProviderOptions): SqliteProvider {
+  static async open (options: SqliteProviderOptions): Promise<SqliteProvider> {
     precheckFile(options.path)
     let db: Db | undefined
     try {
       db = new Database(options.path)
+      configure(db, options)
+      const fresh = db.pragma('user_version', { simple: true }) === 0
+      await migrate(db, options.path)
+      // touch every table once so that a damaged schema fails here, naming the file
+      db.prepare('SELECT (SELECT count(*) FROM heads), (SELECT count(*) FROM meta), (SELECT count(*) FROM control)').get()
+      if (!fresh) quickCheckAfterUncleanShutdown(db, options.path)
       return new SqliteProvider(db, options)
     } catch (err) {
       db?.close()
-      if (isCorruption(err)) throw new StorageCorruptError(options.path, err.message)
+      // a damaged file may first fail inside a migration, which names the migration
+      const cause = err instanceof MigrationFailedError ? err.cause : err
+      if (isCorruption(cause)) throw new StorageCorruptError(options.path, cause.message)
       throw err
     }
   }
@@ -204,18 +223,6 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
   private constructor (db: Db, options: SqliteProviderOptions) {
     this.db = db
     this.location = options.path
-    db.pragma('journal_mode = WAL')
-    db.pragma(`synchronous = ${options.durability === 'full' ? 'FULL' : 'NORMAL'}`)
-    db.pragma('busy_timeout = 5000')
-    db.pragma(`cache_size = -${(options.cacheMiB ?? 8) * 1024}`)
-    db.pragma('temp_store = MEMORY')
-    // vector tables are sqlite-vec virtual tables: the extension must be there before they are touched
-    sqliteVec.load(db)
-    const fresh = db.pragma('user_version', { simple: true }) === 0
-    migrate(db, options.path)
-    // touch every table once so that a damaged schema fails here, naming the file
-    db.prepare('SELECT (SELECT count(*) FROM heads), (SELECT count(*) FROM meta), (SELECT count(*) FROM control)').get()
-    if (!fresh) quickCheckAfterUncleanShutdown(db, options.path)
     db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(SHUTDOWN_META, 'open')
     this.s = {
       insertEntry: db.prepare('INSERT INTO entries (cidh, cid, author, seq, bytes, pending) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING'),
