@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { BIN, runCli, startDaemon } from './helpers/cli.js'
 import { TestDatabase } from './helpers/postgres.js'
 import { TmpDirs } from './helpers/tmp-dir.js'
@@ -59,6 +61,42 @@ describe('peakdb watch', function () {
       }
     })
   }
+
+  it('two node processes on one PostgreSQL database, each its own device, see each other\'s writes', async () => {
+    const url = await db.url()
+    const dirA = dirs.make()
+    const dirB = dirs.make()
+    assert.equal((await runCli(['init', '--dir', dirA, '--name', 'web-1', '--storage', url])).code, 0)
+    const a = await startDaemon(['--dir', dirA, '--no-dht'])
+    let b: Awaited<ReturnType<typeof startDaemon>> | undefined
+    const watches: Array<ReturnType<typeof watch>> = []
+    try {
+      const invite = await runCli(['pair', 'invite', '--json', '--dir', dirA])
+      assert.equal(invite.code, 0, invite.stderr)
+      writeFileSync(join(dirB, 'config.json'), JSON.stringify({ storage: url }))
+      const join2 = await runCli(['pair', 'join', (JSON.parse(invite.stdout) as { code: string }).code, '--name', 'web-2', '--dir', dirB])
+      assert.equal(join2.code, 0, join2.stderr)
+      b = await startDaemon(['--dir', dirB, '--no-dht', '--bootstrap', (a.started.multiaddrs as string[])[0] as string])
+      const statusB = JSON.parse((await runCli(['status', '--json', '--dir', dirB])).stdout) as { storage: { kind: string, location: string } }
+      assert.equal(statusB.storage.kind, 'postgres', 'the second process keeps its data in the same database')
+      const wa = watch(['orders', '--dir', dirA, '--json'])
+      const wb = watch(['orders', '--dir', dirB, '--json'])
+      watches.push(wa, wb)
+      await waitFor(() => wa.lines().length >= 1 && wb.lines().length >= 1, { timeoutMs: 20_000, message: 'both initial results' })
+      assert.equal((await runCli(['put', 'orders', '{"_id":"o1","item":"apples"}', '--dir', dirB])).code, 0)
+      assert.equal((await runCli(['put', 'orders', '{"_id":"o2","item":"pears"}', '--dir', dirA])).code, 0)
+      const seen = (w: ReturnType<typeof watch>): string[] => w.lines().slice(1).map(l => (JSON.parse(l) as { id: string }).id).sort()
+      await waitFor(() => seen(wa).length >= 2 && seen(wb).length >= 2, { timeoutMs: 30_000, message: 'each watch to see both writes' })
+      assert.deepEqual(seen(wa), ['o1', 'o2'])
+      assert.deepEqual(seen(wb), ['o1', 'o2'])
+      const fromB = wa.lines().slice(1).map(l => JSON.parse(l) as { id: string, origin: string }).find(c => c.id === 'o1')
+      assert.equal(fromB?.origin, 'remote', 'the other process\'s write arrives as a remote change')
+    } finally {
+      for (const w of watches) w.child.kill('SIGKILL')
+      if (b !== undefined) assert.equal(await b.stop(), 0, b.output())
+      assert.equal(await a.stop(), 0, a.output())
+    }
+  })
 
   it('a watch whose daemon stops ends with a typed error; bad input is refused at once', async () => {
     const dir = dirs.make()
