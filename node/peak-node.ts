@@ -27,6 +27,7 @@ import { LiveQueries } from './live-query.js'
 import { Indexer, type IndexProgress } from './embedding/indexer.js'
 import { UseLiteEmbedder } from './embedding/use-lite.js'
 import { SwarmSearch } from './swarm-search.js'
+import { CONTEXT_COLLECTION, Memory, type MemoryOptions } from './memory/memory.js'
 import { FileIndexer } from './files.js'
 import { AnnIndexes } from './embedding/ann-index.js'
 import { createLogger } from './logger.js'
@@ -98,6 +99,8 @@ export interface PeakNodeOptions {
   readonly annMinChunks?: number
   /** HNSW self-checked recall below which a collection's searches scan instead (default 0.9). */
   readonly annMinRecall?: number
+  /** Agent memory: context time to live and budget, the consolidation decider (see {@link Memory}). */
+  readonly memory?: MemoryOptions
   /**
    * How to take the data dir's lock (default: as a long-running owner, failing at once when
    * another process holds it). The CLI opens short-lived commands with `{ kind: 'command' }`,
@@ -247,6 +250,8 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   readonly devices: Devices
   /** The user's profile and preferences, replicated and encrypted. */
   readonly profile: Profile
+  private memoryApi: Memory | undefined
+  private memoryOptions: MemoryOptions | undefined
   private readonly live: LiveQueries
   /** Acknowledgements of this device's writes by the others. */
   readonly confirmations: Confirmations
@@ -292,7 +297,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       deviceId: this.deviceId,
       deviceName: this.deviceName,
       swarmId: this.swarmId,
-      collection: name => this.collection(name),
+      collection: name => name === CONTEXT_COLLECTION ? this.memoryCollection(name) : this.collection(name),
       embedder: async () => await this.indexer.embedder(),
       network: () => this.network
     })
@@ -399,6 +404,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       if (router !== undefined) await reconcileRoutes(router, log)
       const node = new PeakNode(log, storage, keystore, lock, paths, created?.phrase, options.confirmations ?? 1, options.embedder, options.backgroundIndexing ?? true, { minChunks: options.annMinChunks, minRecall: options.annMinRecall })
       for (const name of JSON.parse(await storage.getMeta(LOCAL_COLLECTIONS_META) ?? '[]') as string[]) node.localNames.add(name)
+      node.memoryOptions = options.memory
       node.chosenRoutes = JSON.parse(await storage.getMeta(CHOSEN_ROUTES_META) ?? '{}') as Record<string, string>
       node.adoptedTables = JSON.parse(await storage.getMeta(ADOPTED_META) ?? '{}') as Record<string, { table: string, provider?: string }>
       for (const [name, a] of Object.entries(node.adoptedTables)) {
@@ -473,6 +479,36 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     let c = this.collectionsByName.get(name)
     if (c === undefined || (options !== undefined && options.adopt === undefined)) {
       c = new Collection(name as CollectionName, this.collectionContext(), options, known || options?.replicate === false)
+      this.collectionsByName.set(name, c)
+    }
+    return c
+  }
+
+  /**
+   * Memory for agents: short-term context and long-term knowledge, recall, history and
+   * consolidation (see {@link Memory}). Its collections are made on first use.
+   */
+  get memory (): Memory {
+    this.checkOpen()
+    this.memoryApi ??= new Memory({
+      knowledge: this.memoryCollection('_memory'),
+      context: this.memoryCollection(CONTEXT_COLLECTION),
+      history: this.memoryCollection('_memory_history'),
+      deviceId: this.deviceId,
+      embedder: async () => await this.indexer.embedder(),
+      swarmSearch: async q => await this.swarm.search(q)
+    }, this.memoryOptions)
+    return this.memoryApi
+  }
+
+  /** The system collections of memory: knowledge and its history replicated, context device-local. */
+  private memoryCollection (name: '_memory' | '_memory_history' | typeof CONTEXT_COLLECTION): Collection {
+    let c = this.collectionsByName.get(name)
+    if (c === undefined) {
+      const options: CollectionOptions = name === '_memory_history'
+        ? { embed: false, indexes: ['memory'] }
+        : { embed: ['content'], indexes: ['hash'], ...(name === CONTEXT_COLLECTION ? { replicate: false } : {}) }
+      c = new Collection(name as CollectionName, this.collectionContext(), options, name === CONTEXT_COLLECTION)
       this.collectionsByName.set(name, c)
     }
     return c

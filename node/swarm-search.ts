@@ -233,7 +233,7 @@ export class SwarmSearch {
 
   /** Runs a search request on this device's collection. */
   private async searchHere (req: SearchRequest): Promise<{ hits: SearchResults, local: boolean }> {
-    if (!isCollectionName(req.collection) || req.collection.startsWith('_')) throw refusal('bad-request', `invalid collection name ${JSON.stringify(req.collection)}`)
+    if (!searchable(req.collection)) throw refusal('bad-request', `invalid collection name ${JSON.stringify(req.collection)}`)
     let where: Where | undefined
     if (req.where !== undefined) {
       try {
@@ -285,9 +285,14 @@ function decodeHits (res: SearchResponse): Answer['hits'] {
   return hits
 }
 
+/** User collections, and the device-local context of agent memory; no other system collection. */
+function searchable (name: string): boolean {
+  return name === '_memory_context' || (isCollectionName(name) && !name.startsWith('_'))
+}
+
 function check (q: SwarmSearchQuery): { collection: string, text?: string, vector?: readonly number[] | Float32Array, k: number, where?: Where, mode: SearchMode, timeout: number, signal?: AbortSignal } {
   const { k, mode } = checkQuery(q)
-  if (typeof q.collection !== 'string' || !isCollectionName(q.collection) || q.collection.startsWith('_')) throw new InvalidQueryError(`"collection" expected a collection name, got ${JSON.stringify(q.collection)}`)
+  if (typeof q.collection !== 'string' || !searchable(q.collection)) throw new InvalidQueryError(`"collection" expected a collection name, got ${JSON.stringify(q.collection)}`)
   if (k > MAX_SWARM_RESULTS) throw new InvalidQueryError(`"k" expected an integer in 1..${MAX_SWARM_RESULTS}, got ${JSON.stringify(q.k)}`)
   const timeout = q.timeout ?? DEFAULT_SWARM_TIMEOUT_MS
   if (!Number.isInteger(timeout) || timeout < 1 || timeout > MAX_SWARM_TIMEOUT_MS) throw new InvalidQueryError(`"timeout" expected milliseconds in 1..${MAX_SWARM_TIMEOUT_MS}, got ${JSON.stringify(q.timeout)}`)

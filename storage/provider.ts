@@ -110,6 +110,17 @@ export interface CollectionInfo {
  */
 export const LOCAL_PREFIX = '~'
 
+/** System collections that are searched (agent memory); other names starting with `_` (profile, …) are never indexed. */
+export const SEARCHED_SYSTEM_COLLECTIONS: readonly string[] = ['_memory']
+
+/** True when a collection's documents go to the search indexes. */
+export function isSearchIndexed (collection: string): boolean {
+  return !collection.startsWith('_') || SEARCHED_SYSTEM_COLLECTIONS.includes(collection)
+}
+
+/** The same test in SQL, on a column named `collection` (PostgreSQL and SQLite). */
+export const SEARCH_INDEXED_SQL = `(substr(collection, 1, 1) <> '_' OR collection IN (${SEARCHED_SYSTEM_COLLECTIONS.map(c => `'${c}'`).join(', ')}))`
+
 /** Caps for reading a slice of the log. */
 export interface ReadLimits {
   readonly maxEntries: number

@@ -5,7 +5,7 @@
  * IDF-weighted keyword coverage, cosine distance by a document's best chunk.
  */
 import type { Pool, PoolClient } from 'pg'
-import type { CollectionSettings, IndexTask, IndexUpdate, VectorChanges } from '../provider.js'
+import { SEARCH_INDEXED_SQL, type CollectionSettings, type IndexTask, type IndexUpdate, type VectorChanges } from '../provider.js'
 import type { Filter } from '../query.js'
 import { compileFilter } from './query-sql.js'
 import type { Queryable } from './plan.js'
@@ -118,7 +118,7 @@ export class PgSearch {
     await db.query('DELETE FROM fts')
     await db.query('DELETE FROM chunks')
     for (const t of this.vecTables.values()) await db.query(`DELETE FROM ${t.name}`)
-    await db.query("INSERT INTO index_queue (collection, id) SELECT collection, id FROM docs WHERE body IS NOT NULL AND substr(collection, 1, 1) <> '_' ON CONFLICT (collection, id) DO UPDATE SET ver = index_queue.ver + 1")
+    await db.query(`INSERT INTO index_queue (collection, id) SELECT collection, id FROM docs WHERE body IS NOT NULL AND ${SEARCH_INDEXED_SQL} ON CONFLICT (collection, id) DO UPDATE SET ver = index_queue.ver + 1`)
   }
 
   /**

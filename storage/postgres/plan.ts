@@ -9,7 +9,7 @@ import {
   applyDelete, applyPatch, applyPut, docStateFromRow, docStateToRow, EMPTY_DOC,
   type DataOp, type DocRow, type JsonObject, type Stamp
 } from '../../crdt/index.js'
-import type { DocChange } from '../provider.js'
+import { isSearchIndexed, type DocChange } from '../provider.js'
 
 /** A document as read from the database or as the batch left it. */
 interface DocSlot {
@@ -30,10 +30,8 @@ export interface Queryable {
 
 const key = (collection: string, id: string): string => `${collection}\u0000${id}`
 
-/** Collections whose names start with `_` (profile, …) are never indexed. */
-export function indexed (collection: string): boolean {
-  return !collection.startsWith('_')
-}
+/** Collections whose documents are search-indexed (see {@link isSearchIndexed}). */
+export const indexed = isSearchIndexed
 
 /** The rows one batch writes, turned into one statement by {@link writeStatement}. */
 export class WritePlan {

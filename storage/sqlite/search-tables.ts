@@ -4,14 +4,10 @@
  * collection). Everything here runs synchronously inside the provider's guard.
  */
 import type { Database as Db, Statement } from 'better-sqlite3'
-import type { CollectionSettings, IndexTask, IndexUpdate, VectorChanges } from '../provider.js'
+import { isSearchIndexed as indexed, SEARCH_INDEXED_SQL, type CollectionSettings, type IndexTask, type IndexUpdate, type VectorChanges } from '../provider.js'
 import type { Filter } from '../query.js'
 import { compileFilter, type Sql } from './query-sql.js'
 
-/** Collections whose names start with `_` (profile, …) are never indexed. */
-function indexed (collection: string): boolean {
-  return !collection.startsWith('_')
-}
 
 /**
  * Up to this many chunks of candidate documents, a filtered vector search runs KNN over them only;
@@ -120,7 +116,7 @@ export class SearchTables {
   resetAll (): void {
     this.db.exec('DELETE FROM fts; DELETE FROM chunks')
     for (const t of this.vecTables.values()) this.db.exec(`DELETE FROM ${t.name}`)
-    this.db.exec("INSERT INTO index_queue (collection, id) SELECT collection, id FROM docs WHERE body IS NOT NULL AND substr(collection, 1, 1) <> '_' ON CONFLICT DO UPDATE SET ver = ver + 1")
+    this.db.exec(`INSERT INTO index_queue (collection, id) SELECT collection, id FROM docs WHERE body IS NOT NULL AND ${SEARCH_INDEXED_SQL} ON CONFLICT DO UPDATE SET ver = ver + 1`)
   }
 
   /** Applies index updates (inside the caller's transaction). */
