@@ -19,6 +19,7 @@ import { readStdin } from './input.js'
 import { schemaText } from './schema-output.js'
 import type { SchemaDescription } from '../../storage/introspect.js'
 import { addMigrateCommand } from './migrate-command.js'
+import { addMemoryCommand } from './memory-command.js'
 import type { DaemonOptions } from './daemon-command.js'
 import type { FolderIndexResult, FolderProgress } from '../files.js'
 import { DaemonUnreachableError, callApi, callsInFlight, readApiInfo } from '../daemon/api-client.js'
@@ -822,6 +823,15 @@ Examples:
     })
 
   addMigrateCommand(program, globals)
+  addMemoryCommand(program, { globals, call, duration: durationOption })
+
+  program.command('mcp')
+    .description('serve agents over the Model Context Protocol on stdin/stdout: memory (remember, recall, forget, consolidate), search, swarm search, find, get, put')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const g = globals(cmd)
+      const { runMcpServer } = await import('../mcp/server.js')
+      await runMcpServer({ dir: g.dir, version: packageVersion(), ...(g.passphraseFile !== undefined ? { passphraseFile: g.passphraseFile } : {}) })
+    })
 
   program.command('verify')
     .description('re-verify the whole log (hashes, signatures, chains, membership, decryption) and the database')

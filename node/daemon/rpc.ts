@@ -31,6 +31,14 @@ const schemaParams = {
   schema: z.string().min(1).max(63).optional()
 }
 
+/** An agent and session of memory. */
+const scopeParams = {
+  agent: z.string().min(1).max(128).optional(),
+  session: z.string().min(1).max(128).optional()
+}
+const memoryKind = z.enum(['context', 'knowledge'])
+const memoryId = z.string().min(1).max(256)
+
 /** Parameter schemas of every method. */
 export const methodParams = {
   status: z.object({}).strict(),
@@ -68,7 +76,32 @@ export const methodParams = {
   policy: z.object({ collection }).strict(),
   adopt: z.object({ collection, table: z.string().min(1).max(130), provider: z.string().min(1).max(32).optional() }).strict(),
   schema: z.object({ ...schemaParams }).strict(),
-  schemaTypes: z.object({ ...schemaParams, all: z.boolean().optional() }).strict()
+  schemaTypes: z.object({ ...schemaParams, all: z.boolean().optional() }).strict(),
+  memoryRemember: z.object({
+    content: z.string().min(1).max(16_384),
+    kind: memoryKind.optional(),
+    ...scopeParams,
+    entities: z.array(z.string().min(1).max(128)).max(32).optional(),
+    attribute: z.string().min(1).max(128).optional(),
+    ttl: z.number().int().min(1).optional(),
+    source: z.string().min(1).max(2048).optional(),
+    validFrom: z.string().min(1).max(64).optional()
+  }).strict(),
+  memoryRecall: z.object({
+    query: z.string().min(1).max(10_000),
+    k: z.number().int().min(1).max(100).optional(),
+    kinds: z.array(memoryKind).min(1).max(2).optional(),
+    ...scopeParams,
+    asOf: z.string().min(1).max(64).optional(),
+    where: z.record(z.string(), z.unknown()).optional(),
+    swarm: z.boolean().optional(),
+    timeout: z.number().int().min(1).max(60_000).optional()
+  }).strict(),
+  memoryList: z.object({ kind: memoryKind.optional(), ...scopeParams, entity: z.string().min(1).max(128).optional(), all: z.boolean().optional(), limit: z.number().int().min(1).max(10_000).optional() }).strict(),
+  memoryGet: z.object({ id: memoryId }).strict(),
+  memoryForget: z.object({ id: memoryId }).strict(),
+  memoryHistory: z.object({ id: memoryId }).strict(),
+  memoryConsolidate: z.object({ ...scopeParams, dryRun: z.boolean().optional(), limit: z.number().int().min(1).max(100_000).optional() }).strict()
 } as const
 
 /** Name of a local API method. */
@@ -228,11 +261,46 @@ const handlers: { [M in MethodName]: (ctx: MethodContext, p: Params<M>) => Promi
     const d = await node.describeSchema(schemaOptions(p))
     return { source: generateRowTypes(d, { includePeakdb: all }), tables: d.tables.filter(t => all || !t.peakdb).length }
   },
+  memoryRemember: async ({ node }, p) => {
+    const { content, agent, session, ...rest } = p
+    const id = await node.memory.remember(content, { ...defined(rest), ...scopeOf(agent, session) })
+    return await node.memory.get(id)
+  },
+  memoryRecall: async ({ node }, p) => {
+    const { query, agent, session, where, ...rest } = p
+    return await node.memory.recall(query, { ...defined(rest), ...scopeOf(agent, session), ...(where !== undefined ? { where: where as Where } : {}) })
+  },
+  memoryList: async ({ node }, p) => {
+    const { agent, session, ...rest } = p
+    return await node.memory.list({ ...defined(rest), ...scopeOf(agent, session) })
+  },
+  memoryGet: async ({ node }, p) => {
+    const m = await node.memory.get(p.id)
+    if (m === null) throw new DocumentNotFoundError(`no memory ${JSON.stringify(p.id)} on this device`)
+    return m
+  },
+  memoryForget: async ({ node }, p) => ({ id: p.id, forgotten: await node.memory.forget(p.id) }),
+  memoryHistory: async ({ node }, p) => await node.memory.history(p.id),
+  memoryConsolidate: async ({ node }, p) => {
+    const { agent, session, ...rest } = p
+    return await node.memory.consolidate({ ...defined(rest), ...scopeOf(agent, session) })
+  },
   moveStatus: async ({ node }, p) => {
     const state = moves.get(node)?.get(p.collection)
     if (state === undefined) throw new InvalidOptionError(`collection ${p.collection} is not moving`)
     return state
   }
+}
+
+/** The options zod parsed, without the absent ones (the node's options are absent, not undefined). */
+function defined<T extends Record<string, unknown>> (o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> }
+}
+
+/** A memory scope from optional agent and session, or nothing. */
+function scopeOf (agent: string | undefined, session: string | undefined): { scope?: { agent?: string, session?: string } } {
+  if (agent === undefined && session === undefined) return {}
+  return { scope: { ...(agent !== undefined ? { agent } : {}), ...(session !== undefined ? { session } : {}) } }
 }
 
 /** zod leaves absent options undefined; the node's options are absent instead. */

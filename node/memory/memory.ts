@@ -305,18 +305,14 @@ export class Memory {
     }
     if (kinds.has('context')) {
       const where = and(and({ expiresAt: { gt: nowIso } }, scopeWhere(options.scope)), options.where)
-      const local = this.ctx.context.search({ ...search, where }).then(r => r.map(h => ({ memory: toRecord(h.doc), score: h.score })))
-      runs.push(local.then(async hits => {
-        await this.used(hits.map(h => h.memory), nowIso)
-        return hits
-      }))
+      runs.push(this.ctx.context.search({ ...search, where }).then(r => r.map(h => ({ memory: toRecord(h.doc), score: h.score }))))
       if (options.swarm === true) {
         runs.push(this.ctx.swarmSearch({ collection: CONTEXT_COLLECTION, text: query, k, where, ...(options.timeout !== undefined ? { timeout: options.timeout } : {}) })
           .then(r => r.hits.filter(h => h.device !== this.ctx.deviceId).map(h => ({ memory: toRecord(h.doc), score: h.score, device: h.device }))))
       }
     }
     const seen = new Set<string>()
-    return (await Promise.all(runs)).flat()
+    const hits = (await Promise.all(runs)).flat()
       .sort((a, b) => b.score - a.score)
       .filter(h => {
         const key = `${h.device ?? ''}/${h.memory.id}`
@@ -325,6 +321,9 @@ export class Memory {
         return true
       })
       .slice(0, k)
+    // only what the caller gets counts as used
+    await this.used(hits.filter(h => h.device === undefined && h.memory.kind === 'context').map(h => h.memory), nowIso)
+    return hits
   }
 
   /** One memory by id (knowledge or context), or null. */
