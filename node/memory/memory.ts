@@ -105,7 +105,7 @@ export interface RecallOptions {
 /** One recalled memory. */
 export interface RecallHit {
   readonly memory: MemoryRecord
-  /** Higher is better (the hybrid search score). */
+  /** Higher is better: the hybrid search score, plus 0.25 for a memory about an entity the query names. */
   readonly score: number
   /** The device that holds it, for context of another device. */
   readonly device?: string
@@ -194,6 +194,11 @@ const MAX_CONTENT = 16_384
 const MAX_ENTITIES = 32
 const MAX_NAME = 128
 const DEFAULT_SCOPE = 'default'
+/**
+ * Added to the score of a memory about an entity the query names ("Where does Ada live?"): a
+ * fact about Ada outranks one about Bob that shares more words with the question.
+ */
+const ENTITY_BOOST = 0.25
 /** Cosine from which two context items count as the same thing said again. */
 const REPEAT_SIMILARITY = 0.9
 
@@ -208,6 +213,8 @@ export class Memory {
   /** Context items per scope, counted once then kept (budget checks without a count per write). */
   private readonly scopeCounts = new Map<string, number>()
   private consolidating: Promise<unknown> | undefined
+  /** The time part of the last history version id this process made. */
+  private lastVersion = 0
 
   constructor (private readonly ctx: MemoryContext, options: MemoryOptions = {}) {
     this.decider = options.decider ?? new RuleDecider()
@@ -286,8 +293,9 @@ export class Memory {
 
   /**
    * The memories that best match `query`, best first: current facts (or those valid at
-   * `asOf`) and live context, ranked by hybrid search as collections are. A context item
-   * recalled counts as used: it is kept longer under the budget and promoted at consolidation.
+   * `asOf`) and live context, ranked by hybrid search as collections are; when the query names
+   * entities (capitalised names), memories about them come first. A context item recalled
+   * counts as used: it is kept longer under the budget and promoted at consolidation.
    */
   async recall (query: string, options: RecallOptions = {}): Promise<RecallHit[]> {
     if (typeof query !== 'string' || query.trim().length === 0 || query.length > 10_000) throw new InvalidOptionError('"query" expected a text of 1 to 10000 characters')
@@ -297,7 +305,10 @@ export class Memory {
     const kinds = new Set(options.kinds ?? (asOf !== undefined ? ['knowledge'] : ['knowledge', 'context']))
     for (const kind of kinds) if (kind !== 'knowledge' && kind !== 'context') throw new InvalidOptionError(`"kinds" expected "context" and/or "knowledge", got ${JSON.stringify(kind)}`)
     const nowIso = new Date(this.now()).toISOString()
-    const search = { text: query, k, ...(options.signal !== undefined ? { signal: options.signal } : {}) }
+    // memories about the entities a query names come first: more candidates, then a boost
+    const named = namesIn(query)
+    const pool = named.length > 0 ? Math.min(100, k * 4) : k
+    const search = { text: query, k: pool, ...(options.signal !== undefined ? { signal: options.signal } : {}) }
     const runs: Array<Promise<RecallHit[]>> = []
     if (kinds.has('knowledge')) {
       const where = and(validAt(asOf), options.where)
@@ -313,6 +324,7 @@ export class Memory {
     }
     const seen = new Set<string>()
     const hits = (await Promise.all(runs)).flat()
+      .map(h => named.length > 0 && h.memory.entities.some(e => named.includes(e)) ? { ...h, score: h.score + ENTITY_BOOST } : h)
       .sort((a, b) => b.score - a.score)
       .filter(h => {
         const key = `${h.device ?? ''}/${h.memory.id}`
@@ -575,7 +587,9 @@ export class Memory {
   /** Adds a version to a fact's history (replicated with it). */
   private async record (memory: string, at: string, change: MemoryChange, reason: string, content?: string, other?: string): Promise<void> {
     const doc: JsonObject = { memory, at, change, reason, device: this.ctx.deviceId, ...(content !== undefined ? { content } : {}), ...(other !== undefined ? { other } : {}) }
-    await this.ctx.history.put({ _id: `${memory}.${newDocId(Date.parse(at))}`, ...doc })
+    // ids that grow within this process: versions made in the same millisecond keep their order
+    this.lastVersion = Math.max(Date.parse(at), this.lastVersion + 1)
+    await this.ctx.history.put({ _id: `${memory}.${newDocId(this.lastVersion)}`, ...doc })
   }
 }
 

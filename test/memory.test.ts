@@ -1,0 +1,219 @@
+/**
+ * Agent memory: remember, recall (current and as of a time), history, forget, list, context
+ * scope, expiry and budget, and consolidation on the cases users of other memory layers report
+ * (the same memory twice, a contradiction that must stay retrievable, unrelated facts that must
+ * stay untouched); replication of knowledge, and context staying on its device.
+ */
+import assert from 'node:assert/strict'
+import { PeakNode, type Memory, type MemoryRecord } from '../node/index.js'
+import { RuleDecider } from '../node/memory/decider.js'
+import { connect, LOOPBACK, TestSwarm, waitForConvergence } from './helpers/nodes.js'
+import { hashEmbedder } from './helpers/embedders.js'
+import { rejectsNamed } from './helpers/errors.js'
+import { TmpDirs } from './helpers/tmp-dir.js'
+import { waitFor } from './helpers/wait-for.js'
+
+const dirs = new TmpDirs()
+const DAY = 86_400_000
+
+/** A node on the real default embedder (the decider compares meanings), with a clock the test moves. */
+async function openNode (options: { budget?: number } = {}): Promise<{ node: PeakNode, memory: Memory, clock: { now: number } }> {
+  const clock = { now: Date.parse('2026-01-10T09:00:00Z') }
+  const node = await PeakNode.open({ dir: dirs.make(), memory: { now: () => clock.now, ...(options.budget !== undefined ? { contextBudget: options.budget } : {}) } })
+  return { node, memory: node.memory, clock }
+}
+
+const ids = (list: readonly MemoryRecord[]): string[] => list.map(m => m.id).sort()
+
+describe('memory', function () {
+  this.timeout(60_000)
+  let open: PeakNode | undefined
+  afterEach(async () => {
+    await open?.close()
+    open = undefined
+    dirs.cleanup()
+  })
+
+  it('remembers the same fact twice as one, keeping both sources; the same context again counts a repeat', async () => {
+    const { node, memory } = await openNode()
+    open = node
+    const a = await memory.remember('Ada lives in Lisbon', { kind: 'knowledge', source: 'chat-1' })
+    const b = await memory.remember('Ada lives in Lisbon.', { kind: 'knowledge', source: 'chat-2' })
+    assert.equal(b, a)
+    assert.deepEqual((await memory.get(a))?.provenance, ['chat-1', 'chat-2'])
+    assert.deepEqual((await memory.history(a)).map(v => v.change), ['created', 'repeated'])
+    const c1 = await memory.remember('the user wants short answers', { scope: { agent: 'writer', session: 's1' } })
+    const c2 = await memory.remember('the user wants short answers', { scope: { agent: 'writer', session: 's1' } })
+    const other = await memory.remember('the user wants short answers', { scope: { agent: 'writer', session: 's2' } })
+    assert.equal(c2, c1)
+    assert.notEqual(other, c1, 'another session is another scope')
+    assert.equal((await memory.get(c1))?.repeats, 1)
+    assert.equal((await memory.list({ kind: 'knowledge' })).length, 1)
+  })
+
+  it('a contradiction retires the old fact, still found as of a time it was valid; unrelated facts stay untouched', async () => {
+    const { node, memory } = await openNode()
+    open = node
+    const lisbon = await memory.remember('Ada lives in Lisbon', { kind: 'knowledge', entities: ['Ada'], validFrom: '2024-01-01T00:00:00Z' })
+    const bob = await memory.remember('Bob lives in Lisbon', { kind: 'knowledge', entities: ['Bob'], validFrom: '2024-01-01T00:00:00Z' })
+    const french = await memory.remember('Ada speaks French', { kind: 'knowledge', entities: ['Ada'], validFrom: '2024-02-01T00:00:00Z' })
+    const jazz = await memory.remember('Ada likes jazz', { kind: 'knowledge', entities: ['Ada'], validFrom: '2024-03-01T00:00:00Z' })
+    const berlin = await memory.remember('Ada moved to Berlin', { kind: 'knowledge', entities: ['Ada'], validFrom: '2025-06-01T00:00:00Z' })
+    const german = await memory.remember('Ada speaks German', { kind: 'knowledge', entities: ['Ada'], validFrom: '2025-07-01T00:00:00Z' })
+    const plan = await memory.consolidate({ dryRun: true })
+    assert.deepEqual(plan.invalidations.map(i => [i.id, i.by, i.at]), [[lisbon, berlin, '2025-06-01T00:00:00.000Z']])
+    assert.equal((await memory.get(lisbon))?.invalidFrom, undefined, 'a dry run changes nothing')
+
+    const done = await memory.consolidate()
+    assert.deepEqual(done.invalidations.map(i => i.id), [lisbon])
+    assert.deepEqual(done.merges, [])
+    const old = await memory.get(lisbon)
+    assert.equal(old?.invalidFrom, '2025-06-01T00:00:00.000Z')
+    assert.equal(old?.invalidatedBy, berlin)
+    for (const id of [bob, french, jazz, berlin, german]) assert.equal((await memory.get(id))?.invalidFrom, undefined, `${id} is about something else and stays valid`)
+
+    const now = await memory.recall('Where does Ada live?', { k: 1 })
+    assert.equal(now[0]?.memory.id, berlin, JSON.stringify(now.map(h => [h.memory.content, h.score])))
+    const then = await memory.recall('Where does Ada live?', { k: 1, asOf: '2024-06-01T00:00:00Z' })
+    assert.equal(then[0]?.memory.id, lisbon, `the old fact is what was true then; got ${JSON.stringify(then.map(h => [h.memory.content, h.score]))}`)
+    assert.equal((await memory.recall('Where does Ada live?', { asOf: '2023-06-01T00:00:00Z', where: { entities: 'ada' } })).length, 0, 'nothing was known of Ada then')
+    assert.deepEqual((await memory.history(lisbon)).map(v => v.change), ['created', 'invalidated'])
+    assert.ok(ids(await memory.list({ kind: 'knowledge', all: true })).includes(lisbon), 'never a hard delete')
+    assert.ok(!ids(await memory.list({ kind: 'knowledge' })).includes(lisbon), 'the current list leaves it out')
+    assert.equal((await memory.consolidate()).examined, 0, 'consolidated facts are not examined again')
+  })
+
+  it('merges a paraphrase into the older fact, keeping all provenance and the earlier validity', async () => {
+    const { node, memory } = await openNode()
+    open = node
+    const first = await memory.remember('Maya works at Globex', { kind: 'knowledge', entities: ['Maya'], source: 'email', validFrom: '2025-01-01T00:00:00Z' })
+    const again = await memory.remember('Maya is employed by Globex Corporation', { kind: 'knowledge', entities: ['Maya'], source: 'meeting', validFrom: '2025-02-01T00:00:00Z' })
+    const r = await memory.consolidate()
+    assert.deepEqual(r.merges.map(m => [m.into, m.from]), [[first, again]])
+    const kept = await memory.get(first)
+    assert.deepEqual(kept?.provenance, ['email', again, 'meeting'])
+    assert.equal(kept?.validFrom, '2025-01-01T00:00:00.000Z')
+    assert.equal((await memory.get(again))?.mergedInto, first)
+    const hits = await memory.recall('Where does Maya work?', { k: 5 })
+    assert.deepEqual(hits.map(h => h.memory.id).filter(id => id === first || id === again), [first], 'only the surviving fact is recalled')
+    assert.deepEqual((await memory.history(first)).map(v => v.change), ['created', 'absorbed'])
+    assert.deepEqual((await memory.history(again)).map(v => v.change), ['created', 'merged'])
+  })
+
+  it('keeps context per scope, expires it, drops the least used past the budget, and promotes what was recalled or repeated', async () => {
+    const { node, memory, clock } = await openNode({ budget: 3 })
+    open = node
+    const scope = { agent: 'planner', session: 'trip' }
+    const flight = await memory.remember('The flight to Oslo leaves at 7:40', { scope })
+    const hotel = await memory.remember('The hotel in Oslo is near the station', { scope })
+    const short = await memory.remember('the user is in a hurry today', { scope, ttl: 60_000 })
+    assert.equal((await memory.recall('When does the flight leave?', { k: 1, scope }))[0]?.memory.id, flight)
+    assert.equal((await memory.recall('When does the flight leave?', { k: 1, scope: { agent: 'other' } })).length, 0, 'another agent sees none of it')
+    clock.now += 120_000
+    assert.ok(!ids(await memory.list({ kind: 'context', scope })).includes(short), 'expired context is gone from list and recall')
+    // a fourth item: over the budget of 3, the least used goes (the expired one, never recalled)
+    const taxi = await memory.remember('A taxi is booked for the airport', { scope })
+    assert.equal(await memory.get(short), null)
+    assert.ok(await memory.get(hotel) !== null && await memory.get(taxi) !== null)
+    await memory.remember('A taxi is booked for the airport', { scope })
+    const r = await memory.consolidate({ scope })
+    assert.deepEqual(r.promotions.map(p => p.from).sort(), [[flight], [taxi]].sort(), 'recalled and repeated context, not the rest')
+    const fact = await memory.get(r.promotions.find(p => p.from[0] === flight)?.fact as string)
+    assert.equal(fact?.kind, 'knowledge')
+    assert.deepEqual(fact?.provenance, [flight])
+    assert.equal((await memory.get(flight))?.promotedTo, fact?.id)
+    assert.deepEqual((await memory.history(flight)).map(v => v.change), ['created', 'recalled', 'promoted'])
+    assert.equal((await memory.consolidate({ scope })).promotions.length, 0, 'promoted once')
+    clock.now += 2 * DAY
+    assert.deepEqual([...(await memory.consolidate()).expired].sort(), [flight, hotel, taxi].sort(), 'consolidation removes expired context')
+  })
+
+  it('forgets a memory with the content of its history, and refuses bad input with typed errors', async () => {
+    const { node, memory } = await openNode()
+    open = node
+    const id = await memory.remember('The door code is 4411', { kind: 'knowledge', entities: ['office'] })
+    assert.equal(await memory.forget(id), true)
+    assert.equal(await memory.get(id), null)
+    const history = await memory.history(id)
+    assert.deepEqual(history.map(v => v.change), ['created', 'forgotten'])
+    assert.ok(history.every(v => v.content === undefined), 'the forgotten text is not kept in the history')
+    assert.equal(await memory.forget(id), false)
+    await rejectsNamed(() => memory.remember('  '), 'InvalidOptionError', '"content"')
+    await rejectsNamed(() => memory.remember('x', { kind: 'knowledge', ttl: 5 }), 'InvalidOptionError', '"ttl" is for context')
+    await rejectsNamed(() => memory.recall('x', { asOf: 'last tuesday' }), 'InvalidOptionError', 'ISO 8601')
+    await rejectsNamed(() => memory.recall('x', { k: 0 }), 'InvalidOptionError', '"k"')
+    await rejectsNamed(() => memory.history('nope'), 'DocumentNotFoundError', 'nope')
+  })
+})
+
+describe('memory: the rule decider', () => {
+  const d = new RuleDecider()
+  const fact = (id: string, content: string, entities: string[], attribute?: string): { id: string, content: string, entities: string[], attribute?: string } => ({ id, content, entities, ...(attribute !== undefined ? { attribute } : {}) })
+  const decide = async (newer: ReturnType<typeof fact>, older: ReturnType<typeof fact>, similarity = 0.5): Promise<string | undefined> => (await d.decide([{ newer, older, similarity }]))[0]
+
+  it('relates only facts about the same subject, and tells a new value from the same one said again', async () => {
+    assert.equal(await decide(fact('2', 'Ada moved to Berlin', ['ada', 'berlin']), fact('1', 'Ada lives in Lisbon', ['ada', 'lisbon'])), 'contradiction')
+    assert.equal(await decide(fact('2', 'Ada resides in Lisbon, Portugal', ['ada', 'lisbon', 'portugal']), fact('1', 'Ada lives in Lisbon', ['ada', 'lisbon'])), 'duplicate')
+    assert.equal(await decide(fact('2', 'Bob lives in Lisbon', ['bob', 'lisbon']), fact('1', 'Ada lives in Lisbon', ['ada', 'lisbon'])), 'unrelated')
+    assert.equal(await decide(fact('2', 'Ada likes jazz', ['ada']), fact('1', 'Ada lives in Lisbon', ['ada'])), 'unrelated')
+    assert.equal(await decide(fact('2', 'Ada speaks German', ['ada']), fact('1', 'Ada speaks French', ['ada'])), 'unrelated', 'a thing one has many of')
+    assert.equal(await decide(fact('2', 'Ada is 35 years old', ['ada']), fact('1', 'Ada is 34 years old', ['ada'])), 'contradiction')
+    assert.equal(await decide(fact('2', 'Ada prefers tea', ['ada'], 'drink'), fact('1', 'Ada drinks coffee every morning', ['ada'], 'drink')), 'contradiction')
+    assert.equal(await decide(fact('2', 'Ada prefers tea', ['ada'], 'drink'), fact('1', 'Ada enjoys tea', ['ada'], 'music')), 'unrelated')
+    assert.equal(await decide(fact('2', 'the sky was clear', []), fact('1', 'the sky was clear', [])), 'duplicate')
+  })
+})
+
+describe('memory across devices', function () {
+  this.timeout(60_000)
+  const swarm = new TestSwarm()
+  after(async () => await swarm.close())
+
+  it('replicates knowledge encrypted through the log, keeps context on its device, and recalls the others\' context with swarm', async () => {
+    const a = await swarm.add({ embedder: hashEmbedder('hash-128', 128) })
+    const b = await swarm.add({ embedder: hashEmbedder('hash-128', 128) })
+    await connect(a, b)
+    const fact = await a.memory.remember('Ada lives in Lisbon near the river', { kind: 'knowledge', entities: ['Ada'] })
+    const ctx = await a.memory.remember('the laptop user is drafting the quarterly report', { scope: { agent: 'writer' } })
+    await waitForConvergence([a, b])
+    assert.equal((await b.memory.get(fact))?.content, 'Ada lives in Lisbon near the river')
+    assert.equal(await b.memory.get(ctx), null, 'context stays on the device it was made on')
+    assert.equal((await b.memory.recall('where does Ada live', { k: 1 }))[0]?.memory.id, fact)
+    const remote = await b.memory.recall('quarterly report', { k: 3, swarm: true, kinds: ['context'] })
+    assert.deepEqual(remote.map(h => [h.memory.id, h.device]), [[ctx, a.deviceId]])
+    // the log that carries it holds no plain text of it, on either device
+    for (const n of [a, b]) {
+      const entries = await n.storage.scanEntries(0, 100_000)
+      assert.ok(entries.length > 0)
+      for (const e of entries) assert.ok(!Buffer.from(e.bytes).includes('Lisbon near the river'), 'memories are sealed in the log')
+    }
+    // a history made on one device reads the same on the other
+    await a.memory.remember('Ada moved to Berlin last spring', { kind: 'knowledge', entities: ['Ada'] })
+    await a.memory.consolidate()
+    await waitForConvergence([a, b])
+    await waitFor(async () => (await b.memory.get(fact))?.invalidFrom !== undefined, { timeoutMs: 20_000, message: 'the invalidation to reach b' })
+    assert.deepEqual((await b.memory.history(fact)).map(v => v.change), ['created', 'invalidated'])
+  })
+})
+
+// reopening keeps memory (knowledge, context and where consolidation stopped)
+describe('memory on reopen', function () {
+  this.timeout(60_000)
+  after(() => dirs.cleanup())
+  it('keeps knowledge, context and what was consolidated', async () => {
+    const dir = dirs.make()
+    let node = await PeakNode.open({ dir, embedder: hashEmbedder() })
+    const k = await node.memory.remember('Leo plays the cello', { kind: 'knowledge' })
+    const c = await node.memory.remember('remind the user about the concert', { scope: { agent: 'a' } })
+    await node.memory.consolidate()
+    await node.close()
+    node = await PeakNode.open({ dir, embedder: hashEmbedder(), network: { listen: LOOPBACK, dht: false } })
+    try {
+      assert.equal((await node.memory.get(k))?.content, 'Leo plays the cello')
+      assert.equal((await node.memory.get(c))?.kind, 'context')
+      assert.equal((await node.memory.consolidate()).examined, 0)
+    } finally {
+      await node.close()
+    }
+  })
+})
