@@ -128,6 +128,30 @@ describe('memory', function () {
     assert.deepEqual([...(await memory.consolidate()).expired].sort(), [flight, hotel, taxi].sort(), 'consolidation removes expired context')
   })
 
+  it('consolidates in the background when quiet, with progress, and stops cleanly', async () => {
+    const { node, memory, clock } = await openNode()
+    open = node
+    const old = await memory.remember('Ada works at Initech', { kind: 'knowledge', entities: ['Ada'], validFrom: '2024-01-01T00:00:00Z' })
+    await memory.remember('Ada joined Globex', { kind: 'knowledge', entities: ['Ada'], validFrom: '2025-01-01T00:00:00Z' })
+    const progress: number[] = []
+    const runs: Array<{ invalidations: number }> = []
+    const skips: string[] = []
+    const stop = memory.startBackground({ intervalMs: 20, idleMs: 60_000, onProgress: done => progress.push(done), onDone: r => runs.push({ invalidations: r.invalidations.length }), onSkip: why => skips.push(why) })
+    try {
+      await waitFor(() => skips.includes('busy'), { timeoutMs: 20_000, message: 'a check while the memory is in use' })
+      assert.equal(runs.length, 0, 'not while the memory is in use')
+      clock.now += 120_000
+      await waitFor(() => runs.length > 0, { timeoutMs: 20_000, message: 'a background consolidation' })
+      assert.deepEqual(runs[0], { invalidations: 1 })
+      assert.deepEqual(progress, [1, 2])
+      assert.ok((await memory.get(old))?.invalidFrom !== undefined)
+      await waitFor(() => skips.includes('no-work'), { timeoutMs: 20_000, message: 'a check that finds nothing to do' })
+      assert.equal(runs.length, 1, 'no work, no run')
+    } finally {
+      await stop()
+    }
+  })
+
   it('forgets a memory with the content of its history, and refuses bad input with typed errors', async () => {
     const { node, memory } = await openNode()
     open = node

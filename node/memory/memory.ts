@@ -166,6 +166,21 @@ export interface ConsolidationResult {
   readonly ms: number
 }
 
+/** Options of {@link Memory.startBackground}. */
+export interface BackgroundOptions {
+  /** How often to look for work, ms (default 60000). */
+  readonly intervalMs?: number
+  /** Quiet time since the last remember or recall before it runs, ms (default 30000). */
+  readonly idleMs?: number
+  /** New facts examined per run (default 500): bounded work; the rest waits for the next run. */
+  readonly limit?: number
+  readonly onProgress?: (done: number, total: number) => void
+  readonly onDone?: (result: ConsolidationResult) => void
+  /** A check that did not run: the memory was in use, or there was nothing to do. */
+  readonly onSkip?: (reason: 'busy' | 'no-work') => void
+  readonly onError?: (err: Error) => void
+}
+
 /** What memory needs from its node. */
 export interface MemoryContext {
   readonly knowledge: Collection
@@ -215,6 +230,8 @@ export class Memory {
   private consolidating: Promise<unknown> | undefined
   /** The time part of the last history version id this process made. */
   private lastVersion = 0
+  /** When remember or recall last ran (ms, this memory's clock): background work waits for quiet. */
+  private lastActivity = 0
 
   constructor (private readonly ctx: MemoryContext, options: MemoryOptions = {}) {
     this.decider = options.decider ?? new RuleDecider()
@@ -236,6 +253,7 @@ export class Memory {
    */
   async remember (content: string, options: RememberOptions = {}): Promise<string> {
     const text = checkContent(content)
+    this.lastActivity = this.now()
     const kind = options.kind ?? 'context'
     if (kind !== 'context' && kind !== 'knowledge') throw new InvalidOptionError(`"kind" expected "context" or "knowledge", got ${JSON.stringify(kind)}`)
     const entities = options.entities !== undefined ? normaliseEntities(options.entities) : namesIn(text)
@@ -302,6 +320,7 @@ export class Memory {
     const k = options.k ?? 10
     if (!Number.isInteger(k) || k < 1 || k > 100) throw new InvalidOptionError(`"k" expected a whole number from 1 to 100, got ${String(k)}`)
     const asOf = options.asOf !== undefined ? isoTime(options.asOf, 'asOf') : undefined
+    this.lastActivity = this.now()
     const kinds = new Set(options.kinds ?? (asOf !== undefined ? ['knowledge'] : ['knowledge', 'context']))
     for (const kind of kinds) if (kind !== 'knowledge' && kind !== 'context') throw new InvalidOptionError(`"kinds" expected "context" and/or "knowledge", got ${JSON.stringify(kind)}`)
     const nowIso = new Date(this.now()).toISOString()
@@ -427,6 +446,51 @@ export class Memory {
     } finally {
       this.consolidating = undefined
     }
+  }
+
+  /**
+   * Consolidates in the background (the daemon does): every `intervalMs`, when nothing was
+   * remembered or recalled for `idleMs` and there is work (facts not consolidated yet, context
+   * recalled, repeated or expired), at most `limit` facts at a time. Returns the function that
+   * stops it, waiting for a run in progress to abort.
+   */
+  startBackground (options: BackgroundOptions = {}): () => Promise<void> {
+    const interval = positive(options.intervalMs ?? 60_000, 'intervalMs')
+    const idle = options.idleMs ?? 30_000
+    const stop = new AbortController()
+    let running: Promise<void> | undefined
+    const tick = (): void => {
+      if (running !== undefined || stop.signal.aborted) return
+      if (this.now() - this.lastActivity < idle) {
+        options.onSkip?.('busy')
+        return
+      }
+      running = (async () => {
+        if (!await this.hasWork()) {
+          options.onSkip?.('no-work')
+          return
+        }
+        const result = await this.consolidate({ limit: options.limit ?? 500, signal: stop.signal, ...(options.onProgress !== undefined ? { onProgress: options.onProgress } : {}) })
+        options.onDone?.(result)
+      })().catch(err => {
+        if (!stop.signal.aborted) options.onError?.(err as Error)
+      }).finally(() => { running = undefined })
+    }
+    const timer = setInterval(tick, interval)
+    timer.unref()
+    return async () => {
+      clearInterval(timer)
+      stop.abort()
+      await running
+    }
+  }
+
+  /** True when a consolidation would change something. */
+  private async hasWork (): Promise<boolean> {
+    const at = new Date(this.now()).toISOString()
+    if (await this.ctx.knowledge.count({ settled: { exists: false }, mergedInto: { exists: false } }) > 0) return true
+    if (await this.ctx.context.count({ expiresAt: { lte: at } }) > 0) return true
+    return await this.ctx.context.count({ promotedTo: { exists: false }, $or: [{ recalls: { gt: 0 } }, { repeats: { gt: 0 } }] }) > 0
   }
 
   private async consolidateNow (options: ConsolidateOptions): Promise<ConsolidationResult> {
