@@ -304,8 +304,8 @@ export class Memory {
       validFrom,
       hash
     }
+    // one write, like a put: the first version of the history is read from the fact itself
     await this.ctx.knowledge.put({ _id: id, ...doc })
-    await this.record(id, at, 'created', source !== undefined ? `remembered, from ${source}` : 'remembered', text)
     return id
   }
 
@@ -374,11 +374,14 @@ export class Memory {
       this.scopeCounts.clear()
       return true
     }
-    if (await this.ctx.knowledge.get(id) === null) return false
-    for (const v of await this.ctx.history.find({ where: { memory: id, content: { exists: true } }, limit: 100_000 })) {
-      await this.ctx.history.patch(v._id, { content: null })
-    }
+    const doc = await this.ctx.knowledge.get(id)
+    if (doc === null) return false
+    const fact = toRecord(doc)
+    const stored = await this.ctx.history.find({ where: { memory: id }, limit: 100_000 })
+    for (const v of stored) if (typeof v.content === 'string') await this.ctx.history.patch(v._id, { content: null })
     await this.ctx.knowledge.delete(id)
+    // the history outlives the fact: keep when it was made, without its text
+    if (!stored.some(v => v.change === 'promoted')) await this.record(id, fact.recordedAt, 'created', createdReason(fact))
     await this.record(id, new Date(this.now()).toISOString(), 'forgotten', 'forgotten on request')
     return true
   }
@@ -390,15 +393,19 @@ export class Memory {
   async history (id: string): Promise<MemoryVersion[]> {
     checkName(id, 'id', 256)
     const versions = await this.ctx.history.find({ where: { memory: id }, orderBy: ['at', '_id'], limit: 100_000 })
-    if (versions.length > 0) {
-      return versions.map(v => ({
+    const fact = await this.ctx.knowledge.get(id)
+    if (fact !== null || versions.length > 0) {
+      const m = fact !== null ? toRecord(fact) : undefined
+      const made = versions.some(v => v.change === 'created' || v.change === 'promoted')
+      const first: MemoryVersion[] = m !== undefined && !made ? [{ at: m.recordedAt, change: 'created', reason: createdReason(m), content: m.content }] : []
+      return [...first, ...versions.map(v => ({
         at: v.at as string,
         change: v.change as MemoryChange,
         reason: v.reason as string,
         ...(typeof v.content === 'string' ? { content: v.content } : {}),
         ...(typeof v.device === 'string' ? { device: v.device } : {}),
         ...(typeof v.other === 'string' ? { other: v.other } : {})
-      }))
+      }))]
     }
     const doc = await this.ctx.context.get(id)
     if (doc === null) throw new DocumentNotFoundError(`no memory ${JSON.stringify(id)} on this device`)
@@ -655,6 +662,11 @@ export class Memory {
     this.lastVersion = Math.max(Date.parse(at), this.lastVersion + 1)
     await this.ctx.history.put({ _id: `${memory}.${newDocId(this.lastVersion)}`, ...doc })
   }
+}
+
+/** Why a fact's first version was made. */
+function createdReason (m: MemoryRecord): string {
+  return m.source !== undefined ? `remembered, from ${m.source}` : 'remembered'
 }
 
 function positive (n: number, what: string): number {
