@@ -5,8 +5,10 @@
  * stay untouched); replication of knowledge, and context staying on its device.
  */
 import assert from 'node:assert/strict'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { PeakNode, type Memory, type MemoryRecord } from '../node/index.js'
-import { RuleDecider } from '../node/memory/decider.js'
+import { LlmDecider, RuleDecider } from '../node/memory/decider.js'
 import { connect, LOOPBACK, TestSwarm, waitForConvergence } from './helpers/nodes.js'
 import { hashEmbedder } from './helpers/embedders.js'
 import { rejectsNamed } from './helpers/errors.js'
@@ -185,6 +187,69 @@ describe('memory: the rule decider', () => {
     assert.equal(await decide(fact('2', 'Ada prefers tea', ['ada'], 'drink'), fact('1', 'Ada drinks coffee every morning', ['ada'], 'drink')), 'contradiction')
     assert.equal(await decide(fact('2', 'Ada prefers tea', ['ada'], 'drink'), fact('1', 'Ada enjoys tea', ['ada'], 'music')), 'unrelated')
     assert.equal(await decide(fact('2', 'the sky was clear', []), fact('1', 'the sky was clear', [])), 'duplicate')
+  })
+})
+
+describe('memory: the LLM decider', () => {
+  /** An endpoint on 127.0.0.1 speaking the OpenAI or Ollama chat API, answering `answer`. */
+  async function endpoint (answer: (body: { messages: Array<{ content: string }> }) => string, status = 200): Promise<{ url: string, requests: Array<{ path: string, body: { model: string, messages: Array<{ content: string }> }, auth?: string }>, close: () => Promise<void> }> {
+    const requests: Array<{ path: string, body: { model: string, messages: Array<{ content: string }> }, auth?: string }> = []
+    const server = createServer((req, res) => {
+      let text = ''
+      req.on('data', (d: Buffer) => { text += d.toString() })
+      req.on('end', () => {
+        const body = JSON.parse(text) as { model: string, messages: Array<{ content: string }> }
+        requests.push({ path: req.url ?? '', body, ...(req.headers.authorization !== undefined ? { auth: req.headers.authorization } : {}) })
+        const content = answer(body)
+        res.writeHead(status, { 'content-type': 'application/json' })
+        res.end(JSON.stringify(req.url === '/api/chat' ? { message: { role: 'assistant', content } } : { choices: [{ message: { role: 'assistant', content } }] }))
+      })
+    })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const { port } = server.address() as AddressInfo
+    return { url: `http://127.0.0.1:${port}`, requests, close: async () => await new Promise<void>(resolve => server.close(() => resolve())) }
+  }
+  const pair = { newer: { id: 'n', content: 'Ada moved to Berlin', entities: ['ada'] }, older: { id: 'o', content: 'Ada lives in Lisbon', entities: ['ada'] }, similarity: 0.6 }
+
+  it('asks an OpenAI-compatible endpoint and an Ollama one, and reads their answers', async () => {
+    const ep = await endpoint(body => body.messages[1]?.content.includes('Berlin') === true ? '{"decision":"contradiction"}' : 'not json')
+    try {
+      const openai = new LlmDecider({ url: `${ep.url}/v1`, model: 'small', apiKey: 'sk-test' })
+      assert.deepEqual(await openai.decide([pair, { ...pair, newer: { ...pair.newer, content: 'Ada likes tea' } }]), ['contradiction', 'unrelated'], 'an answer that is not a decision changes nothing')
+      assert.equal(ep.requests[0]?.path, '/v1/chat/completions')
+      assert.equal(ep.requests[0]?.auth, 'Bearer sk-test')
+      assert.equal(ep.requests[0]?.body.model, 'small')
+      assert.match(ep.requests[0]?.body.messages[1]?.content ?? '', /OLD: Ada lives in Lisbon\nNEW: Ada moved to Berlin/)
+      const ollama = new LlmDecider({ url: ep.url, model: 'llama3', api: 'ollama' })
+      assert.deepEqual(await ollama.decide([pair]), ['contradiction'])
+      assert.equal(ep.requests[2]?.path, '/api/chat')
+    } finally {
+      await ep.close()
+    }
+  })
+
+  it('fails with MemoryDeciderError when the endpoint fails or is gone, and a consolidation then changes nothing', async () => {
+    const ep = await endpoint(() => 'oops', 500)
+    await rejectsNamed(() => new LlmDecider({ url: ep.url + '/v1', model: 'm' }).decide([pair]), 'MemoryDeciderError', 'HTTP 500')
+    await ep.close()
+    await rejectsNamed(() => new LlmDecider({ url: ep.url + '/v1', model: 'm' }).decide([pair]), 'MemoryDeciderError', 'cannot reach')
+    const dir = dirs.make()
+    let node = await PeakNode.open({ dir, embedder: hashEmbedder(), memory: { decider: new LlmDecider({ url: ep.url + '/v1', model: 'm' }) } })
+    try {
+      const a = await node.memory.remember('Ada lives in Lisbon', { kind: 'knowledge', entities: ['Ada'], validFrom: '2024-01-01T00:00:00Z' })
+      await node.memory.remember('Ada moved to Berlin', { kind: 'knowledge', entities: ['Ada'] })
+      await rejectsNamed(() => node.memory.consolidate(), 'MemoryDeciderError')
+      assert.equal((await node.memory.get(a))?.invalidFrom, undefined)
+      await node.close()
+      // nothing was marked consolidated: the default decider takes both facts up again
+      node = await PeakNode.open({ dir, embedder: hashEmbedder() })
+      const r = await node.memory.consolidate()
+      assert.equal(r.examined, 2)
+      assert.deepEqual(r.invalidations.map(i => i.id), [a])
+    } finally {
+      await node.close()
+      dirs.cleanup()
+    }
   })
 })
 
