@@ -112,7 +112,8 @@ export async function runDaemon (o: DaemonOptions): Promise<void> {
   node.on('peer:disconnect', ev => log.info('device disconnected', { device: ev.device }))
   const startedAt = Date.now()
   let stopping: Promise<void> | undefined
-  let stopBackground: (() => Promise<void>) | undefined
+  /** Background work to stop before the node closes. */
+  const background: { stop?: () => Promise<void> } = {}
   let resolveStopped!: () => void
   const stopped = new Promise<void>(resolve => { resolveStopped = resolve })
 
@@ -121,7 +122,7 @@ export async function runDaemon (o: DaemonOptions): Promise<void> {
       log.info('stopping', { reason })
       try {
         await api.stop()
-        await stopBackground?.()
+        await background.stop?.()
         await node.close()
       } finally {
         emit(o.json, { event: 'stopped', reason }, () => `PeakDB node stopped (${reason})`)
@@ -176,12 +177,11 @@ export async function runDaemon (o: DaemonOptions): Promise<void> {
   }
 
   // agent memory consolidates when the node is quiet
-  const stopMemory = node.memory.startBackground({
+  background.stop = node.memory.startBackground({
     onDone: r => { if (r.promotions.length + r.merges.length + r.invalidations.length + r.expired.length > 0) emit(o.json, { event: 'memory:consolidated', promotions: r.promotions.length, merges: r.merges.length, invalidations: r.invalidations.length, expired: r.expired.length, examined: r.examined, ms: Math.round(r.ms) }, () => `memory consolidated: ${r.promotions.length} promoted, ${r.merges.length} merged, ${r.invalidations.length} retired, ${r.expired.length} expired (${r.examined} fact(s) in ${Math.round(r.ms)} ms)`) },
     onProgress: (done, total) => { if (done % 100 === 0) log.info('memory consolidation', { done, total }) },
     onError: err => log.warn('memory consolidation failed', { error: `${err.name}: ${err.message}` })
   })
-  stopBackground = stopMemory
 
   await stopped
   process.off('SIGINT', onSignal)
