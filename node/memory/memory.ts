@@ -327,7 +327,10 @@ export class Memory {
     // memories about the entities a query names come first: more candidates, then a boost
     const named = namesIn(query)
     const pool = named.length > 0 ? Math.min(100, k * 4) : k
-    const search = { text: query, k: pool, ...(options.signal !== undefined ? { signal: options.signal } : {}) }
+    // the query is embedded once, for both stores
+    const embedder = await this.ctx.embedder()
+    const [vector] = kinds.size > 1 ? await embedder.embed([query], options.signal !== undefined ? { signal: options.signal } : {}) : []
+    const search = { text: query, k: pool, ...(vector !== undefined ? { vector, embedder: embedder.id } : {}), ...(options.signal !== undefined ? { signal: options.signal } : {}) }
     const runs: Array<Promise<RecallHit[]>> = []
     if (kinds.has('knowledge')) {
       const where = and(validAt(asOf), options.where)
@@ -642,15 +645,19 @@ export class Memory {
     for (const m of items) await this.ctx.context.patch(m.id, { recalls: (m.recalls ?? 0) + 1, lastUsedAt: at }).catch(err => logger.debug('memory: could not count a recall', { id: m.id, error: (err as Error).message }))
   }
 
-  /** Drops the least used, then oldest, context items of a scope beyond the budget. */
+  /** Drops context items of a scope beyond the budget: expired ones, then the least used and oldest. */
   private async keepBudget (agent: string, session: string): Promise<void> {
     const key = `${agent}\u0000${session}`
     let n = this.scopeCounts.get(key)
     n = n === undefined ? await this.ctx.context.count({ agent, session }) : n + 1
     if (n > this.budget) {
-      const drop = await this.ctx.context.find({ where: { agent, session }, orderBy: ['recalls', 'repeats', 'lastUsedAt'], limit: n - this.budget })
-      for (const d of drop) await this.ctx.context.delete(d._id)
-      n -= drop.length
+      // expired items first, then the least recalled, least repeated, least recently used
+      const at = new Date(this.now()).toISOString()
+      const expired = await this.ctx.context.find({ where: { agent, session, expiresAt: { lte: at } }, limit: n - this.budget })
+      const rest = n - this.budget - expired.length
+      const unused = rest > 0 ? await this.ctx.context.find({ where: { agent, session, expiresAt: { gt: at } }, orderBy: ['recalls', 'repeats', 'lastUsedAt'], limit: rest }) : []
+      for (const d of [...expired, ...unused]) await this.ctx.context.delete(d._id)
+      n -= expired.length + unused.length
     }
     this.scopeCounts.set(key, n)
   }
