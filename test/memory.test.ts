@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { PeakNode, type Memory, type MemoryRecord } from '../node/index.js'
+import { namesIn, PeakNode, type Memory, type MemoryRecord } from '../node/index.js'
 import { LlmDecider, RuleDecider } from '../node/memory/decider.js'
 import { connect, LOOPBACK, TestSwarm, waitForConvergence } from './helpers/nodes.js'
 import { hashEmbedder } from './helpers/embedders.js'
@@ -187,6 +187,15 @@ describe('memory: the rule decider', () => {
     assert.equal(await decide(fact('2', 'Ada prefers tea', ['ada'], 'drink'), fact('1', 'Ada drinks coffee every morning', ['ada'], 'drink')), 'contradiction')
     assert.equal(await decide(fact('2', 'Ada prefers tea', ['ada'], 'drink'), fact('1', 'Ada enjoys tea', ['ada'], 'music')), 'unrelated')
     assert.equal(await decide(fact('2', 'the sky was clear', []), fact('1', 'the sky was clear', [])), 'duplicate')
+  })
+})
+
+describe('memory: default entities', () => {
+  it('are the capitalised names of a text, not the words that start a question or a request', () => {
+    assert.deepEqual(namesIn('Where does Ada live?'), ['ada'])
+    assert.deepEqual(namesIn('Ada Lovelace met Charles Babbage in London.'), ['ada lovelace', 'charles babbage', 'london'])
+    assert.deepEqual(namesIn('Remind me to call Bob on Friday'), ['bob'])
+    assert.deepEqual(namesIn('the kettle is broken'), [])
   })
 })
 

@@ -699,7 +699,10 @@ function normaliseEntities (list: readonly string[]): string[] {
 }
 
 /** Words that start sentences or stand for the user, not names. */
-const NOT_NAMES = new Set(['i', 'the', 'a', 'an', 'my', 'our', 'we', 'he', 'she', 'they', 'it', 'this', 'that', 'on', 'in', 'at', 'and', 'but', 'if', 'when', 'after', 'before', 'yesterday', 'today', 'tomorrow', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'])
+const NOT_NAMES = new Set(('i the a an my our your we he she they it its this that these those there here on in at of for to from with by and or but if so ' +
+  'when where what who whom whose which why how is are was were do does did can could should would will please ' +
+  'remind remember note call buy ask tell send check find meet book add keep make get let also then now ' +
+  'yesterday today tonight tomorrow monday tuesday wednesday thursday friday saturday sunday').split(' '))
 
 /** Capitalised names in a text ("Ada Lovelace", "Lisbon"), lower-cased: the default entities. */
 export function namesIn (text: string): string[] {
