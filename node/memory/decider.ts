@@ -42,29 +42,34 @@ export interface MemoryDecider {
 const STOP = new Set(('a an the and or but of to in on at by for with from as is are was were be been being has have had do does did ' +
   'this that these those it its his her their our my your he she they we i you them him me us s now still also currently today ' +
   'not no yes very really just there here than then so such into onto over under about after before again any all some each ' +
-  'which who whom whose what when where why how would will can could should may might must shall am').split(' '))
+  'which who whom whose what when where why how would will can could should may might must shall am new current own well too').split(' '))
 
 /**
  * Relations a thing has one value of at a time: a second value replaces the first. Each maps the
- * words that state it to one key, so that "lives in" and "moved to" are the same relation.
+ * words that state it to one key ("lives in" and "moved to" are one relation), the specific ones
+ * first ("work email" is an email, not an employer). `valueInCue`: the cue words are part of the
+ * value ("on hold", "in beta"). A favourite is one relation per kind of thing (food, colour, …).
  */
-const FUNCTIONAL: ReadonlyArray<readonly [string, RegExp]> = [
-  ['residence', /\b(lives?|living|resides?|residing|moved|relocated|based|home (?:is|town)|address)\b/],
-  ['employer', /\b(works?|working|employed|employer|joined|job|hired)\b/],
-  ['role', /\b(role|title|position|promoted)\b/],
-  ['age', /\b(\d+ years? old|aged?)\b/],
-  ['phone', /\b(phone|mobile|cell)\b/],
-  ['email', /\b(e-?mail)\b/],
-  ['partner', /\b(married|wife|husband|partner|engaged|spouse)\b/],
-  ['birthday', /\b(birthday|born)\b/],
-  ['favorite', /\b(favou?rite|prefers?|preferred)\b/],
-  ['owns-car', /\b(drives?|driving|car)\b/],
-  ['status', /\b(status|state)\b/],
-  ['deadline', /\b(deadline|due)\b/],
-  ['budget', /\b(budget|costs?|price|salary|earns?)\b/],
-  ['speaks', /\b(native language|mother tongue)\b/],
-  ['studies', /\b(studies|studying|major|degree)\b/]
+const FUNCTIONAL: ReadonlyArray<{ readonly key: string, readonly cue: RegExp, readonly valueInCue?: boolean }> = [
+  { key: 'email', cue: /\be-?mail\b/ },
+  { key: 'phone', cue: /\b(phone|mobile|cell)( number)?\b|\b(reach(?:ed)?)\b/ },
+  { key: 'birthday', cue: /\b(birthday|born)\b/ },
+  { key: 'age', cue: /\b(\d+ years? old|aged? \d+|turned \d+)\b/ },
+  { key: 'headcount', cue: /\b(employees|employs|headcount|staff of)\b/ },
+  { key: 'deadline', cue: /\b(deadline|due date|due)\b/ },
+  { key: 'hours', cue: /\b(opens?|closes?|open until|opening hours)\b/ },
+  { key: 'partner', cue: /\b(married|wife|husband|partner|engaged|spouse)\b/ },
+  { key: 'favorite', cue: /\b(favou?rite|preferred)\b/ },
+  { key: 'residence', cue: /\b(lives?|lived|living|resides?|residing|moved|relocated|based|headquarter(?:s|ed)?|main office|home (?:is|town))\b/ },
+  { key: 'employer', cue: /\b(works?|working|employed|employer|joined|hired|job)\b/ },
+  { key: 'role', cue: /\b(role|title|position|promoted)\b/ },
+  { key: 'status', cue: /\b(status|phase|stage|beta|alpha|launched|on hold|paused|complete[d]?|in progress|restarted|cancel+ed|shipped|planning)\b/, valueInCue: true },
+  { key: 'car', cue: /\b(drives?|driving|car)\b/ },
+  { key: 'salary', cue: /\b(salary|earns?|budget|price|costs?)\b/ }
 ]
+
+/** Kinds of favourite thing named differently. */
+const KIND_SYNONYMS: Readonly<Record<string, string>> = { novel: 'book', meal: 'food', dish: 'food', colour: 'color', film: 'movie', song: 'music', band: 'music', sport: 'sport', team: 'team' }
 
 /** Lower-case words, without stop words and the entities' own words. */
 function contentWords (text: string, entities: readonly string[]): string[] {
@@ -74,14 +79,36 @@ function contentWords (text: string, entities: readonly string[]): string[] {
     .filter(w => w.length > 0 && !STOP.has(w) && !skip.has(w))
 }
 
-/** The functional relation a fact states, and where its cue words are, or undefined. */
-function relationOf (text: string): { key: string, at: number, end: number, digits: string[] } | undefined {
+/** A relation found in a fact: its key and where its cue words are. */
+interface Relation { readonly key: string, readonly at: number, readonly end: number, readonly cueValue: readonly string[] }
+
+/** The functional relation a fact states, or undefined. */
+function relationOf (text: string): Relation | undefined {
   const lower = text.toLowerCase()
-  for (const [key, cue] of FUNCTIONAL) {
-    const m = cue.exec(lower)
-    if (m !== null) return { key, at: m.index, end: m.index + m[0].length, digits: m[0].match(/\d+/g) ?? [] }
+  for (const r of FUNCTIONAL) {
+    const m = r.cue.exec(lower)
+    if (m === null) continue
+    const end = m.index + m[0].length
+    let key = r.key
+    // a favourite what: the first word after the cue ("favourite food", "favourite thing to eat")
+    if (key === 'favorite') {
+      const kind = contentWords(lower.slice(end), [])[0]
+      key = `favorite:${kind === undefined ? '' : KIND_SYNONYMS[kind] ?? stem(kind)}`
+    }
+    const cueValue = r.valueInCue === true ? contentWords(m[0], []) : (m[0].match(/\d+/g) ?? [])
+    // the kind of a favourite is part of the relation, not of its value
+    const kindEnd = r.key === 'favorite' ? kindEndAfter(lower, end) : end
+    return { key, at: m.index, end: kindEnd, cueValue }
   }
   return undefined
+}
+
+/** Where the first content word after `from` ends (the kind of a favourite). */
+function kindEndAfter (lower: string, from: number): number {
+  const re = /[a-z0-9]+/g
+  re.lastIndex = from
+  for (let m = re.exec(lower); m !== null; m = re.exec(lower)) if (!STOP.has(m[0])) return m.index + m[0].length
+  return from
 }
 
 /** The entities a fact is about: those named before its relation's cue (all, without a cue). */
@@ -92,16 +119,32 @@ function subjectsOf (f: FactView, rel: { at: number } | undefined): string[] {
 }
 
 /** What a fact says of its subject: the words after its relation's cue (or all), without the subject's names. */
-function valueOf (f: FactView, rel: { end: number, digits: string[] } | undefined, subjects: readonly string[]): Set<string> {
+function valueOf (f: FactView, rel: Relation | undefined, subjects: readonly string[]): Set<string> {
   const text = rel === undefined ? f.content : f.content.slice(rel.end)
-  return new Set([...contentWords(text, subjects), ...(rel?.digits ?? [])].map(stem))
+  return new Set([...contentWords(text, subjects), ...(rel?.cueValue ?? [])].map(stem))
+}
+
+const MONTHS = ['january', 'february', 'march', 'april', 'may', 'june', 'july', 'august', 'september', 'october', 'november', 'december']
+
+/**
+ * The identifiers in a fact: numbers (ordinals as numbers: "14th" is 14), e-mail addresses and
+ * month names. Where both facts hold some, they decide: the same ones are the same value.
+ */
+function identifiers (text: string): Set<string> {
+  const lower = text.toLowerCase()
+  const out = new Set<string>()
+  for (const m of lower.matchAll(/[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}/g)) out.add(m[0])
+  const rest = lower.replace(/[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}/g, ' ')
+  for (const m of rest.matchAll(/\d+(?:[.,]\d+)*(?:st|nd|rd|th)?\b/g)) out.add(m[0].replace(/(st|nd|rd|th)$/, '').replace(/,/g, ''))
+  for (const w of rest.split(/[^a-z]+/)) if (MONTHS.includes(w)) out.add(w)
+  return out
 }
 
 /** A crude suffix stripper: enough for "cats"/"cat", "moved"/"move". */
 function stem (w: string): string {
   if (w.length > 4 && w.endsWith('ies')) return w.slice(0, -3) + 'y'
-  if (w.length > 4 && w.endsWith('ing')) return w.slice(0, -3)
-  if (w.length > 3 && w.endsWith('ed')) return w.slice(0, -2)
+  if (w.length > 5 && w.endsWith('ing')) return w.slice(0, -3)
+  if (w.length > 4 && w.endsWith('ed')) return w.slice(0, -2)
   if (w.length > 3 && w.endsWith('s') && !w.endsWith('ss')) return w.slice(0, -1)
   return w
 }
@@ -124,6 +167,10 @@ export interface RuleDeciderOptions {
   readonly duplicateSimilarity?: number
   /** Word overlap (Jaccard) from which two facts are one (default 0.8). */
   readonly duplicateOverlap?: number
+  /** For two facts of one relation: the overlap of their values from which they say the same (default 0.5). */
+  readonly sameValueOverlap?: number
+  /** For two facts of one relation: the similarity from which they say the same (default 0.85). */
+  readonly sameValueSimilarity?: number
 }
 
 /**
@@ -139,9 +186,13 @@ export class RuleDecider implements MemoryDecider {
   readonly name = 'rules'
   private readonly dupSim: number
   private readonly dupOverlap: number
+  private readonly sameValueOverlap: number
+  private readonly sameValueSim: number
   constructor (options: RuleDeciderOptions = {}) {
     this.dupSim = options.duplicateSimilarity ?? 0.9
     this.dupOverlap = options.duplicateOverlap ?? 0.8
+    this.sameValueOverlap = options.sameValueOverlap ?? 0.5
+    this.sameValueSim = options.sameValueSimilarity ?? 0.85
   }
 
   async decide (pairs: readonly FactPair[]): Promise<Decision[]> {
@@ -160,17 +211,23 @@ export class RuleDecider implements MemoryDecider {
     const attributes = newer.attribute !== undefined && older.attribute !== undefined
     if (attributes && newer.attribute !== older.attribute) return 'unrelated'
     const sameRelation = attributes || (rn !== undefined && ro !== undefined && rn.key === ro.key)
-    if (sameRelation) {
-      const subjects = [...new Set([...sn, ...so])]
-      const a = valueOf(newer, rn, subjects)
-      const b = valueOf(older, ro, subjects)
-      if (a.size === 0 || b.size === 0) return similarity >= this.dupSim ? 'duplicate' : 'unrelated'
-      // the same value, or one said more precisely ("Lisbon" / "Lisbon, Portugal")
-      return subset(a, b) || subset(b, a) || jaccard(a, b) >= this.dupOverlap ? 'duplicate' : 'contradiction'
+    if (!sameRelation) {
+      const a = new Set(contentWords(newer.content, []).map(stem))
+      const b = new Set(contentWords(older.content, []).map(stem))
+      return similarity >= this.dupSim || jaccard(a, b) >= this.dupOverlap ? 'duplicate' : 'unrelated'
     }
-    const a = new Set(contentWords(newer.content, []).map(stem))
-    const b = new Set(contentWords(older.content, []).map(stem))
-    return similarity >= this.dupSim || jaccard(a, b) >= this.dupOverlap ? 'duplicate' : 'unrelated'
+    // numbers, e-mail addresses and dates decide where both facts have some
+    const ia = identifiers(newer.content)
+    const ib = identifiers(older.content)
+    if (ia.size > 0 && ib.size > 0) return subset(ia, ib) || subset(ib, ia) ? 'duplicate' : 'contradiction'
+    // only the subject both share is taken out of the values ("left Lumen Labs and joined Brightpath")
+    const subjects = sn.length > 0 && so.length > 0 ? sn.filter(e => so.includes(e)) : [...new Set([...sn, ...so])]
+    const a = valueOf(newer, attributes ? undefined : rn, subjects)
+    const b = valueOf(older, attributes ? undefined : ro, subjects)
+    if (a.size === 0 || b.size === 0) return similarity >= this.dupSim ? 'duplicate' : 'unrelated'
+    // the same value, one said more precisely ("Lisbon" / "Lisbon, Portugal"), or the same meaning
+    if (subset(a, b) || subset(b, a) || jaccard(a, b) >= this.sameValueOverlap || similarity >= this.sameValueSim) return 'duplicate'
+    return 'contradiction'
   }
 }
 
