@@ -5,6 +5,10 @@
  *   npm run bench            # N = 5000 documents, 100,000 vectors, 100,000 documents to scan
  *   BENCH_N=20000 BENCH_VECTORS=20000 BENCH_SWARM_DOCS=2000 BENCH_SCAN_DOCS=20000 npm run bench
  *
+ * Agent memory (bench/memory.ts, ~5 minutes) scales with BENCH_MEMORIES (recall over 100,000
+ * memories), BENCH_MEMORIES_REAL (5,000 embedded by the model), BENCH_MEMORY_CONTEXT (1,000
+ * context items to consolidate) and BENCH_MEMORY_WRITES (2,000).
+ *
  * The PostgreSQL part needs a server (PEAKDB_BENCH_PG, default the local one that
  * `npm run setup:postgres` readies); it makes a database of its own and drops it.
  */
@@ -45,6 +49,8 @@ process.stderr.write('bench: replication between two processes on loopback\n')
 const replication = await replicationBench(N)
 process.stderr.write('bench: search quality on the labeled set\n')
 const quality = runChild('search-quality.js', [])
+process.stderr.write('bench: agent memory: quality on the labeled set, recall, consolidation, writes\n')
+const memory = runChild('memory.js', [])
 process.stderr.write('bench: embedding throughput and writes to an embedding collection\n')
 const embedding = runChild('embedding.js', [String(Math.min(N, 2000))])
 process.stderr.write(`bench: vector search over ${VECTORS} vectors (random, then clustered; the HNSW builds take a while)\n`)
@@ -77,7 +83,8 @@ const result = {
   postgres,
   sealing,
   replication,
-  search: { quality, embedding, vectors, swarm, folder }
+  search: { quality, embedding, vectors, swarm, folder },
+  memory
 }
 const text = JSON.stringify(result, null, 2)
 process.stdout.write(text + '\n')
