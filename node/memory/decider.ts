@@ -61,8 +61,8 @@ const FUNCTIONAL: ReadonlyArray<{ readonly key: string, readonly cue: RegExp, re
   { key: 'partner', cue: /\b(married|wife|husband|partner|engaged|spouse)\b/ },
   { key: 'favorite', cue: /\b(favou?rite|preferred)\b/ },
   { key: 'residence', cue: /\b(lives?|lived|living|resides?|residing|moved|relocated|based|headquarter(?:s|ed)?|main office|home (?:is|town))\b/ },
-  { key: 'employer', cue: /\b(works?|working|employed|employer|joined|hired|job)\b/ },
-  { key: 'role', cue: /\b(role|title|position|promoted)\b/ },
+  { key: 'employer', cue: /\b((?:works?|working|job|employed) (?:at|for|by)|employer|joined|hired by|new job)\b/ },
+  { key: 'role', cue: /\b(role|job title|title|position|promoted|works? as)\b/ },
   { key: 'status', cue: /\b(status|phase|stage|beta|alpha|launched|on hold|paused|complete[d]?|in progress|restarted|cancel+ed|shipped|planning)\b/, valueInCue: true },
   { key: 'car', cue: /\b(drives?|driving|car)\b/ },
   { key: 'salary', cue: /\b(salary|earns?|budget|price|costs?)\b/ }
@@ -111,6 +111,11 @@ function kindEndAfter (lower: string, from: number): number {
   return from
 }
 
+/** The one-valued relation a text speaks of ("phone", "residence", "favorite:food"), if any: recall prefers facts of the relation a question asks about. */
+export function relationKey (text: string): string | undefined {
+  return relationOf(text)?.key
+}
+
 /** The entities a fact is about: those named before its relation's cue (all, without a cue). */
 function subjectsOf (f: FactView, rel: { at: number } | undefined): string[] {
   if (rel === undefined) return [...f.entities]
@@ -120,7 +125,8 @@ function subjectsOf (f: FactView, rel: { at: number } | undefined): string[] {
 
 /** What a fact says of its subject: the words after its relation's cue (or all), without the subject's names. */
 function valueOf (f: FactView, rel: Relation | undefined, subjects: readonly string[]): Set<string> {
-  const text = rel === undefined ? f.content : f.content.slice(rel.end)
+  // a change "from A to B" states B
+  const text = (rel === undefined ? f.content : f.content.slice(rel.end)).replace(/\bfrom\b.*?\bto\b/i, ' ')
   return new Set([...contentWords(text, subjects), ...(rel?.cueValue ?? [])].map(stem))
 }
 
@@ -211,19 +217,23 @@ export class RuleDecider implements MemoryDecider {
     const attributes = newer.attribute !== undefined && older.attribute !== undefined
     if (attributes && newer.attribute !== older.attribute) return 'unrelated'
     const sameRelation = attributes || (rn !== undefined && ro !== undefined && rn.key === ro.key)
+    // numbers, e-mail addresses and dates decide where both facts have some
+    const ia = identifiers(newer.content.replace(/\bfrom\b.*?\bto\b/i, ' '))
+    const ib = identifiers(older.content)
+    const sameIds = ia.size > 0 && ib.size > 0 ? subset(ia, ib) || subset(ib, ia) : undefined
     if (!sameRelation) {
+      // "opens at 7 am" is no repeat of "opens at 8 am", however alike the sentences
+      if (sameIds === false) return 'unrelated'
       const a = new Set(contentWords(newer.content, []).map(stem))
       const b = new Set(contentWords(older.content, []).map(stem))
       return similarity >= this.dupSim || jaccard(a, b) >= this.dupOverlap ? 'duplicate' : 'unrelated'
     }
-    // numbers, e-mail addresses and dates decide where both facts have some
-    const ia = identifiers(newer.content)
-    const ib = identifiers(older.content)
-    if (ia.size > 0 && ib.size > 0) return subset(ia, ib) || subset(ib, ia) ? 'duplicate' : 'contradiction'
+    if (sameIds !== undefined) return sameIds ? 'duplicate' : 'contradiction'
     // only the subject both share is taken out of the values ("left Lumen Labs and joined Brightpath")
     const subjects = sn.length > 0 && so.length > 0 ? sn.filter(e => so.includes(e)) : [...new Set([...sn, ...so])]
-    const a = valueOf(newer, attributes ? undefined : rn, subjects)
-    const b = valueOf(older, attributes ? undefined : ro, subjects)
+    // the words of a relation are not its value, also where the writer named the attribute
+    const a = valueOf(newer, rn, subjects)
+    const b = valueOf(older, ro, subjects)
     if (a.size === 0 || b.size === 0) return similarity >= this.dupSim ? 'duplicate' : 'unrelated'
     // the same value, one said more precisely ("Lisbon" / "Lisbon, Portugal"), or the same meaning
     if (subset(a, b) || subset(b, a) || jaccard(a, b) >= this.sameValueOverlap || similarity >= this.sameValueSim) return 'duplicate'

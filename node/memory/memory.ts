@@ -17,7 +17,7 @@ import type { Embedder } from '../embedding/embedder.js'
 import { DocumentNotFoundError, InvalidOptionError } from '../errors.js'
 import { createLogger } from '../logger.js'
 import type { SwarmSearchQuery, SwarmSearchResult } from '../swarm-search.js'
-import { RuleDecider, type Decision, type FactPair, type FactView, type MemoryDecider } from './decider.js'
+import { relationKey, RuleDecider, type Decision, type FactPair, type FactView, type MemoryDecider } from './decider.js'
 
 const logger = createLogger('memory')
 
@@ -214,6 +214,8 @@ const DEFAULT_SCOPE = 'default'
  * fact about Ada outranks one about Bob that shares more words with the question.
  */
 const ENTITY_BOOST = 0.25
+/** Added to the score of a fact of the one-valued relation a question asks about ("What is Ada's phone number?"). */
+const RELATION_BOOST = 0.15
 /** Cosine from which two context items count as the same thing said again. */
 const REPEAT_SIMILARITY = 0.9
 
@@ -268,7 +270,7 @@ export class Memory {
       const ttl = options.ttl !== undefined ? positive(options.ttl, 'ttl') : this.ttl
       const hash = hashOf(['context', agent, session, normaliseText(text)])
       const expiresAt = new Date(now + ttl).toISOString()
-      const [same] = await this.ctx.context.find({ where: { hash, expiresAt: { gt: at } }, limit: 1 })
+      const [same] = await this.ctx.context.find({ where: { ...byHash(hash), expiresAt: { gt: at } }, limit: 1 })
       if (same !== undefined) {
         const doc = same as unknown as MemoryDoc
         await this.ctx.context.patch(same._id, { repeats: (doc.repeats ?? 0) + 1, lastUsedAt: at, expiresAt, ...(source !== undefined ? { provenance: union(doc.provenance, [source]) } : {}) })
@@ -283,8 +285,11 @@ export class Memory {
     if (options.ttl !== undefined) throw new InvalidOptionError('"ttl" is for context; knowledge is kept until it is forgotten')
     const validFrom = options.validFrom !== undefined ? isoTime(options.validFrom, 'validFrom') : at
     const hash = hashOf(['knowledge', normaliseText(text), ...entities, attribute ?? ''])
-    const [same] = await this.ctx.knowledge.find({ where: { hash, mergedInto: { exists: false }, invalidFrom: { exists: false } }, limit: 1 })
-    if (same !== undefined) {
+    const [same] = await this.ctx.knowledge.find({ where: { ...byHash(hash), mergedInto: { exists: false }, invalidFrom: { exists: false } }, limit: 1 })
+    // said again after something newer about the same entities ("lives in Porto", "in Lisbon",
+    // "in Porto" again) is a new fact, not a repeat of the first
+    const superseded = same !== undefined && entities.length > 0 && (await this.ctx.knowledge.find({ where: { entities: { in: entities }, recordedAt: { gt: (same as unknown as MemoryDoc).recordedAt }, mergedInto: { exists: false } }, limit: 1 })).length > 0
+    if (same !== undefined && !superseded) {
       const doc = same as unknown as MemoryDoc
       if (source !== undefined && !doc.provenance.includes(source)) await this.ctx.knowledge.patch(same._id, { provenance: union(doc.provenance, [source]) })
       await this.record(same._id, at, 'repeated', source !== undefined ? `remembered again, from ${source}` : 'remembered again', text)
@@ -326,7 +331,8 @@ export class Memory {
     const nowIso = new Date(this.now()).toISOString()
     // memories about the entities a query names come first: more candidates, then a boost
     const named = namesIn(query)
-    const pool = named.length > 0 ? Math.min(100, k * 4) : k
+    const asked = relationKey(query)
+    const pool = named.length > 0 || asked !== undefined ? Math.min(100, k * 4) : k
     // the query is embedded once, for both stores
     const embedder = await this.ctx.embedder()
     const [vector] = kinds.size > 1 ? await embedder.embed([query], options.signal !== undefined ? { signal: options.signal } : {}) : []
@@ -346,7 +352,7 @@ export class Memory {
     }
     const seen = new Set<string>()
     const hits = (await Promise.all(runs)).flat()
-      .map(h => named.length > 0 && h.memory.entities.some(e => named.includes(e)) ? { ...h, score: h.score + ENTITY_BOOST } : h)
+      .map(h => ({ ...h, score: h.score + (named.length > 0 && h.memory.entities.some(e => named.includes(e)) ? ENTITY_BOOST : 0) + (asked !== undefined && (relationKey(h.memory.content) === asked || h.memory.attribute === asked) ? RELATION_BOOST : 0) }))
       .sort((a, b) => b.score - a.score)
       .filter(h => {
         const key = `${h.device ?? ''}/${h.memory.id}`
@@ -713,6 +719,14 @@ export function namesIn (text: string): string[] {
     if (out.size >= MAX_ENTITIES) break
   }
   return [...out]
+}
+
+/**
+ * Equality on `hash` written as a range: an equality filter may match array members, which keeps
+ * SQLite from its expression index; a range on a string field uses it.
+ */
+function byHash (hash: string): Where {
+  return { hash: { gte: hash, lte: hash } }
 }
 
 function normaliseText (text: string): string {
