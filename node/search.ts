@@ -156,31 +156,39 @@ export async function search (ctx: SearchContext, collection: string, query: Sea
 }
 
 /**
- * Nearest documents through the in-memory indexes: the nearest chunks (many more than k, more
- * still with a filter), their documents filtered exactly in SQL, best chunk per document.
- * Undefined when too few documents pass the filter (the caller then searches exactly).
+ * Nearest documents through the in-memory indexes: the nearest chunks (a few times k), their
+ * documents filtered exactly in SQL, best chunk per document. With a filter, too few passing
+ * documents widen the search (up to 40 times k): the nearest passing documents among the
+ * nearest chunks are the nearest passing documents, so a filter most documents pass costs no
+ * more than none. Undefined when too few documents pass even then (the caller searches exactly).
  */
 async function annSearch (storage: StorageProvider, ann: AnnIndex, collection: string, vector: Float32Array, k: number, filter: Filter | undefined): Promise<Array<{ id: string, distance: number }> | undefined> {
-  const chunks = ann.search(vector, Math.min(ann.size, k * (filter === undefined ? 4 : 40)))
-  const docs = await storage.chunkDocs(collection, chunks.map(c => c.rid))
-  let kept = chunks.filter(c => docs.has(c.rid))
-  if (filter !== undefined && kept.length > 0) {
-    const ids = [...new Set(kept.map(c => docs.get(c.rid) as string))]
-    const passing = new Set<string>()
-    for (let i = 0; i < ids.length; i += 500) {
-      const slice = ids.slice(i, i + 500)
-      const byId = { op: 'in' as const, path: { segments: [], isId: true }, values: slice }
-      for (const r of await storage.find(collection, { filter: { op: 'and', items: [filter, byId] }, orderBy: [], limit: undefined, offset: 0 })) passing.add(r.id)
+  const widest = Math.min(ann.size, k * (filter === undefined ? 4 : 40))
+  for (let n = Math.min(ann.size, k * 4); ; n = Math.min(widest, n * 4)) {
+    const chunks = ann.search(vector, n)
+    const docs = await storage.chunkDocs(collection, chunks.map(c => c.rid))
+    let kept = chunks.filter(c => docs.has(c.rid))
+    if (filter !== undefined && kept.length > 0) {
+      const ids = [...new Set(kept.map(c => docs.get(c.rid) as string))]
+      const passing = new Set<string>()
+      for (let i = 0; i < ids.length; i += 500) {
+        const slice = ids.slice(i, i + 500)
+        const byId = { op: 'in' as const, path: { segments: [], isId: true }, values: slice }
+        for (const r of await storage.find(collection, { filter: { op: 'and', items: [filter, byId] }, orderBy: [], limit: undefined, offset: 0 })) passing.add(r.id)
+      }
+      kept = kept.filter(c => passing.has(docs.get(c.rid) as string))
     }
-    kept = kept.filter(c => passing.has(docs.get(c.rid) as string))
+    const best = new Map<string, number>()
+    for (const c of kept) {
+      const id = docs.get(c.rid) as string
+      if (c.distance < (best.get(id) ?? Infinity)) best.set(id, c.distance)
+    }
+    if (best.size < k && chunks.length < ann.size) {
+      if (n < widest) continue
+      return undefined
+    }
+    return [...best].map(([id, distance]) => ({ id, distance })).sort((a, b) => a.distance - b.distance || (a.id < b.id ? -1 : 1)).slice(0, k)
   }
-  const best = new Map<string, number>()
-  for (const c of kept) {
-    const id = docs.get(c.rid) as string
-    if (c.distance < (best.get(id) ?? Infinity)) best.set(id, c.distance)
-  }
-  if (best.size < k && chunks.length < ann.size) return undefined
-  return [...best].map(([id, distance]) => ({ id, distance })).sort((a, b) => a.distance - b.distance || (a.id < b.id ? -1 : 1)).slice(0, k)
 }
 
 /**

@@ -30,6 +30,11 @@ function ftsString (word: string): string {
 export class SearchTables {
   private readonly settings = new Map<string, CollectionSettings>()
   private readonly vecTables = new Map<string, { name: string, dims: number }>()
+  /**
+   * Live documents per collection, for keyword IDF: counted once, then kept until a document of
+   * the collection changes (counting reads every row: 0.3 s at 100,000 documents).
+   */
+  private readonly liveCounts = new Map<string, number>()
   private readonly s: Record<'enqueue' | 'queue' | 'queueOf' | 'queueCount' | 'queueCountOf' | 'dequeue' | 'chunksOf' | 'deleteChunks' | 'insertChunk' | 'ftsDelete' | 'ftsInsert' | 'docRid' | 'liveCount' | 'termDocs' | 'termCount' | 'termIn', Statement>
 
   constructor (private readonly db: Db) {
@@ -55,13 +60,14 @@ export class SearchTables {
       liveCount: db.prepare('SELECT count(*) FROM docs WHERE collection = ? AND body IS NOT NULL').pluck(),
       termDocs: db.prepare('SELECT fts.rowid FROM fts JOIN docs d ON d.rid = fts.rowid WHERE fts MATCH ? AND d.collection = ? LIMIT ?').pluck(),
       termCount: db.prepare('SELECT count(*) FROM fts WHERE fts MATCH ?').pluck(),
-      // CAST: numbers bind as REAL, and FTS5 ignores a REAL rowid bound next to MATCH (returns every match)
-      termIn: db.prepare('SELECT count(*) FROM fts WHERE fts MATCH ? AND rowid = CAST(? AS INTEGER)').pluck()
+      // CAST: FTS5 ignores a REAL rowid next to MATCH (returns every match), and JSON numbers may come as REAL
+      termIn: db.prepare('SELECT rowid FROM fts WHERE fts MATCH ? AND rowid IN (SELECT CAST(value AS INTEGER) FROM json_each(?))').pluck()
     }
   }
 
   /** Called for every document change a commit makes. */
   changed (collection: string, id: string): void {
+    this.liveCounts.delete(collection)
     if (indexed(collection)) this.s.enqueue.run(collection, id)
   }
 
@@ -114,6 +120,7 @@ export class SearchTables {
 
   /** Drops every search index and queues every live document again (after a rebuild). */
   resetAll (): void {
+    this.liveCounts.clear()
     this.db.exec('DELETE FROM fts; DELETE FROM chunks')
     for (const t of this.vecTables.values()) this.db.exec(`DELETE FROM ${t.name}`)
     this.db.exec(`INSERT INTO index_queue (collection, id) SELECT collection, id FROM docs WHERE body IS NOT NULL AND ${SEARCH_INDEXED_SQL} ON CONFLICT DO UPDATE SET ver = ver + 1`)
@@ -163,7 +170,9 @@ export class SearchTables {
   textCoverage (collection: string, terms: readonly string[], ids: readonly string[]): Map<string, number> {
     const out = new Map<string, number>()
     if (ids.length === 0) return out
-    const total = Math.max(1, this.s.liveCount.get(collection) as number)
+    let live = this.liveCounts.get(collection)
+    if (live === undefined) this.liveCounts.set(collection, live = this.s.liveCount.get(collection) as number)
+    const total = Math.max(1, live)
     const rids = ids.map(id => this.s.docRid.get(collection, id) as number | undefined)
     const have = new Array<number>(ids.length).fill(0)
     let all = 0
@@ -174,9 +183,10 @@ export class SearchTables {
       const n = rows.length <= 2000 ? rows.length : Math.min(total, this.s.termCount.get(t) as number)
       const idf = Math.log(1 + (total - n + 0.5) / (n + 0.5))
       all += idf
-      const set = rows.length <= 2000 ? new Set(rows) : undefined
+      // a common term: which candidates hold it, in one query (one per candidate read its document list each time)
+      const set = rows.length <= 2000 ? new Set(rows) : new Set(this.s.termIn.all(t, JSON.stringify(rids.filter(r => r !== undefined))) as number[])
       rids.forEach((rid, i) => {
-        if (rid !== undefined && (set !== undefined ? set.has(rid) : (this.s.termIn.get(t, rid) as number) > 0)) have[i] = (have[i] as number) + idf
+        if (rid !== undefined && set.has(rid)) have[i] = (have[i] as number) + idf
       })
     }
     ids.forEach((id, i) => out.set(id, all > 0 ? (have[i] as number) / all : 0))
@@ -221,6 +231,7 @@ export class SearchTables {
 
   /** Removes a collection's queue, settings, words, chunks and vectors (inside the caller's transaction). */
   dropCollection (collection: string): void {
+    this.liveCounts.delete(collection)
     this.db.prepare('DELETE FROM fts WHERE rowid IN (SELECT rid FROM docs WHERE collection = ?)').run(collection)
     for (const t of this.vecTables.values()) this.db.prepare(`DELETE FROM ${t.name} WHERE rowid IN (SELECT rid FROM chunks WHERE collection = ?)`).run(collection)
     this.db.prepare('DELETE FROM chunks WHERE collection = ?').run(collection)
