@@ -11,9 +11,8 @@ import '../node/polyfills.js'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import Database from 'better-sqlite3'
 import { PeakNode } from '../node/index.js'
-import { peakRssMb, round } from './stats.js'
+import { peakRssMb, rawAutocommitPerSec, round } from './stats.js'
 
 const N = Number(process.argv[2] ?? 2000)
 const TOPICS = ['the tax return', 'a sourdough loaf', 'the garden shed', 'our cat', 'the quarterly review', 'a train to the coast', 'the broken heater', 'guitar practice']
@@ -22,15 +21,8 @@ const doc = (i: number): { _id: string, title: string, body: string } => ({ _id:
 
 const dir = mkdtempSync(join(tmpdir(), 'peakdb-bench-embedding-'))
 try {
-  const db = new Database(join(dir, 'raw.sqlite'))
-  db.pragma('journal_mode = WAL')
-  db.pragma('synchronous = NORMAL')
-  db.exec('CREATE TABLE docs (id TEXT PRIMARY KEY, body BLOB)')
-  const ins = db.prepare('INSERT INTO docs (id, body) VALUES (?, ?)')
-  let t = performance.now()
-  for (let i = 0; i < N; i++) ins.run(`n${i}`, Buffer.from(JSON.stringify(doc(i))))
-  const rawPerSec = N / (performance.now() - t) * 1000
-  db.close()
+  const rawPerSec = await rawAutocommitPerSec(join(dir, 'raw.sqlite'), N, doc)
+  let t: number
 
   const node = await PeakNode.open({ dir: join(dir, 'node') })
   // the write path: puts alternate between a collection that embeds and one that does not, in

@@ -32,9 +32,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import Database from 'better-sqlite3'
 import { PeakNode, type Collection, type Embedder } from '../node/index.js'
-import { peakRssMb, percentile, round } from './stats.js'
+import { peakRssMb, percentile, rawAutocommitPerSec, round } from './stats.js'
 
 interface SetFact {
   id: string
@@ -529,15 +528,7 @@ async function writes (): Promise<Record<string, unknown>> {
   const dir = tempDir('writes')
   try {
     const doc = (i: number): Record<string, unknown> => knowledgeDoc(syntheticFact(i, i % 9), nameOf(i).toLowerCase(), new Date(Date.parse('2024-01-01T00:00:00Z') + i * 1000).toISOString())
-    const db = new Database(join(dir, 'raw.sqlite'))
-    db.pragma('journal_mode = WAL')
-    db.pragma('synchronous = NORMAL')
-    db.exec('CREATE TABLE docs (id TEXT PRIMARY KEY, body BLOB)')
-    const insert = db.prepare('INSERT INTO docs (id, body) VALUES (?, ?)')
-    let t = performance.now()
-    for (let i = 0; i < WRITES; i++) insert.run(`r${i}`, Buffer.from(JSON.stringify({ _id: `r${i}`, ...doc(i) })))
-    const rawPerSec = WRITES / (performance.now() - t) * 1000
-    db.close()
+    const rawPerSec = await rawAutocommitPerSec(join(dir, 'raw.sqlite'), WRITES, i => ({ _id: `r${i}`, ...doc(i) }))
 
     // the storage and log path only: no background indexing (its queue is filled), a cheap embedder
     const node = await PeakNode.open({ dir: join(dir, 'node'), embedder: cheapEmbedder(512), backgroundIndexing: false })
@@ -545,6 +536,7 @@ async function writes (): Promise<Record<string, unknown>> {
     const embedding = node.collection('notes', { embed: ['content'] })
     const totals = { put: 0, putEmbedding: 0, knowledge: 0, context: 0 }
     const ROUND = 250
+    let t: number
     // rounds alternate between the four, so that warm-up and a growing database weigh on all alike
     for (let r = 0; r < WRITES; r += ROUND) {
       const end = Math.min(WRITES, r + ROUND)

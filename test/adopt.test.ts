@@ -107,7 +107,13 @@ describe('an adopted table in a node', function () {
     try {
       const orders = node.collection('orders', { adopt: 'public.shop_orders' })
       const events: Array<[string, string]> = []
-      const stop = orders.watch({ where: { qty: { gte: 2 } } }, ev => { for (const c of ev.changes) events.push([c.type, c.id]) })
+      const last = new Map<string, unknown>()
+      const stop = orders.watch({ where: { qty: { gte: 2 } } }, ev => {
+        for (const c of ev.changes) {
+          events.push([c.type, c.id])
+          last.set(c.id, c.doc)
+        }
+      })
       await orders.put({ _id: '1', item: 'apple', qty: 3 })
       assert.deepEqual(await orders.get('1'), { _id: '1', item: 'apple', qty: 3 })
       await orders.patch('1', { qty: 4 })
@@ -117,7 +123,11 @@ describe('an adopted table in a node', function () {
       await waitFor(() => events.some(([t, id]) => t === 'added' && id === '7'), { timeoutMs: 10_000, message: 'the psql insert in watch' })
       await sql('UPDATE public.shop_orders SET qty = 1 WHERE id = 7')
       await waitFor(() => events.some(([t, id]) => t === 'removed' && id === '7'), { timeoutMs: 10_000, message: 'the psql update leaving the filter' })
-      assert.deepEqual(events.filter(([, id]) => id === '1').map(([t]) => t), ['added', 'updated'], 'a write of this node is one event, though heard twice')
+      // the put and the patch are one event each, though each is heard twice (its own commit and
+      // the table's notification); a notification read after the patch may fold both into one
+      const ofOne = events.filter(([, id]) => id === '1').map(([t]) => t)
+      assert.ok(JSON.stringify(ofOne) === '["added","updated"]' || JSON.stringify(ofOne) === '["added"]', `events of document 1: ${JSON.stringify(ofOne)}`)
+      assert.deepEqual(last.get('1'), { _id: '1', item: 'apple', qty: 4 }, 'the watch ends on the document as it is')
       stop()
       assert.equal(await orders.count(), 2)
       assert.deepEqual((await node.collections()).find(c => c.name === 'orders'), { name: 'orders', count: 2, indexes: [], local: true, provider: 'primary:public.shop_orders' })
