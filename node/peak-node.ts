@@ -899,9 +899,10 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     return await this.collectionInfos()
   }
 
-  /** Collections as users name them (device-local ones marked). */
+  /** Collections as users name them (device-local ones marked); PeakDB's own (`_profile`, `_memory`, …) are not listed. */
   private async collectionInfos (): Promise<CollectionInfo[]> {
     return (await this.storage.collections()).map(c => c.name.startsWith(LOCAL_PREFIX) ? { ...c, name: c.name.slice(LOCAL_PREFIX.length), local: true } : c)
+      .filter(c => !c.name.startsWith('_'))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   }
 

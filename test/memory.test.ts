@@ -51,6 +51,7 @@ describe('memory', function () {
     assert.notEqual(other, c1, 'another session is another scope')
     assert.equal((await memory.get(c1))?.repeats, 1)
     assert.equal((await memory.list({ kind: 'knowledge' })).length, 1)
+    assert.deepEqual(await node.collections(), [], 'memory lives in collections of PeakDB\'s own, not listed with the user\'s')
   })
 
   it('a contradiction retires the old fact, still found as of a time it was valid; unrelated facts stay untouched', async () => {

@@ -454,13 +454,13 @@ export class Memory {
    * One consolidation runs at a time on a node.
    */
   async consolidate (options: ConsolidateOptions = {}): Promise<ConsolidationResult> {
-    while (this.consolidating !== undefined) await this.consolidating.catch(() => {})
-    const run = this.consolidateNow(options)
+    // queued behind the one running, if any
+    const run = (this.consolidating ?? Promise.resolve()).catch(() => {}).then(async () => await this.consolidateNow(options))
     this.consolidating = run
     try {
       return await run
     } finally {
-      this.consolidating = undefined
+      if (this.consolidating === run) this.consolidating = undefined
     }
   }
 
