@@ -216,6 +216,8 @@ const DEFAULT_SCOPE = 'default'
 const ENTITY_BOOST = 0.25
 /** Added to the score of a fact of the one-valued relation a question asks about ("What is Ada's phone number?"). */
 const RELATION_BOOST = 0.15
+/** A recalled context item counts as used when its score is at least this share of the best hit's. */
+const USED_SHARE = 0.5
 /** Cosine from which two context items count as the same thing said again. */
 const REPEAT_SIMILARITY = 0.9
 
@@ -318,7 +320,8 @@ export class Memory {
    * The memories that best match `query`, best first: current facts (or those valid at
    * `asOf`) and live context, ranked by hybrid search as collections are; when the query names
    * entities (capitalised names), memories about them come first. A context item recalled
-   * counts as used: it is kept longer under the budget and promoted at consolidation.
+   * (scoring at least half the best hit) counts as used: it is kept longer under the budget and
+   * promoted at consolidation.
    */
   async recall (query: string, options: RecallOptions = {}): Promise<RecallHit[]> {
     if (typeof query !== 'string' || query.trim().length === 0 || query.length > 10_000) throw new InvalidOptionError('"query" expected a text of 1 to 10000 characters')
@@ -361,8 +364,9 @@ export class Memory {
         return true
       })
       .slice(0, k)
-    // only what the caller gets counts as used
-    await this.used(hits.filter(h => h.device === undefined && h.memory.kind === 'context').map(h => h.memory), nowIso)
+    // only what the caller gets counts as used, and only what ranks near the best (not what fills k)
+    const best = hits[0]?.score ?? 0
+    await this.used(hits.filter(h => h.device === undefined && h.memory.kind === 'context' && h.score >= best * USED_SHARE).map(h => h.memory), nowIso)
     return hits
   }
 
