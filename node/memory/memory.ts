@@ -557,6 +557,7 @@ export class Memory {
     // 3. facts not consolidated yet, oldest validity first
     const unsettled = (await this.ctx.knowledge.find({ where: { settled: { exists: false }, mergedInto: { exists: false } }, orderBy: ['validFrom', 'recordedAt'], limit })).map(toRecord)
     const pending = [...unsettled, ...newFacts].sort((a, b) => compareValidity(a, b))
+    const byEntity = await this.factsByEntity(pending)
     /** Facts changed by this run, by id: what later decisions must see. */
     const changed = new Map<string, MemoryRecord>()
     const current = (m: MemoryRecord): MemoryRecord => changed.get(m.id) ?? m
@@ -570,7 +571,7 @@ export class Memory {
       signal?.throwIfAborted()
       const n = current(fact)
       if (n.mergedInto !== undefined) continue
-      const candidates = (await this.candidates(n, pending, changed)).filter(c => c.id !== n.id && c.mergedInto === undefined && c.invalidFrom === undefined)
+      const candidates = (await this.candidates(n, pending, changed, byEntity)).filter(c => c.id !== n.id && c.mergedInto === undefined && c.invalidFrom === undefined)
       if (candidates.length > 0) {
         const missing = [n, ...candidates].filter(m => !vectors.has(m.id))
         const vs = await embed(embedder, missing.map(m => m.content), signal)
@@ -614,10 +615,32 @@ export class Memory {
     return { ...result, ms: performance.now() - started }
   }
 
+  /**
+   * The current facts about the entities of `facts`, by entity: one query for a whole
+   * consolidation (an array-membership filter reads every fact, so once rather than per fact).
+   */
+  private async factsByEntity (facts: readonly MemoryRecord[]): Promise<Map<string, MemoryRecord[]>> {
+    const entities = [...new Set(facts.flatMap(f => f.entities))]
+    const out = new Map<string, MemoryRecord[]>()
+    for (let i = 0; i < entities.length; i += 500) {
+      const slice = entities.slice(i, i + 500)
+      for (const doc of await this.ctx.knowledge.find({ where: { entities: { in: slice }, mergedInto: { exists: false }, invalidFrom: { exists: false } }, limit: 100_000 })) {
+        const m = toRecord(doc)
+        for (const e of m.entities) {
+          if (!slice.includes(e)) continue
+          const list = out.get(e)
+          if (list === undefined) out.set(e, [m])
+          else list.push(m)
+        }
+      }
+    }
+    return out
+  }
+
   /** Current facts that share an entity with `n` (or, without entities, that search finds like it). */
-  private async candidates (n: MemoryRecord, pending: readonly MemoryRecord[], changed: ReadonlyMap<string, MemoryRecord>): Promise<MemoryRecord[]> {
+  private async candidates (n: MemoryRecord, pending: readonly MemoryRecord[], changed: ReadonlyMap<string, MemoryRecord>, byEntity: ReadonlyMap<string, readonly MemoryRecord[]>): Promise<MemoryRecord[]> {
     const stored = n.entities.length > 0
-      ? (await this.ctx.knowledge.find({ where: { entities: { in: [...n.entities] }, mergedInto: { exists: false }, invalidFrom: { exists: false } }, limit: 500 })).map(toRecord)
+      ? [...new Map(n.entities.flatMap(e => byEntity.get(e) ?? []).map(m => [m.id, m])).values()]
       : (await this.ctx.knowledge.search({ text: n.content, k: 10, where: { mergedInto: { exists: false }, invalidFrom: { exists: false } } })).map(h => toRecord(h.doc))
     // facts of this run not stored yet (promotions), and what this run already changed
     const sharing = (m: MemoryRecord): boolean => n.entities.length === 0 ? m.entities.length === 0 : m.entities.some(e => n.entities.includes(e))
