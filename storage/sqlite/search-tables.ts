@@ -240,9 +240,28 @@ export class SearchTables {
   }
 }
 
-/** Keyword search (BM25) of one collection's documents for any of `terms` (at least one); lower `s` is better. */
-export function textSearchSql (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Sql {
-  const params: unknown[] = [terms.map(ftsString).join(' OR '), collection]
+/** The FTS5 query of a keyword search: any of the words. */
+export function ftsMatch (terms: readonly string[]): string {
+  return terms.map(ftsString).join(' OR ')
+}
+
+/**
+ * Keyword search (BM25) of one collection's documents for any of `terms` (at least one); lower
+ * `s` is better. With `top`, among the best `top` matches of the whole table only (`n`: how many
+ * matches that was), which the caller widens until it has k.
+ */
+export function textSearchSql (collection: string, terms: readonly string[], k: number, filter: Filter | undefined, top?: number): Sql {
+  const match = ftsMatch(terms)
+  if (top !== undefined) {
+    // the best `top` matches of the whole table first, then only those joined and filtered: a
+    // filter reads each document's JSON, which over every match of a common word is most of the cost.
+    // CROSS JOIN keeps them the outer loop (else SQLite may walk the collection and probe them)
+    const params: unknown[] = [match, top, collection]
+    const where = compileFilter(filter, params)
+    params.push(k)
+    return { text: `WITH best AS MATERIALIZED (SELECT rowid AS rid, bm25(fts) AS s FROM fts WHERE fts MATCH ? ORDER BY s LIMIT ?) SELECT d.id AS id, best.s AS s, (SELECT count(*) FROM best) AS n FROM best CROSS JOIN docs d ON d.rid = best.rid WHERE d.collection = ? AND d.body IS NOT NULL AND ${where} ORDER BY s LIMIT ?`, params }
+  }
+  const params: unknown[] = [match, collection]
   const where = compileFilter(filter, params)
   params.push(k)
   return { text: `SELECT d.id AS id, bm25(fts) AS s FROM fts JOIN docs d ON d.rid = fts.rowid WHERE fts MATCH ? AND d.collection = ? AND d.body IS NOT NULL AND ${where} ORDER BY s LIMIT ?`, params }

@@ -19,7 +19,7 @@ import { CollectionDigester, combineDigests } from '../digest.js'
 import { migrate } from './schema.js'
 import { MigrationFailedError } from '../migrate/errors.js'
 import { collectionList, takeWithin } from '../slice.js'
-import { SearchTables, textSearchSql } from './search-tables.js'
+import { ftsMatch, SearchTables, textSearchSql } from './search-tables.js'
 import * as sqliteVec from 'sqlite-vec'
 import { compileCount, compileFind, indexExpression } from './query-sql.js'
 import { checkPages, INTEGRITY_CHECK_MAX, isCorruption } from './integrity.js'
@@ -149,6 +149,9 @@ function quickCheckAfterUncleanShutdown (db: Db, path: string): void {
   const count = `${problems.length}${problems.length >= INTEGRITY_CHECK_MAX ? ' or more' : ''}`
   throw new StorageCorruptError(path, `the previous shutdown was not clean, and SQLite's quick check found ${count} problem(s): ${quoted}${more}`)
 }
+
+/** Most best matches a text search reads before it falls back to joining every match. */
+const TEXT_TOP_MAX = 12_800
 
 /** The SQLite implementation of {@link StorageProvider}. */
 export class SqliteProvider implements StorageProvider, SchemaDescriber {
@@ -614,9 +617,23 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
 
   async textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>> {
     if (terms.length === 0) return this.guard(() => [])
+    // the best matches of the whole table, widened until k of them are this collection's and pass
+    // the filter (they are then the best of those that do), or all matches were read
+    for (let top = Math.max(200, k * 8); top <= TEXT_TOP_MAX; top *= 8) {
+      const { text, params } = textSearchSql(collection, terms, k, filter, top)
+      const rows = await this.read<Array<{ id: string, s: number, n: number }>>({ kind: 'rows', sql: text, params, mode: 'all' })
+      if (rows.length >= k || (rows[0]?.n ?? top) < top) return rows.map(r => ({ id: r.id, score: -r.s }))
+      if (rows.length === 0 && !await this.moreMatches(terms, top)) return []
+    }
     const { text, params } = textSearchSql(collection, terms, k, filter)
     const rows = await this.read<Array<{ id: string, s: number }>>({ kind: 'rows', sql: text, params, mode: 'all' })
     return rows.map(r => ({ id: r.id, score: -r.s }))
+  }
+
+  /** True when the terms match more than `top` rows of the full-text table. */
+  private async moreMatches (terms: readonly string[], top: number): Promise<boolean> {
+    const n = await this.read<number>({ kind: 'rows', sql: 'SELECT count(*) FROM (SELECT rowid FROM fts WHERE fts MATCH ? LIMIT ?)', params: [ftsMatch(terms), top + 1], mode: 'pluck' })
+    return n > top
   }
 
   async vectorSearch (collection: string, embedder: string, vector: Float32Array, k: number, filter: Filter | undefined): Promise<Array<{ id: string, distance: number }>> {
