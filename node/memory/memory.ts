@@ -347,7 +347,9 @@ export class Memory {
     }
     if (kinds.has('context')) {
       const where = and(and({ expiresAt: { gt: nowIso } }, scopeWhere(options.scope)), options.where)
-      runs.push(this.ctx.context.search({ ...search, where }).then(r => r.map(h => ({ memory: toRecord(h.doc), score: h.score }))))
+      // an empty context is not searched: its keyword search would rank the knowledge's matches
+      // of the shared full-text table for nothing (counting a small collection is cheap)
+      if (await this.ctx.context.count() > 0) runs.push(this.ctx.context.search({ ...search, where }).then(r => r.map(h => ({ memory: toRecord(h.doc), score: h.score }))))
       if (options.swarm === true) {
         runs.push(this.ctx.swarmSearch({ collection: CONTEXT_COLLECTION, text: query, k, where, ...(options.timeout !== undefined ? { timeout: options.timeout } : {}) })
           .then(r => r.hits.filter(h => h.device !== this.ctx.deviceId).map(h => ({ memory: toRecord(h.doc), score: h.score, device: h.device }))))
