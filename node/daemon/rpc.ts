@@ -255,10 +255,11 @@ const handlers: { [M in MethodName]: (ctx: MethodContext, p: Params<M>) => Promi
     await node.adopt(p.collection, p.table, p.provider !== undefined ? { provider: p.provider } : {})
     return { collection: p.collection, table: p.table, provider: p.provider ?? 'primary' }
   },
-  schema: async ({ node }, p) => await node.describeSchema(schemaOptions(p)),
+  schema: async ({ node }, p) => await node.describeSchema(defined(p)),
   schemaTypes: async ({ node }, p) => {
-    const all = p.all === true
-    const d = await node.describeSchema(schemaOptions(p))
+    const { all: includeAll, ...which } = p
+    const all = includeAll === true
+    const d = await node.describeSchema(defined(which))
     return { source: generateRowTypes(d, { includePeakdb: all }), tables: d.tables.filter(t => all || !t.peakdb).length }
   },
   memoryRemember: async ({ node }, p) => {
@@ -292,20 +293,15 @@ const handlers: { [M in MethodName]: (ctx: MethodContext, p: Params<M>) => Promi
   }
 }
 
-/** The options zod parsed, without the absent ones (the node's options are absent, not undefined). */
+/** zod leaves absent options undefined; the node's options are absent instead: drops the undefined ones. */
 function defined<T extends Record<string, unknown>> (o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> }
 }
 
 /** A memory scope from optional agent and session, or nothing. */
 function scopeOf (agent: string | undefined, session: string | undefined): { scope?: { agent?: string, session?: string } } {
-  if (agent === undefined && session === undefined) return {}
-  return { scope: { ...(agent !== undefined ? { agent } : {}), ...(session !== undefined ? { session } : {}) } }
-}
-
-/** zod leaves absent options undefined; the node's options are absent instead. */
-function schemaOptions (p: { provider?: string | undefined, schema?: string | undefined }): { provider?: string, schema?: string } {
-  return { ...(p.provider !== undefined ? { provider: p.provider } : {}), ...(p.schema !== undefined ? { schema: p.schema } : {}) }
+  const scope = defined({ agent, session })
+  return Object.keys(scope).length > 0 ? { scope } : {}
 }
 
 /** A collection moving to another provider in the daemon (moveCollection, moveStatus). */
