@@ -187,6 +187,8 @@ export interface PeakNodeEvents {
   'peer:disconnect': [{ device: string }]
   /** This device learned that it was revoked (see {@link NodeStatus.revoked}). */
   revoked: [{ at: string, by: string, after: number }]
+  /** The swarm's device list changed: a device was certified (joined) or revoked. */
+  devices: []
 }
 
 /** Opens made by {@link PeakNode.join}: their new database is expected, not a lost one. */
@@ -308,6 +310,15 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     log.on('revoked', ev => {
       const mine = ev.device === this.deviceId ? this.revocation() : undefined
       if (mine !== undefined) this.emit('revoked', mine)
+      this.emit('devices')
+    })
+    // certificates arrive as log entries: a new member shows as a longer member list
+    let members = log.membership.devices().length
+    log.on('entries', () => {
+      const n = log.membership.devices().length
+      if (n === members) return
+      members = n
+      this.emit('devices')
     })
   }
 

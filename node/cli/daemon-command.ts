@@ -163,7 +163,7 @@ export async function runDaemon (o: DaemonOptions): Promise<void> {
   const multiaddrs = node.network?.multiaddrs() ?? []
   emit(o.json, { event: 'started', deviceId: node.deviceId, swarmId: node.swarmId, deviceName: node.deviceName, dir: node.dir, api: info.url, pid: process.pid, multiaddrs, ...(node.recoveryPhrase !== undefined ? { recoveryPhrase: node.recoveryPhrase } : {}) }, () => [
     'PeakDB node running',
-    table([['DeviceId', node.deviceId], ['SwarmId', node.swarmId], ['Device name', node.deviceName], ['Data dir', node.dir], ['Local API', info.url]]),
+    table([['DeviceId', node.deviceId], ['SwarmId', node.swarmId], ['Device name', node.deviceName], ['Data dir', node.dir], ['Local API', info.url], ['Web console', `peakdb ui --dir ${node.dir} (prints a login link)`]]),
     'Listening on:',
     ...multiaddrs.map(a => `  ${a}`),
     `Add another device: run \`peakdb pair invite --dir ${node.dir}\` here, then \`peakdb pair join <code>\` on it.`,
@@ -178,7 +178,12 @@ export async function runDaemon (o: DaemonOptions): Promise<void> {
 
   // agent memory consolidates when the node is quiet
   background.stop = node.memory.startBackground({
-    onDone: r => { if (r.promotions.length + r.merges.length + r.invalidations.length + r.expired.length > 0) emit(o.json, { event: 'memory:consolidated', promotions: r.promotions.length, merges: r.merges.length, invalidations: r.invalidations.length, expired: r.expired.length, examined: r.examined, ms: Math.round(r.ms) }, () => `memory consolidated: ${r.promotions.length} promoted, ${r.merges.length} merged, ${r.invalidations.length} retired, ${r.expired.length} expired (${r.examined} fact(s) in ${Math.round(r.ms)} ms)`) },
+    onDone: r => {
+      if (r.promotions.length + r.merges.length + r.invalidations.length + r.expired.length === 0) return
+      const counts = { promotions: r.promotions.length, merges: r.merges.length, invalidations: r.invalidations.length, expired: r.expired.length, examined: r.examined }
+      api.console.publish('memory', counts)
+      emit(o.json, { event: 'memory:consolidated', ...counts, ms: Math.round(r.ms) }, () => `memory consolidated: ${counts.promotions} promoted, ${counts.merges} merged, ${counts.invalidations} retired, ${counts.expired} expired (${counts.examined} fact(s) in ${Math.round(r.ms)} ms)`)
+    },
     onProgress: (done, total) => { if (done % 100 === 0) log.info('memory consolidation', { done, total }) },
     onError: err => log.warn('memory consolidation failed', { error: `${err.name}: ${err.message}` })
   })

@@ -5,12 +5,13 @@
  * the daemon and the progress bars are imported by the commands that use them.
  */
 import '../polyfills.js'
-import { readFileSync, existsSync, writeFileSync } from 'node:fs'
-import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import type { MultiBar, SingleBar } from 'cli-progress'
 import { defaultDataDir, dataDirPaths } from '../data-dir.js'
+import { packageVersion } from '../package-info.js'
 import { CommandUnfinishedError, InvalidOptionError } from '../errors.js'
 import { EXIT, emit, note, reportError, table } from './output.js'
 import { invoke, openTarget, passphrase } from './target.js'
@@ -26,18 +27,6 @@ import { DaemonUnreachableError, callApi, callsInFlight, readApiInfo } from '../
 
 interface GlobalOptions { dir?: string, json?: boolean, passphraseFile?: string }
 
-function packageVersion (): string {
-  let dir = dirname(fileURLToPath(import.meta.url))
-  for (let i = 0; i < 5; i++) {
-    const p = join(dir, 'package.json')
-    if (existsSync(p)) {
-      const pkg = JSON.parse(readFileSync(p, 'utf8')) as { name?: string, version?: string }
-      if (pkg.name === 'peakdb') return pkg.version ?? '0.0.0'
-    }
-    dir = dirname(dir)
-  }
-  return '0.0.0'
-}
 
 interface Globals { dir: string, json: boolean, passphraseFile?: string }
 
@@ -322,6 +311,20 @@ function verifyLines (r: VerifyOutput, advice: string): string[] {
   ]
 }
 
+/** Opens a URL in the desktop's browser when there is a desktop; true when one was asked to. */
+function openInBrowser (url: string): boolean {
+  const command = process.platform === 'darwin' ? 'open' : process.platform === 'win32' ? undefined : (process.env.DISPLAY ?? process.env.WAYLAND_DISPLAY ?? '') !== '' ? 'xdg-open' : undefined
+  if (command === undefined) return false
+  try {
+    const child = spawn(command, [url], { detached: true, stdio: 'ignore' })
+    child.on('error', () => {})
+    child.unref()
+    return true
+  } catch {
+    return false
+  }
+}
+
 function docLines (docs: unknown[]): string {
   return docs.map(d => JSON.stringify(d)).join('\n')
 }
@@ -516,6 +519,22 @@ Examples:
       }
       await callApi(info, 'shutdown', {})
       emit(g.json, { stopped: true, pid: info.pid }, () => `asked daemon ${info.pid} to stop`)
+    })
+
+  program.command('ui')
+    .description('print a one-time login link to the web console of the running daemon, and open it where a desktop is present')
+    .option('--no-open', 'only print the link, do not open a browser')
+    .action(async (opts: { open: boolean }, cmd: Command) => {
+      const g = globals(cmd)
+      const info = readApiInfo(dataDirPaths(g.dir).api)
+      if (info === undefined) throw new InvalidOptionError(`no daemon is running on ${g.dir}: the web console is served by the daemon, start it with \`peakdb start\``)
+      const link = await callApi(info, 'uiLogin', {}) as { url: string, expires: string }
+      const opened = opts.open && !(g.json ?? false) && openInBrowser(link.url)
+      emit(g.json, link, () => [
+        `Web console of ${info.deviceId}: open this link (it works once, for 2 minutes):`,
+        `  ${link.url}`,
+        ...(opened ? ['(opening it in your browser)'] : [])
+      ].join('\n'))
     })
 
   program.command('status')

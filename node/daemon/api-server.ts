@@ -10,9 +10,10 @@ import { unlinkSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { writeFileAtomic } from '../../identity/index.js'
 import { callMethod, startWatch, type MethodContext } from './rpc.js'
+import { readJsonBody, sendError, sendJson as send, statusOf } from './http.js'
+import { ConsoleServer, type ConsoleOptions } from './console-server.js'
 
-/** Largest request body accepted, in bytes. */
-export const MAX_API_BODY = 64 * 1024 * 1024
+export { MAX_API_BODY } from './http.js'
 
 /** What `api.json` holds. */
 export interface ApiInfo {
@@ -32,19 +33,8 @@ export interface ApiServerOptions {
   readonly infoPath: string
   /** Called when a client asks the daemon to stop. */
   readonly onShutdown: () => void
-}
-
-/** HTTP status for an error name: client mistakes are 4xx, the rest 500. */
-function statusOf (err: Error): number {
-  if (err.name === 'DocumentNotFoundError') return 404
-  if (/^(Invalid|Malformed|TooLarge|DocumentTooLarge|UnknownEpoch|NotInitialized)/.test(err.name)) return 400
-  return 500
-}
-
-function send (res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) })
-  res.end(text)
+  /** Options of the web console served beside the API. */
+  readonly console?: ConsoleOptions
 }
 
 /** The local HTTP API of a running node. */
@@ -54,8 +44,13 @@ export class ApiServer {
   private info: ApiInfo | undefined
   /** Open `watch` streams, ended when the daemon stops. */
   private readonly streams = new Set<ServerResponse>()
+  private readonly ctx: MethodContext
+  /** The web console, served from the same address. */
+  readonly console: ConsoleServer
 
-  constructor (private readonly ctx: MethodContext, private readonly options: ApiServerOptions) {
+  constructor (ctx: MethodContext, private readonly options: ApiServerOptions) {
+    this.ctx = { ...ctx, loginLink: () => this.console.loginLink() }
+    this.console = new ConsoleServer(this.ctx, options.console)
     this.server = createServer((req, res) => { void this.handle(req, res) })
     this.server.keepAliveTimeout = 5000
   }
@@ -72,6 +67,7 @@ export class ApiServer {
     const addr = this.server.address() as AddressInfo
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
     this.info = { url: `http://${host}:${addr.port}`, token: this.token, pid: process.pid, deviceId: this.ctx.node.deviceId }
+    this.console.start(this.info.url)
     writeFileAtomic(this.options.infoPath, JSON.stringify(this.info, null, 2) + '\n', 0o600)
     return this.info
   }
@@ -88,25 +84,13 @@ export class ApiServer {
     return given.length === expected.length && timingSafeEqual(given, expected)
   }
 
-  private async readBody (req: IncomingMessage): Promise<unknown> {
-    const chunks: Buffer[] = []
-    let size = 0
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length
-      if (size > MAX_API_BODY) throw Object.assign(new Error(`request body over ${MAX_API_BODY} bytes`), { name: 'TooLargeError' })
-      chunks.push(chunk as Buffer)
-    }
-    if (size === 0) return {}
-    try {
-      return JSON.parse(Buffer.concat(chunks).toString('utf8'))
-    } catch {
-      throw Object.assign(new Error('request body is not valid JSON'), { name: 'InvalidOptionError' })
-    }
-  }
-
   private async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const url = new URL(req.url ?? '/', 'http://localhost')
+      if (ConsoleServer.owns(url.pathname)) {
+        await this.console.handle(req, res)
+        return
+      }
       const match = /^\/api\/v1\/([A-Za-z]+)$/.exec(url.pathname)
       if (req.method !== 'POST' || match === null) {
         send(res, 404, { ok: false, error: { name: 'NotFound', message: 'expected POST /api/v1/<method>' } })
@@ -117,7 +101,7 @@ export class ApiServer {
         return
       }
       const method = match[1] as string
-      const params = await this.readBody(req)
+      const params = await readJsonBody(req)
       if (method === 'watch') {
         this.stream(req, res, params)
         return
@@ -130,9 +114,8 @@ export class ApiServer {
       const result = await callMethod(this.ctx, method, params)
       send(res, 200, { ok: true, result: result ?? null })
     } catch (err) {
-      const e = err instanceof Error ? err : new Error(String(err))
-      const code = (e as { code?: unknown }).code
-      send(res, statusOf(e), { ok: false, error: { name: e.name, message: e.message, ...(typeof code === 'string' ? { code } : {}) } })
+      if (res.headersSent) res.destroy()
+      else sendError(res, err)
     }
   }
 
@@ -163,6 +146,7 @@ export class ApiServer {
   /** Stops listening, ends idle connections and removes the info file. */
   async stop (): Promise<void> {
     try { unlinkSync(this.options.infoPath) } catch { /* already gone */ }
+    this.console.stop()
     for (const res of this.streams) res.end()
     await new Promise<void>(resolve => {
       this.server.close(() => resolve())

@@ -101,7 +101,8 @@ export const methodParams = {
   memoryGet: z.object({ id: memoryId }).strict(),
   memoryForget: z.object({ id: memoryId }).strict(),
   memoryHistory: z.object({ id: memoryId }).strict(),
-  memoryConsolidate: z.object({ ...scopeParams, dryRun: z.boolean().optional(), limit: z.number().int().min(1).max(100_000).optional() }).strict()
+  memoryConsolidate: z.object({ ...scopeParams, dryRun: z.boolean().optional(), limit: z.number().int().min(1).max(100_000).optional() }).strict(),
+  uiLogin: z.object({}).strict()
 } as const
 
 /** Name of a local API method. */
@@ -142,6 +143,8 @@ export interface MethodContext {
   readonly node: PeakNode
   /** Daemon facts merged into `status` (API address, pid, uptime). */
   readonly daemon?: () => Record<string, unknown>
+  /** A one-time login link to the daemon's web console. */
+  readonly loginLink?: () => { url: string, expires: string }
 }
 
 const handlers: { [M in MethodName]: (ctx: MethodContext, p: Params<M>) => Promise<unknown> } = {
@@ -285,6 +288,10 @@ const handlers: { [M in MethodName]: (ctx: MethodContext, p: Params<M>) => Promi
   memoryConsolidate: async ({ node }, p) => {
     const { agent, session, ...rest } = p
     return await node.memory.consolidate({ ...defined(rest), ...scopeOf(agent, session) })
+  },
+  uiLogin: async ({ loginLink }) => {
+    if (loginLink === undefined) throw new InvalidOptionError('the web console is served by a running daemon: start one with `peakdb start`')
+    return loginLink()
   },
   moveStatus: async ({ node }, p) => {
     const state = moves.get(node)?.get(p.collection)
