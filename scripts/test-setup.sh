@@ -4,11 +4,13 @@
 #   1. the server answers on $PGHOST:$PGPORT, else the installed cluster on that port is
 #      started and waited for (at most $PG_START_TIMEOUT seconds);
 #   2. pgvector is installed (scripts/install-pgvector.sh, a no-op once it is);
-#   3. `CREATE EXTENSION vector` works, checked in a throwaway database that is then dropped.
+#   3. `CREATE EXTENSION vector` works, checked in a throwaway database that is then dropped;
+#   4. a headless Chromium for the web console's browser tests: Debian's `chromium` package,
+#      installed with apt-get when /usr/bin/chromium (or $PEAKDB_CHROMIUM) is missing.
 # Never skips: anything missing that it cannot fix ends it with a non-zero exit and a reason.
 #
 # Environment (all optional): PGHOST (default 127.0.0.1), PGPORT (5432), PGUSER (postgres),
-# PG_START_TIMEOUT (30).
+# PG_START_TIMEOUT (30), PEAKDB_CHROMIUM (a Chromium binary to use instead of /usr/bin/chromium).
 set -euo pipefail
 
 export PGHOST="${PGHOST:-127.0.0.1}"
@@ -79,3 +81,24 @@ result="$("${PSQL[@]}" -d "$CHECK_DB" \
 trap - EXIT
 
 log "PostgreSQL on $PGHOST:$PGPORT is ready, with pgvector ${result% *}"
+
+# --- 4. Chromium ----------------------------------------------------------------------
+
+CHROMIUM="${PEAKDB_CHROMIUM:-/usr/bin/chromium}"
+if [[ ! -x "$CHROMIUM" ]]; then
+  [[ -z "${PEAKDB_CHROMIUM:-}" ]] || die "PEAKDB_CHROMIUM=$CHROMIUM is not an executable file"
+  command -v apt-get >/dev/null 2>&1 || die "$CHROMIUM is missing and apt-get is not available to install Debian's chromium package"
+  SUDO=()
+  if [[ "$(id -u)" != 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || die "$CHROMIUM is missing; install it as root: apt-get install chromium"
+    SUDO=(sudo -n)
+  fi
+  log "installing Debian's chromium package for the browser tests (once)"
+  APT=("${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -y -q)
+  # the package lists may be missing or stale on a fresh machine: refresh them once on failure
+  "${APT[@]}" install chromium >&2 ||
+    { "${APT[@]}" update >&2 && "${APT[@]}" install chromium >&2; } ||
+    die "apt-get install chromium failed (see above)"
+  [[ -x "$CHROMIUM" ]] || die "chromium was installed but $CHROMIUM is missing"
+fi
+log "Chromium: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM")"
