@@ -7,18 +7,15 @@
  *
  * Prints one JSON object on stdout.
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { percentile, round } from './stats.js'
+import { BIN, benchEnv as env, startDaemon } from './daemon.js'
 
 const RUNS = Number(process.argv[2] ?? 20)
-/** bin/peakdb.js, as users run it (this file runs compiled, from dist/bench/). */
-const BIN = fileURLToPath(new URL('../../bin/peakdb.js', import.meta.url))
 const GOALS = { versionMs: 150, commandMs: 250, vsBareNode: 2 }
-const env = { ...process.env, PEAKDB_LOG: 'warn' }
 
 /** Runs one process to completion; returns its wall time in ms. */
 function timed (args: string[]): number {
@@ -27,30 +24,6 @@ function timed (args: string[]): number {
   const ms = performance.now() - t
   if (r.status !== 0) throw new Error(`${args.join(' ')} exited with ${String(r.status)}: ${r.stderr}`)
   return ms
-}
-
-/** Starts `peakdb start` on `dir`; resolves once its local API is up. */
-async function startDaemon (dir: string): Promise<{ stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, [BIN, 'start', '--json', '--no-dht', '--dir', dir], { env, stdio: ['ignore', 'pipe', 'inherit'] })
-  const exited = new Promise<void>(resolve => child.once('exit', () => resolve()))
-  await new Promise<void>((resolve, reject) => {
-    let out = ''
-    const timer = setTimeout(() => reject(new Error('the daemon did not start within 60 s')), 60_000)
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString()
-      if (out.includes('"event":"started"')) {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-    void exited.then(() => reject(new Error('the daemon exited before it started')))
-  })
-  return {
-    stop: async () => {
-      child.kill('SIGTERM')
-      await exited
-    }
-  }
 }
 
 function stats (times: number[]): { p50Ms: number, p95Ms: number, minMs: number } {

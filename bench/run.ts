@@ -42,6 +42,8 @@ const readPool = runChild('read-pool.js', [String(SCAN_DOCS)])
 
 process.stderr.write('bench: CLI start-up against a running daemon, next to a bare node\n')
 const cli = runChild('cli.js', [])
+process.stderr.write('bench: web console size and first render in headless Chromium\n')
+const webConsole = runChild('console.js', [])
 
 process.stderr.write('bench: sealing throughput\n')
 const sealing = sealingBench()
@@ -77,6 +79,7 @@ const result = {
     readPool
   },
   cli,
+  console: webConsole,
   fileProvider: runChild('file-provider.js', [String(N)]),
   router: runChild('router.js', []),
   watch: runChild('watch.js', ['300']),
