@@ -141,12 +141,19 @@ describe('web console in a real browser', function () {
     } finally {
       await stranger.close()
     }
-    // signed in, but no CSRF token (what a cross-site form or script could send)
-    const forged = await page.evaluate(async () => {
-      const r = await fetch('/ui/api/collections', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
-      return r.status
-    })
-    assert.equal(forged, 403)
+    // signed in, but no CSRF token (what a cross-site form or script could send); from a page
+    // of its own, whose console may report the 403
+    const other = await context.newPage()
+    try {
+      await other.goto(`${origin}/ui/#/overview`)
+      const forged = await other.evaluate(async () => {
+        const r = await fetch('/ui/api/collections', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
+        return r.status
+      })
+      assert.equal(forged, 403)
+    } finally {
+      await other.close()
+    }
     assert.equal(await statusWithHost(`${origin}/ui/`, 'attacker.example'), 421, 'a DNS-rebound name gets nothing')
     // the bearer-token API is untouched by the console's session
     const noToken = await fetch(`${origin}/api/v1/status`, { method: 'POST', body: '{}' })
