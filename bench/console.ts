@@ -81,7 +81,7 @@ try {
     const files = sizes()
     const result = {
       loads: LOADS,
-      chromium: execFileSync(CHROMIUM, ['--version'], { encoding: 'utf8' }).trim(),
+      chromium: execFileSync(CHROMIUM, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim(),
       sizes: files,
       totalBytes: Object.values(files).reduce((n, f) => n + f.bytes, 0),
       totalGzipBytes: Object.values(files).reduce((n, f) => n + f.gzipBytes, 0),

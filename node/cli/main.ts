@@ -5,7 +5,6 @@
  * the daemon and the progress bars are imported by the commands that use them.
  */
 import '../polyfills.js'
-import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
@@ -312,10 +311,11 @@ function verifyLines (r: VerifyOutput, advice: string): string[] {
 }
 
 /** Opens a URL in the desktop's browser when there is a desktop; true when one was asked to. */
-function openInBrowser (url: string): boolean {
+async function openInBrowser (url: string): Promise<boolean> {
   const command = process.platform === 'darwin' ? 'open' : process.platform === 'win32' ? undefined : (process.env.DISPLAY ?? process.env.WAYLAND_DISPLAY ?? '') !== '' ? 'xdg-open' : undefined
   if (command === undefined) return false
   try {
+    const { spawn } = await import('node:child_process')
     const child = spawn(command, [url], { detached: true, stdio: 'ignore' })
     child.on('error', () => {})
     child.unref()
@@ -529,7 +529,7 @@ Examples:
       const info = readApiInfo(dataDirPaths(g.dir).api)
       if (info === undefined) throw new InvalidOptionError(`no daemon is running on ${g.dir}: the web console is served by the daemon, start it with \`peakdb start\``)
       const link = await callApi(info, 'uiLogin', {}) as { url: string, expires: string }
-      const opened = opts.open && !(g.json ?? false) && openInBrowser(link.url)
+      const opened = opts.open && !(g.json ?? false) && await openInBrowser(link.url)
       emit(g.json, link, () => [
         `Web console of ${info.deviceId}: open this link (it works once, for 2 minutes):`,
         `  ${link.url}`,
