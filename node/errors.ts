@@ -46,6 +46,13 @@ export class InvalidOptionError extends Error {
   readonly code = InvalidOptionError.code
 }
 
+/** A request to the daemon's local API or console is over its size cap. */
+export class TooLargeError extends Error {
+  static readonly code = 'ERR_TOO_LARGE'
+  override readonly name = 'TooLargeError'
+  readonly code = TooLargeError.code
+}
+
 /** The node was used after close(). */
 export class NodeClosedError extends Error {
   static readonly code = 'ERR_NODE_CLOSED'

@@ -271,7 +271,7 @@ describe('CLI', function () {
   it('prints help for every command', async () => {
     const top = await runCli(['--help'])
     assert.equal(top.code, 0)
-    for (const cmd of ['init', 'start', 'stop', 'status', 'peers', 'connect', 'sync', 'pair', 'devices', 'profile', 'passphrase', 'search', 'put', 'get', 'find', 'count', 'delete', 'collections', 'collection', 'verify']) {
+    for (const cmd of ['init', 'start', 'stop', 'status', 'peers', 'connect', 'sync', 'pair', 'devices', 'profile', 'passphrase', 'search', 'put', 'get', 'find', 'count', 'delete', 'collections', 'collection', 'verify', 'ui']) {
       assert.match(top.stdout, new RegExp(`\\n  ${cmd}\\b`), `top-level help lists ${cmd}`)
       const r = await runCli([cmd, '--help'])
       assert.equal(r.code, 0, `${cmd} --help`)

@@ -4,7 +4,8 @@
  */
 import { strict as assert } from 'node:assert'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { get as httpGet } from 'node:http'
+import { createServer, get as httpGet } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
@@ -15,7 +16,7 @@ import { runCli, startDaemon, type Daemon } from './helpers/cli.js'
 import { ARTIFACTS, launchBrowser } from './helpers/browser.js'
 import { TmpDirs } from './helpers/tmp-dir.js'
 import { hashEmbedder } from './helpers/embedders.js'
-import { waitFor } from './helpers/wait-for.js'
+import { waitFor, withTimeout } from './helpers/wait-for.js'
 
 const SHOTS = join(ARTIFACTS, 'console')
 const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8')
@@ -24,7 +25,7 @@ async function loginLink (dir: string): Promise<string> {
   const r = await runCli(['ui', '--json', '--dir', dir])
   assert.equal(r.code, 0, r.stderr)
   const { url } = JSON.parse(r.stdout) as { url: string }
-  assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/ui\/login\?code=[\w-]{43}$/)
+  assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/ui\/#login=[\w-]{43}$/)
   return url
 }
 
@@ -93,69 +94,73 @@ describe('web console in a real browser', function () {
 
   it('opens through a one-time login link that leaves no secret in the URL, and shows this device', async () => {
     const link = await loginLink(dirA)
-    const started = Date.now()
     const answer = await page.goto(link)
     assert.equal(answer?.status(), 200)
-    assert.equal(new URL(page.url()).pathname, '/ui/', 'the code is traded for a cookie and leaves the address bar')
-    assert.equal(new URL(page.url()).search, '')
     const csp = (await answer?.allHeaders())?.['content-security-policy'] ?? ''
     assert.match(csp, /script-src 'self'/)
     assert.match(csp, /frame-ancestors 'none'/)
     await page.getByTestId('device-id').filter({ hasText: a.started.deviceId as string }).waitFor({ timeout: 10_000 })
-    const firstRenderMs = Date.now() - started
-    assert.ok(firstRenderMs < 10_000)
+    assert.equal(new URL(page.url()).hash, '#/overview', 'the code leaves the address bar (and history)')
     const token = (JSON.parse(readFileSync(join(dirA, 'api.json'), 'utf8')) as { token: string }).token
     assert.ok(!a.output().includes(token), 'the API token is never logged')
     assert.ok(!(await page.content()).includes(token), 'nor put in the page')
-    const cookies = await context.cookies()
-    assert.equal(cookies.length, 1)
-    assert.equal(cookies[0]?.httpOnly, true)
-    assert.equal(cookies[0]?.sameSite, 'Strict')
+    assert.deepEqual(await context.cookies(), [], 'no cookie: another server on this host would receive it')
+    assert.match(await page.evaluate(() => (globalThis as unknown as { sessionStorage: { getItem: (k: string) => string | null } }).sessionStorage.getItem('peakdb.console.token')) ?? '', /^[\w-]{43}$/, 'the session lives in this tab')
     await checkA11y(page, 'the overview')
     await shoot(page, 'overview')
     // the link works once
     const again = await browser.newContext()
     try {
       const p = await again.newPage()
-      assert.equal((await p.goto(link))?.status(), 401)
-      assert.match(await p.content(), /Link expired/)
+      await p.goto(link)
+      await p.getByRole('heading', { level: 1, name: 'Login link expired' }).waitFor({ timeout: 10_000 })
+      assert.doesNotMatch(await p.content(), /12D3KooW/, 'nothing about the node')
     } finally {
       await again.close()
     }
   })
 
-  it('refuses a stranger without the session, a request without the CSRF token, and a foreign Host', async () => {
+  it('gives a stranger, another tab and a page of another local server nothing, and refuses a foreign Host', async () => {
     const origin = new URL(a.started.api as string).origin
     const stranger = await browser.newContext()
     try {
       const p = await stranger.newPage()
-      const r = await p.goto(`${origin}/ui/`)
-      assert.equal(r?.status(), 401)
+      assert.equal((await p.goto(`${origin}/ui/`))?.status(), 200, 'the page itself is public code')
+      await p.getByRole('heading', { level: 1, name: 'Sign in to PeakDB' }).waitFor({ timeout: 10_000 })
       assert.doesNotMatch(await p.content(), /12D3KooW/, 'nothing about the node')
-      const api = await p.request.post(`${origin}/ui/api/status`, { data: {}, headers: { origin } })
-      assert.equal(api.status(), 401)
-      const events = await p.request.get(`${origin}/ui/events`)
-      assert.equal(events.status(), 401)
-      const asset = await p.request.get(`${origin}/ui/assets/app.js`)
-      assert.equal(asset.status(), 401)
+      assert.equal((await p.request.post(`${origin}/ui/api/status`, { data: {}, headers: { origin } })).status(), 401)
+      assert.equal((await p.request.get(`${origin}/ui/api/session`)).status(), 401)
+      assert.equal((await p.request.get(`${origin}/ui/events`)).status(), 401)
     } finally {
       await stranger.close()
     }
-    // signed in, but no CSRF token (what a cross-site form or script could send); from a page
-    // of its own, whose console may report the 403
-    const other = await context.newPage()
+    // a page of another server on this host (any port): the browser sends it no credential, and
+    // its calls to the console are refused
+    const seen: Array<Record<string, unknown>> = []
+    const other = createServer((req, res) => {
+      seen.push(req.headers)
+      res.writeHead(200, { 'content-type': 'text/html' })
+      res.end('<!doctype html><title>elsewhere</title>')
+    })
+    await new Promise<void>(resolve => other.listen(0, '127.0.0.1', resolve))
     try {
-      await other.goto(`${origin}/ui/#/overview`)
-      const forged = await other.evaluate(async () => {
-        const r = await fetch('/ui/api/collections', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
-        return r.status
-      })
-      assert.equal(forged, 403)
+      const elsewhere = `http://127.0.0.1:${(other.address() as AddressInfo).port}/`
+      // a tab of its own, whose console reports the refused calls
+      const evil = await context.newPage()
+      await evil.goto(elsewhere)
+      assert.ok(seen.length > 0 && seen.every(h => h.cookie === undefined && h.authorization === undefined), 'no cookie or token reaches another port')
+      const outcomes = await evil.evaluate(async (target: string) => await Promise.all([
+        fetch(`${target}/ui/api/revoke`, { method: 'POST', body: '{"device":"x"}', headers: { 'content-type': 'application/json' } }).then(r => r.status, () => 'blocked'),
+        fetch(`${target}/ui/api/revoke`, { method: 'POST', mode: 'no-cors', body: '{"device":"x"}' }).then(r => r.type, () => 'blocked')
+      ]), origin)
+      assert.deepEqual(outcomes, ['blocked', 'blocked'], 'a cross-origin call is refused: by the preflight, or by Cross-Origin-Resource-Policy')
+      await evil.close()
     } finally {
-      await other.close()
+      other.closeAllConnections()
+      await new Promise<void>(resolve => other.close(() => resolve()))
     }
     assert.equal(await statusWithHost(`${origin}/ui/`, 'attacker.example'), 421, 'a DNS-rebound name gets nothing')
-    // the bearer-token API is untouched by the console's session
+    // the bearer-token API is untouched by the console's sessions
     const noToken = await fetch(`${origin}/api/v1/status`, { method: 'POST', body: '{}' })
     assert.equal(noToken.status, 401)
   })
@@ -277,36 +282,59 @@ describe('web console sessions', function () {
   this.timeout(60_000)
   const dirs = new TmpDirs()
 
-  it('login links expire and a logged-out session is gone', async () => {
+  it('`peakdb ui` without a daemon says how to start one', async () => {
+    const dir = dirs.make()
+    const r = await runCli(['ui', '--dir', dir])
+    assert.equal(r.code, 1)
+    assert.match(r.stderr, /InvalidOptionError: no daemon is running on .*start it with `peakdb start`/)
+  })
+
+  it('login codes work once and expire; sessions end on sign-out, their event streams too', async () => {
     let now = Date.now()
     const dir = dirs.make()
     const node = await PeakNode.open({ dir, embedder: hashEmbedder(), backgroundIndexing: false })
     const api = new ApiServer({ node }, { infoPath: join(dir, 'api.json'), onShutdown: () => {}, console: { now: () => now } })
     try {
       const info = await api.start()
-      const late = api.console.loginLink()
+      const codeOf = (url: string): string => new URL(url).hash.slice('#login='.length)
+      const login = async (code: string, origin = info.url): Promise<Response> =>
+        await fetch(`${info.url}/ui/api/login`, { method: 'POST', headers: { origin, 'content-type': 'application/json' }, body: JSON.stringify({ code }) })
+      const late = codeOf(api.console.loginLink().url)
       now += LOGIN_CODE_TTL_MS + 1
-      assert.equal((await fetch(late.url, { redirect: 'manual' })).status, 401, 'an expired link is refused')
-      const link = api.console.loginLink()
-      const login = await fetch(link.url, { redirect: 'manual' })
-      assert.equal(login.status, 303)
-      const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] as string
-      assert.match(cookie, /^peakdb_ui_\d+=[\w-]{43}$/)
-      const session = await (await fetch(`${info.url}/ui/api/session`, { headers: { cookie } })).json() as { result: { csrf: string } }
-      const headers = { cookie, origin: info.url, 'x-peakdb-csrf': session.result.csrf, 'content-type': 'application/json' }
-      const status = await fetch(`${info.url}/ui/api/status`, { method: 'POST', headers, body: '{}' })
-      assert.equal(status.status, 200)
-      const wrongOrigin = await fetch(`${info.url}/ui/api/status`, { method: 'POST', headers: { ...headers, origin: 'http://127.0.0.1:1' }, body: '{}' })
-      assert.equal(wrongOrigin.status, 403)
+      assert.equal((await login(late)).status, 401, 'an expired code is refused')
+      const code = codeOf(api.console.loginLink().url)
+      assert.equal((await login(code, 'http://127.0.0.1:1')).status, 403, 'a login from another origin is refused')
+      const first = await login(code)
+      assert.equal(first.status, 200)
+      const { token } = (await first.json() as { result: { token: string } }).result
+      assert.equal((await login(code)).status, 401, 'a code works once')
+      const headers = { authorization: `Bearer ${token}`, origin: info.url, 'content-type': 'application/json' }
+      assert.equal((await fetch(`${info.url}/ui/api/status`, { method: 'POST', headers, body: '{}' })).status, 200)
+      assert.equal((await fetch(`${info.url}/ui/api/status`, { method: 'POST', headers: { ...headers, origin: 'http://127.0.0.1:1' }, body: '{}' })).status, 403)
+      assert.equal((await fetch(`${info.url}/ui/api/status`, { method: 'POST', headers: { ...headers, authorization: 'Bearer nope' }, body: '{}' })).status, 401)
       const bad = await fetch(`${info.url}/ui/api/put`, { method: 'POST', headers, body: '{"collection":"Bad Name!","doc":{}}' })
       assert.equal(bad.status, 400)
       assert.equal((await bad.json() as { error: { name: string } }).error.name, 'InvalidCollectionNameError')
+      const notOffered = await fetch(`${info.url}/ui/api/uiLogin`, { method: 'POST', headers, body: '{}' })
+      assert.equal((await notOffered.json() as { error: { name: string } }).error.name, 'InvalidOptionError')
+      // the event stream carries changes, and ends when its session does
+      const stream = await fetch(`${info.url}/ui/events`, { headers: { authorization: `Bearer ${token}` } })
+      assert.equal(stream.status, 200)
+      assert.equal(stream.headers.get('content-type'), 'text/event-stream; charset=utf-8')
+      const reader = (stream.body as ReadableStream<Uint8Array>).pipeThrough(new TextDecoderStream()).getReader()
+      let received = ''
+      const reading = (async () => { for (;;) { const r = await reader.read(); if (r.done) return; received += r.value } })()
+      await node.collection('notes').put({ _id: 'n1', title: 'hello' })
+      await waitFor(() => received.includes('"id":"n1"'), { timeoutMs: 5_000, message: 'the change event' })
+      assert.match(received, /event: change\ndata: \{"origin":"local","changes":\[\{"collection":"notes","id":"n1","type":"added"\}\]\}/)
       assert.equal((await fetch(`${info.url}/ui/api/logout`, { method: 'POST', headers })).status, 200)
+      await withTimeout(reading, 5_000, 'the event stream to end with its session')
       assert.equal((await fetch(`${info.url}/ui/api/status`, { method: 'POST', headers, body: '{}' })).status, 401)
     } finally {
       await api.stop()
       await node.close()
-      dirs.cleanup()
     }
   })
+
+  after(() => dirs.cleanup())
 })

@@ -4,6 +4,9 @@
  * from the node's sources so the browser bundle never pulls in server code.
  */
 
+/** What a collection may be called (the server's rule: crdt/ops.ts `COLLECTION_NAME`). */
+export const COLLECTION_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/
+
 /** A JSON value. */
 export type Json = string | number | boolean | null | Json[] | { [key: string]: Json }
 
@@ -15,8 +18,6 @@ export type Doc = JsonObject & { _id: string }
 
 /** `GET /ui/api/session`: who this console talks to. */
 export interface SessionInfo {
-  /** Sent back in the `x-peakdb-csrf` header of every POST. */
-  readonly csrf: string
   readonly deviceId: string
   readonly deviceName: string
   readonly version: string

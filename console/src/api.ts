@@ -1,7 +1,10 @@
 /**
- * The console's client of the daemon's API: the session (`GET /ui/api/session`), method calls
- * (`POST /ui/api/<method>` with the CSRF header) and sign-out. A 401 means the session is gone;
- * listeners registered with `onSessionEnd` hear of it once, as they hear of a sign-out.
+ * The console's client of the daemon's API: signing in with the one-time code of a login link
+ * (`POST /ui/api/login`), the session (`GET /ui/api/session`), method calls
+ * (`POST /ui/api/<method>`) and sign-out. The session token lives in this tab's sessionStorage
+ * (per origin, port included; gone with the tab) and goes in an `Authorization` header, never
+ * in a cookie. A 401 means the session is gone; listeners registered with `onSessionEnd` hear
+ * of it once, as they hear of a sign-out.
  */
 import type { MethodName, ParamsOf, ResultOf, SessionInfo } from './api-types.js'
 
@@ -25,8 +28,19 @@ export class ApiError extends Error {
   }
 }
 
-/** Why a session ended: it expired (or was ended elsewhere), or the user signed out here. */
-export type SessionEnd = 'expired' | 'signed-out'
+/**
+ * Why there is no session: there never was one in this tab, the login link was used already or
+ * expired, the session expired (or was ended elsewhere), or the user signed out here.
+ */
+export type SessionEnd = 'none' | 'link-used' | 'expired' | 'signed-out'
+
+/** Where this tab keeps its session token. */
+const TOKEN_KEY = 'peakdb.console.token'
+
+/** What signing in answers: the token and who the console talks to. */
+interface LoginResult extends SessionInfo {
+  readonly token: string
+}
 
 /** Options of every call. */
 export interface CallOptions {
@@ -49,31 +63,60 @@ export class ApiClient {
   private sessionInfo: Promise<SessionInfo> | undefined
   private readonly endListeners = new Set<(reason: SessionEnd) => void>()
   private ended: SessionEnd | undefined
+  private token: string | undefined
+  private loginCode: string | undefined
 
-  /** @param base where the console's endpoints live (`/ui`). */
-  constructor (private readonly base = '/ui') {}
+  /**
+   * @param base where the console's endpoints live (`/ui`).
+   * @param options.loginCode the code of the login link the page was opened with, if any.
+   */
+  constructor (private readonly base = '/ui', options: { readonly loginCode?: string } = {}) {
+    this.loginCode = options.loginCode
+    this.token = sessionStorage.getItem(TOKEN_KEY) ?? undefined
+  }
 
-  /** The session (fetched once, and again after a failure). */
+  /** The session: signs in first when the page came with a login code (once; again after a failure). */
   async session (options: CallOptions = {}): Promise<SessionInfo> {
     if (this.sessionInfo === undefined) {
-      const pending = this.request<SessionInfo>('GET', '/api/session', undefined, undefined, options)
+      const pending = this.loginCode !== undefined ? this.login(this.loginCode, options) : this.request<SessionInfo>('GET', '/api/session', undefined, options)
       this.sessionInfo = pending
       pending.catch(() => { if (this.sessionInfo === pending) this.sessionInfo = undefined })
     }
     return await this.sessionInfo
   }
 
+  /** The header that proves the session, for requests made outside {@link call} (the event stream). */
+  authorization (): Record<string, string> {
+    return this.token !== undefined ? { authorization: `Bearer ${this.token}` } : {}
+  }
+
   /** Calls a method of the local API; fails with an {@link ApiError}. */
   async call<M extends MethodName> (method: M, params: ParamsOf<M>, options: CallOptions = {}): Promise<ResultOf<M>> {
-    const { csrf } = await this.session(options)
-    return await this.request<ResultOf<M>>('POST', `/api/${method}`, params, csrf, options)
+    await this.session(options)
+    return await this.request<ResultOf<M>>('POST', `/api/${method}`, params, options)
   }
 
   /** Ends the session on the server; the session's end listeners hear `signed-out`. */
   async logout (): Promise<void> {
-    const { csrf } = await this.session()
-    await this.request<unknown>('POST', '/api/logout', {}, csrf, {})
+    await this.session()
+    await this.request<unknown>('POST', '/api/logout', {}, {})
     this.end('signed-out')
+  }
+
+  private async login (code: string, options: CallOptions): Promise<SessionInfo> {
+    this.loginCode = undefined
+    this.token = undefined
+    sessionStorage.removeItem(TOKEN_KEY)
+    let result: LoginResult
+    try {
+      result = await this.request<LoginResult>('POST', '/api/login', { code }, options)
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) this.end('link-used')
+      throw err
+    }
+    this.token = result.token
+    sessionStorage.setItem(TOKEN_KEY, result.token)
+    return { deviceId: result.deviceId, deviceName: result.deviceName, version: result.version }
   }
 
   /** Why the session ended, once it has. */
@@ -90,16 +133,15 @@ export class ApiClient {
     return () => { this.endListeners.delete(fn) }
   }
 
-  private async request<T> (method: 'GET' | 'POST', path: string, body: unknown, csrf: string | undefined, options: CallOptions): Promise<T> {
-    const headers: Record<string, string> = { accept: 'application/json' }
-    if (csrf !== undefined) headers['x-peakdb-csrf'] = csrf
+  private async request<T> (method: 'GET' | 'POST', path: string, body: unknown, options: CallOptions): Promise<T> {
+    const headers: Record<string, string> = { accept: 'application/json', ...this.authorization() }
     if (body !== undefined) headers['content-type'] = 'application/json'
     let res: Response
     try {
       res = await fetch(this.base + path, {
         method,
         headers,
-        credentials: 'same-origin',
+        credentials: 'omit',
         cache: 'no-store',
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
         ...(options.signal !== undefined ? { signal: options.signal } : {})
@@ -108,9 +150,9 @@ export class ApiClient {
       if (options.signal?.aborted === true) throw err
       throw new ApiError(NETWORK_ERROR, 'cannot reach the PeakDB daemon: is it still running?', 0, { cause: err })
     }
-    if (res.status === 401) {
-      this.end('expired')
-      throw new ApiError(SESSION_EXPIRED, 'the session expired', 401)
+    if (res.status === 401 && path !== '/api/login') {
+      this.end(this.token === undefined ? 'none' : 'expired')
+      throw new ApiError(SESSION_EXPIRED, 'no session', 401)
     }
     let envelope: Envelope<T>
     try {
@@ -125,6 +167,8 @@ export class ApiClient {
   private end (reason: SessionEnd): void {
     if (this.ended !== undefined) return
     this.ended = reason
+    this.token = undefined
+    sessionStorage.removeItem(TOKEN_KEY)
     for (const fn of [...this.endListeners]) fn(reason)
   }
 }

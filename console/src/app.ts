@@ -40,16 +40,28 @@ export function App (services: AppServices): VNode {
       events.stop()
       setEnded(reason)
     })
-    api.session().then(setSession, () => {
+    api.session().then(info => {
+      setSession(info)
+      events.start()
+    }, () => {
       // a 401 ends the session (handled above); other failures show on the pages' own calls
     })
-    events.start()
     return () => {
       off()
       events.stop()
     }
   }, [api, events])
 
+  if (ended === 'none') {
+    return html`<${EndedPage} title="Sign in to PeakDB">
+      Run <code>peakdb ui</code> on this machine and open the link it prints.
+    <//>`
+  }
+  if (ended === 'link-used') {
+    return html`<${EndedPage} title="Login link expired">
+      This login link was used already or expired. Run <code>peakdb ui</code> for a new one.
+    <//>`
+  }
   if (ended === 'expired') {
     return html`<${EndedPage} title="Session expired">
       Session expired. Run <code>peakdb ui</code> for a new link.

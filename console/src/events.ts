@@ -1,6 +1,7 @@
 /**
  * The live feed of the daemon (`GET /ui/events`, Server-Sent Events), fanned out to subscribers
- * by event name, with the connection's state for the header's indicator.
+ * by event name, with the connection's state for the header's indicator. Read with `fetch`
+ * rather than `EventSource`, which cannot send the session's `Authorization` header.
  */
 import type { ServerEventName, ServerEvents } from './api-types.js'
 
@@ -10,7 +11,7 @@ export type ConnectionState = 'connecting' | 'live' | 'reconnecting' | 'closed'
 /** Every event name the server sends. */
 const EVENT_NAMES: readonly ServerEventName[] = ['change', 'peer', 'sync', 'index', 'devices', 'revoked', 'memory']
 
-/** Delays before reopening a connection the browser gave up on, ms. */
+/** Delays before reopening a stream that ended or failed, ms. */
 const RETRY_DELAYS = [1000, 2000, 5000, 10_000]
 
 type Listener<K extends ServerEventName> = (data: ServerEvents[K]) => void
@@ -19,26 +20,28 @@ type Listener<K extends ServerEventName> = (data: ServerEvents[K]) => void
 export interface EventHubOptions {
   /** The stream's URL (default `/ui/events`). */
   readonly url?: string
+  /** Headers of each request for the stream (the session's `Authorization`). */
+  readonly headers?: () => Record<string, string>
   /**
-   * Called when the browser gives up on the stream (it does on an HTTP error such as 401): a
-   * chance to find out why before the hub tries again.
+   * Called when the daemon refuses the stream (HTTP 401): a chance to find out whether the
+   * session is gone before the hub tries again.
    */
-  readonly onGiveUp?: () => void
+  readonly onUnauthorized?: () => void
 }
 
 /**
- * One EventSource shared by the whole console.
+ * One event stream shared by the whole console, reopened after a pause when it ends or fails.
  *
  * @example
  * ```ts
- * const hub = new EventHub()
+ * const hub = new EventHub({ headers: () => api.authorization() })
  * hub.start()
  * const off = hub.subscribe('change', ev => console.log(ev.changes))
  * off()
  * ```
  */
 export class EventHub {
-  private source: EventSource | undefined
+  private controller: AbortController | undefined
   private retry: ReturnType<typeof setTimeout> | undefined
   private failures = 0
   private current: ConnectionState = 'closed'
@@ -57,23 +60,14 @@ export class EventHub {
 
   /** Opens the stream (again after {@link stop}). */
   start (): void {
-    if (this.source !== undefined) return
+    if (this.controller !== undefined) return
     this.setState(this.failures === 0 ? 'connecting' : 'reconnecting')
-    const source = new EventSource(this.url)
-    this.source = source
-    source.addEventListener('open', () => {
-      this.failures = 0
-      this.setState('live')
-    })
-    source.addEventListener('error', () => {
-      if (source.readyState !== EventSource.CLOSED) {
-        // the browser reconnects by itself
-        this.setState('reconnecting')
-        return
-      }
-      this.source = undefined
+    const controller = new AbortController()
+    this.controller = controller
+    void this.read(controller.signal).then(() => {
+      if (controller.signal.aborted) return
+      this.controller = undefined
       this.setState('reconnecting')
-      this.options.onGiveUp?.()
       const delay = RETRY_DELAYS[Math.min(this.failures, RETRY_DELAYS.length - 1)]
       this.failures++
       this.retry = setTimeout(() => {
@@ -81,17 +75,14 @@ export class EventHub {
         if (this.current !== 'closed') this.start()
       }, delay)
     })
-    for (const name of EVENT_NAMES) {
-      source.addEventListener(name, ev => { this.dispatch(name, (ev as MessageEvent<string>).data) })
-    }
   }
 
   /** Closes the stream for good (until {@link start}). */
   stop (): void {
     clearTimeout(this.retry)
     this.retry = undefined
-    this.source?.close()
-    this.source = undefined
+    this.controller?.abort()
+    this.controller = undefined
     this.failures = 0
     this.setState('closed')
   }
@@ -108,6 +99,50 @@ export class EventHub {
   onState (fn: (state: ConnectionState) => void): () => void {
     this.stateListeners.add(fn)
     return () => { this.stateListeners.delete(fn) }
+  }
+
+  /** Reads one connection of the stream until it ends, fails or is aborted. */
+  private async read (signal: AbortSignal): Promise<void> {
+    try {
+      const res = await fetch(this.url, {
+        headers: { accept: 'text/event-stream', ...this.options.headers?.() },
+        credentials: 'omit',
+        cache: 'no-store',
+        signal
+      })
+      if (res.status === 401) this.options.onUnauthorized?.()
+      if (!res.ok || res.body === null) return
+      this.failures = 0
+      this.setState('live')
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
+      let buffer = ''
+      for (;;) {
+        const { value, done } = await reader.read()
+        if (done) return
+        buffer += value
+        for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+          this.frame(buffer.slice(0, end))
+          buffer = buffer.slice(end + 2)
+        }
+      }
+    } catch {
+      // cut off or unreachable: start() tries again unless this was a stop
+    }
+  }
+
+  /** One event of the stream (`event:` and `data:` lines; `:` lines are comments). */
+  private frame (text: string): void {
+    let name = ''
+    const data: string[] = []
+    for (const line of text.split('\n')) {
+      if (line.startsWith(':')) continue
+      const colon = line.indexOf(':')
+      const field = colon < 0 ? line : line.slice(0, colon)
+      const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '')
+      if (field === 'event') name = value
+      else if (field === 'data') data.push(value)
+    }
+    if (data.length > 0 && (EVENT_NAMES as readonly string[]).includes(name)) this.dispatch(name as ServerEventName, data.join('\n'))
   }
 
   private dispatch (name: ServerEventName, raw: string): void {

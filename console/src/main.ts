@@ -11,12 +11,17 @@ import { applyTheme, loadPreferences } from './preferences.js'
 
 applyTheme(loadPreferences().theme)
 
-const api = new ApiClient('/ui')
+// a login link (`peakdb ui`) carries a one-time code in the fragment: take it out of the
+// address bar (and history) before anything renders, and sign in with it
+const login = /^#login=([\w-]{1,128})$/.exec(location.hash)
+if (login !== null) history.replaceState(null, '', `${location.pathname}#/overview`)
+
+const api = new ApiClient('/ui', login?.[1] !== undefined ? { loginCode: login[1] } : {})
 const events = new EventHub({
   url: '/ui/events',
-  // the browser gives up on an HTTP error: a 401 here means the session is gone, and any call
-  // finds that out (and ends the session) for us
-  onGiveUp: () => { api.call('status', {}).catch(() => {}) }
+  headers: () => api.authorization(),
+  // a 401 may mean the session is gone: any call finds that out (and ends the session) for us
+  onUnauthorized: () => { api.call('status', {}).catch(() => {}) }
 })
 
 const root = document.getElementById('app')

@@ -310,19 +310,27 @@ function verifyLines (r: VerifyOutput, advice: string): string[] {
   ]
 }
 
-/** Opens a URL in the desktop's browser when there is a desktop; true when one was asked to. */
-async function openInBrowser (url: string): Promise<boolean> {
+/**
+ * Opens the console's login link in the desktop's browser, when there is a desktop; true when a
+ * browser was started. The browser is given a file (mode 0600, in the data dir) that forwards to
+ * the link, never the link itself: a program's arguments are visible to every local user.
+ */
+async function openInBrowser (dir: string, url: string): Promise<boolean> {
   const command = process.platform === 'darwin' ? 'open' : process.platform === 'win32' ? undefined : (process.env.DISPLAY ?? process.env.WAYLAND_DISPLAY ?? '') !== '' ? 'xdg-open' : undefined
   if (command === undefined) return false
-  try {
-    const { spawn } = await import('node:child_process')
-    const child = spawn(command, [url], { detached: true, stdio: 'ignore' })
-    child.on('error', () => {})
-    child.unref()
-    return true
-  } catch {
-    return false
-  }
+  const [{ spawn }, { rmSync, writeFileSync }, { join }] = await Promise.all([import('node:child_process'), import('node:fs'), import('node:path')])
+  const file = join(dir, 'ui-login.html')
+  const href = url.replace(/&/g, '&amp;').replace(/"/g, '&quot;')
+  rmSync(file, { force: true })
+  writeFileSync(file, `<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${href}"><title>PeakDB console</title><p><a href="${href}">Open the PeakDB console</a></p>\n`, { mode: 0o600, flag: 'wx' })
+  return await new Promise<boolean>(resolve => {
+    const child = spawn(command, [file], { detached: true, stdio: 'ignore' })
+    child.once('error', () => resolve(false))
+    child.once('spawn', () => {
+      child.unref()
+      resolve(true)
+    })
+  })
 }
 
 function docLines (docs: unknown[]): string {
@@ -529,7 +537,7 @@ Examples:
       const info = readApiInfo(dataDirPaths(g.dir).api)
       if (info === undefined) throw new InvalidOptionError(`no daemon is running on ${g.dir}: the web console is served by the daemon, start it with \`peakdb start\``)
       const link = await callApi(info, 'uiLogin', {}) as { url: string, expires: string }
-      const opened = opts.open && !(g.json ?? false) && await openInBrowser(link.url)
+      const opened = opts.open && !(g.json ?? false) && await openInBrowser(dataDirPaths(g.dir).dir, link.url)
       emit(g.json, link, () => [
         `Web console of ${info.deviceId}: open this link (it works once, for 2 minutes):`,
         `  ${link.url}`,

@@ -2,7 +2,8 @@
  * The daemon's local API: HTTP/1.1 on 127.0.0.1 (like Kubo's RPC API), one POST endpoint per
  * method (`/api/v1/<method>`, JSON body of parameters), authenticated by a bearer token that
  * only the data dir's owner can read (`api.json`, mode 0600). `watch` answers with a stream of
- * newline-delimited JSON events instead of one result.
+ * newline-delimited JSON events instead of one result. The web console (`/ui/`, see
+ * console-server.ts) is served from the same address.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { randomBytes, timingSafeEqual } from 'node:crypto'
@@ -10,10 +11,13 @@ import { unlinkSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { writeFileAtomic } from '../../identity/index.js'
 import { callMethod, startWatch, type MethodContext } from './rpc.js'
-import { readJsonBody, sendError, sendJson as send, statusOf } from './http.js'
+import { readJsonBody, sendError, sendJson } from './http.js'
 import { ConsoleServer, type ConsoleOptions } from './console-server.js'
 
 export { MAX_API_BODY } from './http.js'
+
+/** How long a stopping server lets open connections finish before it closes them, in ms. */
+const STOP_GRACE_MS = 1000
 
 /** What `api.json` holds. */
 export interface ApiInfo {
@@ -93,11 +97,11 @@ export class ApiServer {
       }
       const match = /^\/api\/v1\/([A-Za-z]+)$/.exec(url.pathname)
       if (req.method !== 'POST' || match === null) {
-        send(res, 404, { ok: false, error: { name: 'NotFound', message: 'expected POST /api/v1/<method>' } })
+        sendJson(res, 404, { ok: false, error: { name: 'NotFound', message: 'expected POST /api/v1/<method>' } })
         return
       }
       if (!this.authorised(req)) {
-        send(res, 401, { ok: false, error: { name: 'Unauthorized', message: 'missing or wrong API token' } })
+        sendJson(res, 401, { ok: false, error: { name: 'Unauthorized', message: 'missing or wrong API token' } })
         return
       }
       const method = match[1] as string
@@ -107,12 +111,12 @@ export class ApiServer {
         return
       }
       if (method === 'shutdown') {
-        send(res, 200, { ok: true, result: { stopping: true } })
+        sendJson(res, 200, { ok: true, result: { stopping: true } })
         setImmediate(() => this.options.onShutdown())
         return
       }
       const result = await callMethod(this.ctx, method, params)
-      send(res, 200, { ok: true, result: result ?? null })
+      sendJson(res, 200, { ok: true, result: result ?? null })
     } catch (err) {
       if (res.headersSent) res.destroy()
       else sendError(res, err)
@@ -128,8 +132,7 @@ export class ApiServer {
     try {
       stop = startWatch(this.ctx, params, line => res.write(JSON.stringify(line) + '\n'))
     } catch (err) {
-      const e = err as Error
-      send(res, statusOf(e), { ok: false, error: { name: e.name, message: e.message } })
+      sendError(res, err)
       return
     }
     res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' })
@@ -151,6 +154,8 @@ export class ApiServer {
     await new Promise<void>(resolve => {
       this.server.close(() => resolve())
       this.server.closeIdleConnections()
+      // ended streams become idle only once flushed, and a browser may reconnect meanwhile
+      setTimeout(() => this.server.closeAllConnections(), STOP_GRACE_MS).unref()
     })
   }
 }

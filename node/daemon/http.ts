@@ -3,6 +3,7 @@
  * how an error maps to a status.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { InvalidOptionError, TooLargeError } from '../errors.js'
 
 /** Largest request body accepted, in bytes. */
 export const MAX_API_BODY = 64 * 1024 * 1024
@@ -34,13 +35,13 @@ export async function readJsonBody (req: IncomingMessage): Promise<unknown> {
   let size = 0
   for await (const chunk of req) {
     size += (chunk as Buffer).length
-    if (size > MAX_API_BODY) throw Object.assign(new Error(`request body over ${MAX_API_BODY} bytes`), { name: 'TooLargeError' })
+    if (size > MAX_API_BODY) throw new TooLargeError(`request body over ${MAX_API_BODY} bytes`)
     chunks.push(chunk as Buffer)
   }
   if (size === 0) return {}
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'))
   } catch {
-    throw Object.assign(new Error('request body is not valid JSON'), { name: 'InvalidOptionError' })
+    throw new InvalidOptionError('request body is not valid JSON')
   }
 }

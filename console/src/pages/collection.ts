@@ -45,9 +45,8 @@ export function CollectionPage ({ name }: { readonly name: string }): VNode {
     return { docs, total }
   }, [name, query, page])
 
-  // device-local collections may be named with their storage prefix in change events
   useRefreshOn(['change'], result.reload, { debounceMs: LIVE_DEBOUNCE_MS },
-    (_, ev) => ev.changes.some(c => c.collection === name || c.collection === `~${name}`))
+    (_, ev) => ev.changes.some(c => c.collection === name))
 
   const pages = Math.max(1, Math.ceil((result.data?.total ?? 0) / query.pageSize))
   // a delete (here or elsewhere) can empty the last page: show the new last one

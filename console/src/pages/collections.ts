@@ -4,6 +4,7 @@
  */
 import type { VNode } from 'preact'
 import { useState } from 'preact/hooks'
+import { COLLECTION_NAME } from '../api-types.js'
 import { useApp } from '../app-context.js'
 import { ErrorAlert } from '../components/error-alert.js'
 import { formatCount } from '../format.js'
@@ -12,8 +13,6 @@ import { hrefOf, navigate } from '../router.js'
 import { useResource } from '../use-resource.js'
 import { useRefreshOn } from '../use-server-event.js'
 
-/** What a collection may be called (crdt/ops.ts `COLLECTION_NAME`). */
-export const COLLECTION_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/
 
 /** The collection list. */
 export function CollectionsPage (): VNode {

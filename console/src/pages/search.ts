@@ -4,13 +4,12 @@
  */
 import type { VNode } from 'preact'
 import { useEffect, useState } from 'preact/hooks'
-import type { DeviceAnswer, Doc, SearchHit, SearchMode, SwarmHit } from '../api-types.js'
+import { COLLECTION_NAME, type DeviceAnswer, type Doc, type SearchHit, type SearchMode, type SwarmHit } from '../api-types.js'
 import { useApp } from '../app-context.js'
 import { ErrorAlert } from '../components/error-alert.js'
 import { clip, formatMs, formatScore, previewDoc, shortId } from '../format.js'
 import { html } from '../html.js'
 import { asError, useResource } from '../use-resource.js'
-import { COLLECTION_NAME } from './collections.js'
 
 /** Hits asked for. */
 const K = 20
