@@ -3,7 +3,7 @@
  * by playwright-core, axe-core on every page. Screenshots land in test/artifacts/console/.
  */
 import { strict as assert } from 'node:assert'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { createServer, get as httpGet } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createRequire } from 'node:module'
@@ -163,6 +163,21 @@ describe('web console in a real browser', function () {
     // the bearer-token API is untouched by the console's sessions
     const noToken = await fetch(`${origin}/api/v1/status`, { method: 'POST', body: '{}' })
     assert.equal(noToken.status, 401)
+  })
+
+  it('`peakdb ui` opens the desktop browser on a 0600 file, keeping the code out of process arguments', async () => {
+    const bin = dirs.make()
+    const record = join(bin, 'args')
+    writeFileSync(join(bin, 'xdg-open'), `#!/bin/sh\nprintf '%s\\n' "$@" > '${record}'\n`, { mode: 0o755 })
+    const r = await runCli(['ui', '--dir', dirA], { env: { PATH: `${bin}:${process.env.PATH ?? ''}`, DISPLAY: ':99' } })
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stdout, /opening it in your browser/)
+    const args = await waitFor(() => { try { return readFileSync(record, 'utf8') } catch { return undefined } }, { timeoutMs: 5_000, message: 'the browser to be started' })
+    const file = join(dirA, 'ui-login.html')
+    assert.equal(args, `${file}\n`, 'the browser gets the file, not the link')
+    assert.equal(statSync(file).mode & 0o777, 0o600)
+    const link = /http:\/\/127\.0\.0\.1:\d+\/ui\/#login=[\w-]{43}/.exec(r.stdout)?.[0]
+    assert.ok(link !== undefined && readFileSync(file, 'utf8').includes(`url=${link}`), 'the file forwards to the printed link')
   })
 
   it('creates an invite with a QR code, and shows the new device when it joins', async () => {
