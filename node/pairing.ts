@@ -8,6 +8,7 @@ import { hostname } from 'node:os'
 import { dirname, join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { renderUnicodeCompact } from 'uqr'
+import { isPrivateIp } from '@libp2p/utils'
 import {
   createSigner, decodeCertificate, decodeInvite, deviceIdFromPublicKey, encodeCertificate, encodeInvite, generateSecretKey, inviteId,
   inviteSecret, issueCertificate, publicKeyOf, swarmIdFromRootKey, verifyCertificateChain, InvalidCertificateError, InviteExpiredError,
@@ -86,7 +87,8 @@ export class Pairing implements PairingBackend {
     const expires = Math.ceil((Date.now() + ttl) / 1000)
     this.prune()
     this.invites.set(inviteKey(inviteId(secret)), { secret, expires, failures: 0, state: 'open' })
-    const bare = addrs.map(a => multiaddr(a).decapsulateCode(421))
+    // the code holds four addresses: the ones a device elsewhere can dial come first
+    const bare = [...addrs].sort((a, b) => addressRank(a) - addressRank(b)).map(a => multiaddr(a).decapsulateCode(421))
     const code = encodeInvite({ inviterKey: this.publicKey, addrs: bare.slice(0, 4).map(a => a.bytes), secret, expires })
     logger.info('invite created', { expires: new Date(expires * 1000).toISOString() })
     return { code, qr: renderUnicodeCompact(code.toUpperCase(), { ecc: 'L', border: 1 }), expires: new Date(expires * 1000).toISOString(), inviter: this.ctx.log.deviceId, addrs: bare.map(a => a.toString()) }
@@ -239,4 +241,12 @@ export function prepareJoinDir (paths: DataDirPaths, options: { passphrase?: str
     throw new DataDirError(`cannot write in ${dir}: ${(err as Error).message}`, { cause: err })
   }
   return { undo }
+}
+
+/** Order of addresses in an invite: public, then through a relay, then private, then this machine's. */
+function addressRank (addr: string): number {
+  const ip = /^\/ip[46]\/([^/]+)/.exec(addr)?.[1] ?? ''
+  if (ip.startsWith('127.') || ip === '::1') return 3
+  if (addr.includes('/p2p-circuit')) return 1
+  return isPrivateIp(ip) === true ? 2 : 0
 }

@@ -35,7 +35,7 @@ import { join } from 'node:path'
 import type { Embedder } from './embedding/embedder.js'
 import type * as Y from 'yjs'
 import type { Replicator, ReplicationOptions } from './replicator.js'
-import type { SwarmTransport, SyncProgress, Welcome } from '../transport/index.js'
+import type { Reachability, SwarmTransport, SyncProgress, Welcome } from '../transport/index.js'
 
 const logger = createLogger('node')
 
@@ -167,6 +167,8 @@ export interface NodeStatus {
   /** Present while the node is on the network. */
   readonly network?: {
     readonly multiaddrs: string[]
+    /** How other devices can reach this one: public, relayed, private (LAN or behind a NAT) or local. */
+    readonly reachability: Reachability
     readonly peers: ReturnType<Replicator['peers']>
     /** Pulls in progress. */
     readonly syncing: ReturnType<Replicator['syncState']>
@@ -934,7 +936,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       confirmedSeq: this.confirmations.confirmedSeq(),
       ...(this.keystore.retired !== undefined ? { retiredDevices: this.keystore.retired } : {}),
       ...(revoked !== undefined ? { revoked } : {}),
-      ...(this.replicator?.network !== undefined ? { network: { multiaddrs: this.replicator.network.multiaddrs(), peers: this.replicator.peers(), syncing: this.replicator.syncState() } } : {})
+      ...(this.replicator?.network !== undefined ? { network: { multiaddrs: this.replicator.network.multiaddrs(), reachability: this.replicator.network.reachability(), peers: this.replicator.peers(), syncing: this.replicator.syncState() } } : {})
     }
   }
 

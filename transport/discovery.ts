@@ -42,7 +42,8 @@ export class Discovery {
 
   start (): void {
     this.started = true
-    for (const addr of this.options.bootstrap ?? []) {
+    // relays are dialled like bootstrap addresses: a reservation needs a connection
+    for (const addr of new Set([...(this.options.bootstrap ?? []), ...(this.options.relays ?? [])])) {
       const ma = multiaddr(addr)
       this.addTarget(`addr:${addr}`, ma.getComponents().find(c => c.name === 'p2p')?.value, async () => await this.host.dial(ma, { signal: AbortSignal.timeout(10_000) }))
     }
@@ -65,9 +66,11 @@ export class Discovery {
     for (const a of addrs) {
       try {
         let ma = multiaddr(a)
-        const id = ma.getComponents().find(c => c.name === 'p2p')?.value
-        if (id !== undefined && id !== device) continue
-        if (id === undefined) ma = ma.encapsulate(`/p2p/${device}`)
+        // the last /p2p/ names the peer (one before /p2p-circuit names the relay)
+        const last = ma.getComponents().at(-1)
+        if (last?.name === 'p2p') {
+          if (last.value !== device) continue
+        } else ma = ma.encapsulate(`/p2p/${device}`)
         if (!seen.has(ma.toString())) {
           seen.add(ma.toString())
           list.push(ma)

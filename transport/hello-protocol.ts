@@ -60,7 +60,7 @@ export class HelloProtocol {
   }
 
   async start (): Promise<void> {
-    await this.host.handle(HELLO_PROTOCOL, (stream, connection) => this.respond(stream, connection), { maxInboundStreams: 4 })
+    await this.host.handle(HELLO_PROTOCOL, (stream, connection) => this.respond(stream, connection), { maxInboundStreams: 4, runOnLimitedConnection: true })
   }
 
   private async respond (stream: Stream, connection: Connection): Promise<void> {
@@ -99,7 +99,7 @@ export class HelloProtocol {
 
   /** Says hello to a connected peer; resolves with its verified identity. */
   async initiate (connection: Connection, signal = AbortSignal.timeout(TIMEOUT_MS)): Promise<VerifiedDevice> {
-    const stream = await connection.newStream(HELLO_PROTOCOL, { signal })
+    const stream = await connection.newStream(HELLO_PROTOCOL, { signal, runOnLimitedConnection: true })
     const lp = lpStream(stream, { maxDataLength: MAX_SMALL_FRAME })
     try {
       await lp.write(this.hello(), { signal })

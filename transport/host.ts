@@ -1,7 +1,10 @@
 /**
  * The libp2p host of a node: TCP, Noise, Yamux, identify, ping, a private kad-dht, gossipsub
  * (admitting verified members only) and (optionally) mDNS, with the device key as PeerId and the
- * membership gate.
+ * membership gate. Beyond one network: a device given `relays` keeps a reservation on one of
+ * them (circuit relay v2), checks its reachability (AutoNAT) and tries to turn relayed
+ * connections into direct ones (DCUtR); a node started with `relay` serves reservations to the
+ * swarm's verified members only.
  */
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
@@ -14,12 +17,15 @@ import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { mdns } from '@libp2p/mdns'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { isLoopback } from '@libp2p/utils'
+import { circuitRelayServer, circuitRelayTransport, type CircuitRelayService } from '@libp2p/circuit-relay-v2'
+import { autoNAT } from '@libp2p/autonat'
+import { dcutr } from '@libp2p/dcutr'
 import { admitVerifiedPeers } from './gossip-admission.js'
 import { MAX_GOSSIP_MESSAGE } from './messages.js'
 import type { PeerGate } from './peer-gate.js'
 
-/** libp2p services of a PeakDB host. */
-export type HostServices = { identify: Identify, ping: Ping, dht: KadDHT, pubsub: GossipSub }
+/** libp2p services of a PeakDB host (`relay` only on a relay node). */
+export type HostServices = { identify: Identify, ping: Ping, dht: KadDHT, pubsub: GossipSub, relay?: CircuitRelayService }
 /** A PeakDB libp2p host. */
 export type Host = Libp2p<HostServices>
 
@@ -35,7 +41,19 @@ export interface NetworkOptions {
   readonly dht?: boolean
   /** How long an inbound peer has to prove membership before it is dropped (default 10 s). */
   readonly helloTimeoutMs?: number
+  /**
+   * Relays (multiaddrs with /p2p/<id> of the swarm's relay nodes) to keep a reservation on, so
+   * devices on other networks reach this one through them (default none).
+   */
+  readonly relays?: readonly string[]
+  /** Serve as a relay for the swarm's verified members (default false). */
+  readonly relay?: boolean
 }
+
+/** Reservations a relay node holds at most (one per device behind a NAT). */
+const MAX_RELAY_RESERVATIONS = 256
+/** How long a relay waits for a device asking for a reservation to prove membership, in ms. */
+const RESERVATION_VERIFY_MS = 5_000
 
 export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0']
 
@@ -47,17 +65,20 @@ export async function createHost (init: { deviceSecretKey: Uint8Array, swarmId: 
   const privateKey = await generateKeyPairFromSeed('Ed25519', init.deviceSecretKey)
   const listen = [...(init.options.listen ?? DEFAULT_LISTEN)]
   const loopbackOnly = listen.every(a => a.startsWith('/ip4/127.') || a.startsWith('/ip6/::1/'))
+  const relays = init.options.relays ?? []
+  // reservations on relays are made once the relay proved membership (see SwarmTransport)
+  const beyondNetwork = relays.length > 0 || init.options.relay === true
   return await createLibp2p({
     privateKey,
     addresses: {
       listen,
       // a node listening on loopback only must not announce anything else
-      ...(loopbackOnly ? { announceFilter: (addrs) => addrs.filter(ma => isLoopback(ma)) } : {})
+      ...(loopbackOnly && relays.length === 0 ? { announceFilter: (addrs) => addrs.filter(ma => isLoopback(ma)) } : {})
     },
-    transports: [tcp()],
+    transports: [tcp(), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    connectionGater: init.gate.connectionGater(),
+    connectionGater: init.gate.connectionGater({ reservationVerifyMs: RESERVATION_VERIFY_MS }),
     connectionManager: { maxConnections: 256 },
     peerDiscovery: init.options.mdns === true ? [mdns({ serviceTag: `peakdb-${init.swarmId.slice(0, 16)}.local`, interval: 10_000 })] : [],
     services: {
@@ -74,7 +95,11 @@ export async function createHost (init: { deviceSecretKey: Uint8Array, swarmId: 
         allowPublishToZeroTopicPeers: true,
         fallbackToFloodsub: false,
         maxInboundDataLength: MAX_GOSSIP_MESSAGE + 64 * 1024
-      }), init.gate)
+      }), init.gate),
+      ...(beyondNetwork ? { autoNAT: autoNAT({ protocolPrefix: 'peakdb' }), dcutr: dcutr() } : {}),
+      // the swarm's own relay: members only (the gate), and no data or time cap on their
+      // circuits, so a long sync is never cut off halfway
+      ...(init.options.relay === true ? { relay: circuitRelayServer({ reservations: { maxReservations: MAX_RELAY_RESERVATIONS, applyDefaultLimit: false } }) } : {})
     }
-  })
+  }) as Host
 }

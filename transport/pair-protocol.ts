@@ -127,7 +127,7 @@ export async function handlePairing (host: Host, backend: PairingBackend, onPair
       log('pairing failed', { peer: joiner, error: (err as Error).message })
       stream.abort(err as Error)
     }
-  }, { maxInboundStreams: 4 })
+  }, { maxInboundStreams: 4, runOnLimitedConnection: true })
 }
 
 /** A joiner's pairing in progress: welcomed, and waiting to confirm it stored its identity. */
@@ -153,7 +153,7 @@ export async function requestPairing (host: Host, invite: Invite, name: string, 
   const addrs = invite.addrs.map(a => multiaddr(a).encapsulate(`/p2p/${invite.inviter}`))
   const signal = options.signal ?? AbortSignal.timeout(TIMEOUT_MS)
   if (addrs.length > 0) await host.dial(addrs, { signal })
-  const stream = await host.dialProtocol(inviter, PAIR_PROTOCOL, { signal })
+  const stream = await host.dialProtocol(inviter, PAIR_PROTOCOL, { signal, runOnLimitedConnection: true })
   const lp = lpStream(stream, { maxDataLength: MAX_SMALL_FRAME })
   try {
     const nonce = randomBytes(16)

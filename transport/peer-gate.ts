@@ -23,6 +23,24 @@ export class PeerGate {
     this.tell(peer, true)
   }
 
+  /**
+   * Resolves true once the peer is verified (at once if it is), false when it is refused or
+   * `ms` pass first: for requests that may arrive while the peer's hello is still under way.
+   */
+  async whenVerified (peer: string, ms: number): Promise<boolean> {
+    if (this.isVerified(peer)) return true
+    if (this.retired || this.banReason(peer) !== undefined) return false
+    return await new Promise<boolean>(resolve => {
+      const done = (result: boolean): void => {
+        clearTimeout(timer)
+        stop()
+        resolve(result)
+      }
+      const timer = setTimeout(() => done(false), ms)
+      const stop = this.watch((p, verified) => { if (p === peer) done(verified && this.isVerified(peer)) })
+    })
+  }
+
   /** Forgets a peer's verification (on disconnect). */
   forget (peer: string): void {
     this.verified.delete(peer)
@@ -97,15 +115,20 @@ export class PeerGate {
    * The libp2p connection gater: refuses banned peers at dial and after Noise, and never dials
    * a revoked device. A revoked device that dials in is let through Noise so that hello can
    * tell it why it is refused (it is then banned); until hello it is served nothing, like any
-   * unverified peer.
+   * unverified peer. As a relay, it reserves slots for verified members only (a reservation
+   * may wait up to `reservationVerifyMs` for the asker's hello), and relays circuits only to
+   * them: a device pairing from elsewhere is not a member yet, and the member it reaches serves
+   * it nothing but pairing and hello.
    */
-  connectionGater (): ConnectionGater {
+  connectionGater (options: { reservationVerifyMs: number }): ConnectionGater {
     return {
       denyDialMultiaddr: () => this.retired,
       denyDialPeer: (peer) => this.retired || this.refused(peer),
       denyInboundConnection: () => this.retired,
       denyInboundEncryptedConnection: (peer) => this.retired || this.banReason(peer.toString()) !== undefined,
-      denyOutboundEncryptedConnection: (peer) => this.retired || this.refused(peer)
+      denyOutboundEncryptedConnection: (peer) => this.retired || this.refused(peer),
+      denyInboundRelayReservation: async (peer) => !(await this.whenVerified(peer.toString(), options.reservationVerifyMs)),
+      denyOutboundRelayedConnection: (_source, destination) => !this.isVerified(destination.toString())
     }
   }
 }

@@ -83,7 +83,7 @@ const answer = z.union([searchResponseSchema, errorSchema])
 export async function handleSearch (host: Host, gate: PeerGate, swarmId: string, handler: SearchHandler, log: (m: string, f?: Record<string, unknown>) => void): Promise<void> {
   await host.handle(SEARCH_PROTOCOL, (stream: Stream, connection: Connection) => {
     void serve(stream, connection.remotePeer.toString())
-  }, { maxInboundStreams: 16 })
+  }, { maxInboundStreams: 16, runOnLimitedConnection: true })
 
   async function serve (stream: Stream, peer: string): Promise<void> {
     const lp = lpStream(stream, { maxDataLength: MAX_SEARCH_REQUEST })
@@ -144,7 +144,7 @@ function fit (res: SearchResponse): SearchResponse {
  */
 export async function requestSearch (host: Host, peer: PeerId, request: SearchRequest, signal: AbortSignal, onSent?: () => void): Promise<SearchResponse> {
   // optimistic protocol selection: the protocol name travels with the request (one round trip less)
-  const stream = await host.dialProtocol(peer, SEARCH_PROTOCOL, { signal, negotiateFully: false })
+  const stream = await host.dialProtocol(peer, SEARCH_PROTOCOL, { signal, negotiateFully: false, runOnLimitedConnection: true })
   allowLargeFrames(stream, MAX_SEARCH_RESPONSE)
   const lp = lpStream(stream, { maxDataLength: MAX_SEARCH_RESPONSE, maxBufferSize: 2 * MAX_SEARCH_RESPONSE })
   try {

@@ -7,7 +7,8 @@
 import { EventEmitter } from 'node:events'
 import type { Connection, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { multiaddr } from '@multiformats/multiaddr'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { isPrivateIp } from '@libp2p/utils'
 import { dominates } from '../crdt/index.js'
 import type { ReplicaBackend, VerifiedDevice } from './backend.js'
 import { Discovery } from './discovery.js'
@@ -20,6 +21,12 @@ import { handlePairing, type PairingBackend } from './pair-protocol.js'
 import { handleSearch, requestSearch, type SearchHandler, type SearchRequest, type SearchResponse } from './search-protocol.js'
 
 const VERIFY_WITHIN_MS = 10_000
+/** How soon a failed relay reservation is tried again (while the relay stays connected), in ms. */
+const RESERVE_RETRY_MS = 5_000
+
+function isLoopbackIp (ip: string): boolean {
+  return ip.startsWith('127.') || ip === '::1' || ip === 'localhost'
+}
 const ANTI_ENTROPY_MS = 30_000
 /**
  * Pulls from a newly verified peer again after these delays: until gossipsub has its stream to
@@ -41,6 +48,24 @@ export interface PeerInfo {
   readonly addrs: string[]
   readonly lastSync: number | undefined
   readonly syncing: boolean
+  /** True when every connection to the peer goes through a relay. */
+  readonly relayed: boolean
+  /** The relay (its DeviceId or PeerId) of a relayed connection. */
+  readonly relay?: string
+}
+
+/**
+ * How other devices can reach this one: `public` (an address off this machine and its private
+ * networks), `relayed` (through a relay reservation), `private` (only on private networks: LAN,
+ * behind a NAT), `local` (this machine only).
+ */
+export type Reachability = 'public' | 'relayed' | 'private' | 'local'
+
+/** The relay a circuit multiaddr goes through (the /p2p/ before /p2p-circuit), if it is one. */
+export function relayOf (addr: string): string | undefined {
+  const at = addr.indexOf('/p2p-circuit')
+  if (at < 0) return undefined
+  return /\/p2p\/([^/]+)$/.exec(addr.slice(0, at))?.[1]
 }
 
 /** Events of the swarm transport. */
@@ -110,7 +135,10 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
       host.addEventListener('peer:identify', t.onIdentify as unknown as (evt: Event) => void)
       // a device that knows it was revoked stays off the swarm: nobody would talk to it
       if (init.backend.isRevoked(init.backend.deviceId)) t.standDown()
-      else t.discovery.start()
+      else {
+        t.keepReservations()
+        t.discovery.start()
+      }
       t.scheduleAntiEntropy()
     } catch (err) {
       await host.stop()
@@ -124,19 +152,33 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     return this.host.getMultiaddrs().map(a => a.toString())
   }
 
+  /** How other devices can reach this one, from the addresses it has (see {@link Reachability}). */
+  reachability (): Reachability {
+    const addrs = this.host.getMultiaddrs()
+    if (addrs.some(a => relayOf(a.toString()) !== undefined)) return 'relayed'
+    const ips = addrs.flatMap(a => a.getComponents().filter(c => c.name === 'ip4' || c.name === 'ip6').map(c => c.value ?? ''))
+    if (ips.some(ip => !isLoopbackIp(ip) && isPrivateIp(ip) !== true)) return 'public'
+    if (ips.some(ip => !isLoopbackIp(ip))) return 'private'
+    return 'local'
+  }
+
   /** Connected peers. */
   peers (): PeerInfo[] {
     const out: PeerInfo[] = []
     for (const peer of this.host.getPeers()) {
       const id = peer.toString()
       const pull = this.pulls.get(id)
+      const addrs = this.host.getConnections(peer).map(c => c.remoteAddr.toString())
+      const relay = addrs.length > 0 && addrs.every(a => relayOf(a) !== undefined) ? relayOf(addrs[0] as string) : undefined
       out.push({
         device: id,
         name: this.gate.nameOf(id),
         verified: this.gate.isVerified(id),
-        addrs: this.host.getConnections(peer).map(c => c.remoteAddr.toString()),
+        addrs,
         lastSync: pull?.last,
-        syncing: pull?.running === true
+        syncing: pull?.running === true,
+        relayed: relay !== undefined,
+        ...(relay !== undefined ? { relay } : {})
       })
     }
     return out
@@ -208,7 +250,8 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   }
 
   private remember (device: string, name: string, addrs: string[]): void {
-    const unique = [...new Set(addrs)].filter(a => !a.includes('/p2p-circuit'))
+    // relayed addresses too: a device behind a NAT has no other
+    const unique = [...new Set(addrs)]
     if (unique.length === 0) return
     this.backend.rememberPeer(device, name, unique)
     this.discovery.watch(device, unique)
@@ -349,6 +392,37 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
       void this.gossip.publishHeads(this.backend.versionVector())
       if (!this.stopped) this.scheduleAntiEntropy()
     }, ANTI_ENTROPY_MS)
+  }
+
+  /**
+   * Keeps a reservation on each configured relay once it proved membership (a relay grants
+   * them to verified members only): listening on `<relay>/p2p-circuit` makes it, and gives this
+   * device an address through the relay. Made again whenever the relay comes back.
+   */
+  private keepReservations (): void {
+    const relays = new Map<string, string>()
+    for (const addr of this.options.relays ?? []) {
+      const id = multiaddr(addr).getComponents().findLast(c => c.name === 'p2p')?.value
+      if (id !== undefined) relays.set(id, addr)
+    }
+    if (relays.size === 0) return
+    const transports = (this.host as unknown as { components: { transportManager: { listen: (addrs: Multiaddr[]) => Promise<void> } } }).components.transportManager
+    const reserving = new Set<string>()
+    const reserve = (relay: string): void => {
+      const addr = relays.get(relay)
+      if (addr === undefined || reserving.has(relay) || this.stopped || !this.gate.isVerified(relay)) return
+      if (this.host.getMultiaddrs().some(a => relayOf(a.toString()) === relay)) return
+      reserving.add(relay)
+      transports.listen([multiaddr(`${addr}/p2p-circuit`)]).then(
+        () => this.log('info', 'reserved a slot on a relay', { relay }),
+        (err: Error) => {
+          this.log('warn', 'relay reservation failed', { relay, error: `${err.name}: ${err.message}` })
+          const retry = setTimeout(() => { this.warmUps.delete(retry); reserve(relay) }, RESERVE_RETRY_MS)
+          this.warmUps.add(retry)
+        }
+      ).finally(() => reserving.delete(relay))
+    }
+    this.gate.watch((peer, verified) => { if (verified) reserve(peer) })
   }
 
   /** Looks up the DHT rendezvous once now; resolves with how many new peers were dialed. */

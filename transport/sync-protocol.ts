@@ -53,7 +53,7 @@ export class SyncProtocol extends EventEmitter<SyncEvents> {
   }
 
   async start (): Promise<void> {
-    await this.host.handle(SYNC_PROTOCOL, (stream, connection) => this.serve(stream, connection), { maxInboundStreams: 8 })
+    await this.host.handle(SYNC_PROTOCOL, (stream, connection) => this.serve(stream, connection), { maxInboundStreams: 8, runOnLimitedConnection: true })
   }
 
   private async serve (stream: Stream, connection: Connection): Promise<void> {
@@ -102,7 +102,7 @@ export class SyncProtocol extends EventEmitter<SyncEvents> {
    */
   async pull (peer: PeerId, options: { signal?: AbortSignal } = {}): Promise<{ received: number, applied: number }> {
     const id = peer.toString()
-    const stream = await this.host.dialProtocol(peer, SYNC_PROTOCOL, { signal: options.signal ?? AbortSignal.timeout(10_000) })
+    const stream = await this.host.dialProtocol(peer, SYNC_PROTOCOL, { signal: options.signal ?? AbortSignal.timeout(10_000), runOnLimitedConnection: true })
     allowLargeFrames(stream, MAX_SYNC_FRAME)
     const lp = lpStream(stream, { maxDataLength: MAX_SYNC_FRAME, maxBufferSize: 2 * MAX_SYNC_FRAME })
     let received = 0

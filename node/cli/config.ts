@@ -24,6 +24,8 @@ const multiaddrText = z.string().min(1).max(1024).refine(s => s.startsWith('/'),
 export const configSchema = z.object({
   listen: z.array(multiaddrText).max(32).optional(),
   bootstrap: z.array(multiaddrText).max(256).optional(),
+  relays: z.array(multiaddrText).max(16).optional(),
+  relay: z.boolean().optional(),
   mdns: z.boolean().optional(),
   dht: z.boolean().optional(),
   apiPort: z.number().int().min(0).max(65535).optional(),

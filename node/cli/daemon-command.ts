@@ -28,6 +28,8 @@ export interface DaemonOptions {
   name?: string
   listen?: string[]
   bootstrap?: string[]
+  relays?: string[]
+  relay?: boolean
   mdns?: boolean
   dht?: boolean
   confirmations?: number
@@ -76,6 +78,8 @@ export async function runDaemon (o: DaemonOptions): Promise<void> {
   const network = {
     listen: o.listen ?? config.listen ?? ['/ip4/127.0.0.1/tcp/0'],
     bootstrap: [...(config.bootstrap ?? []), ...(o.bootstrap ?? [])],
+    relays: [...(config.relays ?? []), ...(o.relays ?? [])],
+    relay: o.relay ?? config.relay ?? false,
     ...(dht !== undefined ? { dht } : {}),
     ...(mdns !== undefined ? { mdns } : {})
   }

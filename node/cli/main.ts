@@ -377,6 +377,8 @@ Examples:
     .description('run the node in the foreground until SIGINT/SIGTERM (creates an identity on first run)')
     .option('--listen <multiaddr...>', 'addresses to listen on (default: /ip4/127.0.0.1/tcp/0; e.g. /ip4/0.0.0.0/tcp/4011 for the LAN)')
     .option('--bootstrap <multiaddr...>', 'devices to connect to, as /ip4/<ip>/tcp/<port>/p2p/<DeviceId>')
+    .option('--relays <multiaddr...>', 'relay nodes of the swarm to keep a reservation on, so devices on other networks reach this one (as /ip4/<ip>/tcp/<port>/p2p/<DeviceId>)')
+    .option('--relay', 'serve as the swarm\'s relay (a PeakCloud node on a reachable machine): relays for verified members only')
     .option('--mdns', 'find devices on the LAN with mDNS')
     .option('--no-mdns', 'do not use mDNS (default)')
     .option('--dht', 'find devices through the DHT rendezvous (default)')

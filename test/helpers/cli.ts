@@ -7,11 +7,17 @@ import { withTimeout } from './wait-for.js'
 
 export const BIN = fileURLToPath(new URL('../../bin/peakdb.js', import.meta.url))
 
+/** Node with `args`, inside network namespace `netns` when given (`ip netns exec` execs in place: same pid). */
+function inNetns (netns: string | undefined, args: string[]): [string, string[]] {
+  return netns === undefined ? [process.execPath, args] : ['ip', ['netns', 'exec', netns, process.execPath, ...args]]
+}
+
 export interface CliResult { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
 
 /** Runs `peakdb <args>` to completion (at most `timeoutMs`). */
-export async function runCli (args: string[], options: { input?: string, env?: Record<string, string>, timeoutMs?: number } = {}): Promise<CliResult> {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, PEAKDB_LOG: 'warn', ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] })
+export async function runCli (args: string[], options: { input?: string, env?: Record<string, string>, timeoutMs?: number, netns?: string } = {}): Promise<CliResult> {
+  const [command, argv] = inNetns(options.netns, [BIN, ...args])
+  const child = spawn(command, argv, { env: { ...process.env, PEAKDB_LOG: 'warn', ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
@@ -36,8 +42,9 @@ export interface Daemon {
 }
 
 /** Starts `peakdb start --json <args>` and waits for its `started` event line. */
-export async function startDaemon (args: string[], options: { env?: Record<string, string>, timeoutMs?: number } = {}): Promise<Daemon> {
-  const child = spawn(process.execPath, [BIN, 'start', '--json', ...args], { env: { ...process.env, PEAKDB_LOG: 'warn', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+export async function startDaemon (args: string[], options: { env?: Record<string, string>, timeoutMs?: number, netns?: string } = {}): Promise<Daemon> {
+  const [command, argv] = inNetns(options.netns, [BIN, 'start', '--json', ...args])
+  const child = spawn(command, argv, { env: { ...process.env, PEAKDB_LOG: 'warn', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
   child.stderr.on('data', (d: Buffer) => { err += d.toString() })

@@ -1,0 +1,106 @@
+/**
+ * Networks for tests, built from Linux network namespaces (needs root, `ip` and `nft`): a "wan"
+ * bridge with a public relay host, and homes, each a private network behind its own NAT host
+ * (nftables masquerade). Nothing is routed between homes or out of the test's namespaces; the
+ * homes reach each other only through NAT and the relay.
+ *
+ *   relay 198.51.100.1 ── wan bridge ── nat<i> 198.51.100.(10+i) ── home<i> 192.168.(50+i).2
+ */
+import { execFileSync } from 'node:child_process'
+
+/** The wan's addresses: TEST-NET-2, public as far as address checks go, routed nowhere. */
+export const WAN_PREFIX = '198.51.100'
+export const RELAY_IP = `${WAN_PREFIX}.1`
+
+/**
+ * How a home's NAT maps ports: `masquerade` keeps the source port when it can (endpoint-
+ * independent mapping, what most home routers do); `random` picks a new random port for every
+ * connection (what defeats hole punching).
+ */
+export type NatKind = 'masquerade' | 'random'
+
+/** One home: a private network behind a NAT. */
+export interface Home {
+  /** Namespace of the home's device. */
+  readonly ns: string
+  /** Namespace of its NAT. */
+  readonly natNs: string
+  /** The device's private address. */
+  readonly ip: string
+  /** The NAT's public address. */
+  readonly publicIp: string
+}
+
+/** A built topology; `destroy()` removes every namespace (and with them every link). */
+export interface Topology {
+  readonly relayNs: string
+  readonly homes: readonly Home[]
+  destroy (): void
+}
+
+function run (args: string[], input?: string): void {
+  try {
+    execFileSync(args[0] as string, args.slice(1), { input, stdio: ['pipe', 'pipe', 'pipe'] })
+  } catch (err) {
+    const e = err as { stderr?: Buffer, message: string }
+    throw new Error(`${args.join(' ')} failed: ${e.stderr?.toString().trim() ?? e.message} (network namespace tests need root, iproute2 and nftables: npm test's set-up installs nftables)`)
+  }
+}
+
+const inNs = (ns: string, ...args: string[]): void => run(['ip', 'netns', 'exec', ns, ...args])
+
+/** Builds the wan with a relay host, and one home per entry of `nats`. `tag` keeps names unique. */
+export function buildTopology (tag: string, nats: readonly NatKind[]): Topology {
+  const p = `pdb${tag}`
+  const wan = `${p}w`
+  const relayNs = `${p}r`
+  const made: string[] = []
+  const addNs = (ns: string): void => {
+    run(['ip', 'netns', 'add', ns])
+    made.push(ns)
+    inNs(ns, 'ip', 'link', 'set', 'lo', 'up')
+  }
+  const destroy = (): void => {
+    for (const ns of made.splice(0).reverse()) {
+      try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }) } catch { /* already gone */ }
+    }
+  }
+  try {
+    addNs(wan)
+    inNs(wan, 'ip', 'link', 'add', 'br0', 'type', 'bridge')
+    inNs(wan, 'ip', 'link', 'set', 'br0', 'up')
+    /** A link from `ns` (as `ifname`, with `addr`) to the wan bridge. */
+    const toWan = (ns: string, ifname: string, addr: string, wanSide: string): void => {
+      run(['ip', 'link', 'add', ifname, 'netns', ns, 'type', 'veth', 'peer', 'name', wanSide, 'netns', wan])
+      inNs(wan, 'ip', 'link', 'set', wanSide, 'master', 'br0')
+      inNs(wan, 'ip', 'link', 'set', wanSide, 'up')
+      inNs(ns, 'ip', 'addr', 'add', `${addr}/24`, 'dev', ifname)
+      inNs(ns, 'ip', 'link', 'set', ifname, 'up')
+    }
+    addNs(relayNs)
+    toWan(relayNs, 'wan0', RELAY_IP, 'relay0')
+    const homes = nats.map((kind, i) => {
+      const natNs = `${p}n${i}`
+      const ns = `${p}h${i}`
+      const publicIp = `${WAN_PREFIX}.${10 + i}`
+      const lan = `192.168.${50 + i}`
+      addNs(natNs)
+      addNs(ns)
+      toWan(natNs, 'wan0', publicIp, `nat${i}`)
+      run(['ip', 'link', 'add', 'lan0', 'netns', natNs, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns])
+      inNs(natNs, 'ip', 'addr', 'add', `${lan}.1/24`, 'dev', 'lan0')
+      inNs(natNs, 'ip', 'link', 'set', 'lan0', 'up')
+      inNs(ns, 'ip', 'addr', 'add', `${lan}.2/24`, 'dev', 'eth0')
+      inNs(ns, 'ip', 'link', 'set', 'eth0', 'up')
+      inNs(ns, 'ip', 'route', 'add', 'default', 'via', `${lan}.1`)
+      inNs(natNs, 'sysctl', '-qw', 'net.ipv4.ip_forward=1')
+      const masquerade = kind === 'random' ? 'masquerade random,fully-random' : 'masquerade'
+      run(['ip', 'netns', 'exec', natNs, 'nft', '-f', '-'], `table ip nat {\n chain post {\n  type nat hook postrouting priority srcnat;\n  oifname "wan0" ${masquerade}\n }\n}\n`)
+      return { ns, natNs, ip: `${lan}.2`, publicIp }
+    })
+    return { relayNs, homes, destroy }
+  } catch (err) {
+    destroy()
+    throw err
+  }
+}
