@@ -6,7 +6,8 @@
 #   2. pgvector is installed (scripts/install-pgvector.sh, a no-op once it is);
 #   3. `CREATE EXTENSION vector` works, checked in a throwaway database that is then dropped;
 #   4. a headless Chromium for the web console's browser tests: Debian's `chromium` package,
-#      installed with apt-get when /usr/bin/chromium (or $PEAKDB_CHROMIUM) is missing.
+#      installed with apt-get when /usr/bin/chromium (or $PEAKDB_CHROMIUM) is missing;
+#   5. nftables (and iproute2) for the NAT in the network-namespace tests of relays.
 # Never skips: anything missing that it cannot fix ends it with a non-zero exit and a reason.
 #
 # Environment (all optional): PGHOST (default 127.0.0.1), PGPORT (5432), PGUSER (postgres),
@@ -82,23 +83,35 @@ trap - EXIT
 
 log "PostgreSQL on $PGHOST:$PGPORT is ready, with pgvector ${result% *}"
 
-# --- 4. Chromium ----------------------------------------------------------------------
+# --- 4. and 5.: packages from apt -----------------------------------------------------
 
+# apt_install <package>: installs a Debian package (as root, or through `sudo -n`), refreshing
+# the package lists once if they are missing or stale.
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || die "$1 is missing and apt-get is not available to install it"
+  local sudo=()
+  if [[ "$(id -u)" != 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || die "$1 is missing; install it as root: apt-get install $1"
+    sudo=(sudo -n)
+  fi
+  log "installing Debian's $1 package for the tests (once)"
+  local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -y -q)
+  "${apt[@]}" install "$1" >&2 ||
+    { "${apt[@]}" update >&2 && "${apt[@]}" install "$1" >&2; } ||
+    die "apt-get install $1 failed (see above)"
+}
+
+# 4. Chromium for the web console's browser tests
 CHROMIUM="${PEAKDB_CHROMIUM:-/usr/bin/chromium}"
 if [[ ! -x "$CHROMIUM" ]]; then
   [[ -z "${PEAKDB_CHROMIUM:-}" ]] || die "PEAKDB_CHROMIUM=$CHROMIUM is not an executable file"
-  command -v apt-get >/dev/null 2>&1 || die "$CHROMIUM is missing and apt-get is not available to install Debian's chromium package"
-  SUDO=()
-  if [[ "$(id -u)" != 0 ]]; then
-    command -v sudo >/dev/null 2>&1 || die "$CHROMIUM is missing; install it as root: apt-get install chromium"
-    SUDO=(sudo -n)
-  fi
-  log "installing Debian's chromium package for the browser tests (once)"
-  APT=("${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -y -q)
-  # the package lists may be missing or stale on a fresh machine: refresh them once on failure
-  "${APT[@]}" install chromium >&2 ||
-    { "${APT[@]}" update >&2 && "${APT[@]}" install chromium >&2; } ||
-    die "apt-get install chromium failed (see above)"
+  apt_install chromium
   [[ -x "$CHROMIUM" ]] || die "chromium was installed but $CHROMIUM is missing"
 fi
 log "Chromium: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM")"
+
+# 5. nftables for the NAT of the network-namespace tests (which need root and iproute2)
+command -v ip >/dev/null 2>&1 || apt_install iproute2
+command -v nft >/dev/null 2>&1 || apt_install nftables
+command -v nft >/dev/null 2>&1 || die "nftables was installed but nft is not on PATH"
+log "nftables: $(nft --version)"

@@ -1,10 +1,9 @@
 /**
  * The libp2p host of a node: TCP, Noise, Yamux, identify, ping, a private kad-dht, gossipsub
  * (admitting verified members only) and (optionally) mDNS, with the device key as PeerId and the
- * membership gate. Beyond one network: a device given `relays` keeps a reservation on one of
- * them (circuit relay v2), checks its reachability (AutoNAT) and tries to turn relayed
- * connections into direct ones (DCUtR); a node started with `relay` serves reservations to the
- * swarm's verified members only.
+ * membership gate. Beyond one network: a device given `relays` keeps a reservation on them
+ * (circuit relay v2) and tries to turn relayed connections into direct ones (DCUtR); a node
+ * started with `relay` serves reservations to the swarm's verified members only.
  */
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
@@ -18,7 +17,6 @@ import { mdns } from '@libp2p/mdns'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { isLoopback } from '@libp2p/utils'
 import { circuitRelayServer, circuitRelayTransport, type CircuitRelayService } from '@libp2p/circuit-relay-v2'
-import { autoNAT } from '@libp2p/autonat'
 import { dcutr } from '@libp2p/dcutr'
 import { admitVerifiedPeers } from './gossip-admission.js'
 import { MAX_GOSSIP_MESSAGE } from './messages.js'
@@ -48,6 +46,12 @@ export interface NetworkOptions {
   readonly relays?: readonly string[]
   /** Serve as a relay for the swarm's verified members (default false). */
   readonly relay?: boolean
+  /**
+   * Addresses other devices can dial this one at, announced beside the listen addresses: a
+   * public address is not announced until something confirms it, so a relay node on a public
+   * IP names it here (e.g. `/ip4/203.0.113.7/tcp/4011`).
+   */
+  readonly announce?: readonly string[]
 }
 
 /** Reservations a relay node holds at most (one per device behind a NAT). */
@@ -65,6 +69,7 @@ export async function createHost (init: { deviceSecretKey: Uint8Array, swarmId: 
   const privateKey = await generateKeyPairFromSeed('Ed25519', init.deviceSecretKey)
   const listen = [...(init.options.listen ?? DEFAULT_LISTEN)]
   const loopbackOnly = listen.every(a => a.startsWith('/ip4/127.') || a.startsWith('/ip6/::1/'))
+  const announce = init.options.announce ?? []
   const relays = init.options.relays ?? []
   // reservations on relays are made once the relay proved membership (see SwarmTransport)
   const beyondNetwork = relays.length > 0 || init.options.relay === true
@@ -72,8 +77,9 @@ export async function createHost (init: { deviceSecretKey: Uint8Array, swarmId: 
     privateKey,
     addresses: {
       listen,
+      ...(announce.length > 0 ? { appendAnnounce: [...announce] } : {}),
       // a node listening on loopback only must not announce anything else
-      ...(loopbackOnly && relays.length === 0 ? { announceFilter: (addrs) => addrs.filter(ma => isLoopback(ma)) } : {})
+      ...(loopbackOnly && relays.length === 0 && announce.length === 0 ? { announceFilter: (addrs) => addrs.filter(ma => isLoopback(ma)) } : {})
     },
     transports: [tcp(), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })],
     connectionEncrypters: [noise()],
@@ -96,7 +102,10 @@ export async function createHost (init: { deviceSecretKey: Uint8Array, swarmId: 
         fallbackToFloodsub: false,
         maxInboundDataLength: MAX_GOSSIP_MESSAGE + 64 * 1024
       }), init.gate),
-      ...(beyondNetwork ? { autoNAT: autoNAT({ protocolPrefix: 'peakdb' }), dcutr: dcutr() } : {}),
+      // DCUtR tries to turn a relayed connection into a direct one. No AutoNAT: its dial-back
+      // reuses the connection it was asked over and then closes it, which cut every reservation
+      // (reachability is read from this device's own addresses instead)
+      ...(beyondNetwork ? { dcutr: dcutr() } : {}),
       // the swarm's own relay: members only (the gate), and no data or time cap on their
       // circuits, so a long sync is never cut off halfway
       ...(init.options.relay === true ? { relay: circuitRelayServer({ reservations: { maxReservations: MAX_RELAY_RESERVATIONS, applyDefaultLimit: false } }) } : {})

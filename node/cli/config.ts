@@ -26,6 +26,7 @@ export const configSchema = z.object({
   bootstrap: z.array(multiaddrText).max(256).optional(),
   relays: z.array(multiaddrText).max(16).optional(),
   relay: z.boolean().optional(),
+  announce: z.array(multiaddrText).max(16).optional(),
   mdns: z.boolean().optional(),
   dht: z.boolean().optional(),
   apiPort: z.number().int().min(0).max(65535).optional(),

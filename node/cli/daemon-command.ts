@@ -30,6 +30,7 @@ export interface DaemonOptions {
   bootstrap?: string[]
   relays?: string[]
   relay?: boolean
+  announce?: string[]
   mdns?: boolean
   dht?: boolean
   confirmations?: number
@@ -80,6 +81,7 @@ export async function runDaemon (o: DaemonOptions): Promise<void> {
     bootstrap: [...(config.bootstrap ?? []), ...(o.bootstrap ?? [])],
     relays: [...(config.relays ?? []), ...(o.relays ?? [])],
     relay: o.relay ?? config.relay ?? false,
+    announce: [...(config.announce ?? []), ...(o.announce ?? [])],
     ...(dht !== undefined ? { dht } : {}),
     ...(mdns !== undefined ? { mdns } : {})
   }

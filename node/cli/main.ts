@@ -333,6 +333,14 @@ async function openInBrowser (dir: string, url: string): Promise<boolean> {
   })
 }
 
+/** What each reachability of `status` means, for people. */
+const REACHABILITY: Record<string, string> = {
+  public: 'public (devices anywhere can dial this one)',
+  relayed: 'through a relay (this device is behind a NAT or firewall)',
+  private: 'private networks only (LAN; add --relays to be reachable from elsewhere)',
+  local: 'this machine only'
+}
+
 function docLines (docs: unknown[]): string {
   return docs.map(d => JSON.stringify(d)).join('\n')
 }
@@ -379,6 +387,7 @@ Examples:
     .option('--bootstrap <multiaddr...>', 'devices to connect to, as /ip4/<ip>/tcp/<port>/p2p/<DeviceId>')
     .option('--relays <multiaddr...>', 'relay nodes of the swarm to keep a reservation on, so devices on other networks reach this one (as /ip4/<ip>/tcp/<port>/p2p/<DeviceId>)')
     .option('--relay', 'serve as the swarm\'s relay (a PeakCloud node on a reachable machine): relays for verified members only')
+    .option('--announce <multiaddr...>', 'public addresses to announce beside the listen addresses, e.g. /ip4/203.0.113.7/tcp/4011 on a relay node')
     .option('--mdns', 'find devices on the LAN with mDNS')
     .option('--no-mdns', 'do not use mDNS (default)')
     .option('--dht', 'find devices through the DHT rendezvous (default)')
@@ -492,10 +501,10 @@ Examples:
     .description('list connected devices and devices seen before (needs a running daemon for live data)')
     .action(async (_opts: unknown, cmd: Command) => {
       const g = globals(cmd)
-      const r = await call(g, 'peers', {}) as { online: boolean, connected: Array<{ device: string, name?: string, verified: boolean, addrs: string[], lastSync?: number, syncing: boolean }>, known: Array<{ device: string, name: string, addrs: string[], seen: number }> }
+      const r = await call(g, 'peers', {}) as { online: boolean, connected: Array<{ device: string, name?: string, verified: boolean, addrs: string[], lastSync?: number, syncing: boolean, relayed: boolean, relay?: string }>, known: Array<{ device: string, name: string, addrs: string[], seen: number }> }
       emit(g.json, r, () => {
         if (!r.online) return `not on the network (no daemon runs on ${g.dir}); devices seen before: ${r.known.length}`
-        const lines = r.connected.map(p => `${p.device}  ${p.name ?? '?'}  ${p.verified ? 'member' : 'unverified'}  ${p.syncing ? 'syncing' : p.lastSync !== undefined ? `synced ${new Date(p.lastSync).toISOString()}` : ''}  ${p.addrs.join(' ')}`)
+        const lines = r.connected.map(p => `${p.device}  ${p.name ?? '?'}  ${p.verified ? 'member' : 'unverified'}  ${p.relayed ? `relayed via ${(p.relay ?? '?').slice(-8)}` : 'direct'}  ${p.syncing ? 'syncing' : p.lastSync !== undefined ? `synced ${new Date(p.lastSync).toISOString()}` : ''}  ${p.addrs.join(' ')}`)
         return lines.length === 0 ? '(no connected devices)' : lines.join('\n')
       })
     })
@@ -557,7 +566,7 @@ Examples:
         pendingEntries: number
         retiredDevices?: Array<{ device: string, at: string }>
         revoked?: { at: string, by: string, after: number }
-        network?: { multiaddrs: string[], peers: Array<{ device: string, name?: string, verified: boolean, syncing: boolean }>, syncing: Array<{ peer: string, received: number, total: number }> }
+        network?: { multiaddrs: string[], reachability: string, peers: Array<{ device: string, name?: string, verified: boolean, syncing: boolean, relayed: boolean }>, syncing: Array<{ peer: string, received: number, total: number }> }
       }
       emit(g.json, s, () => {
         const rows: Array<[string, unknown]> = [
@@ -577,7 +586,8 @@ Examples:
         for (const r of s.retiredDevices ?? []) rows.push(['Previous DeviceId', `${r.device} (retired ${r.at}: the database was lost, so this device continues under a new DeviceId)`])
         if (s.network !== undefined) {
           rows.push(['Listening', s.network.multiaddrs.join(' ')])
-          rows.push(['Peers', s.network.peers.length === 0 ? '(none)' : s.network.peers.map(p => `${p.name ?? '?'} (${p.device.slice(-8)}${p.verified ? '' : ', unverified'}${p.syncing ? ', syncing' : ''})`).join(', ')])
+          rows.push(['Reachable', REACHABILITY[s.network.reachability] ?? s.network.reachability])
+          rows.push(['Peers', s.network.peers.length === 0 ? '(none)' : s.network.peers.map(p => `${p.name ?? '?'} (${p.device.slice(-8)}${p.verified ? '' : ', unverified'}${p.relayed ? ', relayed' : ''}${p.syncing ? ', syncing' : ''})`).join(', ')])
           rows.push(['Sync', s.network.syncing.length === 0 ? 'idle' : s.network.syncing.map(x => `${x.peer.slice(-8)} ${x.received}/${x.total}`).join(', ')])
         }
         return table(rows)

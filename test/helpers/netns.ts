@@ -4,12 +4,15 @@
  * (nftables masquerade). Nothing is routed between homes or out of the test's namespaces; the
  * homes reach each other only through NAT and the relay.
  *
- *   relay 198.51.100.1 ── wan bridge ── nat<i> 198.51.100.(10+i) ── home<i> 192.168.(50+i).2
+ *   relay 11.99.0.1 ── wan bridge ── nat<i> 11.99.0.(10+i) ── home<i> 192.168.(50+i).2
  */
 import { execFileSync } from 'node:child_process'
 
-/** The wan's addresses: TEST-NET-2, public as far as address checks go, routed nowhere. */
-export const WAN_PREFIX = '198.51.100'
+/**
+ * The wan's addresses: a public range (not a private or documentation one, which address checks
+ * treat as private), safe here because the namespaces route nowhere outside the test.
+ */
+export const WAN_PREFIX = '11.99.0'
 export const RELAY_IP = `${WAN_PREFIX}.1`
 
 /**
