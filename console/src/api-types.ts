@@ -32,6 +32,10 @@ export interface PeerInfo {
   /** Last completed pull, ms since the epoch. */
   readonly lastSync?: number
   readonly syncing: boolean
+  /** True when the connection goes through a relay. */
+  readonly relayed: boolean
+  /** The relay of a relayed connection. */
+  readonly relay?: string
   /** The peer's version vector, as last heard. */
   readonly holds?: Readonly<Record<string, number>>
 }
@@ -67,6 +71,8 @@ export interface NodeStatus {
   readonly revoked?: { readonly at: string, readonly by: string, readonly after: number }
   readonly network?: {
     readonly multiaddrs: readonly string[]
+    /** How other devices can reach this one. */
+    readonly reachability: 'public' | 'relayed' | 'private' | 'local'
     readonly peers: readonly PeerInfo[]
     readonly syncing: readonly SyncState[]
   }

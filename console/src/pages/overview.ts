@@ -75,7 +75,7 @@ function DeviceFacts ({ status: s }: { readonly status: NodeStatus }): VNode {
       ['Swarm ID', html`<code data-testid="swarm-id" class="id">${s.swarmId}</code>`],
       ['Storage', `${s.storage.kind} · ${s.storage.location}`],
       ['Network', s.network !== undefined
-        ? html`<span>online${s.network.multiaddrs.length > 0 ? html`, listening on <span class="addrs">${s.network.multiaddrs.map(a => html`<code key=${a}>${a}</code> `)}</span>` : null}</span>`
+        ? html`<span>online, reachable ${REACHABILITY[s.network.reachability]}${s.network.multiaddrs.length > 0 ? html`, listening on <span class="addrs">${s.network.multiaddrs.map(a => html`<code key=${a}>${a}</code> `)}</span>` : null}</span>`
         : 'not on the network']
     ]} />
   </div>`
@@ -87,6 +87,14 @@ interface PeersProps {
   readonly names: ReadonlyMap<string, string>
 }
 
+/** How other devices reach this one, in words. */
+const REACHABILITY: Record<'public' | 'relayed' | 'private' | 'local', string> = {
+  public: 'from anywhere',
+  relayed: 'through a relay',
+  private: 'on private networks only',
+  local: 'from this machine only'
+}
+
 /** Connected peers with their sync state. */
 function Peers ({ status, live, names }: PeersProps): VNode {
   if (status.network === undefined) return html`<p class="muted">This device is not on the network: start it with <code>peakdb start</code>.</p>`
@@ -95,13 +103,14 @@ function Peers ({ status, live, names }: PeersProps): VNode {
   const polled = new Map<string, SyncState>(status.network.syncing.map(x => [x.peer, x]))
   return html`<div class="table-wrap">
     <table data-testid="peers">
-      <thead><tr><th scope="col">Device</th><th scope="col">Device ID</th><th scope="col">Sync</th><th scope="col">Last sync</th></tr></thead>
+      <thead><tr><th scope="col">Device</th><th scope="col">Device ID</th><th scope="col">Connection</th><th scope="col">Sync</th><th scope="col">Last sync</th></tr></thead>
       <tbody>
         ${peers.map(p => {
           const name = p.name ?? names.get(p.device) ?? 'unnamed'
           return html`<tr key=${p.device} data-peer=${p.device}>
             <td>${name}</td>
             <td><code class="id" title=${p.device}>${shortId(p.device)}</code></td>
+            <td>${p.relayed ? html`relayed via <code class="id" title=${p.relay}>${shortId(p.relay ?? '')}</code>` : 'direct'}</td>
             <td><${SyncCell} name=${name} event=${live[p.device]} polled=${polled.get(p.device)} syncing=${p.syncing} /></td>
             <td>${p.lastSync !== undefined ? formatAgo(p.lastSync) : '—'}</td>
           </tr>`
