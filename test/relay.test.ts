@@ -45,7 +45,9 @@ describe('devices behind NATs, through the swarm\'s relay node (network namespac
     return d
   }
   const startRelay = async (): Promise<Daemon> => await start('relay', ['--dir', dirR, '--name', 'cloud', '--relay', '--listen', `/ip4/0.0.0.0/tcp/${RELAY_PORT}`, '--announce', `/ip4/${RELAY_IP}/tcp/${RELAY_PORT}`, '--no-dht'])
-  const startHome = async (home: Home, dir: string): Promise<Daemon> => await start(home, ['--dir', dir, '--relays', relayAddr, '--listen', '/ip4/0.0.0.0/tcp/0', '--no-dht'])
+  /** A home device's daemon: given the relay, or left to find it among the swarm's devices. */
+  const startHome = async (home: Home, dir: string, relays: string[] = []): Promise<Daemon> =>
+    await start(home, ['--dir', dir, ...(relays.length > 0 ? ['--relays', ...relays] : []), '--listen', '/ip4/0.0.0.0/tcp/0', '--no-dht'])
   const relayedTo = async (home: Home, dir: string, name: string): Promise<PeerView | undefined> =>
     (await status(home, dir)).network.peers.find(p => p.name === name && p.verified && p.relayed)
 
@@ -78,12 +80,12 @@ describe('devices behind NATs, through the swarm\'s relay node (network namespac
     assert.equal(await run(topo.relayNs, homeA.ip), 'ENETUNREACH', 'nor into a home from outside')
   })
 
-  it('pairs home A with the relay node, then home B with home A through the relay', async () => {
+  it('pairs home A with the relay node, then home B with home A through the relay; B finds the relay by itself', async () => {
     relay = await startRelay()
     relayAddr = `/ip4/${RELAY_IP}/tcp/${RELAY_PORT}/p2p/${relay.started.deviceId as string}`
     const fromRelay = JSON.parse(await cli('relay', ['pair', 'invite', '--json', '--dir', dirR])) as { code: string }
     await cli(homeA, ['pair', 'join', fromRelay.code, '--name', 'homeA', '--dir', dirA, '--json'])
-    await startHome(homeA, dirA)
+    await startHome(homeA, dirA, [relayAddr])
     await waitFor(async () => (await status(homeA, dirA)).network.reachability === 'relayed', { timeoutMs: 30_000, message: 'home A to hold a reservation on the relay' })
     const s = await status(homeA, dirA)
     assert.ok(s.network.multiaddrs.some(a => a.startsWith(`${relayAddr}/p2p-circuit/p2p/${s.deviceId}`)), 'home A is reachable through the relay')
@@ -92,7 +94,9 @@ describe('devices behind NATs, through the swarm\'s relay node (network namespac
     const fromA = JSON.parse(await cli(homeA, ['pair', 'invite', '--json', '--dir', dirA])) as { code: string, addrs: string[] }
     assert.equal(fromA.addrs[0], `${relayAddr}/p2p-circuit`)
     await cli(homeB, ['pair', 'join', fromA.code, '--name', 'homeB', '--dir', dirB, '--json'])
+    // no --relays: B meets the relay node as a member of its swarm, and reserves on it
     await startHome(homeB, dirB)
+    await waitFor(async () => (await status(homeB, dirB)).network.reachability === 'relayed', { timeoutMs: 30_000, message: 'home B to find the relay node and hold a reservation on it' })
     const viaRelay = await waitFor(async () => await relayedTo(homeA, dirA, 'homeB'), { timeoutMs: 30_000, message: 'home A to be connected to home B through the relay' })
     assert.equal(viaRelay.relay, relay.started.deviceId)
     const peers = JSON.parse(await cli(homeB, ['peers', '--json', '--dir', dirB])) as { connected: PeerView[] }

@@ -9,6 +9,7 @@ import type { Connection, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { isPrivateIp } from '@libp2p/utils'
+import { RELAY_V2_HOP_CODEC } from '@libp2p/circuit-relay-v2'
 import { dominates } from '../crdt/index.js'
 import type { ReplicaBackend, VerifiedDevice } from './backend.js'
 import { Discovery } from './discovery.js'
@@ -91,7 +92,10 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   private readonly hellos = new WeakMap<Connection, Promise<VerifiedDevice>>()
   private headsTimer: NodeJS.Timeout | undefined
   private antiEntropy: NodeJS.Timeout | undefined
-  private readonly warmUps = new Set<NodeJS.Timeout>()
+  private readonly timers = new Set<NodeJS.Timeout>()
+  /** Relays to keep a reservation on: relay id -> its address (with /p2p/<id>). */
+  private readonly relays = new Map<string, string>()
+  private readonly reserving = new Set<string>()
   private stopped = false
 
   private readonly onConnectionOpen = (evt: CustomEvent<Connection>): void => this.connectionOpened(evt.detail)
@@ -100,6 +104,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     const name = this.gate.nameOf(id)
     if (name === undefined || !this.gate.isVerified(id)) return
     this.remember(id, name, evt.detail.listenAddrs.map(a => a.toString()))
+    this.learnRelay(evt.detail.peerId)
   }
   private readonly onPeerDisconnect = (evt: CustomEvent<PeerId>): void => this.peerGone(evt.detail)
 
@@ -238,14 +243,15 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
       .then(p => this.remember(id, device.name, [...addrs, ...p.addresses.map(a => a.multiaddr.toString())]))
       .catch(() => this.remember(id, device.name, addrs))
     this.log('info', 'peer verified', { peer: id, name: device.name })
+    this.learnRelay(peer)
     this.emit('peer:verified', { device: id, name: device.name })
     this.requestPull(peer)
     for (const ms of WARM_UP_PULLS_MS) {
       const timer = setTimeout(() => {
-        this.warmUps.delete(timer)
+        this.timers.delete(timer)
         if (this.gate.isVerified(id)) this.requestPull(peer)
       }, ms)
-      this.warmUps.add(timer)
+      this.timers.add(timer)
     }
   }
 
@@ -395,34 +401,53 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   }
 
   /**
-   * Keeps a reservation on each configured relay once it proved membership (a relay grants
-   * them to verified members only): listening on `<relay>/p2p-circuit` makes it, and gives this
-   * device an address through the relay. Made again whenever the relay comes back.
+   * Keeps a reservation on each relay once it proved membership (a relay grants them to
+   * verified members only): listening on `<relay>/p2p-circuit` makes it, and gives this device
+   * an address through the relay. Made again whenever the relay comes back. The relays are the
+   * configured ones and, for a device that is not publicly reachable, the swarm's relay nodes
+   * it meets ({@link learnRelay}).
    */
   private keepReservations (): void {
-    const relays = new Map<string, string>()
     for (const addr of this.options.relays ?? []) {
       const id = multiaddr(addr).getComponents().findLast(c => c.name === 'p2p')?.value
-      if (id !== undefined) relays.set(id, addr)
+      if (id !== undefined) this.relays.set(id, addr)
     }
-    if (relays.size === 0) return
+    this.gate.watch((peer, verified) => { if (verified) this.reserveOn(peer) })
+  }
+
+  private reserveOn (relay: string): void {
+    const addr = this.relays.get(relay)
+    if (addr === undefined || this.reserving.has(relay) || this.stopped || !this.gate.isVerified(relay)) return
+    if (this.host.getMultiaddrs().some(a => relayOf(a.toString()) === relay)) return
+    this.reserving.add(relay)
     const transports = (this.host as unknown as { components: { transportManager: { listen: (addrs: Multiaddr[]) => Promise<void> } } }).components.transportManager
-    const reserving = new Set<string>()
-    const reserve = (relay: string): void => {
-      const addr = relays.get(relay)
-      if (addr === undefined || reserving.has(relay) || this.stopped || !this.gate.isVerified(relay)) return
-      if (this.host.getMultiaddrs().some(a => relayOf(a.toString()) === relay)) return
-      reserving.add(relay)
-      transports.listen([multiaddr(`${addr}/p2p-circuit`)]).then(
-        () => this.log('info', 'reserved a slot on a relay', { relay }),
-        (err: Error) => {
-          this.log('warn', 'relay reservation failed', { relay, error: `${err.name}: ${err.message}` })
-          const retry = setTimeout(() => { this.warmUps.delete(retry); reserve(relay) }, RESERVE_RETRY_MS)
-          this.warmUps.add(retry)
-        }
-      ).finally(() => reserving.delete(relay))
-    }
-    this.gate.watch((peer, verified) => { if (verified) reserve(peer) })
+    transports.listen([multiaddr(`${addr}/p2p-circuit`)]).then(
+      () => this.log('info', 'reserved a slot on a relay', { relay }),
+      (err: Error) => {
+        this.log('warn', 'relay reservation failed', { relay, error: `${err.name}: ${err.message}` })
+        const retry = setTimeout(() => { this.timers.delete(retry); this.reserveOn(relay) }, RESERVE_RETRY_MS)
+        this.timers.add(retry)
+      }
+    ).finally(() => this.reserving.delete(relay))
+  }
+
+  /**
+   * A verified member that serves circuit relay is one of the swarm's relay nodes: a device
+   * that is not publicly reachable keeps a reservation on it too, at the address it is directly
+   * connected to it by.
+   */
+  private learnRelay (peer: PeerId): void {
+    const id = peer.toString()
+    if (this.relays.has(id) || !this.gate.isVerified(id) || this.reachability() === 'public') return
+    const direct = this.host.getConnections(peer).find(c => relayOf(c.remoteAddr.toString()) === undefined)
+    if (direct === undefined) return
+    void this.host.peerStore.get(peer).then(p => {
+      if (!p.protocols.includes(RELAY_V2_HOP_CODEC) || this.relays.has(id)) return
+      const addr = direct.remoteAddr.toString()
+      this.relays.set(id, addr.endsWith(`/p2p/${id}`) ? addr : `${addr}/p2p/${id}`)
+      this.log('info', 'found a relay node of the swarm', { relay: id })
+      this.reserveOn(id)
+    }, () => {})
   }
 
   /** Looks up the DHT rendezvous once now; resolves with how many new peers were dialed. */
@@ -458,8 +483,8 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     this.stopped = true
     clearTimeout(this.headsTimer)
     clearTimeout(this.antiEntropy)
-    for (const t of this.warmUps) clearTimeout(t)
-    this.warmUps.clear()
+    for (const t of this.timers) clearTimeout(t)
+    this.timers.clear()
     for (const t of this.verifyTimers.values()) clearTimeout(t)
     for (const p of this.pulls.values()) clearTimeout(p.retry)
     this.verifyTimers.clear()
