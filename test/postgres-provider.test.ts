@@ -105,17 +105,21 @@ describe('storage: PostgreSQL specifics', () => {
       } finally {
         await admin.end()
       }
+      // until it notices (the lock's connection reports its end), a write may still land
       const deadline = Date.now() + 10_000
       let err: Error | undefined
-      while (err === undefined && Date.now() < deadline) {
-        err = await a.setMeta('k', 'w').then(() => undefined, (e: Error) => e)
+      let last = 'v'
+      for (let i = 0; err === undefined && Date.now() < deadline; i++) {
+        err = await a.setMeta('k', `w${i}`).then(() => { last = `w${i}`; return undefined }, (e: Error) => e)
         if (err === undefined) await new Promise(resolve => setTimeout(resolve, 50))
       }
       assert.equal(err?.name, 'StorageUnavailableError')
       assert.match(err.message, /lost the lock/)
       const b = await PostgresProvider.open({ url, schema })
       try {
-        assert.equal(await b.getMeta('k'), 'v')
+        assert.equal(await b.getMeta('k'), last, 'the schema holds the last write that succeeded')
+        await rejectsNamed(() => a.setMeta('k', 'after'), 'StorageUnavailableError')
+        assert.equal(await b.getMeta('k'), last, 'and nothing the old holder tried since')
       } finally {
         await b.close()
       }

@@ -118,7 +118,7 @@ export class PeerGate {
    * unverified peer. As a relay, it reserves slots for verified members only (a reservation
    * may wait up to `reservationVerifyMs` for the asker's hello), and relays circuits only to
    * them: a device pairing from elsewhere is not a member yet, and the member it reaches serves
-   * it nothing but pairing and hello.
+   * it nothing but pairing and hello. It accepts circuits only through relays that are members.
    */
   connectionGater (options: { reservationVerifyMs: number }): ConnectionGater {
     return {
@@ -128,7 +128,9 @@ export class PeerGate {
       denyInboundEncryptedConnection: (peer) => this.retired || this.banReason(peer.toString()) !== undefined,
       denyOutboundEncryptedConnection: (peer) => this.retired || this.refused(peer),
       denyInboundRelayReservation: async (peer) => !(await this.whenVerified(peer.toString(), options.reservationVerifyMs)),
-      denyOutboundRelayedConnection: (_source, destination) => !this.isVerified(destination.toString())
+      denyOutboundRelayedConnection: (_source, destination) => !this.isVerified(destination.toString()),
+      // circuits only through the swarm's own relay nodes
+      denyInboundRelayedConnection: (relay) => this.retired || !this.isVerified(relay.toString())
     }
   }
 }

@@ -24,10 +24,6 @@ import { handleSearch, requestSearch, type SearchHandler, type SearchRequest, ty
 const VERIFY_WITHIN_MS = 10_000
 /** How soon a failed relay reservation is tried again (while the relay stays connected), in ms. */
 const RESERVE_RETRY_MS = 5_000
-
-function isLoopbackIp (ip: string): boolean {
-  return ip.startsWith('127.') || ip === '::1' || ip === 'localhost'
-}
 const ANTI_ENTROPY_MS = 30_000
 /**
  * Pulls from a newly verified peer again after these delays: until gossipsub has its stream to
@@ -67,6 +63,10 @@ export function relayOf (addr: string): string | undefined {
   const at = addr.indexOf('/p2p-circuit')
   if (at < 0) return undefined
   return /\/p2p\/([^/]+)$/.exec(addr.slice(0, at))?.[1]
+}
+
+function isLoopbackIp (ip: string): boolean {
+  return ip.startsWith('127.') || ip === '::1' || ip === 'localhost'
 }
 
 /** Events of the swarm transport. */
