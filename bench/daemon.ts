@@ -17,9 +17,15 @@ export interface BenchDaemon {
   stop (): Promise<void>
 }
 
-/** Starts `peakdb start` on `dir`; resolves once its local API is up (at most 60 s). */
-export async function startDaemon (dir: string): Promise<BenchDaemon> {
-  const child = spawn(process.execPath, [BIN, 'start', '--json', '--no-dht', '--dir', dir], { env: benchEnv, stdio: ['ignore', 'pipe', 'inherit'] })
+/**
+ * Starts `peakdb start --no-dht` on `dir` (with more `args`, inside network namespace `netns`
+ * when given); resolves once its local API is up (at most 60 s).
+ */
+export async function startDaemon (dir: string, options: { args?: string[], netns?: string } = {}): Promise<BenchDaemon> {
+  const argv = [BIN, 'start', '--json', '--no-dht', '--dir', dir, ...(options.args ?? [])]
+  const child = options.netns === undefined
+    ? spawn(process.execPath, argv, { env: benchEnv, stdio: ['ignore', 'pipe', 'inherit'] })
+    : spawn('ip', ['netns', 'exec', options.netns, process.execPath, ...argv], { env: benchEnv, stdio: ['ignore', 'pipe', 'inherit'] })
   const exited = new Promise<void>(resolve => child.once('exit', () => resolve()))
   const started = await new Promise<BenchDaemon['started']>((resolve, reject) => {
     let out = ''

@@ -62,6 +62,8 @@ process.stderr.write(`bench: swarm search, three processes with ${SWARM_DOCS} no
 const swarm = await swarmSearchBench(SWARM_DOCS)
 process.stderr.write('bench: indexing a folder of 1,000 small text files\n')
 const folder = await folderIndexBench(1000)
+process.stderr.write('bench: relayed vs direct between devices behind NATs (network namespaces, needs root)\n')
+const relay = (() => { try { return runChild('relay.js', [String(N)]) } catch (err) { return { error: (err as Error).message.split('\n')[0] } } })()
 process.stderr.write(`bench: PostgreSQL provider next to raw pg, its pool, and pgvector over ${VECTORS} vectors (the HNSW build takes a while)\n`)
 const postgres = runChild('postgres.js', ['--vectors', String(VECTORS)])
 
@@ -80,6 +82,7 @@ const result = {
   },
   cli,
   console: webConsole,
+  relay,
   fileProvider: runChild('file-provider.js', [String(N)]),
   router: runChild('router.js', []),
   watch: runChild('watch.js', ['300']),
