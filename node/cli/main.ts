@@ -26,7 +26,6 @@ import { DaemonUnreachableError, callApi, callsInFlight, readApiInfo } from '../
 
 interface GlobalOptions { dir?: string, json?: boolean, passphraseFile?: string }
 
-
 interface Globals { dir: string, json: boolean, passphraseFile?: string }
 
 function globals (cmd: Command): Globals {
