@@ -7,7 +7,7 @@
 #   3. `CREATE EXTENSION vector` works, checked in a throwaway database that is then dropped;
 #   4. a headless Chromium for the web console's browser tests: Debian's `chromium` package,
 #      installed with apt-get when /usr/bin/chromium (or $PEAKDB_CHROMIUM) is missing;
-#   5. nftables (and iproute2) for the NAT in the network-namespace tests of relays.
+#   5. iproute2, nftables and miniupnpd for the NATs of the network-namespace tests of relays.
 # Never skips: anything missing that it cannot fix ends it with a non-zero exit and a reason.
 #
 # Environment (all optional): PGHOST (default 127.0.0.1), PGPORT (5432), PGUSER (postgres),
@@ -110,8 +110,11 @@ if [[ ! -x "$CHROMIUM" ]]; then
 fi
 log "Chromium: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM")"
 
-# 5. nftables for the NAT of the network-namespace tests (which need root and iproute2)
+# 5. for the network-namespace tests of relays (which need root): iproute2, nftables for the
+#    NAT, and miniupnpd (its nftables build) for a router that forwards ports (UPnP)
 command -v ip >/dev/null 2>&1 || apt_install iproute2
 command -v nft >/dev/null 2>&1 || apt_install nftables
 command -v nft >/dev/null 2>&1 || die "nftables was installed but nft is not on PATH"
-log "nftables: $(nft --version)"
+[[ -x /usr/sbin/miniupnpd ]] || apt_install miniupnpd-nftables
+[[ -x /usr/sbin/miniupnpd ]] || die "miniupnpd-nftables was installed but /usr/sbin/miniupnpd is missing"
+log "nftables: $(nft --version); miniupnpd: /usr/sbin/miniupnpd"

@@ -1,7 +1,8 @@
 /**
  * Devices on other networks, behind real NATs: network namespaces built by the test (a public
- * relay host, and two homes each behind its own nftables masquerade), CLI daemons in each.
- * Nothing routes between the homes; they meet only through the swarm's relay node.
+ * relay host, and three homes each behind its own nftables masquerade, the third with a UPnP
+ * router), CLI daemons in each. Nothing routes into a home unless its router forwards a port;
+ * the others meet only through the swarm's relay node.
  */
 import { strict as assert } from 'node:assert'
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -27,9 +28,12 @@ describe('devices behind NATs, through the swarm\'s relay node (network namespac
   let topo: Topology
   let homeA: Home
   let homeB: Home
+  /** Behind a NAT that forwards the ports its devices ask for (UPnP). */
+  let homeC: Home
   let dirR: string
   let dirA: string
   let dirB: string
+  let dirC: string
   let relay: Daemon
   let relayAddr: string
 
@@ -52,11 +56,12 @@ describe('devices behind NATs, through the swarm\'s relay node (network namespac
     (await status(home, dir)).network.peers.find(p => p.name === name && p.verified && p.relayed)
 
   before(async function () {
-    topo = buildTopology(String(process.pid % 10_000), ['masquerade', 'masquerade'])
-    ;[homeA, homeB] = topo.homes as [Home, Home]
+    topo = buildTopology(String(process.pid % 10_000), ['masquerade', 'masquerade', 'upnp'])
+    ;[homeA, homeB, homeC] = topo.homes as [Home, Home, Home]
     dirR = dirs.make()
     dirA = dirs.make()
     dirB = dirs.make()
+    dirC = dirs.make()
   })
 
   after(async function () {
@@ -121,6 +126,19 @@ describe('devices behind NATs, through the swarm\'s relay node (network namespac
     const found = JSON.parse(await cli(homeA, ['search', 'boiler pressure valve', '--swarm', '--json', '--dir', dirA])) as { hits: Array<{ deviceName: string, doc: { name: string } }>, devices: Array<{ name: string, ok: boolean }> }
     assert.equal(found.hits[0]?.deviceName, 'homeB')
     assert.equal(found.hits[0]?.doc.name, 'boiler.txt')
+  })
+
+  it('a device behind a NAT that forwards its port (UPnP) is reached directly', async () => {
+    const fromA = JSON.parse(await cli(homeA, ['pair', 'invite', '--json', '--dir', dirA])) as { code: string }
+    await cli(homeC, ['pair', 'join', fromA.code, '--name', 'homeC', '--dir', dirC, '--json'])
+    await startHome(homeC, dirC)
+    const c = await waitFor(async () => { const s = await status(homeC, dirC); return s.network.reachability === 'public' ? s : undefined }, { timeoutMs: 30_000, message: 'home C to get a forwarded port from its router' })
+    assert.ok(c.network.multiaddrs.some(a => a.startsWith(`/ip4/${homeC.publicIp}/tcp/`)), 'home C announces its router\'s public address')
+    // home B, behind a plain NAT, dials that address: a direct connection, no relay
+    const direct = await waitFor(async () => (await status(homeB, dirB)).network.peers.find(p => p.name === 'homeC' && p.verified && !p.relayed), { timeoutMs: 30_000, message: 'home B to be connected to home C directly' })
+    assert.equal(direct.relay, undefined)
+    await cli(homeC, ['put', 'notes', '{"_id":"from-c","title":"written behind UPnP"}', '--dir', dirC])
+    await waitFor(async () => (await runCli(['get', 'notes', 'from-c', '--dir', dirB], { netns: homeB.ns })).code === 0, { timeoutMs: 20_000, message: 'the write to reach home B' })
   })
 
   it('refuses a reservation to a stranger', async () => {

@@ -2,14 +2,15 @@
  * The libp2p host of a node: TCP, Noise, Yamux, identify, ping, a private kad-dht, gossipsub
  * (admitting verified members only) and (optionally) mDNS, with the device key as PeerId and the
  * membership gate. Beyond one network: a device given `relays` keeps a reservation on them
- * (circuit relay v2) and tries to turn relayed connections into direct ones (DCUtR); a node
- * started with `relay` serves reservations to the swarm's verified members only.
+ * (circuit relay v2) and tries to turn relayed connections into direct ones (DCUtR); a device
+ * listening beyond loopback asks its router to forward its port (UPnP); a node started with
+ * `relay` serves reservations to the swarm's verified members only.
  */
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
-import { identify, type Identify } from '@libp2p/identify'
+import { identify, identifyPush, type Identify } from '@libp2p/identify'
 import { ping, type Ping } from '@libp2p/ping'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
@@ -18,6 +19,7 @@ import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { isLoopback } from '@libp2p/utils'
 import { circuitRelayServer, circuitRelayTransport, type CircuitRelayService } from '@libp2p/circuit-relay-v2'
 import { dcutr } from '@libp2p/dcutr'
+import { uPnPNAT } from '@libp2p/upnp-nat'
 import { admitVerifiedPeers } from './gossip-admission.js'
 import { MAX_GOSSIP_MESSAGE } from './messages.js'
 import type { PeerGate } from './peer-gate.js'
@@ -52,6 +54,11 @@ export interface NetworkOptions {
    * IP names it here (e.g. `/ip4/203.0.113.7/tcp/4011`).
    */
   readonly announce?: readonly string[]
+  /**
+   * Ask the router (UPnP IGD) to forward this device's listening port, so devices elsewhere
+   * dial it directly (default: on when listening beyond loopback).
+   */
+  readonly upnp?: boolean
 }
 
 /** Reservations a relay node holds at most (one per device behind a NAT). */
@@ -73,6 +80,7 @@ export async function createHost (init: { deviceSecretKey: Uint8Array, swarmId: 
   const relays = init.options.relays ?? []
   // reservations on relays are made once the relay proved membership (see SwarmTransport)
   const beyondNetwork = relays.length > 0 || init.options.relay === true
+  const upnp = init.options.upnp ?? !loopbackOnly
   return await createLibp2p({
     privateKey,
     addresses: {
@@ -106,6 +114,10 @@ export async function createHost (init: { deviceSecretKey: Uint8Array, swarmId: 
       // reuses the connection it was asked over and then closes it, which cut every reservation
       // (reachability is read from this device's own addresses instead)
       ...(beyondNetwork ? { dcutr: dcutr() } : {}),
+      // a port the router forwards is an address devices elsewhere dial directly; peers hear of
+      // addresses that appear later through identify push
+      ...(upnp ? { upnp: uPnPNAT({ autoConfirmAddress: true }) } : {}),
+      ...(upnp || beyondNetwork ? { identifyPush: identifyPush() } : {}),
       // the swarm's own relay: members only (the gate), and no data or time cap on their
       // circuits, so a long sync is never cut off halfway
       ...(init.options.relay === true ? { relay: circuitRelayServer({ reservations: { maxReservations: MAX_RELAY_RESERVATIONS, applyDefaultLimit: false } }) } : {})

@@ -24,6 +24,8 @@ import { handleSearch, requestSearch, type SearchHandler, type SearchRequest, ty
 const VERIFY_WITHIN_MS = 10_000
 /** How soon a failed relay reservation is tried again (while the relay stays connected), in ms. */
 const RESERVE_RETRY_MS = 5_000
+/** How soon a failed direct dial to a relayed peer may be tried again, in ms. */
+const DIRECT_RETRY_MS = 30_000
 const ANTI_ENTROPY_MS = 30_000
 /**
  * Pulls from a newly verified peer again after these delays: until gossipsub has its stream to
@@ -69,6 +71,12 @@ function isLoopbackIp (ip: string): boolean {
   return ip.startsWith('127.') || ip === '::1' || ip === 'localhost'
 }
 
+/** True for an address with an IP that is neither loopback nor private. */
+function isPublicAddr (addr: string): boolean {
+  const ip = /^\/ip[46]\/([^/]+)/.exec(addr)?.[1]
+  return ip !== undefined && !isLoopbackIp(ip) && isPrivateIp(ip) !== true
+}
+
 /** Events of the swarm transport. */
 export interface SwarmEvents {
   'peer:verified': [{ device: string, name: string }]
@@ -96,6 +104,8 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   /** Relays to keep a reservation on: relay id -> its address (with /p2p/<id>). */
   private readonly relays = new Map<string, string>()
   private readonly reserving = new Set<string>()
+  /** Relayed peers a direct dial is under way (or was tried recently) for. */
+  private readonly directTries = new Set<string>()
   private stopped = false
 
   private readonly onConnectionOpen = (evt: CustomEvent<Connection>): void => this.connectionOpened(evt.detail)
@@ -105,6 +115,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     if (name === undefined || !this.gate.isVerified(id)) return
     this.remember(id, name, evt.detail.listenAddrs.map(a => a.toString()))
     this.learnRelay(evt.detail.peerId)
+    this.goDirect(evt.detail.peerId, evt.detail.listenAddrs.map(a => a.toString()))
   }
   private readonly onPeerDisconnect = (evt: CustomEvent<PeerId>): void => this.peerGone(evt.detail)
 
@@ -160,9 +171,9 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   /** How other devices can reach this one, from the addresses it has (see {@link Reachability}). */
   reachability (): Reachability {
     const addrs = this.host.getMultiaddrs()
+    if (addrs.some(a => relayOf(a.toString()) === undefined && isPublicAddr(a.toString()))) return 'public'
     if (addrs.some(a => relayOf(a.toString()) !== undefined)) return 'relayed'
     const ips = addrs.flatMap(a => a.getComponents().filter(c => c.name === 'ip4' || c.name === 'ip6').map(c => c.value ?? ''))
-    if (ips.some(ip => !isLoopbackIp(ip) && isPrivateIp(ip) !== true)) return 'public'
     if (ips.some(ip => !isLoopbackIp(ip))) return 'private'
     return 'local'
   }
@@ -244,6 +255,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
       .catch(() => this.remember(id, device.name, addrs))
     this.log('info', 'peer verified', { peer: id, name: device.name })
     this.learnRelay(peer)
+    void this.host.peerStore.get(peer).then(p => this.goDirect(peer, p.addresses.map(a => a.multiaddr.toString())), () => {})
     this.emit('peer:verified', { device: id, name: device.name })
     this.requestPull(peer)
     for (const ms of WARM_UP_PULLS_MS) {
@@ -448,6 +460,27 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
       this.log('info', 'found a relay node of the swarm', { relay: id })
       this.reserveOn(id)
     }, () => {})
+  }
+
+  /**
+   * A member reached only through a relay that has a public address of its own (a port its
+   * router forwards, say) is dialled there too: the direct connection then carries the
+   * protocols, and the relay is left for devices that have no other way.
+   */
+  private goDirect (peer: PeerId, addrs: readonly string[]): void {
+    const id = peer.toString()
+    const connections = this.host.getConnections(peer)
+    if (!this.gate.isVerified(id) || connections.length === 0 || connections.some(c => relayOf(c.remoteAddr.toString()) === undefined)) return
+    const direct = addrs.filter(a => relayOf(a) === undefined && isPublicAddr(a)).map(a => multiaddr(a.endsWith(`/p2p/${id}`) ? a : `${a}/p2p/${id}`))
+    if (direct.length === 0 || this.directTries.has(id)) return
+    this.directTries.add(id)
+    this.host.dial(direct, { signal: AbortSignal.timeout(10_000), force: true }).then(
+      () => this.log('info', 'direct connection to a device that was reached through a relay', { peer: id }),
+      (err: Error) => this.log('debug', 'no direct connection to a relayed device', { peer: id, error: err.message })
+    ).finally(() => {
+      const again = setTimeout(() => { this.timers.delete(again); this.directTries.delete(id) }, DIRECT_RETRY_MS)
+      this.timers.add(again)
+    })
   }
 
   /** Looks up the DHT rendezvous once now; resolves with how many new peers were dialed. */

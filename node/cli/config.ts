@@ -27,6 +27,7 @@ export const configSchema = z.object({
   relays: z.array(multiaddrText).max(16).optional(),
   relay: z.boolean().optional(),
   announce: z.array(multiaddrText).max(16).optional(),
+  upnp: z.boolean().optional(),
   mdns: z.boolean().optional(),
   dht: z.boolean().optional(),
   apiPort: z.number().int().min(0).max(65535).optional(),

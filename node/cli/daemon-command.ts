@@ -31,6 +31,7 @@ export interface DaemonOptions {
   relays?: string[]
   relay?: boolean
   announce?: string[]
+  upnp?: boolean
   mdns?: boolean
   dht?: boolean
   confirmations?: number
@@ -82,6 +83,7 @@ export async function runDaemon (o: DaemonOptions): Promise<void> {
     relays: [...(config.relays ?? []), ...(o.relays ?? [])],
     relay: o.relay ?? config.relay ?? false,
     announce: [...(config.announce ?? []), ...(o.announce ?? [])],
+    ...((o.upnp ?? config.upnp) !== undefined ? { upnp: (o.upnp ?? config.upnp) as boolean } : {}),
     ...(dht !== undefined ? { dht } : {}),
     ...(mdns !== undefined ? { mdns } : {})
   }

@@ -6,7 +6,10 @@
  *
  *   relay 11.99.0.1 ── wan bridge ── nat<i> 11.99.0.(10+i) ── home<i> 192.168.(50+i).2
  */
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 /**
  * The wan's addresses: a public range (not a private or documentation one, which address checks
@@ -18,9 +21,10 @@ export const RELAY_IP = `${WAN_PREFIX}.1`
 /**
  * How a home's NAT maps ports: `masquerade` keeps the source port when it can (endpoint-
  * independent mapping, what most home routers do); `random` picks a new random port for every
- * connection (what defeats hole punching).
+ * connection (what defeats hole punching); `upnp` is `masquerade` with a UPnP IGD (miniupnpd)
+ * that forwards the ports devices ask for.
  */
-export type NatKind = 'masquerade' | 'random'
+export type NatKind = 'masquerade' | 'random' | 'upnp'
 
 /** One home: a private network behind a NAT. */
 export interface Home {
@@ -58,12 +62,16 @@ export function buildTopology (tag: string, nats: readonly NatKind[]): Topology 
   const wan = `${p}w`
   const relayNs = `${p}r`
   const made: string[] = []
+  const daemons: ChildProcess[] = []
+  const scratch = mkdtempSync(join(tmpdir(), 'peakdb-netns-'))
   const addNs = (ns: string): void => {
     run(['ip', 'netns', 'add', ns])
     made.push(ns)
     inNs(ns, 'ip', 'link', 'set', 'lo', 'up')
   }
   const destroy = (): void => {
+    for (const d of daemons.splice(0)) d.kill('SIGKILL')
+    rmSync(scratch, { recursive: true, force: true })
     for (const ns of made.splice(0).reverse()) {
       try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }) } catch { /* already gone */ }
     }
@@ -99,6 +107,7 @@ export function buildTopology (tag: string, nats: readonly NatKind[]): Topology 
       inNs(natNs, 'sysctl', '-qw', 'net.ipv4.ip_forward=1')
       const masquerade = kind === 'random' ? 'masquerade random,fully-random' : 'masquerade'
       run(['ip', 'netns', 'exec', natNs, 'nft', '-f', '-'], `table ip nat {\n chain post {\n  type nat hook postrouting priority srcnat;\n  oifname "wan0" ${masquerade}\n }\n}\n`)
+      if (kind === 'upnp') daemons.push(startMiniupnpd(natNs, lan, join(scratch, natNs)))
       return { ns, natNs, ip: `${lan}.2`, publicIp }
     })
     return { relayNs, homes, destroy }
@@ -106,4 +115,33 @@ export function buildTopology (tag: string, nats: readonly NatKind[]): Topology 
     destroy()
     throw err
   }
+}
+
+/**
+ * Runs miniupnpd (the nftables build) on a NAT host: UPnP IGD and NAT-PMP on its LAN side,
+ * forwarding to the LAN's devices the ports they ask for. Its chains are made here, in a table
+ * of its own, since the package's set-up script is not usable as shipped.
+ */
+function startMiniupnpd (natNs: string, lan: string, dir: string): ChildProcess {
+  run(['ip', 'netns', 'exec', natNs, 'nft', '-f', '-'], [
+    'table inet miniupnpd {',
+    ' chain forward { type filter hook forward priority 0; policy accept; jump forwardupnp; }',
+    ' chain forwardupnp { }',
+    ' chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_miniupnpd; }',
+    ' chain postrouting { type nat hook postrouting priority 100; policy accept; jump postrouting_miniupnpd; }',
+    ' chain prerouting_miniupnpd { }',
+    ' chain postrouting_miniupnpd { }',
+    '}', ''
+  ].join('\n'))
+  mkdirSync(dir, { recursive: true })
+  const conf = join(dir, 'miniupnpd.conf')
+  writeFileSync(conf, [
+    'ext_ifname=wan0', 'listening_ip=lan0', 'enable_natpmp=yes', 'enable_upnp=yes', 'secure_mode=yes',
+    'system_uptime=yes', 'uuid=3d3cec3a-8cf0-11e0-98ee-001a6b1a0a11', `lease_file=${join(dir, 'leases')}`,
+    'upnp_table_name=miniupnpd', 'upnp_nat_table_name=miniupnpd', 'upnp_forward_chain=forwardupnp',
+    'upnp_nat_chain=prerouting_miniupnpd', 'upnp_nat_postrouting_chain=postrouting_miniupnpd',
+    `allow 1024-65535 ${lan}.0/24 1024-65535`, 'deny 0-65535 0.0.0.0/0 0-65535', ''
+  ].join('\n'))
+  // -d: in the foreground, so that killing this process ends it
+  return spawn('ip', ['netns', 'exec', natNs, 'miniupnpd', '-d', '-f', conf, '-P', join(dir, 'pid')], { stdio: 'ignore' })
 }
