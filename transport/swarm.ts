@@ -22,8 +22,9 @@ import { handlePairing, type PairingBackend } from './pair-protocol.js'
 import { handleSearch, requestSearch, type SearchHandler, type SearchRequest, type SearchResponse } from './search-protocol.js'
 
 const VERIFY_WITHIN_MS = 10_000
-/** How soon a failed relay reservation is tried again (while the relay stays connected), in ms. */
+/** How soon a failed relay reservation is tried again (while the relay stays connected), doubling up to the max, in ms. */
 const RESERVE_RETRY_MS = 5_000
+const RESERVE_RETRY_MAX_MS = 5 * 60_000
 /** How soon a failed direct dial to a relayed peer may be tried again, in ms. */
 const DIRECT_RETRY_MS = 30_000
 const ANTI_ENTROPY_MS = 30_000
@@ -104,6 +105,8 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   /** Relays to keep a reservation on: relay id -> its address (with /p2p/<id>). */
   private readonly relays = new Map<string, string>()
   private readonly reserving = new Set<string>()
+  /** Relay -> how long to wait before the next reservation attempt after a failure, in ms. */
+  private readonly reserveBackoff = new Map<string, number>()
   /** Relayed peers a direct dial is under way (or was tried recently) for. */
   private readonly directTries = new Set<string>()
   private stopped = false
@@ -432,12 +435,18 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     if (addr === undefined || this.reserving.has(relay) || this.stopped || !this.gate.isVerified(relay)) return
     if (this.host.getMultiaddrs().some(a => relayOf(a.toString()) === relay)) return
     this.reserving.add(relay)
+    // libp2p has no public way to listen on an address after start: its transport manager does
     const transports = (this.host as unknown as { components: { transportManager: { listen: (addrs: Multiaddr[]) => Promise<void> } } }).components.transportManager
     transports.listen([multiaddr(`${addr}/p2p-circuit`)]).then(
-      () => this.log('info', 'reserved a slot on a relay', { relay }),
+      () => {
+        this.reserveBackoff.delete(relay)
+        this.log('info', 'reserved a slot on a relay', { relay })
+      },
       (err: Error) => {
-        this.log('warn', 'relay reservation failed', { relay, error: `${err.name}: ${err.message}` })
-        const retry = setTimeout(() => { this.timers.delete(retry); this.reserveOn(relay) }, RESERVE_RETRY_MS)
+        const delay = this.reserveBackoff.get(relay) ?? RESERVE_RETRY_MS
+        this.reserveBackoff.set(relay, Math.min(delay * 2, RESERVE_RETRY_MAX_MS))
+        this.log('warn', 'relay reservation failed', { relay, retryInMs: delay, error: `${err.name}: ${err.message}` })
+        const retry = setTimeout(() => { this.timers.delete(retry); this.reserveOn(relay) }, delay)
         this.timers.add(retry)
       }
     ).finally(() => this.reserving.delete(relay))
