@@ -243,10 +243,14 @@ export function prepareJoinDir (paths: DataDirPaths, options: { passphrase?: str
   return { undo }
 }
 
-/** Order of addresses in an invite: public, then through a relay, then private, then this machine's. */
+/**
+ * Order of addresses in an invite: public, then through a public relay, then private, then
+ * through a private relay, then this machine's.
+ */
 function addressRank (addr: string): number {
   const ip = /^\/ip[46]\/([^/]+)/.exec(addr)?.[1] ?? ''
-  if (ip.startsWith('127.') || ip === '::1') return 3
-  if (addr.includes('/p2p-circuit')) return 1
-  return isPrivateIp(ip) === true ? 2 : 0
+  if (ip.startsWith('127.') || ip === '::1') return 4
+  const relayed = addr.includes('/p2p-circuit')
+  if (isPrivateIp(ip) === true) return relayed ? 3 : 2
+  return relayed ? 1 : 0
 }

@@ -2,9 +2,9 @@
  * The libp2p host of a node: TCP, Noise, Yamux, identify, ping, a private kad-dht, gossipsub
  * (admitting verified members only) and (optionally) mDNS, with the device key as PeerId and the
  * membership gate. Beyond one network: a device given `relays` keeps a reservation on them
- * (circuit relay v2) and tries to turn relayed connections into direct ones (DCUtR); a device
- * listening beyond loopback asks its router to forward its port (UPnP); a node started with
- * `relay` serves reservations to the swarm's verified members only.
+ * (circuit relay v2) and asks its router to forward its port (UPnP), so that members elsewhere
+ * dial it directly; a node started with `relay` serves reservations to the swarm's verified
+ * members only.
  */
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
@@ -18,7 +18,6 @@ import { mdns } from '@libp2p/mdns'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { isLoopback } from '@libp2p/utils'
 import { circuitRelayServer, circuitRelayTransport, type CircuitRelayService } from '@libp2p/circuit-relay-v2'
-import { dcutr } from '@libp2p/dcutr'
 import { uPnPNAT } from '@libp2p/upnp-nat'
 import { admitVerifiedPeers } from './gossip-admission.js'
 import { MAX_GOSSIP_MESSAGE } from './messages.js'
@@ -56,7 +55,8 @@ export interface NetworkOptions {
   readonly announce?: readonly string[]
   /**
    * Ask the router (UPnP IGD) to forward this device's listening port, so devices elsewhere
-   * dial it directly (default: on when listening beyond loopback).
+   * dial it directly (default: on when `relays` are given, that is for a device that means to
+   * be reached from other networks).
    */
   readonly upnp?: boolean
 }
@@ -79,8 +79,7 @@ export async function createHost (init: { deviceSecretKey: Uint8Array, swarmId: 
   const announce = init.options.announce ?? []
   const relays = init.options.relays ?? []
   // reservations on relays are made once the relay proved membership (see SwarmTransport)
-  const beyondNetwork = relays.length > 0 || init.options.relay === true
-  const upnp = init.options.upnp ?? !loopbackOnly
+  const upnp = init.options.upnp ?? relays.length > 0
   return await createLibp2p({
     privateKey,
     addresses: {
@@ -93,7 +92,8 @@ export async function createHost (init: { deviceSecretKey: Uint8Array, swarmId: 
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionGater: init.gate.connectionGater({ reservationVerifyMs: RESERVATION_VERIFY_MS }),
-    connectionManager: { maxConnections: 256 },
+    // a relay node keeps a connection to every device with a reservation, and room for others
+    connectionManager: { maxConnections: init.options.relay === true ? 4 * MAX_RELAY_RESERVATIONS : 256 },
     peerDiscovery: init.options.mdns === true ? [mdns({ serviceTag: `peakdb-${init.swarmId.slice(0, 16)}.local`, interval: 10_000 })] : [],
     services: {
       identify: identify(),
@@ -110,14 +110,14 @@ export async function createHost (init: { deviceSecretKey: Uint8Array, swarmId: 
         fallbackToFloodsub: false,
         maxInboundDataLength: MAX_GOSSIP_MESSAGE + 64 * 1024
       }), init.gate),
-      // DCUtR tries to turn a relayed connection into a direct one. No AutoNAT: its dial-back
-      // reuses the connection it was asked over and then closes it, which cut every reservation
-      // (reachability is read from this device's own addresses instead)
-      ...(beyondNetwork ? { dcutr: dcutr() } : {}),
-      // a port the router forwards is an address devices elsewhere dial directly; peers hear of
+      // No AutoNAT: its dial-back reuses the connection it was asked over and then closes it,
+      // which cut every reservation (reachability is read from this device's own addresses).
+      // No DCUtR: over TCP without port reuse it has nothing to punch with, and it would tell
+      // any peer on a relayed connection this device's addresses.
+      // A port the router forwards is an address devices elsewhere dial directly; peers hear of
       // addresses that appear later through identify push
       ...(upnp ? { upnp: uPnPNAT({ autoConfirmAddress: true }) } : {}),
-      ...(upnp || beyondNetwork ? { identifyPush: identifyPush() } : {}),
+      ...(upnp || relays.length > 0 || init.options.relay === true ? { identifyPush: identifyPush() } : {}),
       // the swarm's own relay: members only (the gate), and no data or time cap on their
       // circuits, so a long sync is never cut off halfway
       ...(init.options.relay === true ? { relay: circuitRelayServer({ reservations: { maxReservations: MAX_RELAY_RESERVATIONS, applyDefaultLimit: false } }) } : {})

@@ -82,7 +82,6 @@ export async function handlePairing (host: Host, backend: PairingBackend, onPair
   await host.handle(PAIR_PROTOCOL, async (stream: Stream, connection: Connection) => {
     const joiner = connection.remotePeer.toString()
     log('a device is pairing', { peer: joiner })
-    onPairing(joiner)
     const lp = lpStream(stream, { maxDataLength: MAX_SMALL_FRAME })
     const signal = (): AbortSignal => AbortSignal.timeout(TIMEOUT_MS)
     const refuse = async (code: string, message: string): Promise<void> => {
@@ -106,6 +105,8 @@ export async function handlePairing (host: Host, backend: PairingBackend, onPair
         backend.failedProof(join.invite)
         return await refuse('bad-proof', 'the proof does not match the invite')
       }
+      // it proved it holds the invite: it says hello only once certified, so keep it connected
+      onPairing(joiner)
       const welcome = await backend.admit(join.invite, { device: joiner, name: join.name })
       let recorded = false
       try {

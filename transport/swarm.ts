@@ -69,7 +69,7 @@ export function relayOf (addr: string): string | undefined {
 }
 
 function isLoopbackIp (ip: string): boolean {
-  return ip.startsWith('127.') || ip === '::1' || ip === 'localhost'
+  return ip.startsWith('127.') || ip === '::1'
 }
 
 /** True for an address with an IP that is neither loopback nor private. */
@@ -271,8 +271,12 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   }
 
   private remember (device: string, name: string, addrs: string[]): void {
-    // relayed addresses too: a device behind a NAT has no other
-    const unique = [...new Set(addrs)]
+    // relayed addresses too (a device behind a NAT has no other), but only through relays that
+    // are members: an address through another relay would send this device's dials its way
+    const unique = [...new Set(addrs)].filter(a => {
+      const relay = relayOf(a)
+      return relay === undefined || this.relays.has(relay) || this.gate.isVerified(relay)
+    })
     if (unique.length === 0) return
     this.backend.rememberPeer(device, name, unique)
     this.discovery.watch(device, unique)
@@ -410,6 +414,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   private scheduleAntiEntropy (): void {
     this.antiEntropy = setTimeout(() => {
       for (const peer of this.host.getPeers()) if (this.gate.isVerified(peer.toString())) this.requestPull(peer)
+      for (const relay of this.relays.keys()) this.reserveOn(relay)
       void this.gossip.publishHeads(this.backend.versionVector())
       if (!this.stopped) this.scheduleAntiEntropy()
     }, ANTI_ENTROPY_MS)
@@ -419,8 +424,8 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
    * Keeps a reservation on each relay once it proved membership (a relay grants them to
    * verified members only): listening on `<relay>/p2p-circuit` makes it, and gives this device
    * an address through the relay. Made again whenever the relay comes back. The relays are the
-   * configured ones and, for a device that is not publicly reachable, the swarm's relay nodes
-   * it meets ({@link learnRelay}).
+   * configured ones and the swarm's relay nodes it meets ({@link learnRelay}); the anti-entropy
+   * round makes again one that was lost while the relay stayed connected.
    */
   private keepReservations (): void {
     for (const addr of this.options.relays ?? []) {
@@ -443,6 +448,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
         this.log('info', 'reserved a slot on a relay', { relay })
       },
       (err: Error) => {
+        if (this.stopped) return
         const delay = this.reserveBackoff.get(relay) ?? RESERVE_RETRY_MS
         this.reserveBackoff.set(relay, Math.min(delay * 2, RESERVE_RETRY_MAX_MS))
         this.log('warn', 'relay reservation failed', { relay, retryInMs: delay, error: `${err.name}: ${err.message}` })
@@ -454,12 +460,12 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
 
   /**
    * A verified member that serves circuit relay is one of the swarm's relay nodes: a device
-   * that is not publicly reachable keeps a reservation on it too, at the address it is directly
-   * connected to it by.
+   * keeps a reservation on it too, at the address it is directly connected to it by (even with
+   * a forwarded port of its own, which nothing checks from outside; a relay node does not).
    */
   private learnRelay (peer: PeerId): void {
     const id = peer.toString()
-    if (this.relays.has(id) || !this.gate.isVerified(id) || this.reachability() === 'public') return
+    if (this.relays.has(id) || !this.gate.isVerified(id) || this.options.relay === true) return
     const direct = this.host.getConnections(peer).find(c => relayOf(c.remoteAddr.toString()) === undefined)
     if (direct === undefined) return
     void this.host.peerStore.get(peer).then(p => {
@@ -484,9 +490,16 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     if (direct.length === 0 || this.directTries.has(id)) return
     this.directTries.add(id)
     this.host.dial(direct, { signal: AbortSignal.timeout(10_000), force: true }).then(
-      () => this.log('info', 'direct connection to a device that was reached through a relay', { peer: id }),
+      connection => {
+        this.log('info', 'direct connection to a device that was reached through a relay', { peer: id })
+        // the relay's circuits are for devices with no other way: leave once hello passed here
+        this.helloOnce(connection).then(() => {
+          for (const c of this.host.getConnections(peer)) if (relayOf(c.remoteAddr.toString()) !== undefined) c.close().catch(() => { /* already closing */ })
+        }, () => { /* the relayed connection stays */ })
+      },
       (err: Error) => this.log('debug', 'no direct connection to a relayed device', { peer: id, error: err.message })
     ).finally(() => {
+      if (this.stopped) return
       const again = setTimeout(() => { this.timers.delete(again); this.directTries.delete(id) }, DIRECT_RETRY_MS)
       this.timers.add(again)
     })

@@ -70,6 +70,11 @@ function progressReporter (json: boolean): (p: SyncProgress) => void {
   }
 }
 
+/** The `upnp` network option when a flag or the config file sets it (else the node's default). */
+function upnpOption (upnp: boolean | undefined): { upnp?: boolean } {
+  return upnp !== undefined ? { upnp } : {}
+}
+
 /** Runs the daemon; resolves after a clean stop. */
 export async function runDaemon (o: DaemonOptions): Promise<void> {
   const paths = dataDirPaths(o.dir)
@@ -83,7 +88,7 @@ export async function runDaemon (o: DaemonOptions): Promise<void> {
     relays: [...(config.relays ?? []), ...(o.relays ?? [])],
     relay: o.relay ?? config.relay ?? false,
     announce: [...(config.announce ?? []), ...(o.announce ?? [])],
-    ...((o.upnp ?? config.upnp) !== undefined ? { upnp: (o.upnp ?? config.upnp) as boolean } : {}),
+    ...upnpOption(o.upnp ?? config.upnp),
     ...(dht !== undefined ? { dht } : {}),
     ...(mdns !== undefined ? { mdns } : {})
   }

@@ -387,7 +387,7 @@ Examples:
     .option('--relays <multiaddr...>', 'relay nodes of the swarm to keep a reservation on, so devices on other networks reach this one (as /ip4/<ip>/tcp/<port>/p2p/<DeviceId>)')
     .option('--relay', 'serve as the swarm\'s relay (a PeakCloud node on a reachable machine): relays for verified members only')
     .option('--announce <multiaddr...>', 'public addresses to announce beside the listen addresses, e.g. /ip4/203.0.113.7/tcp/4011 on a relay node')
-    .option('--upnp', 'ask the router to forward the listening port (UPnP), so devices elsewhere dial this one directly (default when listening beyond this machine)')
+    .option('--upnp', 'ask the router to forward the listening port (UPnP), so devices elsewhere dial this one directly (default with --relays)')
     .option('--no-upnp', 'do not ask the router to forward the listening port')
     .option('--mdns', 'find devices on the LAN with mDNS')
     .option('--no-mdns', 'do not use mDNS (default)')
