@@ -15,9 +15,9 @@ type Registrar = GossipSubComponents['registrar']
 type ConnectionManager = GossipSubComponents['connectionManager']
 
 /**
- * Wraps a libp2p service factory (gossipsub) so that the service meets verified peers only.
- * Every verified peer is a PeakDB device, so it is announced to the service as soon as it is
- * verified.
+ * Wraps a libp2p service factory (gossipsub, the kad-dht) so that the service meets verified
+ * peers only. Every verified peer is a PeakDB device, so it is announced to the service as soon
+ * as it is verified.
  *
  * @example
  * ```ts

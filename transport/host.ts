@@ -98,12 +98,13 @@ export async function createHost (init: { deviceSecretKey: Uint8Array, swarmId: 
     services: {
       identify: identify(),
       ping: ping(),
-      dht: kadDHT({
+      // the DHT, like gossip, meets verified members only: a stranger gets no routing table
+      dht: admitVerifiedPeers(kadDHT({
         protocol: '/peakdb/kad/1.0.0',
         clientMode: false,
         peerInfoMapper: passthroughMapper,
         allowQueryWithZeroPeers: true
-      }),
+      }), init.gate),
       pubsub: admitVerifiedPeers(gossipsub({
         emitSelf: false,
         allowPublishToZeroTopicPeers: true,
