@@ -252,9 +252,12 @@ describe('web console in a real browser', function () {
     await page.getByLabel('Search query').fill('tax return receipts')
     await page.getByLabel('Collection').fill('files')
     await page.getByLabel('Across all devices').check()
-    await page.getByRole('button', { name: 'Search' }).click()
     const hit = page.getByTestId('search-results').locator('li[data-hit-id]').first()
-    await hit.waitFor({ timeout: 60_000 })
+    // the desktop answers once it is connected and its index is searchable: ask again until then
+    await waitFor(async () => {
+      await page.getByRole('button', { name: 'Search' }).click()
+      return await hit.waitFor({ timeout: 5_000 }).then(() => true, () => false)
+    }, { timeoutMs: 60_000, intervalMs: 500, message: 'the swarm search to find the desktop\'s file' })
     const text = await hit.textContent() ?? ''
     assert.match(text, /desktop/, 'the hit names the device it came from')
     assert.match(text, /tax-2025\.txt/, 'and the file path')
