@@ -8,13 +8,13 @@ import { hostname } from 'node:os'
 import { dirname, join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { renderUnicodeCompact } from 'uqr'
-import { isPrivateIp } from '@libp2p/utils'
 import {
   createSigner, decodeCertificate, decodeInvite, deviceIdFromPublicKey, encodeCertificate, encodeInvite, generateSecretKey, inviteId,
   inviteSecret, issueCertificate, publicKeyOf, swarmIdFromRootKey, verifyCertificateChain, InvalidCertificateError, InviteExpiredError,
   type DeviceCertificate, type DeviceId, type KeystoreData
 } from '../identity/index.js'
 import type { InviteState, PairingBackend, Welcome } from '../transport/index.js'
+import { relayOf, scopeOf } from '../transport/addresses.js'
 import type { Log } from './log.js'
 import { createLogger } from './logger.js'
 import { DataDirError, DataDirLockedError, DeviceRevokedError, InvalidOptionError, NotOnNetworkError } from './errors.js'
@@ -248,9 +248,9 @@ export function prepareJoinDir (paths: DataDirPaths, options: { passphrase?: str
  * through a private relay, then this machine's.
  */
 function addressRank (addr: string): number {
-  const ip = /^\/ip[46]\/([^/]+)/.exec(addr)?.[1] ?? ''
-  if (ip.startsWith('127.') || ip === '::1') return 4
-  const relayed = addr.includes('/p2p-circuit')
-  if (isPrivateIp(ip) === true) return relayed ? 3 : 2
+  const scope = scopeOf(addr)
+  if (scope === 'loopback') return 4
+  const relayed = relayOf(addr) !== undefined
+  if (scope === 'private') return relayed ? 3 : 2
   return relayed ? 1 : 0
 }

@@ -8,11 +8,11 @@ import { EventEmitter } from 'node:events'
 import type { Connection, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
-import { isPrivateIp } from '@libp2p/utils'
 import { RELAY_V2_HOP_CODEC } from '@libp2p/circuit-relay-v2'
 import { dominates } from '../crdt/index.js'
 import type { ReplicaBackend, VerifiedDevice } from './backend.js'
 import { Discovery } from './discovery.js'
+import { relayOf, scopeOf } from './addresses.js'
 import { LogGossip } from './gossip.js'
 import { HelloProtocol } from './hello-protocol.js'
 import { createHost, type Host, type NetworkOptions } from './host.js'
@@ -61,21 +61,11 @@ export interface PeerInfo {
  */
 export type Reachability = 'public' | 'relayed' | 'private' | 'local'
 
-/** The relay a circuit multiaddr goes through (the /p2p/ before /p2p-circuit), if it is one. */
-export function relayOf (addr: string): string | undefined {
-  const at = addr.indexOf('/p2p-circuit')
-  if (at < 0) return undefined
-  return /\/p2p\/([^/]+)$/.exec(addr.slice(0, at))?.[1]
-}
+export { relayOf }
 
-function isLoopbackIp (ip: string): boolean {
-  return ip.startsWith('127.') || ip === '::1'
-}
-
-/** True for an address with an IP that is neither loopback nor private. */
-function isPublicAddr (addr: string): boolean {
-  const ip = /^\/ip[46]\/([^/]+)/.exec(addr)?.[1]
-  return ip !== undefined && !isLoopbackIp(ip) && isPrivateIp(ip) !== true
+/** True for a direct (not relayed) address at a public IP. */
+function isPublicDirect (addr: string): boolean {
+  return relayOf(addr) === undefined && scopeOf(addr) === 'public'
 }
 
 /** Events of the swarm transport. */
@@ -173,11 +163,10 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
 
   /** How other devices can reach this one, from the addresses it has (see {@link Reachability}). */
   reachability (): Reachability {
-    const addrs = this.host.getMultiaddrs()
-    if (addrs.some(a => relayOf(a.toString()) === undefined && isPublicAddr(a.toString()))) return 'public'
-    if (addrs.some(a => relayOf(a.toString()) !== undefined)) return 'relayed'
-    const ips = addrs.flatMap(a => a.getComponents().filter(c => c.name === 'ip4' || c.name === 'ip6').map(c => c.value ?? ''))
-    if (ips.some(ip => !isLoopbackIp(ip))) return 'private'
+    const addrs = this.host.getMultiaddrs().map(a => a.toString())
+    if (addrs.some(isPublicDirect)) return 'public'
+    if (addrs.some(a => relayOf(a) !== undefined)) return 'relayed'
+    if (addrs.some(a => scopeOf(a) === 'private')) return 'private'
     return 'local'
   }
 
@@ -486,7 +475,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     const id = peer.toString()
     const connections = this.host.getConnections(peer)
     if (!this.gate.isVerified(id) || connections.length === 0 || connections.some(c => relayOf(c.remoteAddr.toString()) === undefined)) return
-    const direct = addrs.filter(a => relayOf(a) === undefined && isPublicAddr(a)).map(a => multiaddr(a.endsWith(`/p2p/${id}`) ? a : `${a}/p2p/${id}`))
+    const direct = addrs.filter(isPublicDirect).map(a => multiaddr(a.endsWith(`/p2p/${id}`) ? a : `${a}/p2p/${id}`))
     if (direct.length === 0 || this.directTries.has(id)) return
     this.directTries.add(id)
     this.host.dial(direct, { signal: AbortSignal.timeout(10_000), force: true }).then(
