@@ -1,16 +1,24 @@
 /**
- * Log entries: the unit of replication. An entry is a DAG-CBOR map
- * `{ h: header, p: payload, s: signature }`, content-addressed by a CIDv1 (dag-cbor, sha2-256).
+ * Log entries: the unit of replication. An entry is a DAG-CBOR map `{ h: header, p: payload }`,
+ * content-addressed by a CIDv1 (dag-cbor, sha2-256).
  *
  * Header `{ v, swarm, author, seq, prev, deps, clock, epoch }`: `seq` counts the author's own
  * entries from 1, `prev` links the author's previous entry, `deps` are other authors' heads the
  * author had seen, `clock` is a hybrid logical clock `[ms, counter]`, and `epoch` names the
- * data-key epoch the payload is sealed under (0: a plaintext control payload).
+ * data-key epoch the payload is sealed under (0: a plaintext control payload). Sealed payloads
+ * bind dagcbor(header) as associated data, so a payload cannot be moved under another header.
  *
- * The author (a DeviceId, which contains its public key) signs
- * `"peakdb/entry/v1\0" || dagcbor(header) || sha256(payload)` (hashing the payload first keeps
- * signing cost flat for multi-megabyte batches); sealed payloads bind dagcbor(header) as
- * associated data, so a payload cannot be moved under another header.
+ * Chain signatures: an entry does not carry a signature. The author (a DeviceId, which contains
+ * its public key) signs `"peakdb/chain/v2\0" || cid` of the last entry of a run of its own
+ * entries; because each entry names its predecessor by CID, that one signature authenticates the
+ * whole chain up to it. A device signs once per run of local writes (at the end of an event-loop
+ * turn, or every {@link MAX_UNSIGNED_RUN} entries / {@link MAX_UNSIGNED_BYTES} bytes) and hands
+ * an entry to other devices only once a signature covers it; the signature travels next to the
+ * entry bytes (sync batches, gossip) and is stored beside the entry.
+ *
+ * Version 1 entries (`{ h, p, s }`, written by earlier releases) carried their own signature over
+ * `"peakdb/entry/v1\0" || dagcbor(header) || sha256(payload)`; they are still read, verified and
+ * relayed, each covering itself.
  */
 import { createHash } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
@@ -31,13 +39,21 @@ export const MAX_ENTRY_BYTES = 16 * 1024 * 1024
 export const MAX_DEPS = 1024
 /** Most DAG-CBOR items of an entry: its deps (a tag and bytes each) and a few dozen others. */
 const MAX_ENTRY_ITEMS = 2 * MAX_DEPS + 64
-export const ENTRY_VERSION = 1
+/** The entry version this release writes. */
+export const ENTRY_VERSION = 2
+/** Entries of earlier releases: signed one by one (see the module comment). */
+export const LEGACY_ENTRY_VERSION = 1
+/** Most of its own entries a device leaves under one chain signature. */
+export const MAX_UNSIGNED_RUN = 256
+/** Most bytes of its own entries a device leaves under one chain signature (one larger entry is a run by itself). */
+export const MAX_UNSIGNED_BYTES = 1024 * 1024
 const SHA2_256 = 0x12
-const SIG_DOMAIN = new TextEncoder().encode('peakdb/entry/v1\0')
+const SIG_DOMAIN_V1 = new TextEncoder().encode('peakdb/entry/v1\0')
+const CHAIN_SIG_DOMAIN = new TextEncoder().encode('peakdb/chain/v2\0')
 
 /** An entry header (see the module comment). */
 export interface EntryHeader {
-  readonly v: 1
+  readonly v: 1 | 2
   readonly swarm: string
   readonly author: DeviceId
   readonly seq: number
@@ -56,7 +72,8 @@ export interface Entry {
   readonly headerBytes: Uint8Array
   /** Ciphertext (epoch > 0) or plaintext control payload (epoch 0). */
   readonly payload: Uint8Array
-  readonly sig: Uint8Array
+  /** The entry's own signature: version 1 entries only (see the module comment). */
+  readonly sig: Uint8Array | undefined
 }
 
 function headerValue (h: EntryHeader): Record<string, unknown> {
@@ -68,26 +85,34 @@ export function encodeHeader (h: EntryHeader): Uint8Array {
   return dagCbor.encode(headerValue(h))
 }
 
-function signedMessage (headerBytes: Uint8Array, payload: Uint8Array): Uint8Array {
-  const m = new Uint8Array(SIG_DOMAIN.length + headerBytes.length + 32)
-  m.set(SIG_DOMAIN)
-  m.set(headerBytes, SIG_DOMAIN.length)
-  m.set(createHash('sha256').update(payload).digest(), SIG_DOMAIN.length + headerBytes.length)
+function signedMessageV1 (headerBytes: Uint8Array, payload: Uint8Array): Uint8Array {
+  const m = new Uint8Array(SIG_DOMAIN_V1.length + headerBytes.length + 32)
+  m.set(SIG_DOMAIN_V1)
+  m.set(headerBytes, SIG_DOMAIN_V1.length)
+  m.set(createHash('sha256').update(payload).digest(), SIG_DOMAIN_V1.length + headerBytes.length)
+  return m
+}
+
+function chainMessage (cid: CID): Uint8Array {
+  const m = new Uint8Array(CHAIN_SIG_DOMAIN.length + cid.bytes.length)
+  m.set(CHAIN_SIG_DOMAIN)
+  m.set(cid.bytes, CHAIN_SIG_DOMAIN.length)
   return m
 }
 
 /**
- * DAG-CBOR of `{ h, p, s }` given the already-encoded header: the map's canonical form is fixed
- * (three one-letter keys in order h, p, s), so it is assembled around the header bytes instead of
- * encoding the header a second time. Byte-identical to `dagCbor.encode` (tested).
+ * DAG-CBOR of `{ h, p }` (or `{ h, p, s }` for a version 1 entry) given the already-encoded
+ * header: the map's canonical form is fixed (one-letter keys in order h, p, s), so it is
+ * assembled around the header bytes instead of encoding the header a second time.
+ * Byte-identical to `dagCbor.encode` (tested).
  */
-export function frameEntry (headerBytes: Uint8Array, payload: Uint8Array, sig: Uint8Array): Uint8Array {
+export function frameEntry (headerBytes: Uint8Array, payload: Uint8Array, sig?: Uint8Array): Uint8Array {
   const len = payload.length
   const lenBytes = len < 24 ? 1 : len < 0x100 ? 2 : len < 0x10000 ? 3 : 5
-  const out = new Uint8Array(1 + 2 + headerBytes.length + 2 + lenBytes + len + 2 + 2 + sig.length)
+  const out = new Uint8Array(1 + 2 + headerBytes.length + 2 + lenBytes + len + (sig === undefined ? 0 : 2 + 2 + sig.length))
   const view = new DataView(out.buffer)
   let o = 0
-  out[o++] = 0xa3 // map(3)
+  out[o++] = sig === undefined ? 0xa2 : 0xa3 // map(2) or map(3)
   out[o++] = 0x61; out[o++] = 0x68 // "h"
   out.set(headerBytes, o); o += headerBytes.length
   out[o++] = 0x61; out[o++] = 0x70 // "p"
@@ -96,10 +121,35 @@ export function frameEntry (headerBytes: Uint8Array, payload: Uint8Array, sig: U
   else if (lenBytes === 3) { out[o++] = 0x59; view.setUint16(o, len); o += 2 }
   else { out[o++] = 0x5a; view.setUint32(o, len); o += 4 }
   out.set(payload, o); o += len
+  if (sig === undefined) return out
   out[o++] = 0x61; out[o++] = 0x73 // "s"
   out[o++] = 0x58; out[o++] = sig.length
   out.set(sig, o)
   return out
+}
+
+/**
+ * How many of `rows` (entries in log order) can go to another device as they are: the longest
+ * prefix after which every author's last entry carries a signature (its own, or a stored chain
+ * signature), so that each author's part verifies.
+ */
+export function coveredPrefix (rows: ReadonlyArray<{ readonly author: string, readonly bytes: Uint8Array, readonly sig?: Uint8Array | null }>): number {
+  const open = new Set<string>()
+  let n = 0
+  rows.forEach((row, i) => {
+    if (row.sig != null || isSelfSigned(row.bytes)) open.delete(row.author)
+    else open.add(row.author)
+    if (open.size === 0) n = i + 1
+  })
+  return n
+}
+
+/**
+ * True for stored or received entry bytes that carry their own signature (version 1). Every
+ * entry is stored in canonical form, where the map header tells the two versions apart.
+ */
+export function isSelfSigned (bytes: Uint8Array): boolean {
+  return bytes[0] === 0xa3
 }
 
 /** The CID (dag-cbor, sha2-256) of encoded entry bytes. */
@@ -125,21 +175,42 @@ export function parseEntryId (id: string): CID {
 }
 
 /**
- * Builds and signs an entry. `makePayload` receives dagcbor(header) so it can seal the payload
- * against it.
+ * Builds an entry (version 2, header `v: 2`). `makePayload` receives dagcbor(header) so it can
+ * seal the payload against it. The entry is authenticated by a {@link signChain} signature on it
+ * or on a later entry of the same author.
  *
  * @example
  * ```ts
- * const entry = createEntry(header, (aad) => seal(key, plaintext, aad), signer)
+ * const entry = createEntry(header, (aad) => seal(key, plaintext, aad))
+ * const sig = signChain(entry.cid, signer)
  * ```
  */
-export function createEntry (header: EntryHeader, makePayload: (headerBytes: Uint8Array) => Uint8Array, signer: Signer): Entry {
+export function createEntry (header: EntryHeader, makePayload: (headerBytes: Uint8Array) => Uint8Array): Entry {
+  if (header.v !== ENTRY_VERSION) throw new MalformedError(`createEntry writes version ${ENTRY_VERSION} entries, not ${header.v}`)
   const headerBytes = encodeHeader(header)
   const payload = makePayload(headerBytes)
-  const sig = signer.sign(signedMessage(headerBytes, payload))
+  const bytes = frameEntry(headerBytes, payload)
+  if (bytes.length > MAX_ENTRY_BYTES) throw new TooLargeError(`entry of ${bytes.length} bytes is over ${MAX_ENTRY_BYTES}`)
+  return { cid: cidOf(bytes), bytes, header, headerBytes, payload, sig: undefined }
+}
+
+/**
+ * Builds a version 1 entry signed by itself, as releases before chain signatures wrote them: for
+ * reading and testing logs those releases left.
+ */
+export function createLegacyEntry (header: EntryHeader, makePayload: (headerBytes: Uint8Array) => Uint8Array, signer: Signer): Entry {
+  if (header.v !== LEGACY_ENTRY_VERSION) throw new MalformedError(`createLegacyEntry writes version ${LEGACY_ENTRY_VERSION} entries, not ${header.v}`)
+  const headerBytes = encodeHeader(header)
+  const payload = makePayload(headerBytes)
+  const sig = signer.sign(signedMessageV1(headerBytes, payload))
   const bytes = frameEntry(headerBytes, payload, sig)
   if (bytes.length > MAX_ENTRY_BYTES) throw new TooLargeError(`entry of ${bytes.length} bytes is over ${MAX_ENTRY_BYTES}`)
   return { cid: cidOf(bytes), bytes, header, headerBytes, payload, sig }
+}
+
+/** The author's chain signature on an entry: it authenticates the entry and every earlier one of its chain. */
+export function signChain (cid: CID, signer: Signer): Uint8Array {
+  return signer.sign(chainMessage(cid))
 }
 
 function bad (message: string): never {
@@ -169,9 +240,11 @@ export function decodeEntry (bytes: Uint8Array, expected?: CID): Entry {
   const { h, p, s } = parts
   if (!isPlainObject(h)) bad('entry "h" expected a map')
   if (!(p instanceof Uint8Array)) bad('entry "p" expected bytes')
-  if (!(s instanceof Uint8Array) || s.length !== 64) bad('entry "s" expected 64 bytes')
   // String(h.v) would throw on a map such as {toString: 0}
-  if (h.v !== ENTRY_VERSION) bad(`entry version ${typeof h.v === 'number' ? h.v : typeof h.v} is not supported`)
+  if (h.v !== ENTRY_VERSION && h.v !== LEGACY_ENTRY_VERSION) bad(`entry version ${typeof h.v === 'number' ? h.v : typeof h.v} is not supported`)
+  if (h.v === LEGACY_ENTRY_VERSION ? !(s instanceof Uint8Array) || s.length !== 64 : s !== undefined) {
+    bad(h.v === LEGACY_ENTRY_VERSION ? 'entry "s" expected 64 bytes' : 'a version 2 entry carries no "s"')
+  }
   if (typeof h.swarm !== 'string' || h.swarm.length === 0 || h.swarm.length > 128) bad('entry "swarm" expected a string')
   if (!isDeviceId(h.author)) bad('entry "author" expected a DeviceId')
   if (typeof h.seq !== 'number' || !Number.isSafeInteger(h.seq) || h.seq < 1) bad('entry "seq" expected an integer >= 1')
@@ -181,8 +254,9 @@ export function decodeEntry (bytes: Uint8Array, expected?: CID): Entry {
   const deps = h.deps.map((d, i) => asCid(d, `deps[${i}]`))
   const clock = checkHlc(h.clock)
   if (typeof h.epoch !== 'number' || !Number.isInteger(h.epoch) || h.epoch < 0 || h.epoch > 0xffffffff) bad('entry "epoch" expected a u32')
-  const header: EntryHeader = { v: 1, swarm: h.swarm, author: h.author, seq: h.seq, prev, deps, clock, epoch: h.epoch }
-  return { cid, bytes, header, headerBytes: parts.headerBytes ?? canonicalHeaderBytes(bytes, header, p, s), payload: p, sig: s }
+  const header: EntryHeader = { v: h.v, swarm: h.swarm, author: h.author, seq: h.seq, prev, deps, clock, epoch: h.epoch }
+  const sig = s as Uint8Array | undefined
+  return { cid, bytes, header, headerBytes: parts.headerBytes ?? canonicalHeaderBytes(bytes, header, p, sig), payload: p, sig }
 }
 
 /**
@@ -192,7 +266,7 @@ export function decodeEntry (bytes: Uint8Array, expected?: CID): Entry {
  * than needed) would verify under another CID: a peer could then make an honest author look as
  * if it had forked, or leave entries depending on the original CID waiting forever.
  */
-function canonicalHeaderBytes (bytes: Uint8Array, header: EntryHeader, payload: Uint8Array, sig: Uint8Array): Uint8Array {
+function canonicalHeaderBytes (bytes: Uint8Array, header: EntryHeader, payload: Uint8Array, sig: Uint8Array | undefined): Uint8Array {
   const headerBytes = encodeHeader(header)
   if (Buffer.compare(frameEntry(headerBytes, payload, sig), bytes) !== 0) bad('entry is not in canonical DAG-CBOR form')
   return headerBytes
@@ -207,7 +281,8 @@ interface EntryParts { h: unknown, p: unknown, s: unknown, headerBytes?: Uint8Ar
  * Returns undefined when the bytes have any other layout (then they are decoded whole).
  */
 function splitEntry (bytes: Uint8Array): EntryParts | undefined {
-  if (bytes.length < 80 || bytes[0] !== 0xa3 || bytes[1] !== 0x61 || bytes[2] !== 0x68) return undefined
+  const signed = bytes[0] === 0xa3
+  if (bytes.length < 16 || (!signed && bytes[0] !== 0xa2) || bytes[1] !== 0x61 || bytes[2] !== 0x68) return undefined
   let h: unknown
   let rest: Uint8Array
   try {
@@ -217,7 +292,7 @@ function splitEntry (bytes: Uint8Array): EntryParts | undefined {
     return undefined
   }
   const headerBytes = bytes.subarray(3, bytes.length - rest.length)
-  if (rest.length < 8 || rest[0] !== 0x61 || rest[1] !== 0x70) return undefined
+  if (rest.length < 3 || rest[0] !== 0x61 || rest[1] !== 0x70) return undefined
   const view = new DataView(rest.buffer, rest.byteOffset, rest.length)
   const first = rest[2] as number
   let len: number
@@ -230,6 +305,7 @@ function splitEntry (bytes: Uint8Array): EntryParts | undefined {
   // a length in more bytes than needed is another encoding of the same entry (see canonicalHeaderBytes)
   if ((at === 4 && len < 24) || (at === 5 && len < 0x100) || (at === 7 && len < 0x10000)) return undefined
   const tail = at + len
+  if (!signed) return rest.length === tail ? { h, p: rest.subarray(at, tail), s: undefined, headerBytes } : undefined
   if (rest.length !== tail + 4 + 64 || rest[tail] !== 0x61 || rest[tail + 1] !== 0x73 || rest[tail + 2] !== 0x58 || rest[tail + 3] !== 0x40) return undefined
   return { h, p: rest.subarray(at, tail), s: rest.subarray(tail + 4), headerBytes }
 }
@@ -246,12 +322,19 @@ function decodeWhole (bytes: Uint8Array): EntryParts {
   return { h: value.h, p: value.p, s: value.s }
 }
 
-/** Checks the author's signature. Throws {@link InvalidSignatureError}. */
-export function verifyEntrySignature (entry: Entry): void {
+/**
+ * Checks the signature that covers `entry`: its own (version 1) or the author's chain signature
+ * `chainSig` on it. Throws {@link InvalidSignatureError} when it does not verify or there is none.
+ */
+export function verifyEntrySignature (entry: Entry, chainSig?: Uint8Array): void {
   const key = publicKeyFromDeviceId(entry.header.author)
-  if (!verifySignature(key, signedMessage(entry.headerBytes, entry.payload), entry.sig)) {
-    throw new InvalidSignatureError(`entry ${entry.cid.toString()} (author ${entry.header.author}, seq ${entry.header.seq}) has a bad signature`)
+  const what = `entry ${entry.cid.toString()} (author ${entry.header.author}, seq ${entry.header.seq})`
+  if (entry.sig !== undefined) {
+    if (!verifySignature(key, signedMessageV1(entry.headerBytes, entry.payload), entry.sig)) throw new InvalidSignatureError(`${what} has a bad signature`)
+    return
   }
+  if (chainSig === undefined) throw new InvalidSignatureError(`${what} is not covered by a signature of its author`)
+  if (!verifySignature(key, chainMessage(entry.cid), chainSig)) throw new InvalidSignatureError(`${what} has a bad chain signature`)
 }
 
 /** What the link checks need to know of the local log. */

@@ -10,7 +10,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import {
   checkEntryLinks, createEntry, decodeControlPayload, decodeDataPayload, decodeEntry, encodeControlPayload, encodeDataPayload,
-  entryIdOf, HybridClock, NotAMemberError, stampOf, verifyEntrySignature, MalformedError, TooLargeError,
+  entryIdOf, ENTRY_VERSION, HybridClock, MAX_UNSIGNED_BYTES, MAX_UNSIGNED_RUN, NotAMemberError, signChain, stampOf, verifyEntrySignature, MalformedError, TooLargeError,
   type ControlOp, type DataOp, type Entry, type EntryHeader, type EntryId, type LogView
 } from '../crdt/index.js'
 import {
@@ -18,7 +18,7 @@ import {
   UnknownEpochError, verifyCertificateChain, type DeviceId, type DeviceRevocation, type EpochRecord, type Recipient, type Signer, type SwarmId
 } from '../identity/index.js'
 import type { CommitItem, CommitResult, ControlRecord, DocChange, PendingApply, StorageProvider } from '../storage/index.js'
-import { SqliteProvider, type EntryOpener } from '../storage/index.js'
+import { SqliteProvider, StorageClosedError, type EntryOpener } from '../storage/index.js'
 import { DeviceRevokedError } from './errors.js'
 import { createLogger } from './logger.js'
 
@@ -40,8 +40,12 @@ export interface ChangeEvent {
 export interface LogEvents {
   /** Documents changed (local write or entries from a peer). */
   change: [ChangeEvent]
-  /** New entries were committed (local or remote), in log order. */
-  entries: [{ readonly origin: ChangeOrigin, readonly entries: readonly Entry[] }]
+  /**
+   * New entries, in log order: remote ones once committed; local ones once a chain signature
+   * covers them (`sig`, on the last of them: see crdt/entry.ts), which is when other devices may
+   * have them.
+   */
+  entries: [{ readonly origin: ChangeOrigin, readonly entries: readonly Entry[], readonly sig?: Uint8Array }]
   /** Yjs document updates were stored. */
   yjs: [{ readonly origin: ChangeOrigin, readonly updates: ReadonlyArray<{ readonly doc: string, readonly update: Uint8Array }> }]
   /** A member's entry had a payload that does not open or decode; it is kept as a no-op. */
@@ -157,6 +161,9 @@ export class Log extends EventEmitter<LogEvents> {
   private keyringState: Keyring
   private readonly serial = new Serial()
   private sealer: { epoch: number, sealer: PayloadSealer } | undefined
+  /** This device's entries committed since its last chain signature (see {@link flush}). */
+  private run: { entries: Entry[], bytes: number } = { entries: [], bytes: 0 }
+  private flushQueued = false
   /** This device's revocation as a refusing peer proved it, before (or without) its log entry. */
   private learnedRevocation: DeviceRevocation | undefined
   readonly clock: HybridClock
@@ -183,6 +190,10 @@ export class Log extends EventEmitter<LogEvents> {
       if (bytes === undefined) continue
       const entry = decodeEntry(bytes)
       log.tips.set(head.author as DeviceId, { seq: head.seq, cid: entry.cid })
+      // this device stopped before it signed its last writes: they are still its own to sign
+      if (head.author === identity.deviceId && entry.sig === undefined && await storage.entrySignature(entry.cid.bytes) === undefined) {
+        await storage.setEntrySignature(entry.cid.bytes, signChain(entry.cid, identity.signer))
+      }
       try { clock.observe(entry.header.clock) } catch { /* a far-future clock was accepted earlier; keep local time */ }
     }
     // records come in log order; those of one entry (a certificate chain) in no set order, so a
@@ -303,7 +314,7 @@ export class Log extends EventEmitter<LogEvents> {
         seen.set(author, t.seq)
       }
     }
-    return { v: 1, swarm: this.identity.swarmId, author: me, seq: (tip?.seq ?? 0) + 1, prev: tip?.cid ?? null, deps, clock: this.clock.now(), epoch }
+    return { v: ENTRY_VERSION, swarm: this.identity.swarmId, author: me, seq: (tip?.seq ?? 0) + 1, prev: tip?.cid ?? null, deps, clock: this.clock.now(), epoch }
   }
 
   /**
@@ -324,7 +335,7 @@ export class Log extends EventEmitter<LogEvents> {
       for (const ops of batches) {
         const header = this.nextHeader(tips, epoch.id, seen)
         const plain = encodeDataPayload(ops)
-        const entry = createEntry(header, aad => sealer.seal(plain, aad), this.identity.signer)
+        const entry = createEntry(header, aad => sealer.seal(plain, aad))
         entries.push(entry)
         items.push({ cid: entry.cid.bytes, author: me, seq: header.seq, bytes: entry.bytes, stamp: stampOf(header.clock, me), ops, control: [] })
         tips.set(me, { seq: header.seq, cid: entry.cid })
@@ -333,8 +344,47 @@ export class Log extends EventEmitter<LogEvents> {
       this.tips = tips
       this.depsSeen = seen
       this.announce('local', entries, result)
+      await this.extendRun(entries)
       return { entries, changes: result.changes }
     })
+  }
+
+  /**
+   * Signs this device's entries committed since its last chain signature (one signature on the
+   * last of them covers them all) and hands them to `entries` listeners, which send them to
+   * other devices. Runs by itself at the end of the event-loop turn that wrote them; call it to
+   * have them out now (before serving a peer, verifying, closing).
+   */
+  flush (): Promise<void> {
+    return this.serial.run(async () => await this.sealRun())
+  }
+
+  private async extendRun (entries: readonly Entry[]): Promise<void> {
+    for (const entry of entries) {
+      const run = this.run
+      if (run.entries.length >= MAX_UNSIGNED_RUN || (run.entries.length > 0 && run.bytes + entry.bytes.length > MAX_UNSIGNED_BYTES)) await this.sealRun()
+      this.run.entries.push(entry)
+      this.run.bytes += entry.bytes.length
+    }
+    if (this.flushQueued || this.run.entries.length === 0) return
+    this.flushQueued = true
+    setImmediate(() => {
+      this.flushQueued = false
+      this.flush().catch(err => {
+        // closing: the next open signs what is left (Log.open)
+        if (!(err instanceof StorageClosedError)) logger.warn('could not sign local entries', { error: (err as Error).message })
+      })
+    })
+  }
+
+  private async sealRun (): Promise<void> {
+    const entries = this.run.entries
+    const last = entries[entries.length - 1]
+    if (last === undefined) return
+    const sig = signChain(last.cid, this.identity.signer)
+    await this.storage.setEntrySignature(last.cid.bytes, sig)
+    this.run = { entries: [], bytes: 0 }
+    this.emit('entries', { origin: 'local', entries, sig })
   }
 
   /** Appends a plaintext control entry (membership and key records), validated like a remote one. */
@@ -346,7 +396,7 @@ export class Log extends EventEmitter<LogEvents> {
       const seen = new Map(this.depsSeen)
       const header = this.nextHeader(staged.tips, 0, seen)
       const payload = encodeControlPayload(ops)
-      const entry = createEntry(header, () => payload, this.identity.signer)
+      const entry = createEntry(header, () => payload)
       const control = this.prepareControl(decodeControlPayload(payload), staged)
       if (!staged.membership.acceptsEntry(me, header.seq)) throw new NotAMemberError(`this device (${me}) is not a member of swarm ${this.identity.swarmId}`)
       staged.tips.set(me, { seq: header.seq, cid: entry.cid })
@@ -355,6 +405,9 @@ export class Log extends EventEmitter<LogEvents> {
       const keysBefore = this.keyringState.openableCount()
       this.swapIn(staged)
       this.announce('local', [entry], result)
+      // membership and keys go out at once
+      await this.extendRun([entry])
+      await this.sealRun()
       if (this.keyringState.openableCount() > keysBefore) await this.openPending()
       await this.applyRevocations(staged.revoked)
       return entry
@@ -377,8 +430,9 @@ export class Log extends EventEmitter<LogEvents> {
     if (changes.length > 0) this.emit('change', { origin: 'local', changes, entries: [] })
   }
 
+  /** Emits what a commit did; local entries are announced when signed ({@link sealRun}). */
   private announce (origin: ChangeOrigin, entries: Entry[], result: CommitResult): void {
-    if (entries.length > 0) this.emit('entries', { origin, entries })
+    if (origin === 'remote' && entries.length > 0) this.emit('entries', { origin, entries })
     if (result.changes.length > 0) this.emit('change', { origin, changes: result.changes, entries })
     if (result.yjs.length > 0) this.emit('yjs', { origin, updates: result.yjs })
   }
@@ -438,13 +492,12 @@ export class Log extends EventEmitter<LogEvents> {
 
   /**
    * Verifies one decoded entry against staged state and returns what to commit, or undefined
-   * for an entry the log already holds (same content address: nothing to check). With
-   * `signatureCovered`, the caller takes on checking a signature that covers this entry (see
-   * {@link Log.ingest}) before anything of the batch is committed.
+   * for an entry the log already holds (same content address: nothing to check). The caller
+   * checks a signature that covers the entry (see {@link Log.ingest}) before anything of the
+   * batch is committed.
    */
-  private checkEntry (entry: Entry, staged: Staged, view: LogView, signatureCovered = false): CommitItem | undefined {
+  private checkEntry (entry: Entry, staged: Staged, view: LogView): CommitItem | undefined {
     if (checkEntryLinks(entry, view) === 'duplicate') return undefined
-    if (!signatureCovered) verifyEntrySignature(entry)
     const h = entry.header
     this.clock.checkDrift(h.clock)
     let ops: DataOp[] = []
@@ -568,11 +621,13 @@ export class Log extends EventEmitter<LogEvents> {
   }
 
   /**
-   * Verifies and applies entries from a peer, in the order given (which must be causal). All or
-   * nothing: the first invalid entry rejects the whole batch with a typed error and nothing of it
-   * is applied. Entries already held are skipped.
+   * Verifies and applies entries from a peer, in the order given (which must be causal), with
+   * the chain signatures that came with them (`sigs`: index in `list` to signature). Each
+   * author's last new entry must be covered by a signature (see crdt/entry.ts). All or nothing:
+   * the first invalid entry rejects the whole batch with a typed error and nothing of it is
+   * applied. Entries already held are skipped.
    */
-  ingest (list: readonly Uint8Array[]): Promise<IngestResult> {
+  ingest (list: readonly Uint8Array[], sigs?: ReadonlyMap<number, Uint8Array>): Promise<IngestResult> {
     return this.serial.run(async () => {
       const entries = list.map(bytes => decodeEntry(bytes))
       const wanted = new Map<string, Uint8Array>()
@@ -594,16 +649,21 @@ export class Log extends EventEmitter<LogEvents> {
       // author authenticates all of them. Entries already held prove nothing about the ones
       // around them: coverage is taken from what this batch actually adds, and checked before
       // anything is committed.
-      const lastNewOfAuthor = new Map<string, Entry>()
-      for (const entry of entries) {
-        const item = this.checkEntry(entry, staged, view, true)
-        if (item === undefined) continue
+      const lastNewOfAuthor = new Map<string, { entry: Entry, at: number, item: number }>()
+      entries.forEach((entry, at) => {
+        const item = this.checkEntry(entry, staged, view)
+        if (item === undefined) return
         items.push(item)
         accepted.push(entry)
-        lastNewOfAuthor.set(entry.header.author, entry)
+        lastNewOfAuthor.set(entry.header.author, { entry, at, item: items.length - 1 })
         present.add(cidKey(entry.cid))
+      })
+      for (const { entry, at, item } of lastNewOfAuthor.values()) {
+        const sig = entry.sig === undefined ? sigs?.get(at) : undefined
+        verifyEntrySignature(entry, sig)
+        // kept, so that this device can hand the chain on to others
+        if (sig !== undefined) items[item] = { ...items[item] as CommitItem, sig }
       }
-      for (const entry of lastNewOfAuthor.values()) verifyEntrySignature(entry)
       if (items.length === 0) return { applied: 0, duplicates: entries.length, changes: [] }
       const result = await this.storage.commit(items)
       const keysBefore = this.keyringState.openableCount()
@@ -623,6 +683,7 @@ export class Log extends EventEmitter<LogEvents> {
    * into a scratch database and compares the materialised documents.
    */
   async verify (options: { rebuild?: boolean, onProgress?: (done: number, total: number) => void } = {}): Promise<VerifyReport> {
+    await this.flush()
     const total = await this.storage.entryCount()
     const staged: Staged = { tips: new Map(), membership: new Membership(this.identity.swarmId, this.identity.rootPublicKey), keyring: this.newKeyring(), revoked: [], poison: [] }
     // keys handed over directly by peers are not in the log: give the replay the ones held now
@@ -633,6 +694,8 @@ export class Log extends EventEmitter<LogEvents> {
     const replay = options.rebuild === true ? await SqliteProvider.open({ path: ':memory:' }) : undefined
     // entries whose key was shared later in the log: opened once the whole log is read
     const laterOpened: Entry[] = []
+    // per author, its entries since its last signature (covered by the next one)
+    const uncovered = new Map<string, { first: number, last: number }>()
     let done = 0
     try {
       for (let after = 0; ;) {
@@ -645,6 +708,13 @@ export class Log extends EventEmitter<LogEvents> {
           try {
             const entry = decodeEntry(row.bytes, CID.decode(row.cid))
             const item = this.checkEntry(entry, staged, view)
+            const author = entry.header.author
+            if (entry.sig !== undefined || row.sig != null) {
+              verifyEntrySignature(entry, row.sig ?? undefined)
+              uncovered.delete(author)
+            } else {
+              uncovered.set(author, { first: uncovered.get(author)?.first ?? entry.header.seq, last: entry.header.seq })
+            }
             if (item !== undefined) items.push(item)
             if (item?.pending === true) laterOpened.push(entry)
             seen.add(cidKey(entry.cid))
@@ -663,6 +733,9 @@ export class Log extends EventEmitter<LogEvents> {
         // as applyRevocations does live: late writes of revoked devices change nothing
         for (const r of staged.revoked) await replay.quarantine(r.device, r.after)
         await this.rematerialize(replay, staged.membership, staged.keyring)
+      }
+      for (const [author, run] of uncovered) {
+        problems.push({ pos: -1, error: 'InvalidSignatureError', message: `entries ${run.first}..${run.last} of ${author} are not covered by a signature of their author` })
       }
       for (const [author, tip] of this.tips) {
         const rebuilt = staged.tips.get(author)

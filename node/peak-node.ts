@@ -959,6 +959,8 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
     await this.indexer.close().catch(() => {})
     await this.ann.close().catch(() => {})
     await this.ydocs.close().catch(() => {})
+    // the last writes are signed (and announced while the network is up)
+    await this.log.flush().catch(err => logger.warn('could not sign the last local entries', { error: (err as Error).message }))
     await this.stopNetwork().catch(() => {})
     this.log.removeAllListeners()
     this.removeAllListeners()

@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import {
   createEpoch, writeFileAtomic, encodeCertificate, encodeRevocation, needsRotation, planEpochShares, shareEpoch, verifyCertificateChain, type DeviceCertificate, type DeviceId
 } from '../identity/index.js'
+import { coveredPrefix, MAX_ENTRY_BYTES } from '../crdt/index.js'
 import type { StorageProvider } from '../storage/index.js'
 import { MAX_CHAIN, SwarmTransport, type NetworkOptions, type PairingBackend, type PeerInfo, type ReplicaBackend, type SearchHandler, type SwarmEvents, type VerifiedDevice } from '../transport/index.js'
 import type { Confirmations } from './confirmations.js'
@@ -18,6 +19,12 @@ import { createLogger } from './logger.js'
 const logger = createLogger('replication')
 const PEERS_META = 'peers'
 const SHARE_DELAY_MS = 30
+/**
+ * A page wide enough for any run under one chain signature (a device signs at least every
+ * MAX_UNSIGNED_RUN entries / MAX_UNSIGNED_BYTES, and relays what it received in pages of at
+ * most this), within one sync frame.
+ */
+const WHOLE_RUN_LIMITS = { maxEntries: 4096, maxBytes: MAX_ENTRY_BYTES }
 
 /** Options of the network side of a node. */
 export type ReplicationOptions = NetworkOptions
@@ -36,8 +43,8 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
   private encodedChain: Uint8Array[] | undefined
   private readonly vectors = new Map<string, ReadonlyMap<string, number>>()
   private readonly progress = new Map<string, { received: number, total: number, at: number }>()
-  private readonly onEntries = (ev: { origin: 'local' | 'remote', entries: ReadonlyArray<{ bytes: Uint8Array, header: { epoch: number } }> }): void => {
-    if (ev.origin === 'local') this.transport?.announceEntries(ev.entries.map(e => e.bytes))
+  private readonly onEntries = (ev: { origin: 'local' | 'remote', entries: ReadonlyArray<{ bytes: Uint8Array, header: { epoch: number } }>, sig?: Uint8Array }): void => {
+    if (ev.origin === 'local' && ev.sig !== undefined) this.transport?.announceEntries(ev.entries.map(e => e.bytes), ev.sig)
     if (ev.entries.some(e => e.header.epoch === 0)) this.scheduleShares()
   }
   private readonly onRevoked = (ev: { device: string }): void => {
@@ -149,13 +156,31 @@ export class Replicator extends EventEmitter<SwarmEvents> implements ReplicaBack
     return this.log.versionVector()
   }
 
-  async entriesNotIn (have: ReadonlyMap<string, number>, after: number, limits: { maxEntries: number, maxBytes: number }): Promise<{ entries: Uint8Array[], next: number | undefined }> {
-    const page = await this.storage.entriesNotIn(have, after, limits)
-    return { entries: page.entries.map(e => e.bytes), next: page.next }
+  async entriesNotIn (have: ReadonlyMap<string, number>, after: number, limits: { maxEntries: number, maxBytes: number }): Promise<{ entries: Uint8Array[], sigs: Array<[number, Uint8Array]>, next: number | undefined }> {
+    // what this device wrote goes out signed
+    await this.log.flush()
+    let page = await this.storage.entriesNotIn(have, after, limits)
+    let n = coveredPrefix(page.entries)
+    if (n === 0 && page.next !== undefined) {
+      // one run under a single signature is longer than the page: it goes whole (runs are bounded)
+      page = await this.storage.entriesNotIn(have, after, WHOLE_RUN_LIMITS)
+      n = coveredPrefix(page.entries)
+      if (n === 0 && page.entries.length > 0) logger.warn('entries to send are not covered by a signature', { after, first: page.entries[0]?.pos })
+    }
+    const entries = page.entries.slice(0, n)
+    const last = new Map<string, number>()
+    entries.forEach((e, i) => last.set(e.author, i))
+    const sigs: Array<[number, Uint8Array]> = []
+    for (const i of last.values()) {
+      const sig = entries[i]?.sig
+      if (sig != null) sigs.push([i, sig])
+    }
+    const next = n === page.entries.length ? page.next : entries[n - 1]?.pos
+    return { entries: entries.map(e => e.bytes), sigs, next }
   }
 
-  async ingest (entries: readonly Uint8Array[]): Promise<{ applied: number, duplicates: number }> {
-    const r = await this.log.ingest(entries)
+  async ingest (entries: readonly Uint8Array[], sigs: ReadonlyArray<readonly [number, Uint8Array]> = []): Promise<{ applied: number, duplicates: number }> {
+    const r = await this.log.ingest(entries, new Map(sigs))
     return { applied: r.applied, duplicates: r.duplicates }
   }
 

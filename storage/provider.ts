@@ -31,6 +31,8 @@ export interface CommitItem {
   readonly ops: readonly DataOp[]
   /** Membership and key records it carries. */
   readonly control: readonly ControlRecord[]
+  /** The author's chain signature on this entry, when one covers the chain up to it (crdt/entry.ts). */
+  readonly sig?: Uint8Array | undefined
   /**
    * True when the payload could not be opened yet (its epoch key is not on this device): the
    * entry is stored and materialised later with {@link StorageProvider.applyPending}.
@@ -85,6 +87,8 @@ export interface StoredEntry {
   readonly author: DeviceIdLike
   readonly seq: number
   readonly bytes: Uint8Array
+  /** The author's chain signature on this entry, when it is stored (entriesNotIn and scanEntries). */
+  readonly sig?: Uint8Array | null
 }
 
 /** A materialised document with its merge metadata. */
@@ -193,6 +197,10 @@ export interface LogStore extends Store {
   commit (items: readonly CommitItem[]): Promise<CommitResult>
   /** One entry's bytes by CID. */
   getEntry (cid: Uint8Array): Promise<Uint8Array | undefined>
+  /** The chain signature stored on an entry, if any. */
+  entrySignature (cid: Uint8Array): Promise<Uint8Array | undefined>
+  /** Stores the author's chain signature on an entry the log holds (a local run is signed after its commit). */
+  setEntrySignature (cid: Uint8Array, sig: Uint8Array): Promise<void>
   /** One entry's bytes by author and seq. */
   getEntryAt (author: string, seq: number): Promise<Uint8Array | undefined>
   /**

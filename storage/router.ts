@@ -486,6 +486,8 @@ export class DataRouter implements StorageProvider {
   async hasEntries (cids: readonly Uint8Array[]): Promise<Set<string>> { return await this.primary.hasEntries(cids) }
   async getEntry (cid: Uint8Array): Promise<Uint8Array | undefined> { return await this.primary.getEntry(cid) }
   async getEntryAt (author: string, seq: number): Promise<Uint8Array | undefined> { return await this.primary.getEntryAt(author, seq) }
+  async entrySignature (cid: Uint8Array): Promise<Uint8Array | undefined> { return await this.primary.entrySignature(cid) }
+  async setEntrySignature (cid: Uint8Array, sig: Uint8Array): Promise<void> { await this.primary.setEntrySignature(cid, sig) }
   async entriesNotIn (have: ReadonlyMap<string, number>, after: number, limits: ReadLimits): Promise<{ entries: StoredEntry[], next: number | undefined }> { return await this.primary.entriesNotIn(have, after, limits) }
   async pendingEntries (after: number, limit: number): Promise<StoredEntry[]> { return await this.primary.pendingEntries(after, limit) }
   async quarantine (author: string, afterSeq: number): Promise<number> { return await this.primary.quarantine(author, afterSeq) }

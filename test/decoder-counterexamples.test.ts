@@ -10,7 +10,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { scrypt } from '@noble/hashes/scrypt.js'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
-import { createEntry, decodeControlPayload, decodeDataPayload, decodeEntry, MAX_ENTRY_BYTES, parseEntryId } from '../crdt/index.js'
+import { createLegacyEntry, decodeControlPayload, decodeDataPayload, decodeEntry, MAX_ENTRY_BYTES, parseEntryId } from '../crdt/index.js'
 import { createSigner, decodeCertificate, issueCertificate, readKeystore, seal, verifyCertificate, writeKeystore } from '../identity/index.js'
 import { decodeMessage, encodeMessage, syncRequestSchema } from '../transport/messages.js'
 import { searchRequestSchema } from '../transport/search-protocol.js'
@@ -29,7 +29,7 @@ describe('decoders: counterexamples found by fuzzing', () => {
   const root = makeRoot()
   const dev = makeDevice(root)
   const cert = issueCertificate({ swarm: root.swarmId, device: dev.deviceId, name: 'laptop', issued: 1 }, createSigner(root.rootSecretKey), true)
-  const entry = createEntry({ v: 1, swarm: root.swarmId, author: dev.deviceId, seq: 1, prev: null, deps: [], clock: { ms: 1, c: 0 }, epoch: 0 }, () => Uint8Array.of(1, 2, 3), dev.signer)
+  const entry = createLegacyEntry({ v: 1, swarm: root.swarmId, author: dev.deviceId, seq: 1, prev: null, deps: [], clock: { ms: 1, c: 0 }, epoch: 0 }, () => Uint8Array.of(1, 2, 3), dev.signer)
   const header = dagCbor.decode(entry.headerBytes) as Record<string, unknown>
   const kv = (key: string, value: Uint8Array): Uint8Array => concat(dagCbor.encode(key), value)
 

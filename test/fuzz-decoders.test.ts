@@ -35,9 +35,9 @@ import * as Digest from 'multiformats/hashes/digest'
 import * as Y from 'yjs'
 import { z } from 'zod'
 import {
-  cidOf, createEntry, decodeControlPayload, decodeDataPayload, decodeEntry, docIdProblem, encodeControlPayload, encodeDataPayload,
+  cidOf, createEntry, createLegacyEntry, decodeControlPayload, decodeDataPayload, decodeEntry, docIdProblem, encodeControlPayload, encodeDataPayload,
   entryIdOf, fieldNameProblem, jsonProblem, MAX_ENTRY_BYTES, MAX_JSON_DEPTH, MAX_OPS_PER_ENTRY, MAX_VECTOR_AUTHORS, MAX_YJS_UPDATE,
-  parseEntryId, verifyEntrySignature, type ControlOp, type DataOp, type Entry, type EntryHeader, type JsonObject
+  parseEntryId, signChain, verifyEntrySignature, type ControlOp, type DataOp, type Entry, type EntryHeader, type JsonObject
 } from '../crdt/index.js'
 import {
   createEpoch, createSigner, decodeCertificate, decodeInvite, deviceIdFromPublicKey, encodeCertificate, encodeInvite, epochContext,
@@ -78,7 +78,7 @@ const headerArb: fc.Arbitrary<EntryHeader> = fc.record({
   c: fc.integer({ min: 0, max: 0xffff }),
   epoch: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 0xffffffff }))
 }).map(r => ({
-  v: 1 as const,
+  v: 2 as const,
   swarm: root.swarmId,
   author: dev.deviceId,
   seq: r.seq,
@@ -94,7 +94,9 @@ const payloadArb = fc.oneof(
   fc.constantFrom(23, 24, 255, 256, 65535, 65536).map(n => new Uint8Array(n).fill(0x5a))
 )
 
-const entryArb: fc.Arbitrary<Entry> = fc.tuple(headerArb, payloadArb).map(([h, p]) => createEntry(h, () => p, dev.signer))
+// entries as this release writes them, and version 1 entries (each signed by itself) as earlier ones did
+const entryArb: fc.Arbitrary<Entry> = fc.tuple(headerArb, payloadArb, fc.boolean())
+  .map(([h, p, legacy]) => legacy ? createLegacyEntry({ ...h, v: 1 }, () => p, dev.signer) : createEntry(h, () => p))
 
 /** A decoded entry is internally consistent: addressed by its bytes, header fields in range. */
 function checkEntry (bytes: Uint8Array, e: Entry): void {
@@ -104,19 +106,22 @@ function checkEntry (bytes: Uint8Array, e: Entry): void {
   assert.equal(h.prev === null, h.seq === 1)
   assert.ok(h.deps.length <= 1024)
   assert.ok(Number.isInteger(h.epoch) && h.epoch >= 0 && h.epoch <= 0xffffffff)
-  assert.equal(e.sig.length, 64)
+  if (h.v === 1) assert.equal(e.sig?.length, 64)
+  else assert.equal(e.sig, undefined)
 }
 
 /**
- * Decodes possibly altered entry bytes. When they decode and their signature verifies, they
- * must be the original bytes: no one but the author can make another valid encoding of an entry
- * (another encoding would be another CID for the same signed content).
+ * Decodes possibly altered entry bytes. When they decode and the author's signature on the
+ * original (its own, or the chain signature on its CID) verifies for them, they must be the
+ * original bytes: no one but the author can make another valid encoding of an entry (another
+ * encoding would be another CID for the same signed content).
  */
 function decodeAltered (bytes: Uint8Array, original: Entry): void {
   const r = decodes('decodeEntry', ENTRY_ERRORS, () => decodeEntry(bytes))
   if (!r.ok) return
   checkEntry(bytes, r.value)
-  const signed = decodes('verifyEntrySignature', ['InvalidSignatureError'], () => verifyEntrySignature(r.value))
+  const chainSig = original.sig === undefined ? signChain(original.cid, dev.signer) : undefined
+  const signed = decodes('verifyEntrySignature', ['InvalidSignatureError'], () => verifyEntrySignature(r.value, r.value.sig === undefined ? chainSig : undefined))
   if (signed.ok) assert.equal(hex(bytes), hex(original.bytes), 'an altered entry kept a valid signature under another CID')
 }
 
@@ -161,16 +166,16 @@ function reframe (e: Entry, r: Reframe): Uint8Array {
   const items = [
     concat(dagCbor.encode('h'), headerBytes),
     concat(dagCbor.encode('p'), bytesItem(e.payload, r.pWidth)),
-    concat(dagCbor.encode('s'), bytesItem(e.sig, r.sWidth))
+    ...(e.sig === undefined ? [] : [concat(dagCbor.encode('s'), bytesItem(e.sig, r.sWidth))])
   ]
-  const ordered = (ORDERS[r.order] ?? ORDERS[0]).map(i => items[i] as Uint8Array)
+  const ordered = (ORDERS[r.order] ?? ORDERS[0]).filter(i => i < items.length).map(i => items[i] as Uint8Array)
   if (r.extra) ordered.push(concat(dagCbor.encode('z'), dagCbor.encode(0)))
   return concat(cborHead(5, ordered.length, 0), ...ordered)
 }
 
 describe('fuzz: log entries', () => {
   it('random bytes, and random bytes behind the fast path\'s prefix, end in a typed error', () => {
-    const bytesArb = fc.oneof(fc.uint8Array({ maxLength: 400 }), fc.uint8Array({ minLength: 80, maxLength: 400 }).map(b => concat(Uint8Array.of(0xa3, 0x61, 0x68), b)))
+    const bytesArb = fc.oneof(fc.uint8Array({ maxLength: 400 }), fc.tuple(fc.constantFrom(0xa2, 0xa3), fc.uint8Array({ minLength: 13, maxLength: 400 })).map(([m, b]) => concat(Uint8Array.of(m, 0x61, 0x68), b)))
     fc.assert(fc.property(bytesArb, bytes => {
       const r = decodes('decodeEntry', ENTRY_ERRORS, () => decodeEntry(bytes))
       if (r.ok) checkEntry(bytes, r.value)
@@ -190,7 +195,7 @@ describe('fuzz: log entries', () => {
   it('hostile values in any field of the entry or its header end in a typed error, on both decode paths', () => {
     const editsArb = fc.array(valueEditArb(hostileCborArb), { minLength: 1, maxLength: 3 })
     fc.assert(fc.property(entryArb, editsArb, fc.boolean(), (e, edits, whole) => {
-      const value = { h: dagCbor.decode(e.headerBytes), p: e.payload, s: e.sig }
+      const value = e.sig === undefined ? { h: dagCbor.decode(e.headerBytes), p: e.payload } : { h: dagCbor.decode(e.headerBytes), p: e.payload, s: e.sig }
       // a fourth key moves the bytes off the fast path
       const bytes = encodeEdited(value, whole ? [...edits, { k: 'add', pick: 0, key: 'z', with: 0 }] : edits)
       if (bytes !== undefined) decodeAltered(bytes, e)
@@ -198,7 +203,7 @@ describe('fuzz: log entries', () => {
   })
 
   it('checks the expected CID first, and the size cap before any parsing', () => {
-    const e = createEntry({ v: 1, swarm: root.swarmId, author: dev.deviceId, seq: 1, prev: null, deps: [], clock: { ms: 1, c: 0 }, epoch: 0 }, () => new Uint8Array(8), dev.signer)
+    const e = createEntry({ v: 2, swarm: root.swarmId, author: dev.deviceId, seq: 1, prev: null, deps: [], clock: { ms: 1, c: 0 }, epoch: 0 }, () => new Uint8Array(8))
     fc.assert(fc.property(mutatedArb(fc.constant(e.bytes)), bytes => {
       const r = decodes('decodeEntry', ['HashMismatchError', ...ENTRY_ERRORS], () => decodeEntry(bytes, e.cid))
       if (r.ok) assert.equal(hex(bytes), hex(e.bytes))
@@ -221,7 +226,7 @@ describe('fuzz: log entries', () => {
   })
 
   it('entry ids: random, altered and foreign CID strings are MalformedError or an entry CID', () => {
-    const e = createEntry({ v: 1, swarm: root.swarmId, author: dev.deviceId, seq: 1, prev: null, deps: [], clock: { ms: 1, c: 0 }, epoch: 0 }, () => new Uint8Array(1), dev.signer)
+    const e = createEntry({ v: 2, swarm: root.swarmId, author: dev.deviceId, seq: 1, prev: null, deps: [], clock: { ms: 1, c: 0 }, epoch: 0 }, () => new Uint8Array(1))
     const id = entryIdOf(e.cid)
     const foreign = [
       CID.createV0(e.cid.multihash as never).toString(), CID.createV1(0x55, e.cid.multihash).toString(),
@@ -471,10 +476,10 @@ const wireArbs = {
   keys: fc.record({ t: fc.constant('keys'), keys: keyBoxesArb }),
   error: fc.record({ t: fc.constant('error'), code: fc.string({ maxLength: 64 }), message: fc.string({ maxLength: 100 }) }),
   req: fc.record({ t: fc.constant('req'), have: vectorArb }),
-  batch: fc.record({ t: fc.constant('batch'), entries: entryBytesArb, remaining: fc.nat() }),
+  batch: fc.record({ t: fc.constant('batch'), entries: entryBytesArb, sigs: fc.array(fc.tuple(fc.nat({ max: 9_999 }), smallBytesArb(64)), { maxLength: 3 }), remaining: fc.nat() }),
   ack: fc.record({ t: fc.constant('ack'), applied: fc.nat() }),
   end: fc.record({ t: fc.constant('end'), have: vectorArb }),
-  gossip: fc.oneof(fc.record({ t: fc.constant('entries'), e: entryBytesArb }), fc.record({ t: fc.constant('heads'), h: vectorArb })),
+  gossip: fc.oneof(fc.record({ t: fc.constant('entries'), e: entryBytesArb, s: smallBytesArb(64) }), fc.record({ t: fc.constant('heads'), h: vectorArb })),
   join: fc.record({ t: fc.constant('join'), invite: smallBytesArb(8), name: fc.string({ minLength: 1, maxLength: 64 }), nonce: smallBytesArb(16) }),
   challenge: fc.record({ t: fc.constant('challenge'), nonce: smallBytesArb(16) }),
   proof: fc.record({ t: fc.constant('proof'), mac: smallBytesArb(32) }),
@@ -501,11 +506,11 @@ const wireCases: Array<{ name: string, schema: z.ZodType<unknown>, valid: fc.Arb
   { name: 'keys', schema: keysSchema, valid: wireArbs.keys, over: [{ keys: [{ id: 2 ** 32, box: new Uint8Array(1) }] }] },
   { name: 'error', schema: errorSchema, valid: wireArbs.error, over: [{ code: 'c'.repeat(65) }, { message: 'm'.repeat(1025) }] },
   { name: 'sync request', schema: syncRequestSchema, valid: wireArbs.req, over: [{ have: Array.from({ length: MAX_VECTOR_AUTHORS + 1 }, () => [dev.deviceId, 1]) }] },
-  { name: 'sync message', schema: z.union([syncBatchSchema, syncEndSchema, errorSchema]), valid: fc.oneof(wireArbs.batch, wireArbs.end, wireArbs.error), over: [{ t: 'batch', entries: Array(10_001).fill(new Uint8Array(1)), remaining: 0 }] },
+  { name: 'sync message', schema: z.union([syncBatchSchema, syncEndSchema, errorSchema]), valid: fc.oneof(wireArbs.batch, wireArbs.end, wireArbs.error), over: [{ t: 'batch', entries: Array(10_001).fill(new Uint8Array(1)), sigs: [], remaining: 0 }, { t: 'batch', entries: [new Uint8Array(1)], sigs: [[0, new Uint8Array(65)]], remaining: 0 }] },
   { name: 'sync batch', schema: syncBatchSchema, valid: wireArbs.batch, over: [{ entries: Array(10_001).fill(new Uint8Array(1)) }, { remaining: -1 }] },
   { name: 'sync ack', schema: syncAckSchema, valid: wireArbs.ack, over: [{ applied: 2 ** 53 }] },
   { name: 'sync end', schema: syncEndSchema, valid: wireArbs.end, over: [{ have: [[dev.deviceId, 2 ** 53]] }] },
-  { name: 'gossip', schema: gossipSchema, valid: wireArbs.gossip, over: [{ t: 'entries', e: [new Uint8Array(MAX_INLINE_ENTRY + 1)] }, { t: 'entries', e: Array(1025).fill(new Uint8Array(1)) }] },
+  { name: 'gossip', schema: gossipSchema, valid: wireArbs.gossip, over: [{ t: 'entries', e: [new Uint8Array(MAX_INLINE_ENTRY + 1)], s: new Uint8Array(64) }, { t: 'entries', e: Array(1025).fill(new Uint8Array(1)), s: new Uint8Array(64) }, { t: 'entries', e: [new Uint8Array(1)], s: new Uint8Array(63) }] },
   { name: 'pair join', schema: pairJoinSchema, valid: wireArbs.join, over: [{ name: 'n'.repeat(65) }, { invite: new Uint8Array(9) }] },
   { name: 'pair reply', schema: z.union([pairChallengeSchema, errorSchema]), valid: fc.oneof(wireArbs.challenge, wireArbs.error), over: [{ t: 'challenge', nonce: new Uint8Array(17) }] },
   { name: 'pair proof', schema: pairProofSchema, valid: wireArbs.proof, over: [{ mac: new Uint8Array(33) }] },

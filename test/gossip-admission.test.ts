@@ -6,7 +6,7 @@ import { waitFor } from './helpers/wait-for.js'
 
 describe('gossip admission (two bare hosts)', function () {
   this.timeout(30_000)
-  const topic = '/peakdb/test/log/1'
+  const topic = '/peakdb/test/log/2'
   let hosts: Host[] = []
   afterEach(async () => {
     await Promise.all(hosts.map(async h => { await h.stop() }))

@@ -10,11 +10,12 @@ import { gossipsub, type GossipSub, type GossipsubMessage } from '@libp2p/gossip
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import * as varint from 'uint8-varint'
-import { createEntry, decodeEntry, encodeDataPayload } from '../crdt/index.js'
+import { createEntry, decodeEntry, encodeDataPayload, signChain } from '../crdt/index.js'
 import { seal } from '../identity/index.js'
 import { encodeMessage, SYNC_PROTOCOL, decodeMessage, errorSchema, gossipSchema, logTopic } from '../transport/index.js'
 import type { PeakNode } from '../node/index.js'
 import { batchFrame, startHostilePeer, type HostilePeer } from './helpers/hostile.js'
+import { asSent } from './helpers/log.js'
 import { connect, LOOPBACK, TestSwarm } from './helpers/nodes.js'
 import { waitFor } from './helpers/wait-for.js'
 
@@ -32,14 +33,18 @@ describe('hostile peers', function () {
     await swarm.close()
   })
 
-  /** A victim node with some data, and the valid entries of another member (to tamper with). */
-  async function victimWithHistory (): Promise<{ victim: PeakNode, other: PeakNode, otherEntries: Uint8Array[] }> {
+  /**
+   * A victim node with some data, and the valid entries of another member with their chain
+   * signatures (to tamper with).
+   */
+  async function victimWithHistory (): Promise<{ victim: PeakNode, other: PeakNode, otherEntries: Uint8Array[], otherSigs: Map<number, Uint8Array> }> {
     const victim = await swarm.add({ deviceName: 'victim' })
     await victim.collection('c').put({ _id: 'mine', v: 1 })
     const other = await swarm.add({ deviceName: 'other', network: undefined as never })
     for (let i = 0; i < 3; i++) await other.collection('c').put({ _id: `o${i}`, i })
-    const rows = await other.storage.scanEntries(0, 100)
-    return { victim, other, otherEntries: rows.map(r => r.bytes) }
+    await other.log.flush()
+    const sent = asSent(await other.storage.scanEntries(0, 100))
+    return { victim, other, otherEntries: sent.entries, otherSigs: sent.sigs }
   }
 
   /** Lets the victim pull from the hostile peer; checks it stays up, applies nothing and drops the peer. */
@@ -86,12 +91,18 @@ describe('hostile peers', function () {
     await expectRejected(victim, hostile)
   })
 
-  it('an entry with a forged signature (last of a chain, or in the middle of one)', async () => {
-    const { victim, otherEntries } = await victimWithHistory()
-    const forged = otherEntries.map(e => Uint8Array.from(e))
-    const last = forged[forged.length - 1]!
-    last[last.length - 1] = (last[last.length - 1] as number) ^ 1
-    hostile = await startHostilePeer(swarm.phrase!, async (_stream, lp) => { await lp.write(batchFrame(forged)) })
+  it('an entry with a forged signature, no signature, or tampered with in the middle of a chain', async () => {
+    const { victim, otherEntries, otherSigs } = await victimWithHistory()
+    const forged = new Map([...otherSigs].map(([i, s]) => {
+      const f = Uint8Array.from(s)
+      f[0] = (f[0] as number) ^ 1
+      return [i, f]
+    }))
+    hostile = await startHostilePeer(swarm.phrase!, async (_stream, lp) => { await lp.write(batchFrame(otherEntries, forged)) })
+    await expectRejected(victim, hostile)
+    assert.match(victim.network!.gate.banReason(hostile.device.deviceId)!, /InvalidSignatureError/)
+    await hostile.stop()
+    hostile = await startHostilePeer(swarm.phrase!, async (_stream, lp) => { await lp.write(batchFrame(otherEntries)) })
     await expectRejected(victim, hostile)
     assert.match(victim.network!.gate.banReason(hostile.device.deviceId)!, /InvalidSignatureError/)
     await hostile.stop()
@@ -99,7 +110,7 @@ describe('hostile peers', function () {
     const middle = otherEntries.map(e => Uint8Array.from(e))
     const m = middle[1]!
     m[m.length - 1] = (m[m.length - 1] as number) ^ 1
-    hostile = await startHostilePeer(swarm.phrase!, async (_stream, lp) => { await lp.write(batchFrame(middle)) })
+    hostile = await startHostilePeer(swarm.phrase!, async (_stream, lp) => { await lp.write(batchFrame(middle, otherSigs)) })
     await expectRejected(victim, hostile)
     assert.match(victim.network!.gate.banReason(hostile.device.deviceId)!, /ForkError|InvalidSignatureError/)
   })
@@ -135,9 +146,9 @@ describe('hostile peers', function () {
     await waitFor(() => hostile!.host.services.pubsub.getSubscribers(logTopic(victim.swarmId)).length > 0, { message: 'victim to subscribe' })
     const e = decodeEntry(otherEntries[0]!)
     // signed by the hostile device's key but claiming another author
-    const lie = createEntry({ ...e.header, author: victim.deviceId as never }, aad => seal(randomBytes(32), encodeDataPayload([{ t: 'del', c: 'c' as never, id: 'mine' as never }]), aad), hostile.device.signer)
+    const lie = createEntry({ ...e.header, author: victim.deviceId as never }, aad => seal(randomBytes(32), encodeDataPayload([{ t: 'del', c: 'c' as never, id: 'mine' as never }]), aad))
     const before = (await victim.status()).entries
-    await hostile.gossip(encodeMessage({ t: 'entries', e: [lie.bytes] }))
+    await hostile.gossip(encodeMessage({ t: 'entries', e: [lie.bytes], s: signChain(lie.cid, hostile.device.signer) }))
     await waitFor(() => victim.network?.gate.banReason(hostile!.device.deviceId), { timeoutMs: 10_000, message: 'gossiping peer to be banned' })
     assert.equal((await victim.status()).entries, before)
     assert.notEqual(await victim.collection('c').get('mine'), null)

@@ -7,6 +7,7 @@ import { hashEmbedder } from './helpers/embedders.js'
 import { connect, LOOPBACK, TestSwarm, waitForConvergence } from './helpers/nodes.js'
 import { waitFor, withTimeout } from './helpers/wait-for.js'
 import { TestDatabase } from './helpers/postgres.js'
+import { asSent } from './helpers/log.js'
 
 const pg = new TestDatabase()
 after(async () => await pg.drop())
@@ -253,7 +254,9 @@ describe('writes racing with failures and with remote updates', function () {
     const a = await swarm.add({ deviceName: 'a', network: undefined as never })
     const b = await swarm.add({ deviceName: 'b', network: undefined as never })
     await a.collection('c').put({ _id: 'x', by: 'a' })
-    await b.log.ingest((await a.storage.scanEntries(0, 100)).map(r => r.bytes))
+    await a.log.flush()
+    const sent = asSent(await a.storage.scanEntries(0, 100))
+    await b.log.ingest(sent.entries, sent.sigs)
     return { a, b }
   }
 
@@ -280,12 +283,13 @@ describe('writes racing with failures and with remote updates', function () {
     const ya = await a.ydoc('notes')
     ya.getText('t').insert(0, 'remote edit')
     await waitFor(async () => (await a.storage.entryCount()) > from, { message: 'a to record its edit' })
-    const remote = (await a.storage.scanEntries(0, 1000)).map(r => r.bytes)
+    await a.log.flush()
+    const remote = asSent(await a.storage.scanEntries(0, 1000))
     const read = b.storage.yjsUpdates.bind(b.storage)
     b.storage.yjsUpdates = async id => {
       const rows = await read(id)
       // the update lands after the stored updates were read, before the document is live
-      await b.log.ingest(remote)
+      await b.log.ingest(remote.entries, remote.sigs)
       return rows
     }
     const yb = await b.ydoc('notes')

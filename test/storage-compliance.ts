@@ -140,6 +140,21 @@ export function runLogStoreTests (name: string, factory: StoreFactory<LogStore &
       assert.deepEqual((await s.scanEntries(scanned[2]!.pos, 10)).map(e => [e.author, e.seq]), [[B, 2], [A, 3]])
     })
 
+    it('keeps chain signatures beside their entries: given at commit or set later', async () => {
+      const s = store.get()
+      const sig = (n: number): Uint8Array => new Uint8Array(64).fill(n)
+      const items = [item(A, 1, []), { ...item(A, 2, []), sig: sig(2) }, item(B, 1, []), item(A, 3, [])]
+      await s.commit(items)
+      await s.setEntrySignature(items[3]!.cid, sig(3))
+      assert.deepEqual(await s.entrySignature(items[1]!.cid), sig(2))
+      assert.equal(await s.entrySignature(items[0]!.cid), undefined)
+      assert.deepEqual(await s.entrySignature(items[3]!.cid), sig(3))
+      const scanned = await s.scanEntries(0, 10)
+      assert.deepEqual(scanned.map(e => e.sig == null ? null : e.sig[0]), [null, 2, null, 3])
+      const lacking = await s.entriesNotIn(new Map(), 0, { maxEntries: 100, maxBytes: 1 << 20 })
+      assert.deepEqual(lacking.entries.map(e => e.sig == null ? null : e.sig[0]), [null, 2, null, 3])
+    })
+
     it('merges concurrent writes per field by stamp, whatever the arrival order', async () => {
       const s = store.get()
       const early = stampOf({ ms: 10, c: 0 }, A)

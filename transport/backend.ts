@@ -35,11 +35,16 @@ export interface ReplicaBackend {
   versionVector (): Map<string, number>
   /**
    * Entries a peer with vector `have` lacks, in causal order, after log position `after`,
-   * within the caps; `next` continues the listing (undefined when done).
+   * within the caps (a run under one chain signature is not split), with the chain signatures
+   * that cover them (index in `entries`, signature); `next` continues the listing (undefined
+   * when done).
    */
-  entriesNotIn (have: ReadonlyMap<string, number>, after: number, limits: { maxEntries: number, maxBytes: number }): Promise<{ entries: Uint8Array[], next: number | undefined }>
-  /** Verifies and applies entries (all or nothing). Throws a typed error for invalid input. */
-  ingest (entries: readonly Uint8Array[]): Promise<{ applied: number, duplicates: number }>
+  entriesNotIn (have: ReadonlyMap<string, number>, after: number, limits: { maxEntries: number, maxBytes: number }): Promise<{ entries: Uint8Array[], sigs: Array<[number, Uint8Array]>, next: number | undefined }>
+  /**
+   * Verifies and applies entries with the chain signatures that cover them (index in
+   * `entries`, signature), all or nothing. Throws a typed error for invalid input.
+   */
+  ingest (entries: readonly Uint8Array[], sigs?: ReadonlyArray<readonly [number, Uint8Array]>): Promise<{ applied: number, duplicates: number }>
   /** A peer's version vector became known (sync, gossip heads): used for confirmations. */
   peerVector (device: string, vector: ReadonlyMap<string, number>): void
   /** Remembers a member's addresses and name, to reconnect after a restart. */

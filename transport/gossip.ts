@@ -13,10 +13,13 @@ import type { Host } from './host.js'
 import type { PeerGate } from './peer-gate.js'
 import { decodeMessage, encodeMessage, gossipSchema, MAX_GOSSIP_MESSAGE, MAX_INLINE_ENTRY, type GossipMessage } from './messages.js'
 
+/** Most entries one gossip message carries. */
+const MAX_INLINE_RUN = 1024
+
 /** What gossip reports to its owner. */
 export interface GossipHandlers {
-  /** Entries arrived inline from `origin` (relayed by `via`). */
-  onEntries (entries: Uint8Array[], origin: string, via: PeerId): void
+  /** Entries arrived inline from `origin` (relayed by `via`), `sig` the chain signature on the last. */
+  onEntries (entries: Uint8Array[], sig: Uint8Array, origin: string, via: PeerId): void
   /** A device announced its version vector. */
   onHeads (vector: Map<string, number>, origin: string, via: PeerId): void
   /** A peer subscribed to the topic: from now on it hears what this device publishes. */
@@ -25,7 +28,7 @@ export interface GossipHandlers {
 
 /** The swarm's log topic. */
 export function logTopic (swarmId: string): string {
-  return `/peakdb/${swarmId}/log/1`
+  return `/peakdb/${swarmId}/log/2`
 }
 
 /** Publishes and receives log gossip. */
@@ -75,33 +78,21 @@ export class LogGossip {
     if (msg.type !== 'signed' || msg.topic !== this.topic) return
     const message = this.decoded.get(msg) ?? decodeMessage(msg.data, gossipSchema, 'gossip')
     const origin = msg.from.toString()
-    if (message.t === 'entries') this.handlers.onEntries(message.e, origin, propagationSource)
+    if (message.t === 'entries') this.handlers.onEntries(message.e, message.s, origin, propagationSource)
     else this.handlers.onHeads(new Map(message.h), origin, propagationSource)
   }
 
   /**
-   * Announces new local entries: small ones inline (grouped up to the message cap); when any
-   * entry is too large to inline, the heads announcement tells peers to pull.
+   * Announces a run of new local entries with the chain signature on its last: inline when the
+   * run fits one message (it is verified as a whole), else the heads announcement tells peers
+   * to pull.
    */
-  async publishEntries (entries: readonly Uint8Array[]): Promise<void> {
-    let group: Uint8Array[] = []
+  async publishEntries (entries: readonly Uint8Array[], sig: Uint8Array): Promise<void> {
     let size = 0
-    let tooLarge = false
-    for (const e of entries) {
-      if (e.length > MAX_INLINE_ENTRY) {
-        tooLarge = true
-        continue
-      }
-      if (size + e.length > MAX_GOSSIP_MESSAGE - 1024 && group.length > 0) {
-        await this.publish({ t: 'entries', e: group })
-        group = []
-        size = 0
-      }
-      group.push(e)
-      size += e.length
-    }
-    if (group.length > 0) await this.publish({ t: 'entries', e: group })
-    if (tooLarge) await this.publishHeads(this.backend.versionVector())
+    for (const e of entries) size += e.length
+    const inline = entries.length > 0 && entries.length <= MAX_INLINE_RUN && size <= MAX_GOSSIP_MESSAGE - 1024 && entries.every(e => e.length <= MAX_INLINE_ENTRY)
+    if (inline) await this.publish({ t: 'entries', e: entries, s: sig })
+    else await this.publishHeads(this.backend.versionVector())
   }
 
   /** Announces this device's version vector. */

@@ -76,9 +76,13 @@ export const syncRequestSchema = z.object({
   have: vector
 }).strict()
 
+/** Chain signatures next to the entries they cover: [index in the entries, signature]. */
+const chainSigs = z.array(z.tuple([z.number().int().min(0).max(9_999), bytes(64).refine(b => b.length === 64, 'expected 64 bytes')])).max(10_000)
+
 export const syncBatchSchema = z.object({
   t: z.literal('batch'),
   entries: z.array(bytes(MAX_ENTRY_BYTES)).min(1).max(10_000),
+  sigs: chainSigs,
   remaining: z.number().int().min(0)
 }).strict()
 
@@ -93,7 +97,8 @@ export const syncEndSchema = z.object({
 }).strict()
 
 export const gossipSchema = z.discriminatedUnion('t', [
-  z.object({ t: z.literal('entries'), e: z.array(bytes(MAX_INLINE_ENTRY)).min(1).max(1024) }).strict(),
+  // one run of the publisher's entries, `s` its chain signature on the last of them
+  z.object({ t: z.literal('entries'), e: z.array(bytes(MAX_INLINE_ENTRY)).min(1).max(1024), s: bytes(64).refine(b => b.length === 64, 'expected 64 bytes') }).strict(),
   z.object({ t: z.literal('heads'), h: vector }).strict()
 ])
 

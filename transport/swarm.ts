@@ -119,7 +119,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     this.sync = new SyncProtocol(host, backend, gate)
     this.sync.on('progress', p => this.emit('sync:progress', p))
     this.gossip = new LogGossip(host, backend, gate, {
-      onEntries: (entries, origin, via) => { void this.gossipEntries(entries, origin, via) },
+      onEntries: (entries, sig, origin, via) => { void this.gossipEntries(entries, sig, origin, via) },
       onHeads: (vector, origin, via) => this.gossipHeads(vector, origin, via),
       // writes made before a verified peer subscribed were announced to nobody: tell it now
       onSubscribed: peer => { if (this.gate.isVerified(peer.toString())) this.scheduleHeads() }
@@ -358,9 +358,9 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     }))
   }
 
-  private async gossipEntries (entries: Uint8Array[], origin: string, via: PeerId): Promise<void> {
+  private async gossipEntries (entries: Uint8Array[], sig: Uint8Array, origin: string, via: PeerId): Promise<void> {
     try {
-      const r = await this.backend.ingest(entries)
+      const r = await this.backend.ingest(entries, [[entries.length - 1, sig]])
       if (r.applied > 0) this.scheduleHeads()
     } catch (err) {
       const e = err as Error
@@ -386,9 +386,9 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     else if (this.gate.isVerified(via.toString())) this.requestPull(via)
   }
 
-  /** Announces new local entries. */
-  announceEntries (entries: readonly Uint8Array[]): void {
-    void this.gossip.publishEntries(entries)
+  /** Announces a run of new local entries, `sig` the chain signature on the last. */
+  announceEntries (entries: readonly Uint8Array[], sig: Uint8Array): void {
+    void this.gossip.publishEntries(entries, sig)
   }
 
   /** Announces this device's version vector soon (coalescing bursts). */

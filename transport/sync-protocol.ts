@@ -18,7 +18,7 @@ import {
   syncEndSchema, syncRequestSchema
 } from './messages.js'
 
-export const SYNC_PROTOCOL = '/peakdb/sync/1.0.0'
+export const SYNC_PROTOCOL = '/peakdb/sync/2.0.0'
 /** Caps of one batch. */
 export const BATCH_LIMITS = { maxEntries: 1000, maxBytes: 2 * 1024 * 1024 }
 const WINDOW = 2
@@ -80,7 +80,7 @@ export class SyncProtocol extends EventEmitter<SyncEvents> {
           unacked--
         }
         sent += page.entries.length
-        await lp.write(encodeMessage({ t: 'batch', entries: page.entries, remaining: Math.max(0, total - sent) }))
+        await lp.write(encodeMessage({ t: 'batch', entries: page.entries, sigs: page.sigs, remaining: Math.max(0, total - sent) }))
         unacked++
         if (page.next === undefined) break
         after = page.next
@@ -119,7 +119,7 @@ export class SyncProtocol extends EventEmitter<SyncEvents> {
           break
         }
         total = Math.max(total, received + msg.entries.length + msg.remaining)
-        const r = await this.backend.ingest(msg.entries)
+        const r = await this.backend.ingest(msg.entries, msg.sigs)
         received += msg.entries.length
         applied += r.applied
         await lp.write(encodeMessage({ t: 'ack', applied: r.applied }))

@@ -339,7 +339,7 @@ export class PostgresProvider implements StorageProvider, SchemaDescriber {
         const state = item.quarantined === true ? 2 : item.pending === true ? 1 : 0
         const at = pos++
         positions.push(at)
-        plan.addEntry(at, item.cid, item.author, item.seq, item.bytes, state)
+        plan.addEntry(at, item.cid, item.author, item.seq, item.bytes, state, item.sig)
         if (state === 0) for (const op of item.ops) plan.applyOp(op, item.stamp, at)
         for (const rec of item.control) plan.addControl(rec.kind, rec.key, rec.bytes, at)
       }
@@ -371,6 +371,14 @@ export class PostgresProvider implements StorageProvider, SchemaDescriber {
     return (await this.read<{ bytes: Buffer }>('SELECT bytes FROM entries WHERE cid = $1', [Buffer.from(cid)]))[0]?.bytes
   }
 
+  async entrySignature (cid: Uint8Array): Promise<Uint8Array | undefined> {
+    return (await this.read<{ sig: Buffer | null }>('SELECT sig FROM entries WHERE cid = $1', [Buffer.from(cid)]))[0]?.sig ?? undefined
+  }
+
+  async setEntrySignature (cid: Uint8Array, sig: Uint8Array): Promise<void> {
+    await this.write(async db => { await db.query('UPDATE entries SET sig = $1 WHERE cid = $2', [Buffer.from(sig), Buffer.from(cid)]) })
+  }
+
   async getEntryAt (author: string, seq: number): Promise<Uint8Array | undefined> {
     return (await this.read<{ bytes: Buffer }>('SELECT bytes FROM entries WHERE author = $1 AND seq = $2', [author, seq]))[0]?.bytes
   }
@@ -381,7 +389,7 @@ export class PostgresProvider implements StorageProvider, SchemaDescriber {
     if (lacking.length === 0) return { entries: [], next: undefined }
     // one bounded, seq-ordered slice per author, merged in log (causal) order
     const rows = await this.read<StoredEntry>(
-      `SELECT e.pos, e.cid, e.author, e.seq, e.bytes FROM unnest($1::text[], $2::bigint[]) AS h (author, have)
+      `SELECT e.pos, e.cid, e.author, e.seq, e.bytes, e.sig FROM unnest($1::text[], $2::bigint[]) AS h (author, have)
        CROSS JOIN LATERAL (SELECT * FROM entries WHERE author = h.author AND seq > h.have AND pos > $3 ORDER BY seq LIMIT $4) e
        ORDER BY e.pos LIMIT $4`,
       [lacking.map(h => h.author), lacking.map(h => have.get(h.author) ?? 0), after, limits.maxEntries])
@@ -464,7 +472,7 @@ export class PostgresProvider implements StorageProvider, SchemaDescriber {
   }
 
   async scanEntries (after: number, limit: number, options: { applied?: boolean } = {}): Promise<StoredEntry[]> {
-    return await this.read(`SELECT pos, cid, author, seq, bytes FROM entries WHERE pos > $1${options.applied === true ? ' AND pending = 0' : ''} ORDER BY pos LIMIT $2`, [after, limit])
+    return await this.read(`SELECT pos, cid, author, seq, bytes, sig FROM entries WHERE pos > $1${options.applied === true ? ' AND pending = 0' : ''} ORDER BY pos LIMIT $2`, [after, limit])
   }
 
   async entryCount (): Promise<number> {

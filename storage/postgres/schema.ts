@@ -104,6 +104,14 @@ export const MIGRATIONS: readonly SqlMigration[] = [
     dims     int NOT NULL
   );
   `
+  },
+  // chain signatures (crdt/entry.ts): the author's signature on the last entry of a run, beside
+  // the entry it covers
+  {
+    name: '0002_chain_signatures',
+    sql: `
+  ALTER TABLE entries ADD COLUMN sig bytea;
+  `
   }
 ]
 

@@ -108,6 +108,14 @@ export const MIGRATIONS: readonly SqlMigration[] = [
     dims     INTEGER NOT NULL
   ) WITHOUT ROWID;
   `
+  },
+  // chain signatures (crdt/entry.ts): the author's signature on the last entry of a run, beside
+  // the entry it covers
+  {
+    name: '0004_chain_signatures',
+    sql: `
+  ALTER TABLE entries ADD COLUMN sig BLOB;
+  `
   }
 ]
 

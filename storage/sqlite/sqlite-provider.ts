@@ -51,7 +51,7 @@ export interface SqliteProviderOptions {
 }
 
 interface DocRowDb { rid: number, body: string | null, meta: string }
-interface EntryRowDb { pos: number, cid: Uint8Array, author: string, seq: number, bytes: Uint8Array }
+interface EntryRowDb { pos: number, cid: Uint8Array, author: string, seq: number, bytes: Uint8Array, sig?: Uint8Array | null }
 
 const SQLITE_MAGIC = 'SQLite format 3\0'
 /**
@@ -185,6 +185,8 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
     scan: Statement
     scanApplied: Statement
     entryCount: Statement
+    entrySig: Statement
+    setEntrySig: Statement
     control: Statement
     getMeta: Statement
     setMeta: Statement
@@ -228,7 +230,9 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
     this.location = options.path
     db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(SHUTDOWN_META, 'open')
     this.s = {
-      insertEntry: db.prepare('INSERT INTO entries (cidh, cid, author, seq, bytes, pending) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING'),
+      insertEntry: db.prepare('INSERT INTO entries (cidh, cid, author, seq, bytes, pending, sig) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING'),
+      entrySig: db.prepare('SELECT cid, sig FROM entries WHERE cidh = ?'),
+      setEntrySig: db.prepare('UPDATE entries SET sig = ? WHERE cidh = ? AND cid = ?'),
       pending: db.prepare('SELECT pos, cid, author, seq, bytes FROM entries WHERE pending = 1 AND pos > ? ORDER BY pos LIMIT ?'),
       pendingPos: db.prepare('SELECT pos FROM entries WHERE cidh = ? AND cid = ? AND pending = 1'),
       clearPending: db.prepare('UPDATE entries SET pending = 0 WHERE pos = ?'),
@@ -244,8 +248,8 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
       heads: db.prepare('SELECT author, seq, cid FROM heads'),
       getEntry: db.prepare('SELECT cid, bytes FROM entries WHERE cidh = ?'),
       getEntryAt: db.prepare('SELECT bytes FROM entries WHERE author = ? AND seq = ?').pluck(),
-      scan: db.prepare('SELECT pos, cid, author, seq, bytes FROM entries WHERE pos > ? ORDER BY pos LIMIT ?'),
-      scanApplied: db.prepare('SELECT pos, cid, author, seq, bytes FROM entries WHERE pos > ? AND pending = 0 ORDER BY pos LIMIT ?'),
+      scan: db.prepare('SELECT pos, cid, author, seq, bytes, sig FROM entries WHERE pos > ? ORDER BY pos LIMIT ?'),
+      scanApplied: db.prepare('SELECT pos, cid, author, seq, bytes, sig FROM entries WHERE pos > ? AND pending = 0 ORDER BY pos LIMIT ?'),
       entryCount: db.prepare('SELECT count(*) FROM entries').pluck(),
       control: db.prepare('SELECT kind, key, bytes FROM control ORDER BY pos'),
       getMeta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
@@ -337,7 +341,7 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
     const yjs: Array<{ doc: string, update: Uint8Array }> = []
     for (const item of items) {
       const state = item.quarantined === true ? 2 : item.pending === true ? 1 : 0
-      const r = this.s.insertEntry.run(cidHash(item.cid), item.cid, item.author, item.seq, item.bytes, state)
+      const r = this.s.insertEntry.run(cidHash(item.cid), item.cid, item.author, item.seq, item.bytes, state, item.sig ?? null)
       if (r.changes === 0) {
         positions.push(-1)
         continue
@@ -411,6 +415,19 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
     return this.guard(() => this.lookup(cid))
   }
 
+  async entrySignature (cid: Uint8Array): Promise<Uint8Array | undefined> {
+    return this.guard(() => {
+      for (const row of this.s.entrySig.all(cidHash(cid)) as Array<{ cid: Uint8Array, sig: Uint8Array | null }>) {
+        if (Buffer.compare(row.cid, cid) === 0) return row.sig ?? undefined
+      }
+      return undefined
+    })
+  }
+
+  async setEntrySignature (cid: Uint8Array, sig: Uint8Array): Promise<void> {
+    this.guard(() => this.s.setEntrySig.run(sig, cidHash(cid), cid))
+  }
+
   async getEntryAt (author: string, seq: number): Promise<Uint8Array | undefined> {
     return this.guard(() => this.s.getEntryAt.get(author, seq) as Uint8Array | undefined)
   }
@@ -422,7 +439,7 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
       if (lacking.length === 0) return { entries: [], next: undefined }
       // one bounded, seq-ordered slice per author, merged in log (causal) order
       const branch = 'SELECT pos FROM (SELECT pos FROM entries WHERE author = ? AND seq > ? AND pos > ? ORDER BY seq LIMIT ?)'
-      const sql = `SELECT pos, cid, author, seq, bytes FROM entries WHERE pos IN (${lacking.map(() => branch).join(' UNION ALL ')}) ORDER BY pos LIMIT ?`
+      const sql = `SELECT pos, cid, author, seq, bytes, sig FROM entries WHERE pos IN (${lacking.map(() => branch).join(' UNION ALL ')}) ORDER BY pos LIMIT ?`
       const params: unknown[] = []
       for (const h of lacking) params.push(h.author, have.get(h.author) ?? 0, after, limits.maxEntries)
       params.push(limits.maxEntries)

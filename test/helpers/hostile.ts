@@ -35,7 +35,7 @@ export async function startHostilePeer (phrase: string, serveSync: (stream: Stre
     revocationProof: () => undefined,
     learnRevocation: async () => {},
     versionVector: () => new Map(),
-    entriesNotIn: async () => ({ entries: [], next: undefined }),
+    entriesNotIn: async () => ({ entries: [], sigs: [], next: undefined }),
     ingest: async () => ({ applied: 0, duplicates: 0 }),
     peerVector: () => {},
     rememberPeer: () => {},
@@ -68,7 +68,7 @@ export async function startHostilePeer (phrase: string, serveSync: (stream: Stre
   }
 }
 
-/** A sync batch frame carrying `entries`. */
-export function batchFrame (entries: Uint8Array[]): Uint8Array {
-  return encodeMessage({ t: 'batch', entries, remaining: 0 })
+/** A sync batch frame carrying `entries` and the chain signatures `sigs` (index in `entries`). */
+export function batchFrame (entries: Uint8Array[], sigs: ReadonlyMap<number, Uint8Array> = new Map()): Uint8Array {
+  return encodeMessage({ t: 'batch', entries, sigs: [...sigs], remaining: 0 })
 }
