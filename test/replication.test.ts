@@ -35,7 +35,8 @@ for (const postgres of [undefined, pg]) {
       await waitFor(() => heads(a) === heads(b), { timeoutMs: 20_000, message: 'the heads of a and b to be identical' })
       const ra = await a.verify({ rebuild: true })
       assert.equal(ra.ok, true, JSON.stringify(ra))
-      assert.equal((await b.verify({ rebuild: true })).ok, true)
+      const rb = await b.verify({ rebuild: true })
+      assert.equal(rb.ok, true, JSON.stringify(rb))
     })
 
     it('five nodes in a line: writes on each reach all (relayed by sync and gossip)', async () => {

@@ -304,7 +304,7 @@ describe('schema discovery', function () {
       const primary = await node.describeSchema()
       assert.equal(primary.engine, 'sqlite')
       assert.equal(table(primary, 'main', 'app_notes').peakdb, false)
-      for (const name of ['entries', 'heads', 'docs', 'meta', 'fts']) assert.equal(table(primary, 'main', name).peakdb, true, name)
+      for (const name of ['entries', 'docs', 'meta', 'fts']) assert.equal(table(primary, 'main', name).peakdb, true, name)
       assert.ok(!primary.tables.some(t => t.name.startsWith('fts_')), 'FTS5 shadow tables left out')
 
       const warehouse = await node.describeSchema({ provider: 'warehouse', schema: 'public' })

@@ -116,6 +116,14 @@ export const MIGRATIONS: readonly SqlMigration[] = [
     sql: `
   ALTER TABLE entries ADD COLUMN sig BLOB;
   `
+  },
+  // each author's head is read from the (author, seq) index instead of a table every commit
+  // rewrote: one B-tree page less per commit (~15-30 us of a single put)
+  {
+    name: '0005_heads_from_entries',
+    sql: `
+  DROP TABLE heads;
+  `
   }
 ]
 

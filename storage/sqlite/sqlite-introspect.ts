@@ -62,7 +62,7 @@ function vecColumns (sql: string): Map<string, { type: string, dims: number }> {
 
 /** True when the database is a PeakDB one (its migrations ran, its log tables are there). */
 function isPeakdbFile (db: Db, names: ReadonlySet<string>): boolean {
-  return (db.pragma('user_version', { simple: true }) as number) > 0 && ['meta', 'entries', 'heads', 'docs'].every(t => names.has(t))
+  return (db.pragma('user_version', { simple: true }) as number) > 0 && ['meta', 'entries', 'docs'].every(t => names.has(t))
 }
 
 /**

@@ -51,6 +51,18 @@ export interface SqliteProviderOptions {
 }
 
 interface DocRowDb { rid: number, body: string | null, meta: string }
+/**
+ * Every author's latest entry, from the (author, seq) index: a skip-scan over the distinct
+ * authors, then one seek each (logarithmic per author, whatever the log's length).
+ */
+const HEADS_SQL = `
+  WITH RECURSIVE a (author) AS (
+    SELECT min(author) FROM entries
+    UNION ALL
+    SELECT (SELECT min(author) FROM entries WHERE author > a.author) FROM a WHERE a.author IS NOT NULL
+  )
+  SELECT e.author, e.seq, e.cid FROM a JOIN entries e ON e.author = a.author AND e.seq = (SELECT max(seq) FROM entries WHERE author = a.author)`
+
 interface EntryRowDb { pos: number, cid: Uint8Array, author: string, seq: number, bytes: Uint8Array, sig?: Uint8Array | null }
 
 const SQLITE_MAGIC = 'SQLite format 3\0'
@@ -173,8 +185,6 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
     insertYjs: Statement
     yjs: Statement
     deleteYjs: Statement
-    updateHead: Statement
-    insertHead: Statement
     getDoc: Statement
     insertDoc: Statement
     updateDoc: Statement
@@ -213,7 +223,7 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
       const fresh = db.pragma('user_version', { simple: true }) === 0
       await migrate(db, options.path)
       // touch every table once so that a damaged schema fails here, naming the file
-      db.prepare('SELECT (SELECT count(*) FROM heads), (SELECT count(*) FROM meta), (SELECT count(*) FROM control)').get()
+      db.prepare('SELECT (SELECT count(*) FROM docs), (SELECT count(*) FROM meta), (SELECT count(*) FROM control)').get()
       if (!fresh) quickCheckAfterUncleanShutdown(db, options.path)
       return new SqliteProvider(db, options)
     } catch (err) {
@@ -239,13 +249,11 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
       insertYjs: db.prepare('INSERT INTO yjs_updates (doc, pos, data) VALUES (?, ?, ?)'),
       yjs: db.prepare('SELECT id, data FROM yjs_updates WHERE doc = ? ORDER BY id'),
       deleteYjs: db.prepare('DELETE FROM yjs_updates WHERE doc = ? AND id <= ?'),
-      updateHead: db.prepare('UPDATE heads SET seq = ?, cid = ? WHERE author = ? AND seq < ?'),
-      insertHead: db.prepare('INSERT INTO heads (author, seq, cid) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
       getDoc: db.prepare('SELECT rid, body, meta FROM docs WHERE collection = ? AND id = ?'),
       insertDoc: db.prepare('INSERT INTO docs (collection, id, body, meta, pos) VALUES (?, ?, ?, ?, ?)'),
       updateDoc: db.prepare('UPDATE docs SET body = ?, meta = ?, pos = ? WHERE rid = ?'),
       insertControl: db.prepare('INSERT INTO control (kind, key, bytes, pos) VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO NOTHING'),
-      heads: db.prepare('SELECT author, seq, cid FROM heads'),
+      heads: db.prepare(HEADS_SQL),
       getEntry: db.prepare('SELECT cid, bytes FROM entries WHERE cidh = ?'),
       getEntryAt: db.prepare('SELECT bytes FROM entries WHERE author = ? AND seq = ?').pluck(),
       scan: db.prepare('SELECT pos, cid, author, seq, bytes, sig FROM entries WHERE pos > ? ORDER BY pos LIMIT ?'),
@@ -348,7 +356,6 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
       }
       const pos = Number(r.lastInsertRowid)
       positions.push(pos)
-      if (this.s.updateHead.run(item.seq, item.cid, item.author, item.seq).changes === 0) this.s.insertHead.run(item.author, item.seq, item.cid)
       if (state === 0) for (const op of item.ops) this.applyOp(op, item.stamp, pos, changes, yjs)
       for (const rec of item.control) this.s.insertControl.run(rec.kind, rec.key, rec.bytes, pos)
     }
