@@ -76,7 +76,9 @@ const result = {
     peakdb: peak,
     ratios: {
       putVsRawAutocommit: round(Number(peak.putDocsPerSec) / Number(raw.autocommitDocsPerSec), 3),
-      putManyVsRawTransaction: round(Number(peak.putManyDocsPerSec) / Number(raw.transactionDocsPerSec), 3)
+      putManyVsRawTransaction: round(Number(peak.putManyDocsPerSec) / Number(raw.transactionDocsPerSec), 3),
+      // B applying A's history of N single puts, next to raw inserting N rows in one transaction
+      catchUpVsRawTransaction: round(Number((replication.catchUpSinglePutHistory as { docsPerSec: number }).docsPerSec) / Number(raw.transactionDocsPerSec), 3)
     },
     readPool
   },
