@@ -39,6 +39,27 @@ for (const postgres of [undefined, pg]) {
       assert.equal(rb.ok, true, JSON.stringify(rb))
     })
 
+    it('a history longer than a sync page, under chain signatures every 256 entries, arrives whole and verifies (also relayed)', async () => {
+      const a = await swarm.add({ deviceName: 'a' })
+      // one loop without a turn of the event loop: runs are cut by their bound, and the
+      // 1,000-entry pages have to end on signed entries inside them
+      for (let i = 0; i < 1300; i++) await a.collection('notes').put({ _id: `n${i}`, i })
+      const b = await swarm.add({ deviceName: 'b' })
+      await connect(a, b)
+      await waitFor(async () => (await b.collection('notes').count()) === 1300, { timeoutMs: 30_000, message: 'b to hold a\'s 1,300 notes' })
+      const rows = await b.storage.scanEntries(0, 10_000)
+      const signedOfA = rows.filter(r => r.author === a.deviceId && r.sig != null).length
+      assert.ok(signedOfA >= 2 && signedOfA <= 7, `b keeps the signatures that ended its batches (${signedOfA})`)
+      // c learns a's history from b only: b hands on the signatures it kept
+      const c = await swarm.add({ deviceName: 'c' })
+      await connect(b, c)
+      await waitFor(async () => (await c.collection('notes').count()) === 1300, { timeoutMs: 30_000, message: 'c to hold the notes through b' })
+      for (const n of [b, c]) {
+        const report = await n.verify()
+        assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 3)))
+      }
+    })
+
     it('five nodes in a line: writes on each reach all (relayed by sync and gossip)', async () => {
       const nodes: PeakNode[] = []
       for (let i = 0; i < 5; i++) nodes.push(await swarm.add({ deviceName: `n${i}` }))

@@ -1,8 +1,9 @@
 /**
- * `/peakdb/sync/1.0.0`: pull what a peer has and this device lacks. The puller sends its version
+ * `/peakdb/sync/2.0.0`: pull what a peer has and this device lacks. The puller sends its version
  * vector; the peer streams the missing entries in causal (log) order, in batches capped in
- * entries and bytes, at most two unacknowledged at a time; the puller applies each batch in one
- * transaction and acknowledges it. Progress survives interruption: the next pull starts from
+ * entries and bytes, at most two unacknowledged at a time, each with the chain signatures that
+ * cover it (a batch ends where every author's part ends on a signed entry: see crdt/entry.ts);
+ * the puller applies each batch in one transaction and acknowledges it. Progress survives interruption: the next pull starts from
  * what was applied.
  */
 import { EventEmitter } from 'node:events'
