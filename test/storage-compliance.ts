@@ -444,11 +444,20 @@ export function runSearchStoreTests (name: string, factory: StoreFactory<Storage
 
     it('keeps a task queued when its document changed while it was being indexed', async () => {
       const s = store.get()
+      // counted before the writes: the lengths follow them from here
+      assert.equal(await s.indexQueueCount('notes'), 0)
+      assert.equal(await s.indexQueueCount(), 0)
       await write(s, 'notes', [{ id: 'a', body: { t: 'x' } }])
       const [task] = await s.indexQueue(10, 'notes')
       await write(s, 'notes', [{ id: 'a', body: { t: 'changed' } }])
+      assert.equal(await s.indexQueueCount('notes'), 1, 'a document changed twice is one task')
       await s.applyIndexUpdates([{ collection: 'notes', id: 'a', ver: task!.ver, text: 'x' }])
       assert.equal(await s.indexQueueCount('notes'), 1, 'the stale update does not clear the newer task')
+      const [newer] = await s.indexQueue(10, 'notes')
+      await write(s, 'other', [{ id: 'b', body: { t: 'y' } }])
+      await s.applyIndexUpdates([{ collection: 'notes', id: 'a', ver: newer!.ver, text: 'changed' }])
+      assert.equal(await s.indexQueueCount('notes'), 0)
+      assert.equal(await s.indexQueueCount(), 1)
     })
 
     it('stores chunks and vectors, reports what changed, and replaces them', async () => {

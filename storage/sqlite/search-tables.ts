@@ -35,7 +35,10 @@ export class SearchTables {
    * the collection changes (counting reads every row: 0.3 s at 100,000 documents).
    */
   private readonly liveCounts = new Map<string, number>()
-  private readonly s: Record<'enqueue' | 'queue' | 'queueOf' | 'queueCount' | 'queueCountOf' | 'dequeue' | 'chunksOf' | 'deleteChunks' | 'insertChunk' | 'ftsDelete' | 'ftsInsert' | 'docRid' | 'liveCount' | 'termDocs' | 'termCount' | 'termIn', Statement>
+  /** Index queue lengths per collection, and of the whole queue (see {@link queueCount}). */
+  private readonly queued = new Map<string, number>()
+  private allQueued: number | undefined
+  private readonly s: Record<'enqueue' | 'queue' | 'queueOf' | 'queueCount' | 'queueCountOf' | 'dequeue' | 'chunksOf' | 'deleteChunks' | 'insertChunk' | 'ftsDelete' | 'ftsInsert' | 'docRid' | 'liveCount' | 'termDocs' | 'termCount' | 'termIn' | 'chunkDocs', Statement>
 
   constructor (private readonly db: Db) {
     for (const row of db.prepare('SELECT name, settings FROM collection_settings').all() as Array<{ name: string, settings: string }>) {
@@ -45,7 +48,7 @@ export class SearchTables {
       this.vecTables.set(row.embedder, { name: row.name, dims: row.dims })
     }
     this.s = {
-      enqueue: db.prepare('INSERT INTO index_queue (collection, id) VALUES (?, ?) ON CONFLICT DO UPDATE SET ver = ver + 1'),
+      enqueue: db.prepare('INSERT INTO index_queue (collection, id) VALUES (?, ?) ON CONFLICT DO UPDATE SET ver = ver + 1 RETURNING ver').pluck(),
       queue: db.prepare('SELECT collection, id, ver FROM index_queue LIMIT ?'),
       queueOf: db.prepare('SELECT collection, id, ver FROM index_queue WHERE collection = ? LIMIT ?'),
       queueCount: db.prepare('SELECT count(*) FROM index_queue').pluck(),
@@ -61,14 +64,32 @@ export class SearchTables {
       termDocs: db.prepare('SELECT fts.rowid FROM fts JOIN docs d ON d.rid = fts.rowid WHERE fts MATCH ? AND d.collection = ? LIMIT ?').pluck(),
       termCount: db.prepare('SELECT count(*) FROM fts WHERE fts MATCH ?').pluck(),
       // CAST: FTS5 ignores a REAL rowid next to MATCH (returns every match), and JSON numbers may come as REAL
-      termIn: db.prepare('SELECT rowid FROM fts WHERE fts MATCH ? AND rowid IN (SELECT CAST(value AS INTEGER) FROM json_each(?))').pluck()
+      termIn: db.prepare('SELECT rowid FROM fts WHERE fts MATCH ? AND rowid IN (SELECT CAST(value AS INTEGER) FROM json_each(?))').pluck(),
+      // CROSS JOIN: one rowid lookup per chunk (with IN, SQLite walks the collection's chunks instead)
+      chunkDocs: db.prepare('SELECT c.rid AS rid, c.id AS id FROM json_each(?) j CROSS JOIN chunks c ON c.rid = j.value WHERE c.collection = ?')
     }
   }
 
   /** Called for every document change a commit makes. */
   changed (collection: string, id: string): void {
     this.liveCounts.delete(collection)
-    if (indexed(collection)) this.s.enqueue.run(collection, id)
+    // ver 1: a new queue entry
+    if (indexed(collection) && this.s.enqueue.get(collection, id) === 1) this.countQueued(collection, 1)
+  }
+
+  private countQueued (collection: string, by: number): void {
+    const n = this.queued.get(collection)
+    if (n !== undefined) this.queued.set(collection, n + by)
+    if (this.allQueued !== undefined) this.allQueued += by
+  }
+
+  /**
+   * Forgets the queue lengths kept in memory; they are counted again when next asked. Called
+   * after anything that may have changed the queue without counting (a rolled-back transaction).
+   */
+  forgetQueueCounts (): void {
+    this.queued.clear()
+    this.allQueued = undefined
   }
 
   getSettings (name: string): CollectionSettings | undefined {
@@ -89,11 +110,20 @@ export class SearchTables {
     return (collection === undefined ? this.s.queue.all(limit) : this.s.queueOf.all(collection, limit)) as IndexTask[]
   }
 
+  /**
+   * The queue's length (of one collection, or all): counted once, then kept by the writes of this
+   * connection, the only one that writes the queue (an indexer asking after every batch made
+   * indexing quadratic in the queue's length: 15 s of counting for 100,000 documents).
+   */
   queueCount (collection?: string): number {
-    return (collection === undefined ? this.s.queueCount.get() : this.s.queueCountOf.get(collection)) as number
+    if (collection === undefined) return this.allQueued ??= this.s.queueCount.get() as number
+    let n = this.queued.get(collection)
+    if (n === undefined) this.queued.set(collection, n = this.s.queueCountOf.get(collection) as number)
+    return n
   }
 
   requeue (collection: string): number {
+    this.forgetQueueCounts()
     return this.db.prepare('INSERT INTO index_queue (collection, id) SELECT collection, id FROM docs WHERE collection = ? AND body IS NOT NULL ON CONFLICT DO UPDATE SET ver = ver + 1').run(collection).changes
   }
 
@@ -121,6 +151,7 @@ export class SearchTables {
   /** Drops every search index and queues every live document again (after a rebuild). */
   resetAll (): void {
     this.liveCounts.clear()
+    this.forgetQueueCounts()
     this.db.exec('DELETE FROM fts; DELETE FROM chunks')
     for (const t of this.vecTables.values()) this.db.exec(`DELETE FROM ${t.name}`)
     this.db.exec(`INSERT INTO index_queue (collection, id) SELECT collection, id FROM docs WHERE body IS NOT NULL AND ${SEARCH_INDEXED_SQL} ON CONFLICT DO UPDATE SET ver = ver + 1`)
@@ -137,7 +168,7 @@ export class SearchTables {
         if (u.text !== undefined && u.text.length > 0) this.s.ftsInsert.run(docRid, u.text)
       }
       if (u.chunks === undefined) {
-        this.s.dequeue.run(u.collection, u.id, u.ver)
+        this.dequeue(u)
         continue
       }
       for (const old of this.s.chunksOf.all(u.collection, u.id) as Array<{ rid: number, embedder: string }>) {
@@ -157,9 +188,13 @@ export class SearchTables {
           added.push({ rid: Number(rid), collection: u.collection, embedder: embedderId, vector: c.vector })
         })
       }
-      this.s.dequeue.run(u.collection, u.id, u.ver)
+      this.dequeue(u)
     }
     return { added, removed }
+  }
+
+  private dequeue (u: { collection: string, id: string, ver: number }): void {
+    if (this.s.dequeue.run(u.collection, u.id, u.ver).changes > 0) this.countQueued(u.collection, -1)
   }
 
   chunkStats (collection: string, embedder: string): { count: number, maxRid: number, sumRid: number } {
@@ -178,13 +213,13 @@ export class SearchTables {
     let all = 0
     for (const t of terms.map(ftsString)) {
       // the term's documents (few: a set; many: check each candidate), and its IDF as in BM25
-      const rows = this.s.termDocs.all(t, collection, 2001) as number[]
+      const rows = this.s.termDocs.all(t, collection, COMMON_TERM + 1) as number[]
       // a common term: its count over the whole table (no join) is close enough for a small IDF
-      const n = rows.length <= 2000 ? rows.length : Math.min(total, this.s.termCount.get(t) as number)
+      const n = rows.length <= COMMON_TERM ? rows.length : Math.min(total, this.s.termCount.get(t) as number)
       const idf = Math.log(1 + (total - n + 0.5) / (n + 0.5))
       all += idf
       // a common term: which candidates hold it, in one query (one per candidate read its document list each time)
-      const set = rows.length <= 2000 ? new Set(rows) : new Set(this.s.termIn.all(t, JSON.stringify(rids.filter(r => r !== undefined))) as number[])
+      const set = rows.length <= COMMON_TERM ? new Set(rows) : new Set(this.s.termIn.all(t, JSON.stringify(rids.filter(r => r !== undefined))) as number[])
       rids.forEach((rid, i) => {
         if (rid !== undefined && set.has(rid)) have[i] = (have[i] as number) + idf
       })
@@ -222,10 +257,9 @@ export class SearchTables {
 
   chunkDocs (collection: string, rids: readonly number[]): Map<number, string> {
     const out = new Map<number, string>()
-    for (let i = 0; i < rids.length; i += 500) {
-      const slice = rids.slice(i, i + 500)
-      for (const row of this.db.prepare(`SELECT rid, id FROM chunks WHERE collection = ? AND rid IN (${slice.map(() => '?').join(',')})`).all(collection, ...slice) as Array<{ rid: number, id: string }>) out.set(row.rid, row.id)
-    }
+    // one prepared statement, the rids as one JSON parameter: preparing a statement with a few
+    // hundred placeholders on every search cost more than the lookups
+    for (const row of this.s.chunkDocs.all(JSON.stringify(rids), collection) as Array<{ rid: number, id: string }>) out.set(row.rid, row.id)
     return out
   }
 
@@ -236,9 +270,13 @@ export class SearchTables {
     for (const t of this.vecTables.values()) this.db.prepare(`DELETE FROM ${t.name} WHERE rowid IN (SELECT rid FROM chunks WHERE collection = ?)`).run(collection)
     this.db.prepare('DELETE FROM chunks WHERE collection = ?').run(collection)
     this.db.prepare('DELETE FROM index_queue WHERE collection = ?').run(collection)
+    this.forgetQueueCounts()
     this.setSettings(collection, undefined)
   }
 }
+
+/** A term in more of a collection's documents than this is common (see {@link SearchTables.textCoverage}). */
+const COMMON_TERM = 2000
 
 /** The FTS5 query of a keyword search: any of the words. */
 export function ftsMatch (terms: readonly string[]): string {

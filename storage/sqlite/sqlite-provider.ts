@@ -276,6 +276,8 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
     try {
       return fn()
     } catch (err) {
+      // a transaction that failed was rolled back: queue lengths kept in memory may be off
+      this.search.forgetQueueCounts()
       throw this.storageError(err)
     }
   }
