@@ -160,6 +160,21 @@ describe('search: index lifecycle', function () {
     await node.close()
   })
 
+  it('a bulk index build leaves the full-text index merged into one segment, and keyword coverage unchanged by the merge', async () => {
+    const dir = dirs.make()
+    const node = await PeakNode.open({ dir, embedder: hashEmbedder() })
+    const docs = Array.from({ length: 1500 }, (_, i) => ({ _id: `d${i}`, t: `note ${i} about ${i % 3 === 0 ? 'gardens' : 'kettles'} and person${i % 50}` }))
+    await node.collection('c').putMany(docs)
+    await node.collection('c').indexed()
+    const db = (node.storage as unknown as { db: { prepare: (s: string) => { pluck: () => { get: () => unknown } } } }).db
+    assert.equal(db.prepare('SELECT count(DISTINCT segid) FROM fts_idx').pluck().get(), 1, 'one segment after the build')
+    const hits = await node.collection('c').search({ text: 'gardens person7', k: 10 })
+    // both words: person7 with i % 3 === 0 (i = 57, 207, ...); coverage 1 exactly for those
+    const both = hits.filter(h => h.scores?.text === 1)
+    assert.ok(both.length > 0 && both.every(h => /gardens/.test(String(h.doc.t)) && /person7$/.test(String(h.doc.t))), JSON.stringify(hits.map(h => [h.id, h.doc.t, h.scores])))
+    await node.close()
+  })
+
   it('a document saved by a short-lived process without background indexing is indexed later, and search drains first', async () => {
     const dir = dirs.make()
     const e = hashEmbedder()

@@ -35,6 +35,9 @@ export class SearchTables {
    * the collection changes (counting reads every row: 0.3 s at 100,000 documents).
    */
   private readonly liveCounts = new Map<string, number>()
+  /** Rows written to the full-text table since its segments were last merged into one, and its size then. */
+  private textWrites = 0
+  private textRowsAtMerge = 0
   /** Index queue lengths per collection, and of the whole queue (see {@link queueCount}). */
   private readonly queued = new Map<string, number>()
   private allQueued: number | undefined
@@ -166,6 +169,7 @@ export class SearchTables {
       if (docRid !== undefined) {
         this.s.ftsDelete.run(docRid)
         if (u.text !== undefined && u.text.length > 0) this.s.ftsInsert.run(docRid, u.text)
+        this.textWrites++
       }
       if (u.chunks === undefined) {
         this.dequeue(u)
@@ -191,6 +195,21 @@ export class SearchTables {
       this.dequeue(u)
     }
     return { added, removed }
+  }
+
+  /**
+   * Merges the full-text index into one segment once the index queue is empty, after at least
+   * {@link TEXT_MERGE_AFTER} writes and a tenth of the table's rows (so the merge, whose cost
+   * follows the table's size, stays a small share of indexing). Indexing in batches leaves FTS5
+   * with segments on several levels, and every lookup of a word in given documents (keyword
+   * coverage) then seeks in each: measured at 100,000 memories, checking 400 candidates for a
+   * common word took 40-80 ms before the merge and 2.5 ms after it (the merge took 24-42 ms).
+   */
+  mergeTextIndexWhenIdle (): void {
+    if (this.textWrites < Math.max(TEXT_MERGE_AFTER, this.textRowsAtMerge / 10) || this.queueCount() > 0) return
+    this.db.prepare("INSERT INTO fts (fts) VALUES ('optimize')").run()
+    this.textWrites = 0
+    this.textRowsAtMerge = this.db.prepare('SELECT count(*) FROM fts_docsize').pluck().get() as number
   }
 
   private dequeue (u: { collection: string, id: string, ver: number }): void {
@@ -274,6 +293,9 @@ export class SearchTables {
     this.setSettings(collection, undefined)
   }
 }
+
+/** Full-text writes after which an idle index merges its segments (see {@link SearchTables.mergeTextIndexWhenIdle}). */
+const TEXT_MERGE_AFTER = 1000
 
 /** A term in more of a collection's documents than this is common (see {@link SearchTables.textCoverage}). */
 const COMMON_TERM = 2000

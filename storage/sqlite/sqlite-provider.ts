@@ -630,7 +630,11 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
   }
 
   async applyIndexUpdates (updates: readonly IndexUpdate[]): Promise<VectorChanges> {
-    return this.guard(() => this.db.transaction(() => this.search.apply(updates)).immediate())
+    return this.guard(() => {
+      const changes = this.db.transaction(() => this.search.apply(updates)).immediate()
+      this.search.mergeTextIndexWhenIdle()
+      return changes
+    })
   }
 
   async chunkStats (collection: string, embedder: string): Promise<{ count: number, maxRid: number, sumRid: number }> {
