@@ -274,6 +274,33 @@ describe('log verification (ingest)', () => {
     assert.ok(bad.problems.some(p => p.error === 'InvalidSignatureError' && p.pos === 4), JSON.stringify(bad.problems))
   })
 
+  it('verify() checks the log as it stood when called: entries that arrive while it reads are left to the next one', async () => {
+    const w = await writer(600)
+    const r = await reader(w)
+    // the first part ends on a signed entry, as a sync batch does
+    const n = Math.max(...[...w.sigs.keys()].filter(i => i < 500)) + 1
+    const first = await r.log.ingest(w.entries.slice(0, n), new Map([...w.sigs].filter(([i]) => i < n)))
+    assert.equal(first.applied, n)
+    const rest = { entries: w.entries.slice(n), sigs: new Map([...w.sigs].filter(([i]) => i >= n).map(([i, sig]) => [i - n, sig])) }
+    // the rest lands while verify reads its first page
+    const scan = r.storage.scanEntries.bind(r.storage)
+    let landed: Promise<unknown> | undefined
+    r.storage.scanEntries = async (after, limit, options) => {
+      const page = await scan(after, limit, options)
+      landed ??= r.log.ingest(rest.entries, rest.sigs)
+      await landed
+      return page
+    }
+    const report = await r.log.verify()
+    assert.equal(report.ok, true, JSON.stringify(report.problems.slice(0, 3)))
+    assert.equal(report.entries, n, 'the entries of the moment it was called')
+    assert.equal(await r.storage.entryCount(), w.entries.length)
+    r.storage.scanEntries = scan
+    const again = await r.log.verify()
+    assert.equal(again.ok, true)
+    assert.equal(again.entries, w.entries.length)
+  })
+
   it('signs a run at least every MAX_UNSIGNED_RUN entries, and what a crash left unsigned when it opens again', async () => {
     const root = makeRoot()
     const dev = makeDevice(root)
