@@ -1,0 +1,207 @@
+/**
+ * Search quality on public retrieval test collections, none of them used to tune anything:
+ * Cranfield (aeronautics: 1,400 abstracts, 225 queries, graded judgments) and CACM (computer
+ * science: 3,204 titles and abstracts, 64 queries, 52 with judgments). The data is not in the
+ * repository: download the collections from the Glasgow IR group's test collection page
+ * (http://ir.dcs.gla.ac.uk/resources/test_collections/: cran.tar.gz, cacm.tar.gz), unpack them
+ * into one folder, and convert:
+ *
+ *   node dist/bench/ir-sets.js convert <folder>   # writes bench/data/external/<set>.json
+ *   node dist/bench/ir-sets.js eval [cranfield] [cacm]
+ *
+ * `eval` indexes each converted set in a fresh node with the default embedder and runs every
+ * query through the public API in each mode (text, vector, hybrid), reporting nDCG@10,
+ * Recall@100 and query time (k = 100), plus a paired randomization test of hybrid against the
+ * better of text and vector. Prints one JSON object on stdout.
+ */
+import '../node/polyfills.js'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { PeakNode } from '../node/index.js'
+import { ndcg } from './search-quality.js'
+import { percentile, round } from './stats.js'
+
+interface EvalSet {
+  name: string
+  source: string
+  docs: Array<{ id: string, title: string, body: string }>
+  queries: Array<{ id: string, text: string, kind: string, relevant: Record<string, number> }>
+}
+
+const here = dirname(fileURLToPath(import.meta.url))
+const OUT = [join(here, 'data'), join(here, '..', '..', 'bench', 'data')].find(d => existsSync(join(d, 'ir-eval.json'))) ?? join('bench', 'data')
+const EXTERNAL = join(OUT, 'external')
+
+/** Records of a SMART-format file: `.I <id>` then fields `.X` each followed by its lines. */
+function smartRecords (text: string): Array<{ id: string, fields: Record<string, string> }> {
+  const out: Array<{ id: string, fields: Record<string, string> }> = []
+  let field = ''
+  for (const line of text.split(/\r?\n/)) {
+    const head = /^\.([A-Z])\s*(.*)$/.exec(line)
+    if (head !== null && head[1] === 'I') {
+      out.push({ id: (head[2] ?? '').trim(), fields: {} })
+      field = ''
+    } else if (head !== null) {
+      field = head[1] as string
+    } else {
+      const rec = out[out.length - 1]
+      if (rec !== undefined && field !== '') rec.fields[field] = `${rec.fields[field] ?? ''} ${line}`
+    }
+  }
+  return out
+}
+
+const clean = (s: string | undefined): string => (s ?? '').replace(/\s+/g, ' ').replace(/ ([.,;:])/g, '$1').trim()
+
+function cranfield (dir: string): EvalSet {
+  const docs = smartRecords(readFileSync(join(dir, 'cran.all.1400'), 'utf8')).map(r => ({ id: String(Number(r.id)), title: clean(r.fields.T), body: clean(r.fields.W) }))
+  // the judgments number the queries 1..225 in file order (the file's own ids skip numbers)
+  const texts = smartRecords(readFileSync(join(dir, 'cran.qry'), 'utf8')).map(r => clean(r.fields.W))
+  const relevant = new Map<number, Record<string, number>>()
+  for (const line of readFileSync(join(dir, 'cranqrel'), 'utf8').split('\n')) {
+    const [q, d, code] = line.trim().split(/\s+/).map(Number) as [number, number, number]
+    // Cleverdon's codes: 1 a complete answer ... 4 of minimum interest; -1 no judgment
+    if (!Number.isInteger(q) || !(code >= 1 && code <= 4)) continue
+    let r = relevant.get(q)
+    if (r === undefined) relevant.set(q, r = {})
+    r[String(d)] = 5 - code
+  }
+  const queries = texts.map((text, i) => ({ id: String(i + 1), text, kind: 'all', relevant: relevant.get(i + 1) ?? {} })).filter(q => Object.keys(q.relevant).length > 0)
+  return { name: 'cranfield', source: 'Cranfield 1400 (ir.dcs.gla.ac.uk cran.tar.gz); gains 4..1 from relevance codes 1..4', docs, queries }
+}
+
+function cacm (dir: string): EvalSet {
+  const docs = smartRecords(readFileSync(join(dir, 'cacm.all'), 'utf8')).map(r => ({ id: String(Number(r.id)), title: clean(r.fields.T), body: clean(r.fields.W) }))
+  const relevant = new Map<number, Record<string, number>>()
+  for (const line of readFileSync(join(dir, 'qrels.text'), 'utf8').split('\n')) {
+    const [q, d] = line.trim().split(/\s+/).map(Number) as [number, number]
+    if (!Number.isInteger(q) || !Number.isInteger(d)) continue
+    let r = relevant.get(q)
+    if (r === undefined) relevant.set(q, r = {})
+    r[String(d)] = 1
+  }
+  const queries = smartRecords(readFileSync(join(dir, 'query.text'), 'utf8'))
+    .map(r => ({ id: String(Number(r.id)), text: clean(r.fields.W), kind: 'all', relevant: relevant.get(Number(r.id)) ?? {} }))
+    .filter(q => Object.keys(q.relevant).length > 0)
+  return { name: 'cacm', source: 'CACM (ir.dcs.gla.ac.uk cacm.tar.gz); binary judgments', docs, queries }
+}
+
+const CONVERTERS: Record<string, { files: string[], convert: (dir: string) => EvalSet }> = {
+  cranfield: { files: ['cran.all.1400', 'cran.qry', 'cranqrel'], convert: cranfield },
+  cacm: { files: ['cacm.all', 'query.text', 'qrels.text'], convert: cacm }
+}
+
+function convertAll (dir: string): Record<string, unknown> {
+  mkdirSync(EXTERNAL, { recursive: true })
+  const written: Record<string, unknown> = {}
+  for (const [name, c] of Object.entries(CONVERTERS)) {
+    if (!c.files.every(f => existsSync(join(dir, f)))) {
+      written[name] = `skipped: needs ${c.files.join(', ')} in ${dir}`
+      continue
+    }
+    const set = c.convert(dir)
+    writeFileSync(join(EXTERNAL, `${name}.json`), JSON.stringify(set))
+    written[name] = { docs: set.docs.length, queries: set.queries.length, file: join(EXTERNAL, `${name}.json`) }
+  }
+  return written
+}
+
+function recallAt (ranked: readonly string[], relevant: Record<string, number>, k: number): number {
+  const rel = Object.keys(relevant).filter(id => (relevant[id] ?? 0) > 0)
+  if (rel.length === 0) return 0
+  const top = new Set(ranked.slice(0, k))
+  return rel.filter(id => top.has(id)).length / rel.length
+}
+
+/** Two-sided paired randomization test of mean(a - b) (sign flips), with a fixed seed. */
+function pairedP (a: readonly number[], b: readonly number[], rounds = 10_000): number {
+  const d = a.map((x, i) => x - (b[i] as number))
+  const observed = Math.abs(d.reduce((s, x) => s + x, 0))
+  let seed = 0x2545f491
+  const next = (): number => { seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5; return (seed >>> 0) / 2 ** 32 }
+  let extreme = 0
+  for (let r = 0; r < rounds; r++) {
+    let s = 0
+    for (const x of d) s += next() < 0.5 ? -x : x
+    if (Math.abs(s) >= observed - 1e-12) extreme++
+  }
+  return (extreme + 1) / (rounds + 1)
+}
+
+async function evaluate (set: EvalSet): Promise<Record<string, unknown>> {
+  const dir = mkdtempSync(join(tmpdir(), `peakdb-bench-${set.name}-`))
+  const node = await PeakNode.open({ dir, backgroundIndexing: false })
+  try {
+    const c = node.collection('docs')
+    await c.putMany(set.docs.map(d => ({ _id: d.id, title: d.title, body: d.body })))
+    const t = performance.now()
+    await c.indexed()
+    const indexSeconds = (performance.now() - t) / 1000
+    const perMode: Record<string, { ndcg: number[], recall: number[], ms: number[] }> = {}
+    for (const mode of ['text', 'vector', 'hybrid'] as const) {
+      const m: { ndcg: number[], recall: number[], ms: number[] } = perMode[mode] = { ndcg: [], recall: [], ms: [] }
+      for (const q of set.queries) {
+        const t0 = performance.now()
+        const hits = await c.search({ text: q.text, mode, k: 100 })
+        m.ms.push(performance.now() - t0)
+        const ids = hits.map(h => h.id)
+        m.ndcg.push(ndcg(ids, q.relevant, 10))
+        m.recall.push(recallAt(ids, q.relevant, 100))
+      }
+    }
+    const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length)
+    const modes = Object.fromEntries(Object.entries(perMode).map(([mode, m]) => [mode, {
+      ndcgAt10: round(mean(m.ndcg), 3), recallAt100: round(mean(m.recall), 3), queryMs: { mean: round(mean(m.ms), 1), p95: round(percentile(m.ms, 95), 1) }
+    }]))
+    const text = perMode.text as { ndcg: number[] }
+    const vector = perMode.vector as { ndcg: number[] }
+    const hybrid = perMode.hybrid as { ndcg: number[] }
+    const better = mean(text.ndcg) >= mean(vector.ndcg) ? 'text' : 'vector'
+    const best = better === 'text' ? text.ndcg : vector.ndcg
+    return {
+      set: `${set.docs.length} docs, ${set.queries.length} judged queries`,
+      source: set.source,
+      embedder: (await node.indexer.embedder()).id,
+      indexSeconds: round(indexSeconds, 1),
+      indexDocsPerSec: round(set.docs.length / indexSeconds, 1),
+      modes,
+      hybridVsBetterPart: {
+        better,
+        meanDifference: round(mean(hybrid.ndcg) - mean(best), 3),
+        worseOn: hybrid.ndcg.filter((x, i) => x < (best[i] as number) - 1e-9).length,
+        betterOn: hybrid.ndcg.filter((x, i) => x > (best[i] as number) + 1e-9).length,
+        pairedRandomizationP: round(pairedP(hybrid.ndcg, best), 4)
+      }
+    }
+  } finally {
+    await node.close()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+/** Evaluates every converted set (or the named ones); sets not converted are reported as missing. */
+export async function irSets (names: readonly string[] = Object.keys(CONVERTERS)): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {}
+  for (const name of names) {
+    const file = join(EXTERNAL, `${name}.json`)
+    if (!existsSync(file)) {
+      out[name] = `missing: run \`node dist/bench/ir-sets.js convert <folder>\` (see bench/ir-sets.ts)`
+      continue
+    }
+    process.stderr.write(`bench: ${name}\n`)
+    out[name] = await evaluate(JSON.parse(readFileSync(file, 'utf8')) as EvalSet)
+  }
+  return out
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const [cmd, ...rest] = process.argv.slice(2)
+  if (cmd === 'convert' && rest[0] !== undefined) process.stdout.write(JSON.stringify(convertAll(rest[0])) + '\n')
+  else if (cmd === 'eval') process.stdout.write(JSON.stringify(await irSets(rest.length > 0 ? rest : undefined)) + '\n')
+  else {
+    process.stderr.write('usage: node dist/bench/ir-sets.js convert <folder> | eval [cranfield] [cacm]\n')
+    process.exitCode = 2
+  }
+}
