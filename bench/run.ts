@@ -51,6 +51,8 @@ process.stderr.write('bench: replication between two processes on loopback\n')
 const replication = await replicationBench(N)
 process.stderr.write('bench: search quality on the labeled set\n')
 const quality = runChild('search-quality.js', [])
+process.stderr.write('bench: search quality on public test collections (when converted: see bench/ir-sets.ts)\n')
+const publicSets = runChild('ir-sets.js', ['eval'])
 process.stderr.write('bench: agent memory: quality on the labeled set, recall, consolidation, writes\n')
 const memory = runChild('memory.js', [])
 process.stderr.write('bench: embedding throughput and writes to an embedding collection\n')
@@ -91,7 +93,7 @@ const result = {
   postgres,
   sealing,
   replication,
-  search: { quality, embedding, vectors, swarm, folder },
+  search: { quality, publicSets, embedding, vectors, swarm, folder },
   memory
 }
 const text = JSON.stringify(result, null, 2)
