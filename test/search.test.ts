@@ -248,6 +248,9 @@ describe('search: index lifecycle', function () {
     assert.ok(chunks.length > 1 && chunks.every(c => c.length <= 500))
     assert.equal(chunks.join(' '), long)
     assert.deepEqual(ftsTerms('a kitten is on the rug'), ['kitten', 'rug'])
+    // contraction endings are no words; a letter on its own is
+    assert.deepEqual(ftsTerms('What is Dora Laine\'s phone number? We\u2019ll see; it won\'t ring'), ['dora', 'laine', 'phone', 'number', 'see', 'won', 'ring'])
+    assert.deepEqual(ftsTerms('vitamin C and O\'Neil'), ['vitamin', 'c', 'o', 'neil'])
     assert.deepEqual(ftsTerms('"; DROP TABLE'), ['drop', 'table'])
     assert.deepEqual(ftsTerms('!!!'), [])
   })

@@ -78,9 +78,15 @@ const STOP_WORDS = new Set(('a about above after again against all am an and any
   'should so some such than that the their theirs them themselves then there these they this those through to too under until up very was ' +
   'we were what when where which while who whom why will with would you your yours yourself yourselves').split(' '))
 
-/** The full-text terms of free text: its words (without function words), each quoted. */
+/**
+ * English contraction endings ("Maya's", "don't", "we'll"): the tokenizer makes words of them
+ * ("s", "t", "ll") that match a large share of any English text and say nothing.
+ */
+const CONTRACTION = /(?<=\p{L})['’](?:s|t|d|ll|re|ve|m)(?!\p{L})/gu
+
+/** The full-text terms of free text: its words (without function words and contraction endings), each quoted. */
 export function ftsTerms (text: string): string[] {
-  const all = [...new Set(text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [])]
+  const all = [...new Set(text.toLowerCase().replace(CONTRACTION, ' ').match(/[\p{L}\p{N}]+/gu) ?? [])]
   const content = all.filter(w => !STOP_WORDS.has(w))
   return (content.length > 0 ? content : all).slice(0, 32)
 }
