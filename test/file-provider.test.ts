@@ -67,7 +67,9 @@ describe('storage: file provider specifics', () => {
         if (order >= 0) assert.ok(within(betweenRange(7, bound, null, 'string')), 'gte')
         if (order <= 0) assert.ok(within(betweenRange(7, null, bound, 'string')), 'lte')
         assert.ok(within(equalRange(7, s)), 'eq')
-        assert.ok(within(prefixRange(7, s.slice(0, 150))), 'prefix')
+        // a prefix ends on a whole character: half a surrogate pair is not a prefix of the UTF-8 text
+        const cut = s.slice(0, 150)
+        assert.ok(within(prefixRange(7, /[\ud800-\udbff]$/.test(cut) ? cut.slice(0, -1) : cut)), 'prefix')
         assert.equal(idOfKey(k), 'id')
       }), { numRuns: 1000, ...seed })
     })
