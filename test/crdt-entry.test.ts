@@ -13,6 +13,7 @@ import { epochOp, Log } from '../node/log.js'
 import { rejectsNamed } from './helpers/errors.js'
 import { makeDevice, makeRoot } from './helpers/identity.js'
 import { TmpDirs } from './helpers/tmp-dir.js'
+import { asSent } from './helpers/log.js'
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 
@@ -135,10 +136,7 @@ describe('log verification (ingest)', () => {
     await log.appendControl([{ t: 'cert', cert: dev.certificate }, epochOp(epoch.record)])
     for (let i = 0; i < n; i++) await log.append([[{ t: 'put', c: 'notes' as never, id: `d${i}` as never, f: { i } }]])
     await log.flush()
-    const rows = await storage.scanEntries(0, 10_000)
-    const sigs = new Map<number, Uint8Array>()
-    rows.forEach((r, i) => { if (r.sig != null) sigs.set(i, r.sig) })
-    return { log, storage, root, dev, entries: rows.map(r => r.bytes), sigs }
+    return { log, storage, root, dev, ...asSent(await storage.scanEntries(0, 10_000)) }
   }
 
   /** The chain signature of `signer` on the last of `entries`, as a sigs map. */

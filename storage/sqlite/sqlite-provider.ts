@@ -195,7 +195,6 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
     scan: Statement
     scanApplied: Statement
     entryCount: Statement
-    entrySig: Statement
     setEntrySig: Statement
     control: Statement
     getMeta: Statement
@@ -241,7 +240,6 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
     db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(SHUTDOWN_META, 'open')
     this.s = {
       insertEntry: db.prepare('INSERT INTO entries (cidh, cid, author, seq, bytes, pending, sig) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING'),
-      entrySig: db.prepare('SELECT cid, sig FROM entries WHERE cidh = ?'),
       setEntrySig: db.prepare('UPDATE entries SET sig = ? WHERE cidh = ? AND cid = ?'),
       pending: db.prepare('SELECT pos, cid, author, seq, bytes FROM entries WHERE pending = 1 AND pos > ? ORDER BY pos LIMIT ?'),
       pendingPos: db.prepare('SELECT pos FROM entries WHERE cidh = ? AND cid = ? AND pending = 1'),
@@ -254,7 +252,7 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
       updateDoc: db.prepare('UPDATE docs SET body = ?, meta = ?, pos = ? WHERE rid = ?'),
       insertControl: db.prepare('INSERT INTO control (kind, key, bytes, pos) VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO NOTHING'),
       heads: db.prepare(HEADS_SQL),
-      getEntry: db.prepare('SELECT cid, bytes FROM entries WHERE cidh = ?'),
+      getEntry: db.prepare('SELECT cid, bytes, sig FROM entries WHERE cidh = ?'),
       getEntryAt: db.prepare('SELECT bytes FROM entries WHERE author = ? AND seq = ?').pluck(),
       scan: db.prepare('SELECT pos, cid, author, seq, bytes, sig FROM entries WHERE pos > ? ORDER BY pos LIMIT ?'),
       scanApplied: db.prepare('SELECT pos, cid, author, seq, bytes, sig FROM entries WHERE pos > ? AND pending = 0 ORDER BY pos LIMIT ?'),
@@ -413,24 +411,20 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
     }
   }
 
-  private lookup (cid: Uint8Array): Uint8Array | undefined {
-    for (const row of this.s.getEntry.all(cidHash(cid)) as Array<{ cid: Uint8Array, bytes: Uint8Array }>) {
-      if (Buffer.compare(row.cid, cid) === 0) return row.bytes
+  /** The stored entry with this CID (its bytes and chain signature), if the log holds it. */
+  private lookup (cid: Uint8Array): { bytes: Uint8Array, sig: Uint8Array | null } | undefined {
+    for (const row of this.s.getEntry.all(cidHash(cid)) as Array<{ cid: Uint8Array, bytes: Uint8Array, sig: Uint8Array | null }>) {
+      if (Buffer.compare(row.cid, cid) === 0) return row
     }
     return undefined
   }
 
   async getEntry (cid: Uint8Array): Promise<Uint8Array | undefined> {
-    return this.guard(() => this.lookup(cid))
+    return this.guard(() => this.lookup(cid)?.bytes)
   }
 
   async entrySignature (cid: Uint8Array): Promise<Uint8Array | undefined> {
-    return this.guard(() => {
-      for (const row of this.s.entrySig.all(cidHash(cid)) as Array<{ cid: Uint8Array, sig: Uint8Array | null }>) {
-        if (Buffer.compare(row.cid, cid) === 0) return row.sig ?? undefined
-      }
-      return undefined
-    })
+    return this.guard(() => this.lookup(cid)?.sig ?? undefined)
   }
 
   async setEntrySignature (cid: Uint8Array, sig: Uint8Array): Promise<void> {
