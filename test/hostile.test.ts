@@ -12,7 +12,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import * as varint from 'uint8-varint'
 import { createEntry, decodeEntry, encodeDataPayload, signChain } from '../crdt/index.js'
 import { seal } from '../identity/index.js'
-import { encodeMessage, SYNC_PROTOCOL, decodeMessage, errorSchema, gossipSchema, logTopic } from '../transport/index.js'
+import { encodeMessage, HELLO_PROTOCOL, SYNC_PROTOCOL, decodeMessage, errorSchema, gossipSchema, logTopic } from '../transport/index.js'
 import type { PeakNode } from '../node/index.js'
 import { batchFrame, startHostilePeer, type HostilePeer } from './helpers/hostile.js'
 import { asSent } from './helpers/log.js'
@@ -192,6 +192,32 @@ describe('hostile peers', function () {
       await waitFor(() => plain.getConnections().length === 0, { timeoutMs: 5_000, message: 'silent peer to be dropped' })
     } finally {
       await plain.stop()
+    }
+  })
+
+  it('a hello cut off half-way is dropped, not rejected; a malformed hello is rejected', async () => {
+    const victim = await swarm.add({ network: { listen: ['/ip4/127.0.0.1/tcp/0'], dht: false } })
+    const rejected: string[] = []
+    victim.network!.on('peer:rejected', ev => rejected.push(ev.reason))
+    const plainPeer = async (): Promise<Libp2p> => await createLibp2p({ transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()], services: { identify: identify() } })
+    const plain = await plainPeer()
+    const liar = await plainPeer()
+    try {
+      const addr = multiaddr(victim.network!.multiaddrs()[0]!)
+      // a busy member's dial that gives up: the stream ends before a hello arrives
+      const cut = await plain.dialProtocol(addr, HELLO_PROTOCOL, { signal: AbortSignal.timeout(5_000) })
+      await cut.close()
+      await waitFor(() => plain.getConnections().length === 0, { timeoutMs: 5_000, message: 'the cut-off peer to be dropped' })
+      assert.deepEqual(rejected, [], 'a cut-off hello is no reason to reject')
+
+      const bad = await liar.dialProtocol(addr, HELLO_PROTOCOL, { signal: AbortSignal.timeout(5_000) })
+      const lp = lpStream(bad)
+      await lp.write(encodeMessage({ t: 'hello', v: 1, swarm: 'x', chain: 'not a chain' }))
+      await waitFor(() => rejected.length > 0, { timeoutMs: 5_000, message: 'the malformed hello to be rejected' })
+      assert.match(rejected[0]!, /hello failed/)
+    } finally {
+      await plain.stop()
+      await liar.stop()
     }
   })
 

@@ -42,7 +42,8 @@ export class HelloProtocol {
     private readonly host: Host,
     private readonly backend: ReplicaBackend,
     private readonly onVerified: (peer: PeerId, device: VerifiedDevice, connection: Connection) => void,
-    private readonly onRejected: (peer: PeerId, reason: string) => void
+    private readonly onRejected: (peer: PeerId, reason: string) => void,
+    private readonly onFailed: (peer: PeerId, reason: string) => void
   ) {}
 
   private hello (keysFor?: string): Uint8Array {
@@ -93,7 +94,10 @@ export class HelloProtocol {
       await stream.close()
     } catch (err) {
       stream.abort(err as Error)
-      this.onRejected(peer, `hello failed: ${(err as Error).message}`)
+      // a malformed hello is hostile; a timeout or a closed stream is a busy or leaving peer,
+      // which may try again: only the first gets a ban
+      if (isRefusal(err)) this.onRejected(peer, `hello failed: ${(err as Error).message}`)
+      else this.onFailed(peer, `hello failed: ${(err as Error).message}`)
     }
   }
 
@@ -119,8 +123,13 @@ export class HelloProtocol {
       return device
     } catch (err) {
       stream.abort(err as Error)
-      if (err instanceof ProtocolError || err instanceof NotAMemberPeerError || (err as Error).name === 'InvalidCertificateError') this.onRejected(connection.remotePeer, (err as Error).message)
+      if (isRefusal(err)) this.onRejected(connection.remotePeer, (err as Error).message)
       throw err
     }
   }
+}
+
+/** Errors that prove the peer is not one of ours or speaks nonsense (as opposed to being slow or gone). */
+function isRefusal (err: unknown): boolean {
+  return err instanceof ProtocolError || err instanceof NotAMemberPeerError || (err as Error).name === 'InvalidCertificateError'
 }

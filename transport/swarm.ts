@@ -22,6 +22,8 @@ import { handlePairing, type PairingBackend } from './pair-protocol.js'
 import { handleSearch, requestSearch, type SearchHandler, type SearchRequest, type SearchResponse } from './search-protocol.js'
 
 const VERIFY_WITHIN_MS = 10_000
+// how long a peer whose hello did not complete is kept out (a hostile or broken hello is banned for longer)
+const UNVERIFIED_BAN_MS = 15_000
 /** How soon a failed relay reservation is tried again (while the relay stays connected), doubling up to the max, in ms. */
 const RESERVE_RETRY_MS = 5_000
 const RESERVE_RETRY_MAX_MS = 5 * 60_000
@@ -115,7 +117,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   private constructor (readonly host: Host, private readonly backend: ReplicaBackend, gate: PeerGate, private readonly options: NetworkOptions, private readonly log: (level: 'debug' | 'info' | 'warn', m: string, f?: Record<string, unknown>) => void) {
     super()
     this.gate = gate
-    this.hello = new HelloProtocol(host, backend, (peer, device, connection) => this.verified(peer, device, connection), (peer, reason) => this.reject(peer, reason))
+    this.hello = new HelloProtocol(host, backend, (peer, device, connection) => this.verified(peer, device, connection), (peer, reason) => this.reject(peer, reason), (peer, reason) => this.dropUnverified(peer, reason))
     this.sync = new SyncProtocol(host, backend, gate)
     this.sync.on('progress', p => this.emit('sync:progress', p))
     this.gossip = new LogGossip(host, backend, gate, {
@@ -228,7 +230,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
       // an inbound peer that never says hello is not one of ours
       this.verifyTimers.set(id, setTimeout(() => {
         this.verifyTimers.delete(id)
-        if (!this.gate.isVerified(id)) this.reject(peer, 'no hello in time')
+        if (!this.gate.isVerified(id)) this.dropUnverified(peer, 'no hello in time')
       }, this.options.helloTimeoutMs ?? VERIFY_WITHIN_MS))
     }
   }
@@ -276,6 +278,19 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     this.log('warn', 'peer rejected', { peer: id, reason })
     this.gate.ban(id, reason)
     this.emit('peer:rejected', { peer: id, reason })
+    this.host.hangUp(peer).catch(() => {})
+  }
+
+  /**
+   * Hangs up on a peer whose hello did not complete (slow, busy or gone) without banning it for
+   * long: a member on a loaded machine dials again and succeeds; a stranger holding connections
+   * open without a hello is kept out for a short while.
+   */
+  private dropUnverified (peer: PeerId, reason: string): void {
+    const id = peer.toString()
+    if (this.gate.isVerified(id)) return
+    this.log('info', 'peer dropped', { peer: id, reason })
+    this.gate.ban(id, reason, UNVERIFIED_BAN_MS)
     this.host.hangUp(peer).catch(() => {})
   }
 

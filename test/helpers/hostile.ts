@@ -46,7 +46,7 @@ export async function startHostilePeer (phrase: string, serveSync: (stream: Stre
   const gate = new PeerGate(() => false)
   const host = await createHost({ deviceSecretKey: device.secretKey, swarmId: root.swarmId, gate, options: { listen: ['/ip4/127.0.0.1/tcp/0'], dht: false } })
   // a peer that passed hello may gossip with it (the victim, in these tests)
-  const hello = new HelloProtocol(host, backend, (peer, d) => gate.verify(peer.toString(), d.name), () => {})
+  const hello = new HelloProtocol(host, backend, (peer, d) => gate.verify(peer.toString(), d.name), () => {}, () => {})
   await hello.start()
   await host.handle(SYNC_PROTOCOL, async (stream) => {
     const lp = lpStream(stream, { maxDataLength: 1 << 20 })
