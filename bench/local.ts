@@ -1,6 +1,6 @@
 /**
  * Local write/read benchmark (one engine per process, so peak RSS is the engine's own).
- * Workload: N documents `{ _id, n, body }` with 1 KiB bodies.
+ * Workload: N documents `{ _id, n, body }` with 1 KiB bodies, after 1,000 untimed writes.
  *
  *   node --import tsx bench/local.ts raw|peakdb [N]
  *
@@ -17,6 +17,8 @@ import { peakRssMb, percentile, round } from './stats.js'
 const engine = process.argv[2]
 const N = Number(process.argv[3] ?? 5000)
 const BODY = 'x'.repeat(1024)
+/** Writes before the timed ones, in both engines. */
+const WARM_UP = 1000
 const doc = (i: number, prefix: string): { _id: string, n: number, body: string } => ({ _id: `${prefix}${i}`, n: i, body: BODY })
 
 function timeSync (fn: () => void): number {
@@ -39,6 +41,7 @@ function raw (dir: string): Record<string, unknown> {
   const insert = db.prepare('INSERT INTO docs (id, body) VALUES (?, ?)')
   const get = db.prepare('SELECT body FROM docs WHERE id = ?')
   const encode = (d: ReturnType<typeof doc>): Buffer => Buffer.from(JSON.stringify(d))
+  for (let i = 0; i < WARM_UP; i++) insert.run(`w${i}`, encode(doc(i, 'w')))
   const autocommitMs = timeSync(() => { for (let i = 0; i < N; i++) insert.run(`a${i}`, encode(doc(i, 'a'))) })
   const txMs = timeSync(() => db.transaction(() => { for (let i = 0; i < N; i++) insert.run(`t${i}`, encode(doc(i, 't'))) })())
   const gets: number[] = []
@@ -64,6 +67,9 @@ async function peak (dir: string): Promise<Record<string, unknown>> {
   const node = await PeakNode.open({ dir: join(dir, 'node'), backgroundIndexing: false })
   const single = node.collection('single')
   const batch = node.collection('batch')
+  // as raw: compiled code and started threads (the WAL checkpointer), as in a running daemon
+  const warm = node.collection('warm')
+  for (let i = 0; i < WARM_UP; i++) await warm.put(doc(i, 'w'))
   const putMs = await timeAsync(async () => { for (let i = 0; i < N; i++) await single.put(doc(i, 's')) })
   const putManyMs = await timeAsync(async () => { await batch.putMany(Array.from({ length: N }, (_, i) => doc(i, 'b'))) })
   const gets: number[] = []

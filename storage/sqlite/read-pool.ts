@@ -6,10 +6,11 @@
  */
 import { availableParallelism } from 'node:os'
 import { resolve } from 'node:path'
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
 import Database from 'better-sqlite3'
 import { StorageClosedError } from '../errors.js'
 import type { ReadRequest } from './read-connection.js'
+import { startWorker } from './start-worker.js'
 
 /** What a reader thread is started with. */
 export interface ReaderData {
@@ -71,20 +72,6 @@ function rebuildError (e: WireError): Error {
   err.name = e.name
   if (e.code !== undefined) Object.assign(err, { code: e.code })
   return err
-}
-
-/**
- * Starts a reader thread. From the built JavaScript it is read-worker.js beside this file. From
- * the TypeScript sources (tests and scripts under tsx), a worker does not inherit the loader
- * hooks of the thread that starts it, so the thread registers tsx before importing the worker.
- */
-function startReader (data: ReaderData): Worker {
-  const here = import.meta.url
-  if (!here.endsWith('.ts')) return new Worker(new URL('./read-worker.js', here), { workerData: data })
-  const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'))
-  const script = JSON.stringify(new URL('./read-worker.ts', here).href)
-  // the parent's `--import tsx` would load tsx a second time (about 60 ms more per thread)
-  return new Worker(`import(${tsx}).then(m => { m.register(); return import(${script}) })`, { eval: true, workerData: data, execArgv: [] })
 }
 
 /**
@@ -170,7 +157,7 @@ export class ReadPool {
   }
 
   private start (slot: number): void {
-    const worker = startReader(this.data)
+    const worker = startWorker('read-worker', this.data)
     const reader: Reader = { worker, calls: new Map(), ready: false, startup: undefined }
     reader.startup = setTimeout(() => { void worker.terminate() }, STARTUP_MS).unref()
     worker.on('message', (m: ReaderReply) => this.onReply(reader, m))

@@ -27,6 +27,7 @@ import { ReadConnection, type ReadRequest } from './read-connection.js'
 import type { DescribeSchemaOptions, SchemaDescriber, SchemaDescription } from '../introspect.js'
 import { describeSqliteDb } from './sqlite-introspect.js'
 import { defaultReaders, ReadPool } from './read-pool.js'
+import { Checkpointer } from './checkpointer.js'
 
 export { INTEGRITY_CHECK_MAX }
 
@@ -48,6 +49,12 @@ export interface SqliteProviderOptions {
    * every read on the calling thread. In-memory databases always read on the calling thread.
    */
   readonly readers?: number
+  /**
+   * Copy the WAL into the database file on a thread of its own (default true) instead of on
+   * the connection that writes, which then never stops for it (see checkpointer.ts). In-memory
+   * databases have no WAL.
+   */
+  readonly backgroundCheckpoints?: boolean
 }
 
 interface DocRowDb { rid: number, body: string | null, meta: string }
@@ -176,6 +183,8 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
   private readonly local: ReadConnection
   /** Reader threads (undefined: every read runs here). */
   private readonly pool: ReadPool | undefined
+  /** The thread that copies the WAL into the file (undefined: the connection does it itself). */
+  private readonly checkpoints: Checkpointer | undefined
   private readonly search: SearchTables
   private readonly s: {
     insertEntry: Statement
@@ -265,6 +274,8 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
     this.local = new ReadConnection(db)
     const readers = readerCount(options)
     this.pool = readers === 0 ? undefined : new ReadPool({ path: options.path, cacheMiB: options.cacheMiB ?? 8, readers, fallback: req => this.local.run(req) })
+    const inMemory = options.path === '' || options.path === ':memory:'
+    this.checkpoints = inMemory || options.backgroundCheckpoints === false ? undefined : new Checkpointer(db, { path: options.path, synchronous: options.durability === 'full' ? 'FULL' : 'NORMAL' })
     this.commitTx = db.transaction((items: readonly CommitItem[]) => this.applyItems(items))
     this.applyPendingTx = db.transaction((items: readonly PendingApply[]) => this.applyPendingItems(items))
   }
@@ -278,6 +289,13 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
       this.search.forgetQueueCounts()
       throw this.storageError(err)
     }
+  }
+
+  /** Runs a write: as {@link guard}, and tells the checkpointer that the WAL grew. */
+  private write<T> (fn: () => T): T {
+    const result = this.guard(fn)
+    this.checkpoints?.wrote()
+    return result
   }
 
   private storageError (err: unknown): unknown {
@@ -303,7 +321,7 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
   }
 
   async setMeta (key: string, value: string): Promise<void> {
-    this.guard(() => this.s.setMeta.run(key, value))
+    this.write(() => this.s.setMeta.run(key, value))
   }
 
   async heads (): Promise<LogHead[]> {
@@ -319,12 +337,13 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
   }
 
   async commit (items: readonly CommitItem[]): Promise<CommitResult> {
-    return this.guard(() => this.commitTx.immediate(items))
+    await this.checkpoints?.ready()
+    return this.write(() => this.commitTx.immediate(items))
   }
 
   async writeLocal (collection: string, writes: ReadonlyArray<{ readonly id: string, readonly body: JsonObject | null }>): Promise<DocChange[]> {
     if (!collection.startsWith(LOCAL_PREFIX)) throw new Error(`writeLocal: ${collection} is not a device-local collection`)
-    return this.guard(() => this.db.transaction(() => {
+    return this.write(() => this.db.transaction(() => {
       const changes: DocChange[] = []
       for (const w of writes) {
         const row = this.s.getDoc.get(collection, w.id) as DocRowDb | undefined
@@ -428,7 +447,7 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
   }
 
   async setEntrySignature (cid: Uint8Array, sig: Uint8Array): Promise<void> {
-    this.guard(() => this.s.setEntrySig.run(sig, cidHash(cid), cid))
+    this.write(() => this.s.setEntrySig.run(sig, cidHash(cid), cid))
   }
 
   async getEntryAt (author: string, seq: number): Promise<Uint8Array | undefined> {
@@ -455,11 +474,11 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
   }
 
   async applyPending (items: readonly PendingApply[]): Promise<CommitResult> {
-    return this.guard(() => this.applyPendingTx.immediate(items))
+    return this.write(() => this.applyPendingTx.immediate(items))
   }
 
   async quarantine (author: string, afterSeq: number): Promise<number> {
-    return this.guard(() => this.db.transaction(() => {
+    return this.write(() => this.db.transaction(() => {
       const applied = (this.db.prepare('SELECT count(*) FROM entries WHERE author = ? AND seq > ? AND pending = 0').pluck().get(author, afterSeq) as number)
       this.db.prepare('UPDATE entries SET pending = 2 WHERE author = ? AND seq > ?').run(author, afterSeq)
       return applied
@@ -467,7 +486,7 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
   }
 
   async rematerialize (open: (entry: StoredEntry) => { stamp: Stamp, ops: readonly DataOp[] } | undefined): Promise<void> {
-    this.guard(() => this.db.transaction(() => {
+    this.write(() => this.db.transaction(() => {
       this.db.exec(`DELETE FROM docs WHERE substr(collection, 1, 1) <> '${LOCAL_PREFIX}'; DELETE FROM yjs_updates`)
       this.search.resetAll()
       // pages, not an iterator: the connection cannot write while a read is open
@@ -494,7 +513,7 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
   }
 
   async compactYjs (doc: string, merged: Uint8Array, upToId: number): Promise<void> {
-    this.guard(() => this.db.transaction(() => {
+    this.write(() => this.db.transaction(() => {
       this.s.deleteYjs.run(doc, upToId)
       this.s.insertYjs.run(doc, 0, merged)
     }).immediate())
@@ -540,7 +559,7 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
   }
 
   async ensureIndex (collection: string, path: FieldPath): Promise<void> {
-    this.guard(() => {
+    this.write(() => {
       const text = path.isId ? '_id' : path.segments.join('.')
       const name = 'ix_' + createHash('sha256').update(`${collection}\0${text}`).digest('hex').slice(0, 16)
       this.db.transaction(() => {
@@ -569,7 +588,7 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
   }
 
   async materialize (items: readonly MaterializeItem[], options: { upTo?: number, replay?: boolean } = {}): Promise<DocChange[]> {
-    return this.guard(() => this.db.transaction(() => {
+    return this.write(() => this.db.transaction(() => {
       const applied = Number(this.s.getMeta.get(APPLIED_META) ?? 0)
       const changes: DocChange[] = []
       const yjs: Array<{ doc: string, update: Uint8Array }> = []
@@ -587,7 +606,7 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
   }
 
   async dropCollection (collection: string): Promise<void> {
-    this.guard(() => this.db.transaction(() => {
+    this.write(() => this.db.transaction(() => {
       this.search.dropCollection(collection)
       for (const name of this.db.prepare('SELECT name FROM indexes WHERE collection = ?').pluck().all(collection) as string[]) this.db.exec(`DROP INDEX IF EXISTS ${name}`)
       this.db.prepare('DELETE FROM indexes WHERE collection = ?').run(collection)
@@ -600,7 +619,7 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
   }
 
   async setCollectionSettings (name: string, settings: CollectionSettings | undefined): Promise<void> {
-    this.guard(() => this.search.setSettings(name, settings))
+    this.write(() => this.search.setSettings(name, settings))
   }
 
   async indexQueue (limit: number, collection?: string): Promise<IndexTask[]> {
@@ -612,7 +631,7 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
   }
 
   async requeueCollection (collection: string): Promise<number> {
-    return this.guard(() => this.search.requeue(collection))
+    return this.write(() => this.search.requeue(collection))
   }
 
   async indexedChunks (collection: string, id: string): Promise<Array<{ text: string, embedder: string }>> {
@@ -624,7 +643,8 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
   }
 
   async applyIndexUpdates (updates: readonly IndexUpdate[]): Promise<VectorChanges> {
-    return this.guard(() => {
+    await this.checkpoints?.ready()
+    return this.write(() => {
       const changes = this.db.transaction(() => this.search.apply(updates)).immediate()
       this.search.mergeTextIndexWhenIdle()
       return changes
@@ -692,8 +712,9 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
   }
 
   private async shutdown (): Promise<void> {
-    // the reader threads go first: the last connection to close removes the WAL files
+    // the threads go first: the last connection to close removes the WAL files
     await this.pool?.close()
+    await this.checkpoints?.close()
     this.local.clear()
     try {
       this.s.setMeta.run(SHUTDOWN_META, 'clean')
