@@ -1,13 +1,14 @@
 /**
  * Search quality on public retrieval test collections, none of them used to tune anything:
- * Cranfield (aeronautics: 1,400 abstracts, 225 queries, graded judgments) and CACM (computer
- * science: 3,204 titles and abstracts, 64 queries, 52 with judgments). The data is not in the
+ * Cranfield (aeronautics: 1,400 abstracts, 225 queries, graded judgments), CACM (computer
+ * science: 3,204 titles and abstracts, 64 queries, 52 with judgments) and CISI (library and
+ * information science: 1,460 abstracts, 112 queries, 76 with judgments). The data is not in the
  * repository: download the collections from the Glasgow IR group's test collection page
- * (http://ir.dcs.gla.ac.uk/resources/test_collections/: cran.tar.gz, cacm.tar.gz), unpack them
- * into one folder, and convert:
+ * (http://ir.dcs.gla.ac.uk/resources/test_collections/: cran.tar.gz, cacm.tar.gz, cisi.tar.gz),
+ * unpack them into one folder, and convert (file names in either case):
  *
  *   node dist/bench/ir-sets.js convert <folder>   # writes bench/data/external/<set>.json
- *   node dist/bench/ir-sets.js eval [cranfield] [cacm]
+ *   node dist/bench/ir-sets.js eval [cranfield] [cacm] [cisi]
  *
  * `eval` indexes each converted set in a fresh node with the default embedder and runs every
  * query through the public API in each mode (text, vector, hybrid), reporting nDCG@10,
@@ -88,16 +89,35 @@ function cacm (dir: string): EvalSet {
   return { name: 'cacm', source: 'CACM (ir.dcs.gla.ac.uk cacm.tar.gz); binary judgments', docs, queries }
 }
 
+function cisi (dir: string): EvalSet {
+  const file = (name: string): string => readFileSync(join(dir, [name, name.toUpperCase()].find(f => existsSync(join(dir, f))) ?? name), 'utf8')
+  const docs = smartRecords(file('cisi.all')).map(r => ({ id: String(Number(r.id)), title: clean(r.fields.T), body: clean(r.fields.W) }))
+  const relevant = new Map<number, Record<string, number>>()
+  for (const line of file('cisi.rel').split('\n')) {
+    const [q, d] = line.trim().split(/\s+/).map(Number) as [number, number]
+    if (!Number.isInteger(q) || !Number.isInteger(d)) continue
+    let r = relevant.get(q)
+    if (r === undefined) relevant.set(q, r = {})
+    r[String(d)] = 1
+  }
+  // some queries are a title and an abstract (.T, .W): both are the query
+  const queries = smartRecords(file('cisi.qry'))
+    .map(r => ({ id: String(Number(r.id)), text: clean(`${r.fields.T ?? ''} ${r.fields.W ?? ''}`), kind: 'all', relevant: relevant.get(Number(r.id)) ?? {} }))
+    .filter(q => Object.keys(q.relevant).length > 0)
+  return { name: 'cisi', source: 'CISI (ir.dcs.gla.ac.uk cisi.tar.gz); library and information science; binary judgments', docs, queries }
+}
+
 const CONVERTERS: Record<string, { files: string[], convert: (dir: string) => EvalSet }> = {
   cranfield: { files: ['cran.all.1400', 'cran.qry', 'cranqrel'], convert: cranfield },
-  cacm: { files: ['cacm.all', 'query.text', 'qrels.text'], convert: cacm }
+  cacm: { files: ['cacm.all', 'query.text', 'qrels.text'], convert: cacm },
+  cisi: { files: ['cisi.all', 'cisi.qry', 'cisi.rel'], convert: cisi }
 }
 
 function convertAll (dir: string): Record<string, unknown> {
   mkdirSync(EXTERNAL, { recursive: true })
   const written: Record<string, unknown> = {}
   for (const [name, c] of Object.entries(CONVERTERS)) {
-    if (!c.files.every(f => existsSync(join(dir, f)))) {
+    if (!c.files.every(f => existsSync(join(dir, f)) || existsSync(join(dir, f.toUpperCase())))) {
       written[name] = `skipped: needs ${c.files.join(', ')} in ${dir}`
       continue
     }
@@ -128,6 +148,23 @@ function pairedP (a: readonly number[], b: readonly number[], rounds = 10_000): 
     if (Math.abs(s) >= observed - 1e-12) extreme++
   }
   return (extreme + 1) / (rounds + 1)
+}
+
+/**
+ * How well the encoder knows a collection's language: the share of 40 documents (every n-th)
+ * that come first in a vector search for their own longest sentence (6 to 40 words). A
+ * candidate signal for weighting hybrid ranking per collection (bench/RESULTS.md).
+ */
+async function selfRetrieval (c: ReturnType<PeakNode['collection']>, docs: EvalSet['docs']): Promise<number> {
+  const longest = (text: string): string | undefined => text.split(/(?<=[.!?])\s+/)
+    .map(x => x.trim()).filter(x => { const n = x.split(/\s+/).length; return n >= 6 && n <= 40 })
+    .sort((a, b) => b.length - a.length)[0]
+  const candidates = docs.map(d => ({ id: d.id, sentence: longest(d.body) })).filter((d): d is { id: string, sentence: string } => d.sentence !== undefined)
+  const step = Math.max(1, Math.floor(candidates.length / 40))
+  const sample = candidates.filter((_, i) => i % step === 0).slice(0, 40)
+  let first = 0
+  for (const d of sample) if ((await c.search({ text: d.sentence, mode: 'vector', k: 1 }))[0]?.id === d.id) first++
+  return sample.length === 0 ? 0 : first / sample.length
 }
 
 async function evaluate (set: EvalSet): Promise<Record<string, unknown>> {
@@ -166,6 +203,7 @@ async function evaluate (set: EvalSet): Promise<Record<string, unknown>> {
       embedder: (await node.indexer.embedder()).id,
       indexSeconds: round(indexSeconds, 1),
       indexDocsPerSec: round(set.docs.length / indexSeconds, 1),
+      selfRetrievalTop1: round(await selfRetrieval(c, set.docs), 3),
       modes,
       hybridVsBetterPart: {
         better,
@@ -201,7 +239,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   if (cmd === 'convert' && rest[0] !== undefined) process.stdout.write(JSON.stringify(convertAll(rest[0])) + '\n')
   else if (cmd === 'eval') process.stdout.write(JSON.stringify(await irSets(rest.length > 0 ? rest : undefined)) + '\n')
   else {
-    process.stderr.write('usage: node dist/bench/ir-sets.js convert <folder> | eval [cranfield] [cacm]\n')
+    process.stderr.write('usage: node dist/bench/ir-sets.js convert <folder> | eval [cranfield] [cacm] [cisi]\n')
     process.exitCode = 2
   }
 }
