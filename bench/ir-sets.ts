@@ -8,7 +8,7 @@
  * unpack them into one folder, and convert (file names in either case):
  *
  *   node dist/bench/ir-sets.js convert <folder>   # writes bench/data/external/<set>.json
- *   node dist/bench/ir-sets.js eval [cranfield] [cacm] [cisi]
+ *   node dist/bench/ir-sets.js eval [cranfield] [cacm] [cisi] [own]
  *
  * `eval` indexes each converted set in a fresh node with the default embedder and runs every
  * query through the public API in each mode (text, vector, hybrid), reporting nDCG@10,
@@ -150,6 +150,36 @@ function pairedP (a: readonly number[], b: readonly number[], rounds = 10_000): 
   return (extreme + 1) / (rounds + 1)
 }
 
+interface Ranked { id: string, score: number }
+
+/** Scores scaled to [0, 1] within each list, then `textShare` × text + the rest × vector (absent: 0). */
+function minMax (text: readonly Ranked[], vector: readonly Ranked[], textShare: number): string[] {
+  const scaled = (list: readonly Ranked[]): Map<string, number> => {
+    const lo = Math.min(...list.map(h => h.score))
+    const span = Math.max(...list.map(h => h.score)) - lo
+    return new Map(list.map(h => [h.id, span > 0 ? (h.score - lo) / span : 1]))
+  }
+  const t = scaled(text)
+  const v = scaled(vector)
+  return rank([...new Set([...t.keys(), ...v.keys()])].map(id => ({ id, score: textShare * (t.get(id) ?? 0) + (1 - textShare) * (v.get(id) ?? 0) })))
+}
+
+/** Reciprocal rank fusion (k = 60), the text list's share weighted `textWeight` times the vector list's. */
+function rrf (text: readonly Ranked[], vector: readonly Ranked[], textWeight: number): string[] {
+  const score = new Map<string, number>()
+  text.forEach((h, i) => score.set(h.id, (score.get(h.id) ?? 0) + textWeight / (60 + i + 1)))
+  vector.forEach((h, i) => score.set(h.id, (score.get(h.id) ?? 0) + 1 / (60 + i + 1)))
+  return rank([...score].map(([id, s]) => ({ id, score: s })))
+}
+
+/** Documents the first `n` of both lists share. */
+function overlap (a: readonly Ranked[], b: readonly Ranked[], n: number): number {
+  const top = new Set(a.slice(0, n).map(h => h.id))
+  return b.slice(0, n).filter(h => top.has(h.id)).length
+}
+
+const rank = (xs: Ranked[]): string[] => xs.sort((a, b) => b.score - a.score || (a.id < b.id ? -1 : 1)).map(x => x.id)
+
 /**
  * How well the encoder knows a collection's language: the share of 40 documents (every n-th)
  * that come first in a vector search for their own longest sentence (6 to 40 words). A
@@ -177,12 +207,15 @@ async function evaluate (set: EvalSet): Promise<Record<string, unknown>> {
     await c.indexed()
     const indexSeconds = (performance.now() - t) / 1000
     const perMode: Record<string, { ndcg: number[], recall: number[], ms: number[] }> = {}
+    // each query's text and vector lists with their scores, for the fusions computed below
+    const lists: Record<'text' | 'vector' | 'hybrid', Ranked[][]> = { text: [], vector: [], hybrid: [] }
     for (const mode of ['text', 'vector', 'hybrid'] as const) {
       const m: { ndcg: number[], recall: number[], ms: number[] } = perMode[mode] = { ndcg: [], recall: [], ms: [] }
       for (const q of set.queries) {
         const t0 = performance.now()
         const hits = await c.search({ text: q.text, mode, k: 100 })
         m.ms.push(performance.now() - t0)
+        lists[mode].push(hits.map(h => ({ id: h.id, score: h.score })))
         const ids = hits.map(h => h.id)
         m.ndcg.push(ndcg(ids, q.relevant, 10))
         m.recall.push(recallAt(ids, q.relevant, 100))
@@ -197,6 +230,8 @@ async function evaluate (set: EvalSet): Promise<Record<string, unknown>> {
     const hybrid = perMode.hybrid as { ndcg: number[] }
     const better = mean(text.ndcg) >= mean(vector.ndcg) ? 'text' : 'vector'
     const best = better === 'text' ? text.ndcg : vector.ndcg
+    const fusionNdcg = (fuse: (t: Ranked[], v: Ranked[], h: Ranked[]) => string[]): number =>
+      round(mean(set.queries.map((q, i) => ndcg(fuse(lists.text[i] ?? [], lists.vector[i] ?? [], lists.hybrid[i] ?? []), q.relevant, 10))), 3)
     return {
       set: `${set.docs.length} docs, ${set.queries.length} judged queries`,
       source: set.source,
@@ -205,6 +240,17 @@ async function evaluate (set: EvalSet): Promise<Record<string, unknown>> {
       indexDocsPerSec: round(set.docs.length / indexSeconds, 1),
       selfRetrievalTop1: round(await selfRetrieval(c, set.docs), 3),
       modes,
+      // not in the product: candidates measured on the same lists (k = 100 from each mode)
+      offlineFusionsNdcgAt10: {
+        minMaxText03: fusionNdcg((t, v) => minMax(t, v, 0.3)),
+        minMaxText05: fusionNdcg((t, v) => minMax(t, v, 0.5)),
+        minMaxText07: fusionNdcg((t, v) => minMax(t, v, 0.7)),
+        rrfEqual: fusionNdcg((t, v) => rrf(t, v, 1)),
+        rrfText3: fusionNdcg((t, v) => rrf(t, v, 3)),
+        // per query, fixed before measuring: the default where the two top-10 lists share at
+        // least 3 documents (the encoder and the words agree), else RRF with text x3
+        agreementSwitch: fusionNdcg((t, v, h) => overlap(t, v, 10) >= 3 ? h.map(x => x.id) : rrf(t, v, 3))
+      },
       hybridVsBetterPart: {
         better,
         meanDifference: round(mean(hybrid.ndcg) - mean(best), 3),
@@ -223,7 +269,8 @@ async function evaluate (set: EvalSet): Promise<Record<string, unknown>> {
 export async function irSets (names: readonly string[] = Object.keys(CONVERTERS)): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {}
   for (const name of names) {
-    const file = join(EXTERNAL, `${name}.json`)
+    // 'own': the project's labeled notes (tuned on), for the same measures side by side
+    const file = name === 'own' ? join(OUT, 'ir-eval.json') : join(EXTERNAL, `${name}.json`)
     if (!existsSync(file)) {
       out[name] = `missing: run \`node dist/bench/ir-sets.js convert <folder>\` (see bench/ir-sets.ts)`
       continue
@@ -239,7 +286,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   if (cmd === 'convert' && rest[0] !== undefined) process.stdout.write(JSON.stringify(convertAll(rest[0])) + '\n')
   else if (cmd === 'eval') process.stdout.write(JSON.stringify(await irSets(rest.length > 0 ? rest : undefined)) + '\n')
   else {
-    process.stderr.write('usage: node dist/bench/ir-sets.js convert <folder> | eval [cranfield] [cacm] [cisi]\n')
+    process.stderr.write('usage: node dist/bench/ir-sets.js convert <folder> | eval [cranfield] [cacm] [cisi] [own]\n')
     process.exitCode = 2
   }
 }
