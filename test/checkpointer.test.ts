@@ -28,7 +28,7 @@ describe('storage: background WAL checkpoints', function () {
     db.pragma('journal_mode = WAL')
     db.pragma('synchronous = NORMAL')
     db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB NOT NULL)')
-    checkpoints = new Checkpointer(db, { path, synchronous: 'NORMAL' })
+    checkpoints = new Checkpointer(db, { path, synchronous: 'NORMAL' }, 0)
     await waitFor(() => checkpoints!.background, { message: 'the checkpointer thread to start' })
     return { db, checkpoints, path }
   }
@@ -51,6 +51,26 @@ describe('storage: background WAL checkpoints', function () {
     assert.ok(walPages < 3 * WAL_LIMIT_FRAMES, `the WAL stayed bounded: ${Math.round(walPages)} pages for ${commits * 3} written`)
     assert.equal(db.prepare('SELECT count(*) FROM t').pluck().get(), commits)
     assert.deepEqual(db.pragma('integrity_check', { simple: true }), 'ok')
+  })
+
+  it('starts no thread for a database written only a little', async () => {
+    const path = join(dirs.make(), 'db.sqlite')
+    db = new Database(path)
+    db.pragma('journal_mode = WAL')
+    db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB NOT NULL)')
+    checkpoints = new Checkpointer(db, { path, synchronous: 'NORMAL' }, 50)
+    const insert = db.prepare('INSERT INTO t (b) VALUES (?)')
+    const write = async (): Promise<void> => {
+      await checkpoints!.ready()
+      insert.run(Buffer.alloc(PAGE))
+      checkpoints!.wrote()
+    }
+    for (let i = 0; i < 49; i++) await write()
+    assert.equal(checkpoints.started, false, 'no thread after 49 writes')
+    assert.equal(db.pragma('wal_autocheckpoint', { simple: true }), 1000, 'SQLite checkpoints as usual meanwhile')
+    await write()
+    assert.equal(checkpoints.started, true, 'the 50th write starts it')
+    await waitFor(() => checkpoints!.background, { message: 'the checkpointer thread to start' })
   })
 
   it('hands checkpoints back to the writer when its thread is gone', async () => {

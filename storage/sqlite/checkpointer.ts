@@ -14,7 +14,9 @@
  * writes the thread never quite catches up, so once the WAL passes {@link WAL_LIMIT_FRAMES} the
  * next write waits (without blocking the event loop) for one pass that copies everything. When
  * the thread cannot start or dies, the connection checkpoints itself again, as SQLite does by
- * default.
+ * default. The thread starts with the 256th write transaction: a database that is mostly read,
+ * or written a little (most tests, a quiet device), keeps SQLite's own checkpoints and one
+ * thread less.
  */
 import { resolve } from 'node:path'
 import type { Worker } from 'node:worker_threads'
@@ -51,6 +53,8 @@ export type CheckpointReply =
 export const WAL_LIMIT_FRAMES = 4096
 /** Least time between the starts of two passes while writes go on, ms: a pass syncs two files. */
 const PASS_INTERVAL_MS = 20
+/** Write transactions before the thread starts: a node that writes little never starts it. */
+const START_AFTER_WRITES = 256
 /** Most passes one wait of writers takes. */
 const DRAIN_PASSES = 3
 /** SQLite's own default, restored when the thread is gone. */
@@ -61,7 +65,7 @@ const CLOSE_WAIT_MS = 10_000
 /**
  * @example
  * ```ts
- * const checkpoints = new Checkpointer(db, { path, synchronous: 'NORMAL' })
+ * const checkpoints = new Checkpointer(db, { path, synchronous: 'NORMAL' })   // a thread from the 256th write on
  * await checkpoints.ready()   // before a write: waits only while the WAL is over its limit
  * db.prepare('INSERT ...').run()
  * checkpoints.wrote()
@@ -69,7 +73,9 @@ const CLOSE_WAIT_MS = 10_000
  * ```
  */
 export class Checkpointer {
-  private readonly worker: Worker
+  /** Started by the writes that make it worthwhile: a database that is only read, or barely written, never needs it. */
+  private worker: Worker | undefined
+  private writes = 0
   private readonly shared = new Int32Array(new SharedArrayBuffer(SLOTS * Int32Array.BYTES_PER_ELEMENT))
   private active = false
   /** Closed, or the thread is gone: the writer checkpoints itself for good. */
@@ -87,22 +93,35 @@ export class Checkpointer {
   private drain: Promise<void> | undefined
   /** WAL length at which writes wait: raised while a reader holds frames back, so that not every write waits. */
   private threshold = WAL_LIMIT_FRAMES
-  private readonly exited: Promise<void>
+  private exited: Promise<void> = Promise.resolve()
   private closing: Promise<void> | undefined
   private drains = 0
 
-  constructor (private readonly db: Database, data: Omit<CheckpointerData, 'shared'>) {
-    this.worker = startWorker('checkpoint-worker', { ...data, path: resolve(data.path), shared: this.shared.buffer as SharedArrayBuffer } satisfies CheckpointerData)
-    this.worker.on('message', (m: CheckpointReply) => this.onReply(m))
+  /**
+   * `startAfter`: write transactions after which the thread starts (until then SQLite
+   * checkpoints as usual); 0 starts it now.
+   */
+  constructor (private readonly db: Database, private readonly data: Omit<CheckpointerData, 'shared'>, private readonly startAfter = START_AFTER_WRITES) {
+    if (startAfter <= 0) this.start()
+  }
+
+  private start (): void {
+    const worker = this.worker = startWorker('checkpoint-worker', { ...this.data, path: resolve(this.data.path), shared: this.shared.buffer as SharedArrayBuffer } satisfies CheckpointerData)
+    worker.on('message', (m: CheckpointReply) => this.onReply(m))
     // the 'exit' that follows falls back to SQLite's own checkpoints
-    this.worker.on('error', () => {})
-    this.exited = new Promise(resolve => this.worker.once('exit', () => { this.stop(); resolve() }))
-    this.worker.unref()
+    worker.on('error', () => {})
+    this.exited = new Promise(resolve => worker.once('exit', () => { this.stop(); resolve() }))
+    worker.unref()
   }
 
   /** Passes ended, waits of writers, and the WAL's length at the last pass (for tests and diagnostics). */
   get stats (): { passes: number, drains: number, walFrames: number } {
     return { passes: Atomics.load(this.shared, Slot.Passes), drains: this.drains, walFrames: Atomics.load(this.shared, Slot.Log) }
+  }
+
+  /** Whether the thread was started (it may still be starting, or be gone). */
+  get started (): boolean {
+    return this.worker !== undefined
   }
 
   /** Whether the thread checkpoints (false while it starts, and once it is gone). */
@@ -131,7 +150,8 @@ export class Checkpointer {
 
   private async fullPass (): Promise<void> {
     this.drains++
-    this.worker.ref()
+    const worker = this.worker as Worker
+    worker.ref()
     try {
       // the pass in progress began before writes were held: the next one copies everything
       if (this.busy) await this.passEnded()
@@ -154,12 +174,13 @@ export class Checkpointer {
         this.threshold = log + WAL_LIMIT_FRAMES
       }
     } finally {
-      this.worker.unref()
+      worker.unref()
     }
   }
 
   /** Call after each write transaction on the writer connection. */
   wrote (): void {
+    if (this.worker === undefined && !this.ended && ++this.writes >= this.startAfter) this.start()
     if (!this.activate()) return
     this.dirty = true
     if (this.busy) return
@@ -178,7 +199,7 @@ export class Checkpointer {
     this.dirty = false
     this.lastPass = performance.now()
     this.requested++
-    this.worker.postMessage('pass')
+    this.worker?.postMessage('pass')
   }
 
   /** Resolves when the last pass asked for has ended. */
@@ -224,8 +245,10 @@ export class Checkpointer {
   async close (): Promise<void> {
     this.closing ??= (async () => {
       this.stop()
-      this.worker.postMessage('close')
-      const timer = setTimeout(() => { void this.worker.terminate() }, CLOSE_WAIT_MS)
+      const worker = this.worker
+      if (worker === undefined) return
+      worker.postMessage('close')
+      const timer = setTimeout(() => { void worker.terminate() }, CLOSE_WAIT_MS)
       await this.exited
       clearTimeout(timer)
     })()
