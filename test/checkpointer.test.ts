@@ -53,6 +53,19 @@ describe('storage: background WAL checkpoints', function () {
     assert.deepEqual(db.pragma('integrity_check', { simple: true }), 'ok')
   })
 
+  it('copies the last writes once they stop', async () => {
+    const { db, checkpoints, path } = await open()
+    const insert = db.prepare('INSERT INTO t (b) VALUES (?)')
+    // a burst without a turn of the event loop: passes start, and writes land during them
+    for (let i = 0; i < 300; i++) {
+      insert.run(Buffer.alloc(PAGE, i % 251))
+      checkpoints.wrote()
+    }
+    const pages = db.pragma('page_count', { simple: true }) as number
+    // the database file holds every page once the WAL is copied in whole
+    await waitFor(() => statSync(path).size === pages * PAGE, { message: `the database file to reach ${pages} pages (WAL copied)` })
+  })
+
   it('starts no thread for a database written only a little', async () => {
     const path = join(dirs.make(), 'db.sqlite')
     db = new Database(path)

@@ -183,11 +183,16 @@ export class Checkpointer {
     if (this.worker === undefined && !this.ended && ++this.writes >= this.startAfter) this.start()
     if (!this.activate()) return
     this.dirty = true
-    if (this.busy) return
+    this.schedule()
+  }
+
+  /** A pass now if none ran lately, else one soon: writes that stop are still copied. */
+  private schedule (): void {
+    if (this.busy || !this.active) return
     if (performance.now() - this.lastPass >= PASS_INTERVAL_MS) this.pass()
     else this.trailing ??= setTimeout(() => {
       this.trailing = undefined
-      if (this.dirty && this.active && !this.busy) this.pass()
+      if (this.dirty) this.schedule()
     }, PASS_INTERVAL_MS).unref()
   }
 
@@ -222,8 +227,13 @@ export class Checkpointer {
   private onReply (m: CheckpointReply): void {
     this.wake(false)
     // a pass that failed (a damaged file, a full disk) is left to SQLite's own checkpoints
-    if ('error' in m) this.stop()
-    else if (Atomics.load(this.shared, Slot.Checkpointed) >= Atomics.load(this.shared, Slot.Log)) this.threshold = WAL_LIMIT_FRAMES
+    if ('error' in m) {
+      this.stop()
+      return
+    }
+    if (Atomics.load(this.shared, Slot.Checkpointed) >= Atomics.load(this.shared, Slot.Log)) this.threshold = WAL_LIMIT_FRAMES
+    // writes that came during the pass are copied by the next one, even if no more follow
+    if (this.dirty && this.drain === undefined) this.schedule()
   }
 
   /** Back to the connection's own checkpoints. */
