@@ -22,14 +22,15 @@ describe('storage: background WAL checkpoints', function () {
     dirs.cleanup()
   })
 
-  async function open (): Promise<{ db: Database.Database, checkpoints: Checkpointer, path: string }> {
+  /** A WAL database with one table, and its checkpointer: started at once (and waited for) unless `startAfter` writes. */
+  async function open (startAfter = 0): Promise<{ db: Database.Database, checkpoints: Checkpointer, path: string }> {
     const path = join(dirs.make(), 'db.sqlite')
     db = new Database(path)
     db.pragma('journal_mode = WAL')
     db.pragma('synchronous = NORMAL')
     db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB NOT NULL)')
-    checkpoints = new Checkpointer(db, { path, synchronous: 'NORMAL' }, 0)
-    await waitFor(() => checkpoints!.background, { message: 'the checkpointer thread to start' })
+    checkpoints = new Checkpointer(db, { path, synchronous: 'NORMAL' }, startAfter)
+    if (startAfter === 0) await waitFor(() => checkpoints!.background, { message: 'the checkpointer thread to start' })
     return { db, checkpoints, path }
   }
 
@@ -67,23 +68,19 @@ describe('storage: background WAL checkpoints', function () {
   })
 
   it('starts no thread for a database written only a little', async () => {
-    const path = join(dirs.make(), 'db.sqlite')
-    db = new Database(path)
-    db.pragma('journal_mode = WAL')
-    db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB NOT NULL)')
-    checkpoints = new Checkpointer(db, { path, synchronous: 'NORMAL' }, 50)
+    const { db, checkpoints } = await open(50)
     const insert = db.prepare('INSERT INTO t (b) VALUES (?)')
     const write = async (): Promise<void> => {
-      await checkpoints!.ready()
+      await checkpoints.ready()
       insert.run(Buffer.alloc(PAGE))
-      checkpoints!.wrote()
+      checkpoints.wrote()
     }
     for (let i = 0; i < 49; i++) await write()
     assert.equal(checkpoints.started, false, 'no thread after 49 writes')
     assert.equal(db.pragma('wal_autocheckpoint', { simple: true }), 1000, 'SQLite checkpoints as usual meanwhile')
     await write()
     assert.equal(checkpoints.started, true, 'the 50th write starts it')
-    await waitFor(() => checkpoints!.background, { message: 'the checkpointer thread to start' })
+    await waitFor(() => checkpoints.background, { message: 'the checkpointer thread to start' })
   })
 
   it('hands checkpoints back to the writer when its thread is gone', async () => {

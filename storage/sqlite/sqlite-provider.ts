@@ -140,7 +140,12 @@ function pinsFewIds (filter: Filter | undefined): boolean {
 function readerCount (options: SqliteProviderOptions): number {
   const n = options.readers ?? defaultReaders()
   if (!Number.isInteger(n) || n < 0) throw new RangeError(`"readers" expected a whole number >= 0, got ${n}`)
-  return options.path === '' || options.path === ':memory:' ? 0 : n
+  return isInMemory(options.path) ? 0 : n
+}
+
+/** Whether a path names an in-memory database (no file, no WAL, nothing another thread can open). */
+function isInMemory (path: string): boolean {
+  return path === '' || path === ':memory:'
 }
 
 /** Connection settings, and sqlite-vec: vector tables are its virtual tables, so it loads before they are touched. */
@@ -274,8 +279,7 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
     this.local = new ReadConnection(db)
     const readers = readerCount(options)
     this.pool = readers === 0 ? undefined : new ReadPool({ path: options.path, cacheMiB: options.cacheMiB ?? 8, readers, fallback: req => this.local.run(req) })
-    const inMemory = options.path === '' || options.path === ':memory:'
-    this.checkpoints = inMemory || options.backgroundCheckpoints === false ? undefined : new Checkpointer(db, { path: options.path, synchronous: options.durability === 'full' ? 'FULL' : 'NORMAL' })
+    this.checkpoints = isInMemory(options.path) || options.backgroundCheckpoints === false ? undefined : new Checkpointer(db, { path: options.path, synchronous: options.durability === 'full' ? 'FULL' : 'NORMAL' })
     this.commitTx = db.transaction((items: readonly CommitItem[]) => this.applyItems(items))
     this.applyPendingTx = db.transaction((items: readonly PendingApply[]) => this.applyPendingItems(items))
   }
