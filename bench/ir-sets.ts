@@ -9,6 +9,7 @@
  *
  *   node dist/bench/ir-sets.js convert <folder>   # writes bench/data/external/<set>.json
  *   node dist/bench/ir-sets.js eval [cranfield] [cacm] [cisi] [own]
+ *   node dist/bench/ir-sets.js dump <set>...   # raw lists for trying rankings offline
  *
  * `eval` indexes each converted set in a fresh node with the default embedder and runs every
  * query through the public API in each mode (text, vector, hybrid), reporting nDCG@10,
@@ -20,6 +21,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { ftsTerms } from '../node/embedding/text.js'
 import { PeakNode } from '../node/index.js'
 import { ndcg } from './search-quality.js'
 import { percentile, round } from './stats.js'
@@ -265,6 +267,41 @@ async function evaluate (set: EvalSet): Promise<Record<string, unknown>> {
   }
 }
 
+/**
+ * Every query's raw material for trying rankings offline: the keyword list (BM25, top 1,000),
+ * the hybrid candidates with their components (keyword coverage, cosine; top 1,000), and each
+ * query word's document count. Written to bench/data/external/<set>.lists.json.
+ */
+async function dumpLists (set: EvalSet): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), `peakdb-bench-${set.name}-`))
+  const node = await PeakNode.open({ dir, backgroundIndexing: false })
+  try {
+    const c = node.collection('docs')
+    await c.putMany(set.docs.map(d => ({ _id: d.id, title: d.title, body: d.body })))
+    await c.indexed()
+    const queries = []
+    for (const q of set.queries) {
+      const text = await c.search({ text: q.text, mode: 'text', k: 1000 })
+      const hybrid = await c.search({ text: q.text, mode: 'hybrid', k: 1000 })
+      const words: Record<string, number> = {}
+      for (const w of ftsTerms(q.text)) words[w] = (await c.search({ text: w, mode: 'text', k: 1000 })).length
+      queries.push({
+        id: q.id,
+        relevant: q.relevant,
+        words,
+        text: text.map(h => [h.id, h.score]),
+        hybrid: hybrid.map(h => [h.id, h.scores?.text ?? 0, h.scores?.vector ?? 0])
+      })
+    }
+    const file = join(EXTERNAL, `${set.name}.lists.json`)
+    writeFileSync(file, JSON.stringify({ docs: set.docs.length, queries }))
+    return file
+  } finally {
+    await node.close()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
 /** Evaluates every converted set (or the named ones); sets not converted are reported as missing. */
 export async function irSets (names: readonly string[] = Object.keys(CONVERTERS)): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {}
@@ -284,9 +321,14 @@ export async function irSets (names: readonly string[] = Object.keys(CONVERTERS)
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const [cmd, ...rest] = process.argv.slice(2)
   if (cmd === 'convert' && rest[0] !== undefined) process.stdout.write(JSON.stringify(convertAll(rest[0])) + '\n')
-  else if (cmd === 'eval') process.stdout.write(JSON.stringify(await irSets(rest.length > 0 ? rest : undefined)) + '\n')
+  else if (cmd === 'dump') {
+    for (const name of rest) {
+      const file = name === 'own' ? join(OUT, 'ir-eval.json') : join(EXTERNAL, `${name}.json`)
+      process.stdout.write(await dumpLists({ ...JSON.parse(readFileSync(file, 'utf8')) as EvalSet, name }) + '\n')
+    }
+  } else if (cmd === 'eval') process.stdout.write(JSON.stringify(await irSets(rest.length > 0 ? rest : undefined)) + '\n')
   else {
-    process.stderr.write('usage: node dist/bench/ir-sets.js convert <folder> | eval [cranfield] [cacm] [cisi] [own]\n')
+    process.stderr.write('usage: node dist/bench/ir-sets.js convert <folder> | eval [cranfield] [cacm] [cisi] [own] | dump <set>...\n')
     process.exitCode = 2
   }
 }

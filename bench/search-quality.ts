@@ -43,10 +43,9 @@ export async function searchQuality (): Promise<Record<string, unknown>> {
     const variants: Array<[string, 'text' | 'vector' | 'hybrid', { text: number, vector: number } | undefined]> = [
       ['text (BM25)', 'text', undefined],
       ['vector', 'vector', undefined],
-      ['hybrid: cosine + 0.2 x coverage (default)', 'hybrid', undefined],
-      ['hybrid: cosine + 0.1 x coverage', 'hybrid', { vector: 1, text: 0.1 }],
-      ['hybrid: cosine + 0.5 x coverage', 'hybrid', { vector: 1, text: 0.5 }],
-      ['hybrid: cosine + 1 x coverage', 'hybrid', { vector: 1, text: 1 }]
+      ['hybrid: cosine + keyword relevance (default)', 'hybrid', undefined],
+      ['hybrid: cosine + 0.5 x relevance', 'hybrid', { vector: 1, text: 0.5 }],
+      ['hybrid: cosine + 2 x relevance', 'hybrid', { vector: 1, text: 2 }]
     ]
     const kinds = [...new Set(set.queries.map(q => q.kind))].sort()
     const rows: Record<string, Record<string, number>> = {}

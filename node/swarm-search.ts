@@ -6,7 +6,7 @@
  * deadline. Answers are merged as they arrive: documents of replicated collections are the
  * same document on every device, so they appear once (best score, the asking device's copy on
  * a tie); device-local documents are distinct per device. Scores compare across devices
- * because they are absolute (cosine similarity, plus 0.2 × keyword coverage in hybrid mode) and
+ * because they are absolute (cosine similarity, plus keyword relevance in [0, 1] in hybrid mode) and
  * every device is asked to use the asker's query vector: a device whose embedder differs
  * refuses rather than compare vectors of different models.
  */

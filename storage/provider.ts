@@ -141,6 +141,22 @@ export interface CollectionSettings {
 }
 
 /** A document whose search index is stale. */
+/** A keyword search hit: the provider's score (higher is better) and its relevance in [0, 1] (see {@link StorageProvider.textSearch}). */
+export interface TextHit {
+  readonly id: string
+  readonly score: number
+  readonly relevance: number
+}
+
+/** BM25's term-frequency saturation (k1) and length normalisation (b), as SQLite's FTS5 uses them. */
+export const BM25_K1 = 1.2
+export const BM25_B = 0.75
+
+/** BM25's IDF of a term found in `n` of `total` documents, as FTS5 computes it (never below 1e-6). */
+export function bm25Idf (total: number, n: number): number {
+  return Math.max(1e-6, Math.log((total - n + 0.5) / (n + 0.5)))
+}
+
 export interface IndexTask {
   readonly collection: string
   readonly id: string
@@ -318,15 +334,12 @@ export interface SearchStore extends Store {
   /** Count, largest and sum of the chunk row ids of a collection and embedder (an ANN index checks its file against it). */
   chunkStats (collection: string, embedder: string): Promise<{ count: number, maxRid: number, sumRid: number }>
   /**
-   * How much of a keyword query each document covers: the IDF-weighted fraction of `terms`
-   * (lower-case words of letters and digits) it contains, in [0, 1] (0 for unknown ids).
-   */
-  textCoverage (collection: string, terms: readonly string[], ids: readonly string[]): Promise<Map<string, number>>
-  /**
    * Keyword search for documents holding any of `terms` (lower-case words of letters and
-   * digits), best first by the provider's relevance score (BM25 on SQLite); higher is better.
+   * digits), best first by the provider's score (BM25 on SQLite); higher is better. Each hit's
+   * `relevance` is its BM25 over the most any document could score for these terms (the sum of
+   * the terms' IDF x (k1 + 1)), in [0, 1]: comparable across queries, collections and devices.
    */
-  textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>>
+  textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<TextHit[]>
   /**
    * Exact nearest documents to `vector` (unit length) by their best chunk, cosine distance,
    * among documents matching `filter`.

@@ -27,7 +27,7 @@ import { combineDigests } from './digest.js'
 import { CrossProviderError, ProviderCapabilityError } from './errors.js'
 import type {
   CollectionInfo, CollectionSettings, CommitItem, CommitResult, ControlRecord, DocChange, DocumentStore, IndexTask, IndexUpdate, LogHead,
-  MaterializeItem, MaterializingStore, PendingApply, ReadLimits, SearchStore, StorageProvider, StoredDoc, StoredEntry, VectorChanges
+  MaterializeItem, MaterializingStore, PendingApply, ReadLimits, SearchStore, StorageProvider, StoredDoc, StoredEntry, TextHit, VectorChanges
 } from './provider.js'
 import { LOCAL_PREFIX } from './provider.js'
 import type { FieldPath, Filter, NormalisedQuery } from './query.js'
@@ -643,8 +643,7 @@ export class DataRouter implements StorageProvider {
   }
 
   async chunkStats (collection: string, embedder: string): Promise<{ count: number, maxRid: number, sumRid: number }> { return await this.searchOf(collection).chunkStats(collection, embedder) }
-  async textCoverage (collection: string, terms: readonly string[], ids: readonly string[]): Promise<Map<string, number>> { return await this.searchOf(collection).textCoverage(collection, terms, ids) }
-  async textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>> { return await this.searchOf(collection).textSearch(collection, terms, k, filter) }
+  async textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<TextHit[]> { return await this.searchOf(collection).textSearch(collection, terms, k, filter) }
   async vectorSearch (collection: string, embedder: string, vector: Float32Array, k: number, filter: Filter | undefined): Promise<Array<{ id: string, distance: number }>> { return await this.searchOf(collection).vectorSearch(collection, embedder, vector, k, filter) }
   async vectorsOf (collection: string, embedder: string, after: number, limit: number): Promise<Array<{ rid: number, id: string, vector: Float32Array }>> { return await this.searchOf(collection).vectorsOf(collection, embedder, after, limit) }
   async chunkDocs (collection: string, rids: readonly number[]): Promise<Map<number, string>> { return await this.searchOf(collection).chunkDocs(collection, rids) }

@@ -80,18 +80,16 @@ describe('search: text, vectors, filters (default offline embedder)', function (
     assert.equal(text[0]?.id, 'rare')
   })
 
-  it('keyword coverage weighs query words by rarity and checks the one document asked about', async () => {
-    const terms = ['warranty', 'card', 'zqx', '4417']
-    const c = await node.storage.textCoverage('notes', terms, ['rare', 'toaster', 'bread', 'no-such-note'])
-    assert.equal(c.get('rare'), 1)
-    const toaster = c.get('toaster') as number
-    assert.ok(toaster > 0 && toaster < 0.5, `the toaster note has the common words only: ${toaster}`)
-    assert.equal(c.get('bread'), 0)
-    assert.equal(c.get('no-such-note'), 0)
+  it('keyword relevance is BM25 over its ceiling: rare words weigh most, and hybrid adds it to cosine', async () => {
+    const text = await node.collection('notes').search({ text: 'warranty card ZQX-4417', mode: 'text', k: 10 })
+    assert.equal(text[0]?.id, 'rare')
     const hybrid = await node.collection('notes').search({ text: 'warranty card ZQX-4417', k: 3 })
     assert.equal(hybrid[0]?.id, 'rare')
-    assert.equal(hybrid[0]?.scores?.text, 1)
-    assert.ok(Math.abs((hybrid[0]?.score as number) - ((hybrid[0]?.scores?.vector as number) + 0.2)) < 1e-9, 'cosine + 0.2 x coverage')
+    const rare = hybrid[0]?.scores?.text as number
+    const toaster = (await node.collection('notes').search({ text: 'warranty card ZQX-4417', k: 20 })).find(h => h.id === 'toaster')?.scores?.text as number
+    assert.ok(rare > 0.3 && rare <= 1, `all four words, rare ones among them: ${rare}`)
+    assert.ok(toaster > 0 && toaster < rare / 2, `the toaster note has the common words only: ${toaster} vs ${rare}`)
+    assert.ok(Math.abs((hybrid[0]?.score as number) - ((hybrid[0]?.scores?.vector as number) + rare)) < 1e-9, 'cosine + relevance')
   })
 
   it('filters are exact: no result outside `where`', async () => {
@@ -160,7 +158,7 @@ describe('search: index lifecycle', function () {
     await node.close()
   })
 
-  it('a bulk index build leaves the full-text index merged into one segment, and keyword coverage unchanged by the merge', async () => {
+  it('a bulk index build leaves the full-text index merged into one segment, and keyword relevance unchanged by the merge', async () => {
     const dir = dirs.make()
     const node = await PeakNode.open({ dir, embedder: hashEmbedder() })
     const docs = Array.from({ length: 1500 }, (_, i) => ({ _id: `d${i}`, t: `note ${i} about ${i % 3 === 0 ? 'gardens' : 'kettles'} and person${i % 50}` }))
@@ -168,10 +166,14 @@ describe('search: index lifecycle', function () {
     await node.collection('c').indexed()
     const db = (node.storage as unknown as { db: { prepare: (s: string) => { pluck: () => { get: () => unknown } } } }).db
     assert.equal(db.prepare('SELECT count(DISTINCT segid) FROM fts_idx').pluck().get(), 1, 'one segment after the build')
-    const hits = await node.collection('c').search({ text: 'gardens person7', k: 10 })
-    // both words: person7 with i % 3 === 0 (i = 57, 207, ...); coverage 1 exactly for those
-    const both = hits.filter(h => h.scores?.text === 1)
-    assert.ok(both.length > 0 && both.every(h => /gardens/.test(String(h.doc.t)) && /person7$/.test(String(h.doc.t))), JSON.stringify(hits.map(h => [h.id, h.doc.t, h.scores])))
+    const hits = await node.storage.textSearch('c', ['gardens', 'person7'], 40, undefined)
+    // both words: i = 57, 207, ... (i % 150 === 57), ten documents; then person7 alone (twenty,
+    // rarer than gardens), then gardens alone
+    const both = hits.slice(0, 10)
+    assert.ok(both.every(h => Number(h.id.slice(1)) % 150 === 57), JSON.stringify(both))
+    assert.ok(hits.slice(10, 30).every(h => Number(h.id.slice(1)) % 50 === 7), JSON.stringify(hits.slice(10, 30)))
+    assert.ok(hits.slice(10).every(h => h.relevance < (both[9] as { relevance: number }).relevance), 'one word scores less')
+    assert.ok(hits.every(h => h.relevance > 0 && h.relevance < 1), JSON.stringify(hits.map(h => h.relevance)))
     await node.close()
   })
 

@@ -524,18 +524,23 @@ export function runSearchStoreTests (name: string, factory: StoreFactory<Storage
       assert.deepEqual((await s.textSearch('notes', ['toaster'], 10, undefined)).map(h => h.id).sort(), ['a', 'd'])
     })
 
-    it('weighs keyword coverage by rarity', async () => {
+    it('keyword relevance is BM25 over its ceiling: in [0, 1], rare words weigh most', async () => {
       const s = store.get()
       const docs = Array.from({ length: 12 }, (_, i) => ({ id: `n${i}`, body: { i } }))
       await write(s, 'notes', docs)
       await index('notes', docs.map((d, i) => ({ id: d.id, text: i === 0 ? 'common rare' : i < 10 ? 'common filler' : 'filler', vectors: [] })))
-      const c = await s.textCoverage('notes', ['common', 'rare'], ['n0', 'n1', 'n11', 'none'])
-      assert.ok(Math.abs(c.get('n0')! - 1) < 1e-9)
-      const common = c.get('n1')!
-      assert.ok(common > 0 && common < 0.5, `the common word weighs less than the rare one: ${common}`)
-      assert.equal(c.get('n11'), 0)
-      assert.equal(c.get('none'), 0)
-      assert.equal((await s.textCoverage('notes', ['common'], [])).size, 0)
+      const hits = await s.textSearch('notes', ['common', 'rare'], 20, undefined)
+      const r = new Map(hits.map(h => [h.id, h.relevance]))
+      // one word alone: IDF cancels, relevance = tf / (tf + k1 (1 - b + b dl / avgdl)); both words
+      // in one document of the same length score the same share. Lengths: ten of 2 words, two of 1.
+      const share = 1 / (1 + 1.2 * (0.25 + 0.75 * 2 / (22 / 12)))
+      assert.ok(Math.abs(r.get('n0')! - share) < 1e-6, `n0 ${r.get('n0')} vs ${share}`)
+      const rare = await s.textSearch('notes', ['rare'], 20, undefined)
+      assert.ok(Math.abs(rare[0]!.relevance - share) < 1e-6, `rare alone ${rare[0]!.relevance}`)
+      // 'common' is in 10 of 12 documents: BM25's IDF is (almost) nothing
+      assert.ok(r.get('n1')! >= 0 && r.get('n1')! < 0.01, `the common word alone: ${r.get('n1')}`)
+      assert.equal(hits[0]!.id, 'n0')
+      assert.ok(hits.every(h => h.relevance >= 0 && h.relevance <= 1))
     })
 
     it('finds nearest documents by their best chunk, with filters', async () => {

@@ -15,7 +15,7 @@ import type { FieldPath, Filter, NormalisedQuery } from '../query.js'
 import {
   LOCAL_PREFIX,
   type CollectionInfo, type CollectionSettings, type CommitItem, type CommitResult, type ControlRecord, type DocChange, type IndexTask, type IndexUpdate,
-  type LogHead, type MaterializeItem, type PendingApply, type ReadLimits, type StorageProvider, type StoredDoc, type StoredEntry, type VectorChanges
+  type LogHead, type MaterializeItem, type PendingApply, type ReadLimits, type StorageProvider, type StoredDoc, type TextHit, type StoredEntry, type VectorChanges
 } from '../provider.js'
 import { migrate } from './schema.js'
 import { KeyFilter } from './key-filter.js'
@@ -609,12 +609,7 @@ export class PostgresProvider implements StorageProvider, SchemaDescriber {
     return await this.search.chunkStats(collection, embedder)
   }
 
-  async textCoverage (collection: string, terms: readonly string[], ids: readonly string[]): Promise<Map<string, number>> {
-    this.check()
-    return await this.search.textCoverage(collection, terms, ids)
-  }
-
-  async textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>> {
+  async textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<TextHit[]> {
     this.check()
     return await this.search.textSearch(collection, terms, k, filter)
   }

@@ -1,11 +1,11 @@
 /**
  * The PostgreSQL provider's search tables: the index queue, words (a tsvector per document,
  * english stemming, GIN-indexed) and vectors (one pgvector table per embedder with an HNSW
- * cosine index). Ranking inputs match the SQLite provider's: the same candidates, the same
- * IDF-weighted keyword coverage, cosine distance by a document's best chunk.
+ * cosine index). Ranking inputs match the SQLite provider's: the same candidates, keyword
+ * relevance as BM25 over its ceiling, cosine distance by a document's best chunk.
  */
 import type { Pool, PoolClient } from 'pg'
-import { SEARCH_INDEXED_SQL, type CollectionSettings, type IndexTask, type IndexUpdate, type VectorChanges } from '../provider.js'
+import { BM25_B, BM25_K1, bm25Idf, SEARCH_INDEXED_SQL, type CollectionSettings, type IndexTask, type IndexUpdate, type TextHit, type VectorChanges } from '../provider.js'
 import type { Filter } from '../query.js'
 import { compileFilter } from './query-sql.js'
 import type { Queryable } from './plan.js'
@@ -185,39 +185,41 @@ export class PgSearch {
     return { count: r.count, maxRid: Number(r.maxRid), sumRid: Number(r.sumRid) }
   }
 
-  async textCoverage (collection: string, terms: readonly string[], ids: readonly string[]): Promise<Map<string, number>> {
-    const out = new Map<string, number>()
-    if (ids.length === 0) return out
-    const { rows } = await this.pool.query<{ term: string, empty: boolean, n: number, ids: string[] | null, total: number }>(`
-      WITH t AS (SELECT term, to_tsquery(${TS_CONFIG}, q) AS q FROM unnest($1::text[], $2::text[]) AS u (term, q)),
-           cand AS (SELECT d.id, f.tsv FROM docs d JOIN fts f ON f.rid = d.rid WHERE d.collection = $3 AND d.id = ANY($4::text[]))
-      SELECT t.term, numnode(t.q) = 0 AS empty,
-             (SELECT count(*)::int FROM fts f JOIN docs d ON d.rid = f.rid WHERE d.collection = $3 AND f.tsv @@ t.q) AS n,
-             (SELECT array_agg(cand.id) FROM cand WHERE cand.tsv @@ t.q) AS ids,
-             (SELECT count(*)::int FROM docs WHERE collection = $3 AND body IS NOT NULL) AS total
-      FROM t`, [terms, terms.map(lexeme), collection, ids])
-    const have = new Map<string, number>()
-    let all = 0
-    for (const r of rows) {
-      if (r.empty) continue
-      const total = Math.max(1, r.total)
-      const idf = Math.log(1 + (total - r.n + 0.5) / (r.n + 0.5))
-      all += idf
-      for (const id of r.ids ?? []) have.set(id, (have.get(id) ?? 0) + idf)
-    }
-    for (const id of ids) out.set(id, all > 0 ? (have.get(id) ?? 0) / all : 0)
-    return out
-  }
-
-  async textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>> {
+  /**
+   * Matches ranked by ts_rank_cd; each hit's relevance is its BM25 (as FTS5 computes it: term
+   * counts and length from the tsvector's positions, IDF over the collection, the average length
+   * from up to 1,000 of its documents) over the most any document could score.
+   */
+  async textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<TextHit[]> {
     if (terms.length === 0) return []
     const params: unknown[] = [terms.map(lexeme).join(' | '), collection]
     const where = compileFilter(filter, params)
-    params.push(k)
-    const { rows } = await this.pool.query<{ id: string, s: number }>(
-      `SELECT d.id, ts_rank_cd(f.tsv, q, 1) AS s FROM to_tsquery(${TS_CONFIG}, $1) q, fts f JOIN docs d ON d.rid = f.rid
-       WHERE f.tsv @@ q AND d.collection = $2 AND d.body IS NOT NULL AND ${where} ORDER BY s DESC, d.id LIMIT $${params.length}`, params)
-    return rows.map(r => ({ id: r.id, score: r.s }))
+    params.push(k, terms.join(' '))
+    // per hit: its length and each query lexeme's count, from the positions in its tsvector
+    const { rows } = await this.pool.query<{ id: string, s: number, dl: number, tf: Record<string, number> }>(
+      `WITH hits AS (SELECT d.id, f.tsv, ts_rank_cd(f.tsv, q, 1) AS s FROM to_tsquery(${TS_CONFIG}, $1) q, fts f JOIN docs d ON d.rid = f.rid
+         WHERE f.tsv @@ q AND d.collection = $2 AND d.body IS NOT NULL AND ${where} ORDER BY s DESC, d.id LIMIT $${params.length - 1})
+       SELECT id, s, (SELECT coalesce(sum(cardinality(u.positions)), 0)::int FROM unnest(tsv) u) AS dl,
+              (SELECT coalesce(json_object_agg(u.lexeme, cardinality(u.positions)), '{}') FROM unnest(tsv) u WHERE u.lexeme = ANY(tsvector_to_array(to_tsvector(${TS_CONFIG}, $${params.length})))) AS tf
+       FROM hits ORDER BY s DESC, id`, params)
+    if (rows.length === 0) return []
+    const stats = await this.pool.query<{ lexeme: string, n: number, total: number, avgdl: number | null }>(`
+      WITH l AS (SELECT DISTINCT u.lexeme FROM unnest(to_tsvector(${TS_CONFIG}, $1)) u)
+      SELECT l.lexeme,
+             (SELECT count(*)::int FROM fts f JOIN docs d ON d.rid = f.rid WHERE d.collection = $2 AND f.tsv @@ quote_literal(l.lexeme)::tsquery) AS n,
+             (SELECT count(*)::int FROM docs WHERE collection = $2 AND body IS NOT NULL) AS total,
+             (SELECT avg(s.dl)::float8 FROM (SELECT (SELECT sum(cardinality(u.positions)) FROM unnest(f.tsv) u) AS dl FROM docs d JOIN fts f ON f.rid = d.rid WHERE d.collection = $2 LIMIT 1000) s) AS avgdl
+      FROM l`, [terms.join(' '), collection])
+    const idf = new Map(stats.rows.map(r => [r.lexeme, bm25Idf(Math.max(1, r.total), r.n)]))
+    const avgdl = Math.max(1, stats.rows[0]?.avgdl ?? 1)
+    const ceiling = [...idf.values()].reduce((a, x) => a + x * (BM25_K1 + 1), 0)
+    return rows.map(r => {
+      let bm25 = 0
+      for (const [lx, tf] of Object.entries(r.tf)) {
+        bm25 += (idf.get(lx) ?? 0) * tf * (BM25_K1 + 1) / (tf + BM25_K1 * (1 - BM25_B + BM25_B * r.dl / avgdl))
+      }
+      return { id: r.id, score: r.s, relevance: ceiling > 0 ? Math.min(1, bm25 / ceiling) : 0 }
+    })
   }
 
   async vectorSearch (collection: string, embedder: string, vector: Float32Array, k: number, filter: Filter | undefined): Promise<Array<{ id: string, distance: number }>> {

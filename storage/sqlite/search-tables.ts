@@ -4,10 +4,9 @@
  * collection). Everything here runs synchronously inside the provider's guard.
  */
 import type { Database as Db, Statement } from 'better-sqlite3'
-import { isSearchIndexed as indexed, SEARCH_INDEXED_SQL, type CollectionSettings, type IndexTask, type IndexUpdate, type VectorChanges } from '../provider.js'
+import { BM25_K1, bm25Idf, isSearchIndexed as indexed, SEARCH_INDEXED_SQL, type CollectionSettings, type IndexTask, type IndexUpdate, type VectorChanges } from '../provider.js'
 import type { Filter } from '../query.js'
 import { compileFilter, type Sql } from './query-sql.js'
-
 
 /**
  * Up to this many chunks of candidate documents, a filtered vector search runs KNN over them only;
@@ -22,7 +21,7 @@ function vecBytes (v: Float32Array): Buffer {
 }
 
 /** An FTS5 string literal: the word as one token, never an operator. */
-function ftsString (word: string): string {
+export function ftsString (word: string): string {
   return `"${word.replace(/"/g, '""')}"`
 }
 
@@ -30,18 +29,13 @@ function ftsString (word: string): string {
 export class SearchTables {
   private readonly settings = new Map<string, CollectionSettings>()
   private readonly vecTables = new Map<string, { name: string, dims: number }>()
-  /**
-   * Live documents per collection, for keyword IDF: counted once, then kept until a document of
-   * the collection changes (counting reads every row: 0.3 s at 100,000 documents).
-   */
-  private readonly liveCounts = new Map<string, number>()
   /** Rows written to the full-text table since its segments were last merged into one, and its size then. */
   private textWrites = 0
   private textRowsAtMerge = 0
   /** Index queue lengths per collection, and of the whole queue (see {@link queueCount}). */
   private readonly queued = new Map<string, number>()
   private allQueued: number | undefined
-  private readonly s: Record<'enqueue' | 'queue' | 'queueOf' | 'queueCount' | 'queueCountOf' | 'dequeue' | 'chunksOf' | 'deleteChunks' | 'insertChunk' | 'ftsDelete' | 'ftsInsert' | 'docRid' | 'liveCount' | 'termDocs' | 'termCount' | 'termIn' | 'chunkDocs', Statement>
+  private readonly s: Record<'enqueue' | 'queue' | 'queueOf' | 'queueCount' | 'queueCountOf' | 'dequeue' | 'chunksOf' | 'deleteChunks' | 'insertChunk' | 'ftsDelete' | 'ftsInsert' | 'docRid' | 'chunkDocs', Statement>
 
   constructor (private readonly db: Db) {
     for (const row of db.prepare('SELECT name, settings FROM collection_settings').all() as Array<{ name: string, settings: string }>) {
@@ -63,11 +57,6 @@ export class SearchTables {
       ftsDelete: db.prepare('DELETE FROM fts WHERE rowid = ?'),
       ftsInsert: db.prepare('INSERT INTO fts (rowid, text) VALUES (?, ?)'),
       docRid: db.prepare('SELECT rid FROM docs WHERE collection = ? AND id = ?').pluck(),
-      liveCount: db.prepare('SELECT count(*) FROM docs WHERE collection = ? AND body IS NOT NULL').pluck(),
-      termDocs: db.prepare('SELECT fts.rowid FROM fts JOIN docs d ON d.rid = fts.rowid WHERE fts MATCH ? AND d.collection = ? LIMIT ?').pluck(),
-      termCount: db.prepare('SELECT count(*) FROM fts WHERE fts MATCH ?').pluck(),
-      // CAST: FTS5 ignores a REAL rowid next to MATCH (returns every match), and JSON numbers may come as REAL
-      termIn: db.prepare('SELECT rowid FROM fts WHERE fts MATCH ? AND rowid IN (SELECT CAST(value AS INTEGER) FROM json_each(?))').pluck(),
       // CROSS JOIN: one rowid lookup per chunk (with IN, SQLite walks the collection's chunks instead)
       chunkDocs: db.prepare('SELECT c.rid AS rid, c.id AS id FROM json_each(?) j CROSS JOIN chunks c ON c.rid = j.value WHERE c.collection = ?')
     }
@@ -75,7 +64,6 @@ export class SearchTables {
 
   /** Called for every document change a commit makes. */
   changed (collection: string, id: string): void {
-    this.liveCounts.delete(collection)
     // ver 1: a new queue entry
     if (indexed(collection) && this.s.enqueue.get(collection, id) === 1) this.countQueued(collection, 1)
   }
@@ -153,7 +141,6 @@ export class SearchTables {
 
   /** Drops every search index and queues every live document again (after a rebuild). */
   resetAll (): void {
-    this.liveCounts.clear()
     this.forgetQueueCounts()
     this.db.exec('DELETE FROM fts; DELETE FROM chunks')
     for (const t of this.vecTables.values()) this.db.exec(`DELETE FROM ${t.name}`)
@@ -221,32 +208,6 @@ export class SearchTables {
     return r
   }
 
-  textCoverage (collection: string, terms: readonly string[], ids: readonly string[]): Map<string, number> {
-    const out = new Map<string, number>()
-    if (ids.length === 0) return out
-    let live = this.liveCounts.get(collection)
-    if (live === undefined) this.liveCounts.set(collection, live = this.s.liveCount.get(collection) as number)
-    const total = Math.max(1, live)
-    const rids = ids.map(id => this.s.docRid.get(collection, id) as number | undefined)
-    const have = new Array<number>(ids.length).fill(0)
-    let all = 0
-    for (const t of terms.map(ftsString)) {
-      // the term's documents (few: a set; many: check each candidate), and its IDF as in BM25
-      const rows = this.s.termDocs.all(t, collection, COMMON_TERM + 1) as number[]
-      // a common term: its count over the whole table (no join) is close enough for a small IDF
-      const n = rows.length <= COMMON_TERM ? rows.length : Math.min(total, this.s.termCount.get(t) as number)
-      const idf = Math.log(1 + (total - n + 0.5) / (n + 0.5))
-      all += idf
-      // a common term: which candidates hold it, in one query (one per candidate read its document list each time)
-      const set = rows.length <= COMMON_TERM ? new Set(rows) : new Set(this.s.termIn.all(t, JSON.stringify(rids.filter(r => r !== undefined))) as number[])
-      rids.forEach((rid, i) => {
-        if (rid !== undefined && set.has(rid)) have[i] = (have[i] as number) + idf
-      })
-    }
-    ids.forEach((id, i) => out.set(id, all > 0 ? (have[i] as number) / all : 0))
-    return out
-  }
-
   /** The sqlite-vec table holding an embedder's vectors, if it has any. */
   vectorTable (embedder: string): string | undefined {
     return this.vecTables.get(embedder)?.name
@@ -284,7 +245,6 @@ export class SearchTables {
 
   /** Removes a collection's queue, settings, words, chunks and vectors (inside the caller's transaction). */
   dropCollection (collection: string): void {
-    this.liveCounts.delete(collection)
     this.db.prepare('DELETE FROM fts WHERE rowid IN (SELECT rid FROM docs WHERE collection = ?)').run(collection)
     for (const t of this.vecTables.values()) this.db.prepare(`DELETE FROM ${t.name} WHERE rowid IN (SELECT rid FROM chunks WHERE collection = ?)`).run(collection)
     this.db.prepare('DELETE FROM chunks WHERE collection = ?').run(collection)
@@ -297,8 +257,34 @@ export class SearchTables {
 /** Full-text writes after which an idle index merges its segments (see {@link SearchTables.mergeTextIndexWhenIdle}). */
 const TEXT_MERGE_AFTER = 1000
 
-/** A term in more of a collection's documents than this is common (see {@link SearchTables.textCoverage}). */
-const COMMON_TERM = 2000
+/**
+ * Per query word, how many rows of the full-text table hold it, with FTS5's averages record
+ * (its row count first): what FTS5's own BM25 takes its IDF from. One row per word.
+ */
+export const TEXT_TERM_COUNTS_SQL = 'SELECT (SELECT count(*) FROM fts WHERE fts MATCH j.value) AS n, (SELECT block FROM fts_data WHERE id = 1) AS avg FROM json_each(?) j'
+
+/**
+ * The most BM25 any row could score for the words counted by {@link TEXT_TERM_COUNTS_SQL}:
+ * the sum of their IDF x (k1 + 1), with FTS5's row count and IDF.
+ */
+export function textScoreCeiling (counts: ReadonlyArray<{ n: number, avg: Uint8Array | null }>): number {
+  const block = counts[0]?.avg
+  if (block == null) return 0
+  const rows = varint(block, 0)
+  return counts.reduce((sum, c) => sum + bm25Idf(rows, c.n) * (BM25_K1 + 1), 0)
+}
+
+/** A SQLite varint (big-endian, 7 bits a byte while the top bit is set, the ninth byte whole) at `at`. */
+function varint (b: Uint8Array, at: number): number {
+  let v = 0
+  for (let i = 0; i < 9 && at + i < b.length; i++) {
+    const x = b[at + i] as number
+    if (i === 8) return v * 256 + x
+    v = v * 128 + (x & 0x7f)
+    if ((x & 0x80) === 0) return v
+  }
+  return v
+}
 
 /** The FTS5 query of a keyword search: any of the words. */
 export function ftsMatch (terms: readonly string[]): string {

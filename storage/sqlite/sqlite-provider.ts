@@ -14,12 +14,12 @@ import type { FieldPath, Filter, NormalisedQuery } from '../query.js'
 import type {
   CollectionInfo, CollectionSettings, CommitItem, CommitResult, ControlRecord, DocChange, IndexTask, IndexUpdate, LogHead, PendingApply, ReadLimits, StorageProvider, StoredDoc, StoredEntry, VectorChanges
 } from '../provider.js'
-import { LOCAL_PREFIX, type MaterializeItem } from '../provider.js'
+import { LOCAL_PREFIX, type MaterializeItem, type TextHit } from '../provider.js'
 import { CollectionDigester, combineDigests } from '../digest.js'
 import { migrate } from './schema.js'
 import { MigrationFailedError } from '../migrate/errors.js'
 import { collectionList, takeWithin } from '../slice.js'
-import { ftsMatch, SearchTables, textSearchSql } from './search-tables.js'
+import { ftsMatch, ftsString, SearchTables, TEXT_TERM_COUNTS_SQL, textScoreCeiling, textSearchSql } from './search-tables.js'
 import * as sqliteVec from 'sqlite-vec'
 import { compileCount, compileFind, indexExpression } from './query-sql.js'
 import { checkPages, INTEGRITY_CHECK_MAX, isCorruption } from './integrity.js'
@@ -659,23 +659,27 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
     return this.guard(() => this.search.chunkStats(collection, embedder))
   }
 
-  async textCoverage (collection: string, terms: readonly string[], ids: readonly string[]): Promise<Map<string, number>> {
-    return this.guard(() => this.search.textCoverage(collection, terms, ids))
+  async textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<TextHit[]> {
+    if (terms.length === 0) return this.guard(() => [])
+    const rows = await this.textRows(collection, terms, k, filter)
+    if (rows.length === 0) return []
+    const counts = await this.read<Array<{ n: number, avg: Uint8Array | null }>>({ kind: 'rows', sql: TEXT_TERM_COUNTS_SQL, params: [JSON.stringify(terms.map(ftsString))], mode: 'all' })
+    const ceiling = textScoreCeiling(counts)
+    return rows.map(r => ({ id: r.id, score: -r.s, relevance: ceiling > 0 ? Math.min(1, -r.s / ceiling) : 0 }))
   }
 
-  async textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>> {
-    if (terms.length === 0) return this.guard(() => [])
+  /** BM25 matches (`s`: FTS5's bm25, lower is better) of one collection, best first. */
+  private async textRows (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<Array<{ id: string, s: number }>> {
     // the best matches of the whole table, widened until k of them are this collection's and pass
     // the filter (they are then the best of those that do), or all matches were read
     for (let top = Math.max(200, k * 8); top <= TEXT_TOP_MAX; top *= 8) {
       const { text, params } = textSearchSql(collection, terms, k, filter, top)
       const rows = await this.read<Array<{ id: string, s: number, n: number }>>({ kind: 'rows', sql: text, params, mode: 'all' })
-      if (rows.length >= k || (rows[0]?.n ?? top) < top) return rows.map(r => ({ id: r.id, score: -r.s }))
+      if (rows.length >= k || (rows[0]?.n ?? top) < top) return rows
       if (rows.length === 0 && !await this.moreMatches(terms, top)) return []
     }
     const { text, params } = textSearchSql(collection, terms, k, filter)
-    const rows = await this.read<Array<{ id: string, s: number }>>({ kind: 'rows', sql: text, params, mode: 'all' })
-    return rows.map(r => ({ id: r.id, score: -r.s }))
+    return await this.read<Array<{ id: string, s: number }>>({ kind: 'rows', sql: text, params, mode: 'all' })
   }
 
   /** True when the terms match more than `top` rows of the full-text table. */
