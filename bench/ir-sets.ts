@@ -19,6 +19,7 @@
 import '../node/polyfills.js'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { crc32 } from 'node:zlib'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ftsTerms } from '../node/embedding/text.js'
@@ -223,7 +224,21 @@ async function evaluate (set: EvalSet): Promise<Record<string, unknown>> {
         m.recall.push(recallAt(ids, q.relevant, 100))
       }
     }
+    // the queries the ranking was chosen on (dev) and those it was not (test): a fixed hash split
+    const dev = set.queries.map(q => crc32(`${set.name}:${q.id}`) % 2 === 0)
+    const half = (xs: readonly number[], d: boolean): number[] => xs.filter((_, i) => dev[i] === d)
+    const k10: number[] = []
+    for (const q of set.queries) {
+      const t0 = performance.now()
+      await c.search({ text: q.text, k: 10 })
+      k10.push(performance.now() - t0)
+    }
     const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length)
+    const splits = Object.fromEntries(([['dev', true], ['test', false]] as const).map(([name, d]) => {
+      const [t, v, h] = (['text', 'vector', 'hybrid'] as const).map(m => half((perMode[m] as { ndcg: number[] }).ndcg, d)) as [number[], number[], number[]]
+      const best = mean(t) >= mean(v) ? t : v
+      return [name, { queries: t.length, text: round(mean(t), 3), vector: round(mean(v), 3), hybrid: round(mean(h), 3), hybridMinusBetterPart: round(mean(h) - mean(best), 3), pairedRandomizationP: round(pairedP(h, best), 4) }]
+    }))
     const modes = Object.fromEntries(Object.entries(perMode).map(([mode, m]) => [mode, {
       ndcgAt10: round(mean(m.ndcg), 3), recallAt100: round(mean(m.recall), 3), queryMs: { mean: round(mean(m.ms), 1), p95: round(percentile(m.ms, 95), 1) }
     }]))
@@ -242,6 +257,8 @@ async function evaluate (set: EvalSet): Promise<Record<string, unknown>> {
       indexDocsPerSec: round(set.docs.length / indexSeconds, 1),
       selfRetrievalTop1: round(await selfRetrieval(c, set.docs), 3),
       modes,
+      hybridK10Ms: { p50: round(percentile(k10, 50), 1), p95: round(percentile(k10, 95), 1) },
+      splits,
       // not in the product: candidates measured on the same lists (k = 100 from each mode)
       offlineFusionsNdcgAt10: {
         minMaxText03: fusionNdcg((t, v) => minMax(t, v, 0.3)),
@@ -313,7 +330,7 @@ export async function irSets (names: readonly string[] = Object.keys(CONVERTERS)
       continue
     }
     process.stderr.write(`bench: ${name}\n`)
-    out[name] = await evaluate(JSON.parse(readFileSync(file, 'utf8')) as EvalSet)
+    out[name] = await evaluate({ ...JSON.parse(readFileSync(file, 'utf8')) as EvalSet, name })
   }
   return out
 }
