@@ -286,7 +286,7 @@ async function evaluate (set: EvalSet): Promise<Record<string, unknown>> {
 
 /**
  * Every query's raw material for trying rankings offline: the keyword list (BM25, top 1,000),
- * the hybrid candidates with their components (keyword coverage, cosine; top 1,000), and each
+ * the hybrid candidates with their components (keyword relevance, cosine; top 1,000), and each
  * query word's document count. Written to bench/data/external/<set>.lists.json.
  */
 async function dumpLists (set: EvalSet): Promise<string> {

@@ -188,9 +188,9 @@ export class SearchTables {
    * Merges the full-text index into one segment once the index queue is empty, after at least
    * {@link TEXT_MERGE_AFTER} writes and a tenth of the table's rows (so the merge, whose cost
    * follows the table's size, stays a small share of indexing). Indexing in batches leaves FTS5
-   * with segments on several levels, and every lookup of a word in given documents (keyword
-   * coverage) then seeks in each: measured at 100,000 memories, checking 400 candidates for a
-   * common word took 40-80 ms before the merge and 2.5 ms after it (the merge took 24-42 ms).
+   * with segments on several levels, and every lookup of a word then seeks in each: measured at
+   * 100,000 memories, checking 400 candidates for a common word took 40-80 ms before the merge
+   * and 2.5 ms after it (the merge took 24-42 ms).
    */
   mergeTextIndexWhenIdle (): void {
     if (this.textWrites < Math.max(TEXT_MERGE_AFTER, this.textRowsAtMerge / 10) || this.queueCount() > 0) return
