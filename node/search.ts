@@ -17,9 +17,9 @@
  * replace 1 and 1.
  */
 import type { JsonObject } from '../crdt/index.js'
-import { InvalidQueryError, normaliseWhere, type Filter, type StorageProvider, type TextHit, type Where } from '../storage/index.js'
+import { InvalidQueryError, normaliseWhere, type Filter, type StorageProvider, type Where } from '../storage/index.js'
 import type { AnnIndex, AnnIndexes } from './embedding/ann-index.js'
-import { normalise } from './embedding/embedder.js'
+import { normalise, type Embedder } from './embedding/embedder.js'
 import type { Indexer } from './embedding/indexer.js'
 import { ftsTerms } from './embedding/text.js'
 
@@ -118,27 +118,14 @@ export async function search (ctx: SearchContext, collection: string, query: Sea
   const vectorsOn = settings?.embed !== false
   if (mode === 'vector' && !vectorsOn) throw new InvalidQueryError(`collection ${collection} has embedding turned off: use mode "text", or turn it on`)
   const wide = mode === 'hybrid' ? Math.max(50, k * 5) : k
-  let vectorHits: Array<{ id: string, score: number }> = []
-  let textHits: TextHit[] = []
-  if (mode !== 'text' && vectorsOn) {
-    const embedder = await ctx.indexer.embedder()
-    let v: Float32Array
-    if (query.vector !== undefined) {
-      v = Float32Array.from(query.vector)
-      if (query.embedder !== undefined && query.embedder !== embedder.id) throw new InvalidQueryError(`"vector" was made by embedder ${query.embedder}; this node embeds with ${embedder.id}`)
-      if (v.length !== embedder.dims) throw new InvalidQueryError(`"vector" expected ${embedder.dims} numbers (embedder ${embedder.id}), got ${v.length}`)
-      if (!v.every(Number.isFinite)) throw new InvalidQueryError('"vector" must hold finite numbers')
-    } else {
-      const [e] = await embedder.embed([text as string], query.signal !== undefined ? { signal: query.signal } : {})
-      v = e as Float32Array
-    }
-    const unit = normalise(v)
-    const ann = query.exact === true ? undefined : await ctx.ann?.get(collection, embedder.id, embedder.dims)
-    const approx = ann === undefined ? undefined : await annSearch(ctx.storage, ann, collection, unit, wide, filter)
-    vectorHits = (approx ?? await ctx.storage.vectorSearch(collection, embedder.id, unit, wide, filter)).map(h => ({ id: h.id, score: 1 - h.distance }))
-  }
+  const embedder = mode !== 'text' && vectorsOn ? await ctx.indexer.embedder() : undefined
+  const given = embedder !== undefined && query.vector !== undefined ? checkVector(query, embedder) : undefined
   const terms = text === undefined ? [] : ftsTerms(text)
-  if (mode !== 'vector' && terms.length > 0) textHits = await ctx.storage.textSearch(collection, terms, wide, filter)
+  // the keyword search (on a reader thread) runs while the query is embedded and the vectors searched
+  const [vectorHits, textHits] = await Promise.all([
+    embedder === undefined ? [] : nearest(ctx, collection, embedder, given ?? (text as string), query, wide, filter),
+    mode !== 'vector' && terms.length > 0 ? ctx.storage.textSearch(collection, terms, wide, filter) : []
+  ])
   let ranked: Array<{ id: string, score: number, scores?: { text: number, vector: number } }>
   if (mode === 'vector') ranked = vectorHits
   else if (mode === 'text' || !vectorsOn) ranked = textHits
@@ -153,6 +140,24 @@ export async function search (ctx: SearchContext, collection: string, query: Sea
     hits.push({ id: r.id, score: r.score, doc: { _id: r.id, ...stored.body }, ...(r.scores !== undefined ? { scores: r.scores } : {}) })
   }
   return Object.assign(hits, { pending })
+}
+
+/** A query's own vector, checked against this node's embedder. */
+function checkVector (query: SearchQuery, embedder: Embedder): Float32Array {
+  const v = Float32Array.from(query.vector as readonly number[])
+  if (query.embedder !== undefined && query.embedder !== embedder.id) throw new InvalidQueryError(`"vector" was made by embedder ${query.embedder}; this node embeds with ${embedder.id}`)
+  if (v.length !== embedder.dims) throw new InvalidQueryError(`"vector" expected ${embedder.dims} numbers (embedder ${embedder.id}), got ${v.length}`)
+  if (!v.every(Number.isFinite)) throw new InvalidQueryError('"vector" must hold finite numbers')
+  return v
+}
+
+/** The `wide` nearest documents to a vector, or to the text once embedded: through the ANN index where there is one, else exact. */
+async function nearest (ctx: SearchContext, collection: string, embedder: Embedder, of: Float32Array | string, query: SearchQuery, wide: number, filter: Filter | undefined): Promise<Array<{ id: string, score: number }>> {
+  const v = typeof of === 'string' ? (await embedder.embed([of], query.signal !== undefined ? { signal: query.signal } : {}))[0] as Float32Array : of
+  const unit = normalise(v)
+  const ann = query.exact === true ? undefined : await ctx.ann?.get(collection, embedder.id, embedder.dims)
+  const approx = ann === undefined ? undefined : await annSearch(ctx.storage, ann, collection, unit, wide, filter)
+  return (approx ?? await ctx.storage.vectorSearch(collection, embedder.id, unit, wide, filter)).map(h => ({ id: h.id, score: 1 - h.distance }))
 }
 
 /**
