@@ -160,6 +160,9 @@ async function nearest (ctx: SearchContext, collection: string, embedder: Embedd
   return (approx ?? await ctx.storage.vectorSearch(collection, embedder.id, unit, wide, filter)).map(h => ({ id: h.id, score: 1 - h.distance }))
 }
 
+/** Documents checked against a filter per query in {@link annSearch}. */
+const FILTER_SLICE = 250
+
 /**
  * Nearest documents through the in-memory indexes: the nearest chunks (a few times k), their
  * documents filtered exactly in SQL, best chunk per document. With a filter, too few passing
@@ -174,11 +177,11 @@ async function annSearch (storage: StorageProvider, ann: AnnIndex, collection: s
     const docs = await storage.chunkDocs(collection, chunks.map(c => c.rid))
     let kept = chunks.filter(c => docs.has(c.rid))
     if (filter !== undefined && kept.length > 0) {
+      // nearest first, in slices, until k documents pass: the farther ones cannot be among the k nearest
       const ids = [...new Set(kept.map(c => docs.get(c.rid) as string))]
       const passing = new Set<string>()
-      for (let i = 0; i < ids.length; i += 500) {
-        const slice = ids.slice(i, i + 500)
-        const byId = { op: 'in' as const, path: { segments: [], isId: true }, values: slice }
+      for (let i = 0; i < ids.length && passing.size < k; i += FILTER_SLICE) {
+        const byId = { op: 'in' as const, path: { segments: [], isId: true }, values: ids.slice(i, i + FILTER_SLICE) }
         for (const r of await storage.find(collection, { filter: { op: 'and', items: [filter, byId] }, orderBy: [], limit: undefined, offset: 0 })) passing.add(r.id)
       }
       kept = kept.filter(c => passing.has(docs.get(c.rid) as string))
