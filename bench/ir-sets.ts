@@ -14,7 +14,8 @@
  * `eval` indexes each converted set in a fresh node with the default embedder and runs every
  * query through the public API in each mode (text, vector, hybrid), reporting nDCG@10,
  * Recall@100 and query time (k = 100), plus a paired randomization test of hybrid against the
- * better of text and vector. Prints one JSON object on stdout.
+ * better of text and vector. Prints one JSON object on stdout. With BENCH_STORAGE set to a
+ * postgres:// URL of an empty database, the nodes store and search on PostgreSQL.
  */
 import '../node/polyfills.js'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -202,7 +203,9 @@ async function selfRetrieval (c: ReturnType<PeakNode['collection']>, docs: EvalS
 
 async function evaluate (set: EvalSet): Promise<Record<string, unknown>> {
   const dir = mkdtempSync(join(tmpdir(), `peakdb-bench-${set.name}-`))
-  const node = await PeakNode.open({ dir, backgroundIndexing: false })
+  // BENCH_STORAGE=postgres://…: the same measures on the PostgreSQL provider (an empty database)
+  const storage = process.env.BENCH_STORAGE
+  const node = await PeakNode.open({ dir, backgroundIndexing: false, ...(storage !== undefined ? { storage } : {}) })
   try {
     const c = node.collection('docs')
     await c.putMany(set.docs.map(d => ({ _id: d.id, title: d.title, body: d.body })))
