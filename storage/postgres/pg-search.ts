@@ -44,6 +44,8 @@ function liveDoc (filter: Filter | undefined, params: unknown[]): string {
 export class PgSearch {
   private readonly settings = new Map<string, CollectionSettings>()
   private readonly vecTables = new Map<string, { name: string, dims: number }>()
+  /** BM25 statistics per collection (see {@link textStatsOf}); dropped when the collection's words change. */
+  private readonly textStats = new Map<string, { total: number, avgdl: number }>()
 
   constructor (private readonly pool: Pool) {}
 
@@ -115,6 +117,7 @@ export class PgSearch {
 
   /** Drops every search index and queues every live document again (inside the caller's transaction). */
   async resetAll (db: Queryable): Promise<void> {
+    this.textStats.clear()
     await db.query('DELETE FROM fts')
     await db.query('DELETE FROM chunks')
     for (const t of this.vecTables.values()) await db.query(`DELETE FROM ${t.name}`)
@@ -133,6 +136,7 @@ export class PgSearch {
     for (const u of updates) {
       const rid = (await db.query<{ rid: number }>('SELECT rid FROM docs WHERE collection = $1 AND id = $2', [u.collection, u.id])).rows[0]?.rid
       if (rid !== undefined) {
+        this.textStats.delete(u.collection)
         if (u.text !== undefined && u.text.length > 0) {
           await db.query(`INSERT INTO fts (rid, tsv) VALUES ($1, to_tsvector(${TS_CONFIG}, $2)) ON CONFLICT (rid) DO UPDATE SET tsv = excluded.tsv`, [rid, u.text.slice(0, MAX_TEXT)])
         } else {
@@ -188,7 +192,8 @@ export class PgSearch {
   /**
    * Matches ranked by ts_rank_cd; each hit's relevance is its BM25 (as FTS5 computes it: term
    * counts and length from the tsvector's positions, IDF over the collection, the average length
-   * from up to 1,000 of its documents) over the most any document could score.
+   * from up to 1,000 of its documents, both kept until its words change) over the most any
+   * document could score.
    */
   async textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<TextHit[]> {
     if (terms.length === 0) return []
@@ -203,15 +208,11 @@ export class PgSearch {
               (SELECT coalesce(json_object_agg(u.lexeme, cardinality(u.positions)), '{}') FROM unnest(tsv) u WHERE u.lexeme = ANY(tsvector_to_array(to_tsvector(${TS_CONFIG}, $${params.length})))) AS tf
        FROM hits ORDER BY s DESC, id`, params)
     if (rows.length === 0) return []
-    const stats = await this.pool.query<{ lexeme: string, n: number, total: number, avgdl: number | null }>(`
-      WITH l AS (SELECT DISTINCT u.lexeme FROM unnest(to_tsvector(${TS_CONFIG}, $1)) u)
-      SELECT l.lexeme,
-             (SELECT count(*)::int FROM fts f JOIN docs d ON d.rid = f.rid WHERE d.collection = $2 AND f.tsv @@ quote_literal(l.lexeme)::tsquery) AS n,
-             (SELECT count(*)::int FROM docs WHERE collection = $2 AND body IS NOT NULL) AS total,
-             (SELECT avg(s.dl)::float8 FROM (SELECT (SELECT sum(cardinality(u.positions)) FROM unnest(f.tsv) u) AS dl FROM docs d JOIN fts f ON f.rid = d.rid WHERE d.collection = $2 LIMIT 1000) s) AS avgdl
-      FROM l`, [terms.join(' '), collection])
-    const idf = new Map(stats.rows.map(r => [r.lexeme, bm25Idf(Math.max(1, r.total), r.n)]))
-    const avgdl = Math.max(1, stats.rows[0]?.avgdl ?? 1)
+    const counts = await this.pool.query<{ lexeme: string, n: number }>(`
+      SELECT l.lexeme, (SELECT count(*)::int FROM fts f JOIN docs d ON d.rid = f.rid WHERE d.collection = $2 AND f.tsv @@ quote_literal(l.lexeme)::tsquery) AS n
+      FROM (SELECT DISTINCT u.lexeme FROM unnest(to_tsvector(${TS_CONFIG}, $1)) u) l`, [terms.join(' '), collection])
+    const { total, avgdl } = await this.textStatsOf(collection)
+    const idf = new Map(counts.rows.map(r => [r.lexeme, bm25Idf(total, r.n)]))
     const ceiling = [...idf.values()].reduce((a, x) => a + x * (BM25_K1 + 1), 0)
     return rows.map(r => {
       let bm25 = 0
@@ -220,6 +221,18 @@ export class PgSearch {
       }
       return { id: r.id, score: r.s, relevance: ceiling > 0 ? Math.min(1, bm25 / ceiling) : 0 }
     })
+  }
+
+  /** BM25's document count and mean length (in words) of a collection, counted once until its words change. */
+  private async textStatsOf (collection: string): Promise<{ total: number, avgdl: number }> {
+    const known = this.textStats.get(collection)
+    if (known !== undefined) return known
+    const { rows } = await this.pool.query<{ total: number, avgdl: number | null }>(`
+      SELECT (SELECT count(*)::int FROM docs WHERE collection = $1 AND body IS NOT NULL) AS total,
+             (SELECT avg(s.dl)::float8 FROM (SELECT (SELECT sum(cardinality(u.positions)) FROM unnest(f.tsv) u) AS dl FROM docs d JOIN fts f ON f.rid = d.rid WHERE d.collection = $1 LIMIT 1000) s) AS avgdl`, [collection])
+    const stats = { total: Math.max(1, rows[0]?.total ?? 1), avgdl: Math.max(1, rows[0]?.avgdl ?? 1) }
+    this.textStats.set(collection, stats)
+    return stats
   }
 
   async vectorSearch (collection: string, embedder: string, vector: Float32Array, k: number, filter: Filter | undefined): Promise<Array<{ id: string, distance: number }>> {
@@ -277,6 +290,7 @@ export class PgSearch {
 
   /** Removes a collection's queue, settings, words, chunks and vectors (inside the caller's transaction). */
   async dropCollection (db: Queryable, collection: string): Promise<void> {
+    this.textStats.delete(collection)
     await db.query('DELETE FROM fts WHERE rid IN (SELECT rid FROM docs WHERE collection = $1)', [collection])
     for (const t of this.vecTables.values()) await db.query(`DELETE FROM ${t.name} WHERE collection = $1`, [collection])
     await db.query('DELETE FROM chunks WHERE collection = $1', [collection])
