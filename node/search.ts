@@ -164,24 +164,28 @@ async function nearest (ctx: SearchContext, collection: string, embedder: Embedd
 const FILTER_SLICE = 250
 
 /**
- * Nearest documents through the in-memory indexes: the nearest chunks (a few times k), their
- * documents filtered exactly in SQL, best chunk per document. With a filter, too few passing
- * documents widen the search (up to 40 times k): the nearest passing documents among the
- * nearest chunks are the nearest passing documents, so a filter most documents pass costs no
- * more than none. Undefined when too few documents pass even then (the caller searches exactly).
+ * Nearest documents through the in-memory indexes: the nearest chunks, their documents filtered
+ * exactly in SQL, best chunk per document. The first round asks for about as many chunks as k
+ * documents take in this collection (the index learns how many of its nearest chunks share a
+ * document: one for short texts, more for long ones), and doubles while too few documents come
+ * back, up to 4 times k chunks (40 times with a filter): the nearest passing documents among
+ * the nearest chunks are the nearest passing documents, so a filter most documents pass costs
+ * no more than none. Undefined when too few documents pass even then (the caller searches exactly).
  */
 async function annSearch (storage: StorageProvider, ann: AnnIndex, collection: string, vector: Float32Array, k: number, filter: Filter | undefined): Promise<Array<{ id: string, distance: number }> | undefined> {
   const widest = Math.min(ann.size, k * (filter === undefined ? 4 : 40))
-  for (let n = Math.min(ann.size, k * 4); ; n = Math.min(widest, n * 4)) {
+  for (let n = Math.min(widest, Math.ceil(k * ann.chunksPerDocument)); ; n = Math.min(widest, n * 2)) {
     const chunks = ann.search(vector, n)
     const docs = await storage.chunkDocs(collection, chunks.map(c => c.rid))
+    const ids = [...new Set(docs.values())]
+    if (ids.length > 0) ann.observeChunksPerDocument(docs.size / ids.length)
     let kept = chunks.filter(c => docs.has(c.rid))
     if (filter !== undefined && kept.length > 0) {
       // nearest first, in slices, until k documents pass: the farther ones cannot be among the k nearest
-      const ids = [...new Set(kept.map(c => docs.get(c.rid) as string))]
+      const order = [...new Set(kept.map(c => docs.get(c.rid) as string))]
       const passing = new Set<string>()
-      for (let i = 0; i < ids.length && passing.size < k; i += FILTER_SLICE) {
-        const byId = { op: 'in' as const, path: { segments: [], isId: true }, values: ids.slice(i, i + FILTER_SLICE) }
+      for (let i = 0; i < order.length && passing.size < k; i += FILTER_SLICE) {
+        const byId = { op: 'in' as const, path: { segments: [], isId: true }, values: order.slice(i, i + FILTER_SLICE) }
         for (const r of await storage.find(collection, { filter: { op: 'and', items: [filter, byId] }, orderBy: [], limit: undefined, offset: 0 })) passing.add(r.id)
       }
       kept = kept.filter(c => passing.has(docs.get(c.rid) as string))

@@ -303,6 +303,19 @@ describe('search: in-memory vector indexes (HNSW graph, int8 scan)', function ()
       node = await PeakNode.open(options)
       assert.equal((await node.collection('c').search({ text: 'zebra quartz', mode: 'vector', k: 1 }))[0]?.id, 'new')
       assert.deepEqual(node.ann.status().map(s => [s.vectors, s.source, s.search]), [[400, 'loaded', use]], 'loaded from disk, not rebuilt')
+      // short documents teach the index one chunk per document; long ones whose chunks crowd the
+      // nearest then take more chunks per document: the search asks for more, with the same answer
+      const reopened = node.collection('c')
+      for (const w of words) await reopened.search({ text: `${w} item`, mode: 'vector', k: 5 })
+      const long = Array.from({ length: 4 }, (_, i) => ({ _id: `long${i}`, t: Array.from({ length: 120 }, (_, j) => `comet nebula ${words[(i + j) % 12] as string} part${j}`).join('. '), group: 0 }))
+      await reopened.putMany(long)
+      await reopened.indexed()
+      const chunks = node.ann.status()[0]?.vectors ?? 0
+      assert.ok(chunks >= 400 + 4 * 5, `the long documents are several chunks each (${chunks} vectors)`)
+      const crowded = await reopened.search({ text: 'comet nebula', mode: 'vector', k: 6 })
+      const crowdedExact = await reopened.search({ text: 'comet nebula', mode: 'vector', k: 6, exact: true })
+      assert.deepEqual(crowded.slice(0, 4).map(h => h.id).sort(), ['long0', 'long1', 'long2', 'long3'])
+      assert.ok(close(crowded, crowdedExact), JSON.stringify([crowded.map(h => [h.id, h.score]), crowdedExact.map(h => [h.id, h.score])]))
       await node.close()
     })
   }

@@ -160,6 +160,8 @@ export class AnnIndex {
   recall: number | undefined
   /** Below this self-checked recall, searches scan the flat index. */
   minRecall = MIN_RECALL
+  /** Nearest chunks per document seen by recent searches (undefined until one reports). */
+  private spread: number | undefined
 
   constructor (readonly dims: number, flat?: FlatIndex, expansionSearch: number = ANN_PARAMS.expansionSearch) {
     this.index = new usearch.Index({ metric: usearch.MetricKind.Cos, quantization: usearch.ScalarKind.F32, multi: false, connectivity: ANN_PARAMS.connectivity, dimensions: dims, expansion_add: ANN_PARAMS.expansionAdd, expansion_search: expansionSearch })
@@ -228,6 +230,20 @@ export class AnnIndex {
 
   get size (): number {
     return this.count
+  }
+
+  /**
+   * How many chunks to ask for per document wanted: the nearest chunks per distinct document
+   * recent searches found, with a quarter more as margin, from 1.25 (a chunk per document) to 4
+   * (until a search reports, and for long texts whose nearest chunks cluster in few documents).
+   */
+  get chunksPerDocument (): number {
+    return this.spread === undefined ? 4 : Math.min(4, Math.max(1, this.spread) * 1.25)
+  }
+
+  /** Reports what a search found: `ratio` nearest chunks per distinct document among them. */
+  observeChunksPerDocument (ratio: number): void {
+    this.spread = this.spread === undefined ? ratio : 0.8 * this.spread + 0.2 * ratio
   }
 
   save (path: string): void {

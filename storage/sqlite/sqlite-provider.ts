@@ -661,9 +661,12 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
 
   async textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<TextHit[]> {
     if (terms.length === 0) return this.guard(() => [])
-    const rows = await this.textRows(collection, terms, k, filter)
+    // the word counts (for the scores' ceiling) are read beside the matches, on another reader thread
+    const [rows, counts] = await Promise.all([
+      this.textRows(collection, terms, k, filter),
+      this.read<Array<{ n: number, avg: Uint8Array | null }>>({ kind: 'rows', sql: TEXT_TERM_COUNTS_SQL, params: [JSON.stringify(terms.map(ftsString))], mode: 'all' })
+    ])
     if (rows.length === 0) return []
-    const counts = await this.read<Array<{ n: number, avg: Uint8Array | null }>>({ kind: 'rows', sql: TEXT_TERM_COUNTS_SQL, params: [JSON.stringify(terms.map(ftsString))], mode: 'all' })
     const ceiling = textScoreCeiling(counts)
     return rows.map(r => ({ id: r.id, score: -r.s, relevance: ceiling > 0 ? Math.min(1, -r.s / ceiling) : 0 }))
   }
