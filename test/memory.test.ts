@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { namesIn, PeakNode, type Memory, type MemoryRecord } from '../node/index.js'
-import { LlmDecider, RuleDecider } from '../node/memory/decider.js'
+import { LlmDecider, relationKey, RuleDecider } from '../node/memory/decider.js'
 import { connect, LOOPBACK, TestSwarm, waitForConvergence } from './helpers/nodes.js'
 import { hashEmbedder } from './helpers/embedders.js'
 import { rejectsNamed } from './helpers/errors.js'
@@ -188,6 +188,11 @@ describe('memory: the rule decider', () => {
     assert.equal(await decide(fact('2', 'Ada prefers tea', ['ada'], 'drink'), fact('1', 'Ada drinks coffee every morning', ['ada'], 'drink')), 'contradiction')
     assert.equal(await decide(fact('2', 'Ada prefers tea', ['ada'], 'drink'), fact('1', 'Ada enjoys tea', ['ada'], 'music')), 'unrelated')
     assert.equal(await decide(fact('2', 'the sky was clear', []), fact('1', 'the sky was clear', [])), 'duplicate')
+    // "for a living" speaks of a job: it neither retires a home nor is taken for one
+    assert.equal(await decide(fact('2', 'Ada paints for a living', ['ada']), fact('1', 'Ada lives in Lisbon', ['ada', 'lisbon'])), 'unrelated')
+    assert.equal(await decide(fact('2', 'Ada is living in Porto now', ['ada', 'porto']), fact('1', 'Ada lives in Lisbon', ['ada', 'lisbon'])), 'contradiction')
+    assert.equal(relationKey('What does Ada do for a living?'), 'role')
+    assert.equal(relationKey('Where is Ada living?'), 'residence')
   })
 })
 

@@ -60,9 +60,10 @@ const FUNCTIONAL: ReadonlyArray<{ readonly key: string, readonly cue: RegExp, re
   { key: 'hours', cue: /\b(opens?|closes?|open until|opening hours)\b/ },
   { key: 'partner', cue: /\b(married|wife|husband|partner|engaged|spouse)\b/ },
   { key: 'favorite', cue: /\b(favou?rite|preferred)\b/ },
-  { key: 'residence', cue: /\b(lives?|lived|living|resides?|residing|moved|relocated|based|headquarter(?:s|ed)?|main office|home (?:is|town))\b/ },
+  // "for a living" is a job, not a home
+  { key: 'residence', cue: /\b(lives?|lived|(?<!\ba )living|resides?|residing|moved|relocated|based|headquarter(?:s|ed)?|main office|home (?:is|town))\b/ },
   { key: 'employer', cue: /\b((?:works?|working|job|employed) (?:at|for|by)|employer|joined|hired by|new job)\b/ },
-  { key: 'role', cue: /\b(role|job title|title|position|promoted|works? as)\b/ },
+  { key: 'role', cue: /\b(role|job title|title|position|promoted|works? as|a living|occupation|profession)\b/ },
   { key: 'status', cue: /\b(status|phase|stage|beta|alpha|launched|on hold|paused|complete[d]?|in progress|restarted|cancel+ed|shipped|planning)\b/, valueInCue: true },
   { key: 'car', cue: /\b(drives?|driving|car)\b/ },
   { key: 'salary', cue: /\b(salary|earns?|budget|price|costs?)\b/ }
