@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
 import type { AddressInfo } from 'node:net'
 import { PeakNode, createHttpEmbedder, type IndexProgress } from '../node/index.js'
 import { chunkText, documentText, ftsTerms } from '../node/embedding/text.js'
@@ -8,6 +10,9 @@ import { normalise } from '../node/embedding/embedder.js'
 import { rejectsNamed } from './helpers/errors.js'
 import { hashEmbedder } from './helpers/embedders.js'
 import { TmpDirs } from './helpers/tmp-dir.js'
+import { prng } from './helpers/prng.js'
+import { rareWordsQuery, WordStats } from '../storage/sqlite/rare-words.js'
+import { ftsMatch, ftsString, TEXT_TERM_COUNTS_SQL, type TermCount } from '../storage/sqlite/search-tables.js'
 
 // about forty notes; a few share words with the queries, one holds a rare code
 const CORPUS = [
@@ -343,5 +348,66 @@ describe('search: in-memory vector indexes (HNSW graph, int8 scan)', function ()
     assert.equal(got.includes(5) || got.includes(300), false)
     const back = FlatIndex.deserialise(flat.serialise(), 32, flat.size)
     assert.deepEqual(top(back), got)
+  })
+})
+
+describe('search: keyword search that skips the rows of common words', function () {
+  this.timeout(120_000)
+  const dirs = new TmpDirs()
+  afterEach(() => dirs.cleanup())
+
+  it('gives exactly the scores of scoring every match, whether it could skip them or not (seeded)', async () => {
+    const seed = Number(process.env.SEED ?? 20261201)
+    const rand = prng(seed)
+    const pick = <T>(list: readonly T[]): T => list[Math.floor(rand() * list.length)] as T
+    const name = (prefix: string, i: number): string => prefix + [i % 26, Math.floor(i / 26) % 26, Math.floor(i / 676)].map(n => String.fromCharCode(97 + n)).join('')
+    const common = Array.from({ length: 6 }, (_, i) => name('ember', i))
+    const mid = Array.from({ length: 40 }, (_, i) => name('mid', i))
+    const rare = Array.from({ length: 3000 }, (_, i) => name('quor', i))
+    // 30,000 short texts: each common word in about an eighth of them, lengths 3-13
+    const docs = Array.from({ length: 30_000 }, (_, i) => {
+      const words: string[] = []
+      for (let n = 3 + Math.floor(rand() * 11); words.length < n;) {
+        const r = rand()
+        const w = r < 0.1 ? pick(common) : r < 0.4 ? pick(mid) : pick(rare)
+        words.push(w)
+        // a word twice: often for the others, seldom for the common ones (their most per row bounds the skip)
+        if (rand() < (common.includes(w) ? 0.0005 : 0.1)) words.push(w)
+      }
+      return { _id: `d${i}`, t: words.join(' ') }
+    })
+    const dir = dirs.make()
+    const node = await PeakNode.open({ dir, embedder: hashEmbedder() })
+    const db = new Database(join(dir, 'peakdb.sqlite'))
+    try {
+      const c = node.collection('words', { embed: false })
+      await c.putMany(docs)
+      await c.indexed()
+      const all = db.prepare('SELECT d.id AS id, bm25(fts) AS s FROM fts JOIN docs d ON d.rid = fts.rowid WHERE fts MATCH ? AND d.collection = ? AND d.body IS NOT NULL')
+      const counts = db.prepare(TEXT_TERM_COUNTS_SQL)
+      const stats = new WordStats(db)
+      let skipped = 0
+      let scoredAll = 0
+      for (let q = 0; q < 40; q++) {
+        // two common words and one or two rare ones (sometimes a word of middling frequency instead)
+        const terms = [...new Set([pick(common), pick(common), ...(rand() < 0.25 ? [pick(mid)] : Array.from({ length: 1 + Math.floor(rand() * 2) }, () => pick(rare)))])]
+        const k = pick([5, 20, 50, 100])
+        const hits = await c.search({ text: terms.join(' '), mode: 'text', k })
+        const truth = new Map((all.all(ftsMatch(terms), 'words') as Array<{ id: string, s: number }>).map(r => [r.id, -r.s]))
+        const best = [...truth.values()].sort((a, b) => b - a).slice(0, k)
+        const context = `seed ${seed}, query ${q}: ${terms.join(' ')} (k ${k})`
+        assert.deepEqual(hits.map(h => h.score.toFixed(9)), best.map(s => s.toFixed(9)), context)
+        for (const h of hits) assert.equal(h.score.toFixed(9), truth.get(h.id)?.toFixed(9), `${context}: ${h.id}`)
+        // which way it went: the rare words' rows alone, or every match
+        const plan = rareWordsQuery(terms, counts.all(JSON.stringify(terms.map(ftsString))) as TermCount[], words => stats.maxFrequencies(words))
+        const kth = plan === undefined ? undefined : (all.all(plan.match, 'words') as Array<{ s: number }>).map(r => -r.s).sort((a, b) => b - a)[k - 1]
+        if (plan !== undefined && kth !== undefined && kth > plan.bound) skipped++
+        else scoredAll++
+      }
+      assert.ok(skipped >= 5 && scoredAll >= 5, `seed ${seed}: both ways taken (${skipped} skipped the common words' rows, ${scoredAll} scored every match)`)
+    } finally {
+      db.close()
+      await node.close()
+    }
   })
 })

@@ -261,29 +261,46 @@ const TEXT_MERGE_AFTER = 1000
  * Per query word, how many rows of the full-text table hold it, with FTS5's averages record
  * (its row count first): what FTS5's own BM25 takes its IDF from. One row per word.
  */
-export const TEXT_TERM_COUNTS_SQL = 'SELECT (SELECT count(*) FROM fts WHERE fts MATCH j.value) AS n, (SELECT block FROM fts_data WHERE id = 1) AS avg FROM json_each(?) j'
+export const TEXT_TERM_COUNTS_SQL = 'SELECT (SELECT count(*) FROM fts WHERE fts MATCH j.value) AS n, (SELECT block FROM fts_data WHERE id = 1) AS avg FROM json_each(?) j ORDER BY j.key'
+
+/** A row of {@link TEXT_TERM_COUNTS_SQL}: rows holding one query word, and FTS5's averages record. */
+export interface TermCount {
+  readonly n: number
+  readonly avg: Uint8Array | null
+}
 
 /**
  * The most BM25 any row could score for the words counted by {@link TEXT_TERM_COUNTS_SQL}:
  * the sum of their IDF x (k1 + 1), with FTS5's row count and IDF.
  */
-export function textScoreCeiling (counts: ReadonlyArray<{ n: number, avg: Uint8Array | null }>): number {
+export function textScoreCeiling (counts: readonly TermCount[]): number {
   const block = counts[0]?.avg
   if (block == null) return 0
-  const rows = varint(block, 0)
+  const { rows } = textAverages(block)
   return counts.reduce((sum, c) => sum + bm25Idf(rows, c.n) * (BM25_K1 + 1), 0)
 }
 
-/** A SQLite varint (big-endian, 7 bits a byte while the top bit is set, the ninth byte whole) at `at`. */
-function varint (b: Uint8Array, at: number): number {
-  let v = 0
-  for (let i = 0; i < 9 && at + i < b.length; i++) {
-    const x = b[at + i] as number
-    if (i === 8) return v * 256 + x
-    v = v * 128 + (x & 0x7f)
-    if ((x & 0x80) === 0) return v
+/** FTS5's averages record: rows in the full-text table, and words in them all. */
+export function textAverages (block: Uint8Array): { rows: number, words: number } {
+  const [rows, words] = varints(block, 2)
+  return { rows: rows ?? 0, words: words ?? 0 }
+}
+
+/** The first `count` SQLite varints of `b` (big-endian, 7 bits a byte while the top bit is set, the ninth byte whole). */
+function varints (b: Uint8Array, count: number): number[] {
+  const out: number[] = []
+  let at = 0
+  while (out.length < count && at < b.length) {
+    let v = 0
+    for (let i = 0; i < 9 && at < b.length; i++) {
+      const x = b[at++] as number
+      if (i === 8) { v = v * 256 + x; break }
+      v = v * 128 + (x & 0x7f)
+      if ((x & 0x80) === 0) break
+    }
+    out.push(v)
   }
-  return v
+  return out
 }
 
 /** The FTS5 query of a keyword search: any of the words. */
@@ -292,12 +309,11 @@ export function ftsMatch (terms: readonly string[]): string {
 }
 
 /**
- * Keyword search (BM25) of one collection's documents for any of `terms` (at least one); lower
- * `s` is better. With `top`, among the best `top` matches of the whole table only (`n`: how many
- * matches that was), which the caller widens until it has k.
+ * Keyword search (BM25) of one collection's documents for an FTS5 query (e.g. {@link ftsMatch});
+ * lower `s` is better. With `top`, among the best `top` matches of the whole table only (`n`: how
+ * many matches that was), which the caller widens until it has k.
  */
-export function textSearchSql (collection: string, terms: readonly string[], k: number, filter: Filter | undefined, top?: number): Sql {
-  const match = ftsMatch(terms)
+export function textSearchSql (collection: string, match: string, k: number, filter: Filter | undefined, top?: number): Sql {
   if (top !== undefined) {
     // the best `top` matches of the whole table first, then only those joined and filtered: a
     // filter reads each document's JSON, which over every match of a common word is most of the cost.

@@ -19,7 +19,8 @@ import { CollectionDigester, combineDigests } from '../digest.js'
 import { migrate } from './schema.js'
 import { MigrationFailedError } from '../migrate/errors.js'
 import { collectionList, takeWithin } from '../slice.js'
-import { ftsMatch, ftsString, SearchTables, TEXT_TERM_COUNTS_SQL, textScoreCeiling, textSearchSql } from './search-tables.js'
+import { rareWordsQuery, WordStats } from './rare-words.js'
+import { ftsMatch, ftsString, SearchTables, TEXT_TERM_COUNTS_SQL, type TermCount, textScoreCeiling, textSearchSql } from './search-tables.js'
 import * as sqliteVec from 'sqlite-vec'
 import { compileCount, compileFind, indexExpression } from './query-sql.js'
 import { checkPages, INTEGRITY_CHECK_MAX, isCorruption } from './integrity.js'
@@ -191,6 +192,8 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
   /** The thread that copies the WAL into the file (undefined: the connection does it itself). */
   private readonly checkpoints: Checkpointer | undefined
   private readonly search: SearchTables
+  /** Query words' stems and frequencies, for keyword searches that skip common words' rows. */
+  private readonly words: WordStats
   private readonly s: {
     insertEntry: Statement
     pending: Statement
@@ -276,6 +279,7 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
     }
     this.search = new SearchTables(db)
+    this.words = new WordStats(db)
     this.local = new ReadConnection(db)
     const readers = readerCount(options)
     this.pool = readers === 0 ? undefined : new ReadPool({ path: options.path, cacheMiB: options.cacheMiB ?? 8, readers, fallback: req => this.local.run(req) })
@@ -661,33 +665,42 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
 
   async textSearch (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<TextHit[]> {
     if (terms.length === 0) return this.guard(() => [])
-    // the word counts (for the scores' ceiling) are read beside the matches, on another reader thread
-    const [rows, counts] = await Promise.all([
-      this.textRows(collection, terms, k, filter),
-      this.read<Array<{ n: number, avg: Uint8Array | null }>>({ kind: 'rows', sql: TEXT_TERM_COUNTS_SQL, params: [JSON.stringify(terms.map(ftsString))], mode: 'all' })
-    ])
+    const counted = this.read<TermCount[]>({ kind: 'rows', sql: TEXT_TERM_COUNTS_SQL, params: [JSON.stringify(terms.map(ftsString))], mode: 'all' })
+    let rows: Array<{ id: string, s: number }> | undefined
+    if (terms.length === 1) {
+      // nothing to leave out: the word's count (for the scores' ceiling) is read beside its matches
+      rows = (await Promise.all([this.textRows(collection, ftsMatch(terms), k, filter), counted]))[0]
+    } else {
+      // words in many rows: score the rows with a rare word first, the rest only when they could matter
+      const rare = rareWordsQuery(terms, await counted, words => this.guard(() => this.words.maxFrequencies(words)))
+      if (rare !== undefined) {
+        const best = await this.textRows(collection, rare.match, k, filter)
+        if (best.length >= k && -(best[k - 1] as { s: number }).s > rare.bound) rows = best
+      }
+      rows ??= await this.textRows(collection, ftsMatch(terms), k, filter)
+    }
     if (rows.length === 0) return []
-    const ceiling = textScoreCeiling(counts)
+    const ceiling = textScoreCeiling(await counted)
     return rows.map(r => ({ id: r.id, score: -r.s, relevance: ceiling > 0 ? Math.min(1, -r.s / ceiling) : 0 }))
   }
 
-  /** BM25 matches (`s`: FTS5's bm25, lower is better) of one collection, best first. */
-  private async textRows (collection: string, terms: readonly string[], k: number, filter: Filter | undefined): Promise<Array<{ id: string, s: number }>> {
+  /** BM25 matches of an FTS5 query (`s`: FTS5's bm25, lower is better) in one collection, best first. */
+  private async textRows (collection: string, match: string, k: number, filter: Filter | undefined): Promise<Array<{ id: string, s: number }>> {
     // the best matches of the whole table, widened until k of them are this collection's and pass
     // the filter (they are then the best of those that do), or all matches were read
     for (let top = Math.max(200, k * 8); top <= TEXT_TOP_MAX; top *= 8) {
-      const { text, params } = textSearchSql(collection, terms, k, filter, top)
+      const { text, params } = textSearchSql(collection, match, k, filter, top)
       const rows = await this.read<Array<{ id: string, s: number, n: number }>>({ kind: 'rows', sql: text, params, mode: 'all' })
       if (rows.length >= k || (rows[0]?.n ?? top) < top) return rows
-      if (rows.length === 0 && !await this.moreMatches(terms, top)) return []
+      if (rows.length === 0 && !await this.moreMatches(match, top)) return []
     }
-    const { text, params } = textSearchSql(collection, terms, k, filter)
+    const { text, params } = textSearchSql(collection, match, k, filter)
     return await this.read<Array<{ id: string, s: number }>>({ kind: 'rows', sql: text, params, mode: 'all' })
   }
 
-  /** True when the terms match more than `top` rows of the full-text table. */
-  private async moreMatches (terms: readonly string[], top: number): Promise<boolean> {
-    const n = await this.read<number>({ kind: 'rows', sql: 'SELECT count(*) FROM (SELECT rowid FROM fts WHERE fts MATCH ? LIMIT ?)', params: [ftsMatch(terms), top + 1], mode: 'pluck' })
+  /** True when an FTS5 query matches more than `top` rows of the full-text table. */
+  private async moreMatches (match: string, top: number): Promise<boolean> {
+    const n = await this.read<number>({ kind: 'rows', sql: 'SELECT count(*) FROM (SELECT rowid FROM fts WHERE fts MATCH ? LIMIT ?)', params: [match, top + 1], mode: 'pluck' })
     return n > top
   }
 
