@@ -174,6 +174,8 @@ const FILTER_SLICE = 250
  */
 async function annSearch (storage: StorageProvider, ann: AnnIndex, collection: string, vector: Float32Array, k: number, filter: Filter | undefined): Promise<Array<{ id: string, distance: number }> | undefined> {
   const widest = Math.min(ann.size, k * (filter === undefined ? 4 : 40))
+  // documents already checked against the filter (a wider round checks only the new ones)
+  const passes = new Map<string, boolean>()
   for (let n = Math.min(widest, Math.ceil(k * ann.chunksPerDocument)); ; n = Math.min(widest, n * 2)) {
     const chunks = ann.search(vector, n)
     const docs = await storage.chunkDocs(collection, chunks.map(c => c.rid))
@@ -183,12 +185,16 @@ async function annSearch (storage: StorageProvider, ann: AnnIndex, collection: s
     if (filter !== undefined && kept.length > 0) {
       // nearest first, in slices, until k documents pass: the farther ones cannot be among the k nearest
       const order = [...new Set(kept.map(c => docs.get(c.rid) as string))]
-      const passing = new Set<string>()
-      for (let i = 0; i < order.length && passing.size < k; i += FILTER_SLICE) {
-        const byId = { op: 'in' as const, path: { segments: [], isId: true }, values: order.slice(i, i + FILTER_SLICE) }
-        for (const r of await storage.find(collection, { filter: { op: 'and', items: [filter, byId] }, orderBy: [], limit: undefined, offset: 0 })) passing.add(r.id)
+      let passing = order.filter(id => passes.get(id) === true).length
+      const unchecked = order.filter(id => !passes.has(id))
+      for (let i = 0; i < unchecked.length && passing < k; i += FILTER_SLICE) {
+        const slice = unchecked.slice(i, i + FILTER_SLICE)
+        const byId = { op: 'in' as const, path: { segments: [], isId: true }, values: slice }
+        const found = new Set((await storage.find(collection, { filter: { op: 'and', items: [filter, byId] }, orderBy: [], limit: undefined, offset: 0 })).map(r => r.id))
+        for (const id of slice) passes.set(id, found.has(id))
+        passing += found.size
       }
-      kept = kept.filter(c => passing.has(docs.get(c.rid) as string))
+      kept = kept.filter(c => passes.get(docs.get(c.rid) as string) === true)
     }
     const best = new Map<string, number>()
     for (const c of kept) {
