@@ -46,6 +46,12 @@ export interface SearchQuery {
   /** Hybrid weights: score = vector × cosine + text × keyword relevance (default 1 and 1). */
   readonly weights?: { readonly text?: number, readonly vector?: number }
   /**
+   * Hybrid: how many of the vector list's and of the keyword list's best are ranked together,
+   * k to 5,000 (default the larger of 50 and 5 × k). Fewer is faster; more finds documents
+   * that rank well on both parts but high on neither.
+   */
+  readonly candidates?: number
+  /**
    * Index the collection's pending documents first (default true); a number is a time budget
    * in ms after which the search runs on what is indexed and reports the rest as pending.
    */
@@ -73,6 +79,9 @@ export interface SearchResults extends Array<SearchHit> {
 
 export const MAX_QUERY_CHARS = 8192
 export const MAX_K = 1000
+
+/** Most candidates a hybrid search ranks from each list. */
+const MAX_CANDIDATES = 5000
 const MODES = new Set(['vector', 'text', 'hybrid'])
 /** Weight of keyword relevance in hybrid scores (cosine similarity weighs 1). */
 export const HYBRID_TEXT_WEIGHT = 1
@@ -97,6 +106,8 @@ export function checkQuery (q: SearchQuery): { k: number, mode: SearchMode, text
   if (text === undefined && q.vector === undefined) throw new InvalidQueryError('search needs "text" or "vector"')
   const mode = q.mode ?? (text !== undefined ? 'hybrid' : 'vector')
   if (text === undefined && mode !== 'vector') throw new InvalidQueryError(`mode ${mode} needs "text"`)
+  const c = q.candidates
+  if (c !== undefined && (!Number.isInteger(c) || c < k || c > MAX_CANDIDATES)) throw new InvalidQueryError(`"candidates" expected an integer in k..${MAX_CANDIDATES} (k is ${k}), got ${JSON.stringify(c)}`)
   return { k, mode, text }
 }
 
@@ -117,7 +128,7 @@ export async function search (ctx: SearchContext, collection: string, query: Sea
   const settings = await ctx.storage.collectionSettings(collection)
   const vectorsOn = settings?.embed !== false
   if (mode === 'vector' && !vectorsOn) throw new InvalidQueryError(`collection ${collection} has embedding turned off: use mode "text", or turn it on`)
-  const wide = mode === 'hybrid' ? Math.max(50, k * 5) : k
+  const wide = mode === 'hybrid' ? query.candidates ?? Math.max(50, k * 5) : k
   const embedder = mode !== 'text' && vectorsOn ? await ctx.indexer.embedder() : undefined
   const given = embedder !== undefined && query.vector !== undefined ? checkVector(query, embedder) : undefined
   const terms = text === undefined ? [] : ftsTerms(text)

@@ -109,6 +109,22 @@ describe('search: text, vectors, filters (default offline embedder)', function (
     assert.equal(none.length, 0)
   })
 
+  it('hybrid ranks the best `candidates` of each list together: k of them rank the first k of each part', async () => {
+    const notes = node.collection('notes')
+    const wide = await notes.search({ text: 'paying the bill', k: 3, candidates: 100 })
+    const narrow = await notes.search({ text: 'paying the bill', k: 3, candidates: 3 })
+    const vector = (await notes.search({ text: 'paying the bill', k: 3, mode: 'vector' })).map(h => h.id)
+    const text = (await notes.search({ text: 'paying the bill', k: 3, mode: 'text' })).map(h => h.id)
+    assert.equal(wide.length, 3)
+    assert.ok(narrow.every(h => vector.includes(h.id) || text.includes(h.id)), JSON.stringify({ narrow: narrow.map(h => h.id), vector, text }))
+    // a part counts only where its list brought the document
+    for (const h of narrow) {
+      assert.equal(h.scores?.text === 0, !text.includes(h.id), `${h.id}: text part ${String(h.scores?.text)}`)
+      assert.equal(h.scores?.vector === 0, !vector.includes(h.id), `${h.id}: vector part ${String(h.scores?.vector)}`)
+    }
+    assert.ok(narrow.some(h => h.scores?.text === 0 || h.scores?.vector === 0), 'the two parts disagree on this query')
+  })
+
   it('updated and deleted documents never show stale vectors or words', async () => {
     const notes = node.collection('notes')
     const before = (await notes.search({ text: 'kitten on a rug', mode: 'vector', k: 40 })).find(h => h.id === 'cat')?.score as number
@@ -129,6 +145,9 @@ describe('search: text, vectors, filters (default offline embedder)', function (
     await rejectsNamed(() => notes.search({ text: 'a', k: 0 }), 'InvalidQueryError', '"k"')
     await rejectsNamed(() => notes.search({ text: 'a', k: 1001 }), 'InvalidQueryError', '"k"')
     await rejectsNamed(() => notes.search({ text: 'a', mode: 'fuzzy' as never }), 'InvalidQueryError', '"mode"')
+    await rejectsNamed(() => notes.search({ text: 'a', k: 10, candidates: 5 }), 'InvalidQueryError', '"candidates"')
+    await rejectsNamed(() => notes.search({ text: 'a', candidates: 5001 }), 'InvalidQueryError', '"candidates"')
+    await rejectsNamed(() => notes.search({ text: 'a', candidates: 1.5 }), 'InvalidQueryError', '"candidates"')
     await rejectsNamed(() => notes.search({} as never), 'InvalidQueryError')
     await rejectsNamed(() => notes.search({ vector: [1, 2, 3] }), 'InvalidQueryError', '512')
     await rejectsNamed(() => notes.search({ text: 'a', where: { year: { near: 1 } } as never }), 'InvalidQueryError')
