@@ -672,7 +672,7 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
       rows = (await Promise.all([this.textRows(collection, ftsMatch(terms), k, filter), counted]))[0]
     } else {
       // words in many rows: score the rows with a rare word first, the rest only when they could matter
-      const rare = rareWordsQuery(terms, await counted, words => this.guard(() => this.words.maxFrequencies(words)))
+      const rare = rareWordsQuery(terms, await counted, words => this.wordFrequencies(words))
       if (rare !== undefined) {
         const best = await this.textRows(collection, rare.match, k, filter)
         if (best.length >= k && -(best[k - 1] as { s: number }).s > rare.bound) rows = best
@@ -682,6 +682,16 @@ export class SqliteProvider implements StorageProvider, SchemaDescriber {
     if (rows.length === 0) return []
     const ceiling = textScoreCeiling(await counted)
     return rows.map(r => ({ id: r.id, score: -r.s, relevance: ceiling > 0 ? Math.min(1, -r.s / ceiling) : 0 }))
+  }
+
+  /** The most times one row holds each word; unknown (a looser bound) where the vocabulary cannot tell. */
+  private wordFrequencies (words: readonly string[]): Array<number | undefined> {
+    try {
+      return this.guard(() => this.words.maxFrequencies(words))
+    } catch {
+      // the search still runs: with IDF x (k1 + 1) per word as the bound, it skips less often
+      return words.map(() => undefined)
+    }
   }
 
   /** BM25 matches of an FTS5 query (`s`: FTS5's bm25, lower is better) in one collection, best first. */
