@@ -10,7 +10,9 @@
  * IDF x the most BM25's term-frequency part can give with the most times one row holds the word
  * (from FTS5's vocabulary). When the k-th best row with a rare word scores more than that, no
  * row without one can be among the best k: the caller keeps the pruned answer, else it scores
- * every match as before (the MaxScore idea of Turtle and Flood, on FTS5's own scores).
+ * every match as before (the MaxScore idea of Turtle and Flood, on FTS5's own scores). The word
+ * counts, the vocabulary and the search are separate reads: a write landing between them can
+ * shift the statistics a little, as it shifts any answer read at about that time.
  */
 import type { Database as Db, Statement } from 'better-sqlite3'
 import { BM25_B, BM25_K1, bm25Idf } from '../provider.js'
