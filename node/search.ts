@@ -190,12 +190,12 @@ async function annSearch (storage: StorageProvider, ann: AnnIndex, collection: s
   for (let n = Math.min(widest, Math.ceil(k * ann.chunksPerDocument)); ; n = Math.min(widest, n * 2)) {
     const chunks = ann.search(vector, n)
     const docs = await storage.chunkDocs(collection, chunks.map(c => c.rid))
-    const ids = [...new Set(docs.values())]
-    if (ids.length > 0) ann.observeChunksPerDocument(docs.size / ids.length)
     let kept = chunks.filter(c => docs.has(c.rid))
+    // the documents, nearest first
+    const order = [...new Set(kept.map(c => docs.get(c.rid) as string))]
+    if (order.length > 0) ann.observeChunksPerDocument(kept.length / order.length)
     if (filter !== undefined && kept.length > 0) {
       // nearest first, in slices, until k documents pass: the farther ones cannot be among the k nearest
-      const order = [...new Set(kept.map(c => docs.get(c.rid) as string))]
       let passing = order.filter(id => passes.get(id) === true).length
       const unchecked = order.filter(id => !passes.has(id))
       for (let i = 0; i < unchecked.length && passing < k; i += FILTER_SLICE) {

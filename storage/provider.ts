@@ -140,7 +140,6 @@ export interface CollectionSettings {
   readonly embed: 'auto' | readonly string[] | false
 }
 
-/** A document whose search index is stale. */
 /** A keyword search hit: the provider's score (higher is better) and its relevance in [0, 1] (see {@link StorageProvider.textSearch}). */
 export interface TextHit {
   readonly id: string
@@ -157,6 +156,7 @@ export function bm25Idf (total: number, n: number): number {
   return Math.max(1e-6, Math.log((total - n + 0.5) / (n + 0.5)))
 }
 
+/** A document whose search index is stale. */
 export interface IndexTask {
   readonly collection: string
   readonly id: string

@@ -13,6 +13,7 @@ import type { JsonObject } from '../../crdt/index.js'
 import type { Where } from '../../storage/index.js'
 import type { Collection, Doc } from '../collection.js'
 import { newDocId } from '../doc-id.js'
+import { HYBRID_TEXT_WEIGHT } from '../search.js'
 import type { Embedder } from '../embedding/embedder.js'
 import { DocumentNotFoundError, InvalidOptionError } from '../errors.js'
 import { createLogger } from '../logger.js'
@@ -216,7 +217,7 @@ const DEFAULT_SCOPE = 'default'
  * store (in a store mostly about Ada, her name weighs nothing in BM25). 0.25 on the labeled
  * memory set gave the same accuracy (bench/RESULTS.md) but let "Bob lives in Lisbon" win.
  */
-const ENTITY_BOOST = 2
+const ENTITY_BOOST = 1 + HYBRID_TEXT_WEIGHT
 /** Added to the score of a fact of the one-valued relation a question asks about ("What is Ada's phone number?"). */
 const RELATION_BOOST = 0.15
 /** A recalled context item counts as used when its score is at least this share of the best hit's. */

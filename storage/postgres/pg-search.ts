@@ -208,10 +208,12 @@ export class PgSearch {
               (SELECT coalesce(json_object_agg(u.lexeme, cardinality(u.positions)), '{}') FROM unnest(tsv) u WHERE u.lexeme = ANY(tsvector_to_array(to_tsvector(${TS_CONFIG}, $${params.length})))) AS tf
        FROM hits ORDER BY s DESC, id`, params)
     if (rows.length === 0) return []
-    const counts = await this.pool.query<{ lexeme: string, n: number }>(`
-      SELECT l.lexeme, (SELECT count(*)::int FROM fts f JOIN docs d ON d.rid = f.rid WHERE d.collection = $2 AND f.tsv @@ quote_literal(l.lexeme)::tsquery) AS n
-      FROM (SELECT DISTINCT u.lexeme FROM unnest(to_tsvector(${TS_CONFIG}, $1)) u) l`, [terms.join(' '), collection])
-    const { total, avgdl } = await this.textStatsOf(collection)
+    const [counts, { total, avgdl }] = await Promise.all([
+      this.pool.query<{ lexeme: string, n: number }>(`
+        SELECT l.lexeme, (SELECT count(*)::int FROM fts f JOIN docs d ON d.rid = f.rid WHERE d.collection = $2 AND f.tsv @@ quote_literal(l.lexeme)::tsquery) AS n
+        FROM (SELECT DISTINCT u.lexeme FROM unnest(to_tsvector(${TS_CONFIG}, $1)) u) l`, [terms.join(' '), collection]),
+      this.textStatsOf(collection)
+    ])
     const idf = new Map(counts.rows.map(r => [r.lexeme, bm25Idf(total, r.n)]))
     const ceiling = [...idf.values()].reduce((a, x) => a + x * (BM25_K1 + 1), 0)
     return rows.map(r => {

@@ -16,10 +16,8 @@
  */
 import type { Database as Db, Statement } from 'better-sqlite3'
 import { BM25_B, BM25_K1, bm25Idf } from '../provider.js'
+import { FTS_TOKENIZE } from './schema.js'
 import { ftsMatch, textAverages, type TermCount } from './search-tables.js'
-
-/** The tokenizer of the full-text table (schema.ts): query words are stemmed with the same one. */
-const FTS_TOKENIZE = 'porter unicode61 remove_diacritics 2'
 
 /** Below this many matches in all (counted per word), a keyword search scores every match. */
 const PRUNE_MIN_MATCHES = 5000

@@ -9,6 +9,9 @@ import { SqliteMigrationDriver } from '../migrate/sqlite-driver.js'
 import { migrateSchema, SCHEMA_TABLE, type SqlMigration } from '../migrate/schema-source.js'
 
 /** PeakDB's SQLite schema, version by version; a release only ever appends to this list. */
+/** The tokenizer of the full-text table (query words are stemmed with the same one: rare-words.ts). */
+export const FTS_TOKENIZE = 'porter unicode61 remove_diacritics 2'
+
 export const MIGRATIONS: readonly SqlMigration[] = [
   // log, heads, materialised documents, membership/key records, settings
   {
@@ -101,7 +104,7 @@ export const MIGRATIONS: readonly SqlMigration[] = [
   );
   CREATE INDEX chunks_doc ON chunks (collection, id);
   CREATE INDEX chunks_embedder ON chunks (embedder, collection);
-  CREATE VIRTUAL TABLE fts USING fts5(text, tokenize = 'porter unicode61 remove_diacritics 2');
+  CREATE VIRTUAL TABLE fts USING fts5(text, tokenize = '${FTS_TOKENIZE}');
   CREATE TABLE vector_tables (
     embedder TEXT PRIMARY KEY,
     name     TEXT NOT NULL UNIQUE,
