@@ -46,9 +46,11 @@ import {
 } from '../identity/index.js'
 import {
   decodeMessage, encodeMessage, errorSchema, gossipSchema, helloSchema, keysSchema, MAX_INLINE_ENTRY, pairChallengeSchema,
-  pairJoinSchema, pairProofSchema, pairWelcomeSchema, syncAckSchema, syncBatchSchema, syncEndSchema, syncRequestSchema
+  pairJoinSchema, pairProofSchema, pairWelcomeSchema, punchSchema, punchSyncSchema, syncAckSchema, syncBatchSchema, syncEndSchema, syncRequestSchema
 } from '../transport/messages.js'
 import { searchRequestSchema, searchResponseSchema } from '../transport/search-protocol.js'
+import { punchTarget } from '../transport/punch-protocol.js'
+import { scopeOf } from '../transport/addresses.js'
 import { readApiInfo } from '../node/daemon/api-client.js'
 import { configSchema, readConfig } from '../node/cli/config.js'
 import {
@@ -478,6 +480,8 @@ const wireArbs = {
   req: fc.record({ t: fc.constant('req'), have: vectorArb }),
   batch: fc.record({ t: fc.constant('batch'), entries: entryBytesArb, sigs: fc.array(fc.tuple(fc.nat({ max: 9_999 }), smallBytesArb(64)), { maxLength: 3 }), remaining: fc.nat() }),
   ack: fc.record({ t: fc.constant('ack'), applied: fc.nat() }),
+  punch: fc.record({ t: fc.constant('punch'), ip: fc.oneof(fc.ipV4(), fc.ipV6(), fc.string({ maxLength: 64 })), port: fc.integer({ min: 1024, max: 65535 }) }),
+  punchSync: fc.record({ t: fc.constant('sync') }),
   end: fc.record({ t: fc.constant('end'), have: vectorArb }),
   gossip: fc.oneof(fc.record({ t: fc.constant('entries'), e: entryBytesArb, s: smallBytesArb(64) }), fc.record({ t: fc.constant('heads'), h: vectorArb })),
   join: fc.record({ t: fc.constant('join'), invite: smallBytesArb(8), name: fc.string({ minLength: 1, maxLength: 64 }), nonce: smallBytesArb(16) }),
@@ -515,6 +519,9 @@ const wireCases: Array<{ name: string, schema: z.ZodType<unknown>, valid: fc.Arb
   { name: 'pair reply', schema: z.union([pairChallengeSchema, errorSchema]), valid: fc.oneof(wireArbs.challenge, wireArbs.error), over: [{ t: 'challenge', nonce: new Uint8Array(17) }] },
   { name: 'pair proof', schema: pairProofSchema, valid: wireArbs.proof, over: [{ mac: new Uint8Array(33) }] },
   { name: 'pair welcome', schema: z.union([pairWelcomeSchema, errorSchema]), valid: fc.oneof(wireArbs.welcome, wireArbs.error), over: [{ t: 'welcome', certificate: new Uint8Array(4097) }, { t: 'welcome', addrs: Array(17).fill('/') }, { t: 'welcome', chain: Array(17).fill(new Uint8Array(1)) }] },
+  { name: 'punch', schema: punchSchema, valid: wireArbs.punch, over: [{ ip: 'i'.repeat(65) }, { port: 65536 }, { port: 1023 }] },
+  { name: 'punch reply', schema: z.union([punchSchema, errorSchema]), valid: fc.oneof(wireArbs.punch, wireArbs.error), over: [{ t: 'punch', ip: '1.2.3.4', port: 0.5 }] },
+  { name: 'punch sync', schema: punchSyncSchema, valid: wireArbs.punchSync, over: [{ t: 'sync', extra: 1 }] },
   { name: 'search request', schema: searchRequestSchema, valid: wireArbs.search, over: [{ text: 't'.repeat(8193) }, { vector: new Uint8Array(4 * 4097) }, { where: 'w'.repeat(64 * 1024 + 1) }, { k: 101 }, { budget: 60_001 }] },
   { name: 'search response', schema: z.union([searchResponseSchema, errorSchema]), valid: fc.oneof(wireArbs.results, wireArbs.error), over: [{ t: 'results', hits: Array(101).fill({ id: 'x', score: 1, doc: '{}' }) }, { t: 'results', hits: [{ id: 'x', score: 1, doc: ' '.repeat(2 * 1024 * 1024 + 1) }] }] }
 ]
@@ -538,6 +545,17 @@ describe('fuzz: wire messages', () => {
       }
     })
   }
+
+  it('a punch names a public address to dial or is a ProtocolError', () => {
+    fc.assert(fc.property(wireArbs.punch, msg => {
+      const r = decodes('punchTarget', ['ProtocolError'], () => punchTarget(msg))
+      if (r.ok) {
+        assert.equal(r.value, `/ip${msg.ip.includes(':') ? 6 : 4}/${msg.ip}/tcp/${msg.port}`)
+        assert.equal(scopeOf(r.value as string), 'public')
+      }
+    }), fuzzParams(300))
+    for (const ip of ['127.0.0.1', '192.168.1.2', '10.0.0.1', '::1', 'fe80::1', 'example.com', '1.2.3.4/tcp/1']) assert.equal(decodes('punchTarget', ['ProtocolError'], () => punchTarget({ t: 'punch', ip, port: 4001 })).ok, false, ip)
+  })
 
   it('frames of the most expensive shapes up to the sync frame cap end in a ProtocolError quickly', () => {
     const n = MAX_ENTRY_BYTES

@@ -1,8 +1,9 @@
 /**
  * Devices on other networks, behind real NATs: network namespaces built by the test (a public
- * relay host, and three homes each behind its own nftables masquerade, the third with a UPnP
- * router), CLI daemons in each. Nothing routes into a home unless its router forwards a port;
- * the others meet only through the swarm's relay node.
+ * relay host, and four homes each behind its own nftables masquerade: home B's picks a random
+ * port for every connection, which defeats hole punching; home C's router forwards ports with
+ * UPnP), CLI daemons in each. Nothing routes into a home unless its router forwards a port; the
+ * others meet through the swarm's relay node, and homes A and D punch a hole to each other.
  */
 import { strict as assert } from 'node:assert'
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -17,7 +18,7 @@ import { waitFor } from './helpers/wait-for.js'
 const STRANGER = fileURLToPath(new URL('./fixtures/stranger-reserve.ts', import.meta.url))
 const RELAY_PORT = 4011
 
-interface PeerView { device: string, name?: string, verified: boolean, addrs: string[], relayed: boolean, relay?: string }
+interface PeerView { device: string, name?: string, verified: boolean, addrs: string[], relayed: boolean, relay?: string, holePunch?: { result: string, error?: string } }
 interface StatusView { deviceId: string, network: { reachability: string, multiaddrs: string[], peers: PeerView[] } }
 
 describe('devices behind NATs, through the swarm\'s relay node (network namespaces)', function () {
@@ -30,10 +31,13 @@ describe('devices behind NATs, through the swarm\'s relay node (network namespac
   let homeB: Home
   /** Behind a NAT that forwards the ports its devices ask for (UPnP). */
   let homeC: Home
+  /** Behind a NAT that keeps ports, like home A's: the two can punch a hole. */
+  let homeD: Home
   let dirR: string
   let dirA: string
   let dirB: string
   let dirC: string
+  let dirD: string
   let relay: Daemon
   let relayAddr: string
 
@@ -56,12 +60,13 @@ describe('devices behind NATs, through the swarm\'s relay node (network namespac
     (await status(home, dir)).network.peers.find(p => p.name === name && p.verified && p.relayed)
 
   before(async function () {
-    topo = buildTopology(String(process.pid % 10_000), ['masquerade', 'masquerade', 'upnp'])
-    ;[homeA, homeB, homeC] = topo.homes as [Home, Home, Home]
+    topo = buildTopology(String(process.pid % 10_000), ['masquerade', 'random', 'upnp', 'masquerade'])
+    ;[homeA, homeB, homeC, homeD] = topo.homes as [Home, Home, Home, Home]
     dirR = dirs.make()
     dirA = dirs.make()
     dirB = dirs.make()
     dirC = dirs.make()
+    dirD = dirs.make()
   })
 
   after(async function () {
@@ -126,6 +131,24 @@ describe('devices behind NATs, through the swarm\'s relay node (network namespac
     const found = JSON.parse(await cli(homeA, ['search', 'boiler pressure valve', '--swarm', '--json', '--dir', dirA])) as { hits: Array<{ deviceName: string, doc: { name: string } }>, devices: Array<{ name: string, ok: boolean }> }
     assert.equal(found.hits[0]?.deviceName, 'homeB')
     assert.equal(found.hits[0]?.doc.name, 'boiler.txt')
+  })
+
+  it('homes behind NATs that keep ports punch a hole and connect directly; behind one that does not, they stay relayed', async () => {
+    const fromA = JSON.parse(await cli(homeA, ['pair', 'invite', '--json', '--dir', dirA])) as { code: string }
+    await cli(homeD, ['pair', 'join', fromA.code, '--name', 'homeD', '--dir', dirD, '--json'])
+    await startHome(homeD, dirD)
+    const punched = await waitFor(async () => (await status(homeA, dirA)).network.peers.find(p => p.name === 'homeD' && p.verified && !p.relayed), { timeoutMs: 90_000, intervalMs: 500, message: 'home A to be connected to home D directly, through a hole punch' })
+    assert.equal(punched.holePunch?.result, 'direct')
+    assert.ok(punched.addrs.some(a => a.startsWith(`/ip4/${homeD.publicIp}/tcp/`)), `connected at home D's NAT: ${punched.addrs.join(' ')}`)
+    const fromD = (await status(homeD, dirD)).network.peers.find(p => p.name === 'homeA' && p.verified)
+    assert.equal(fromD?.relayed, false, 'home D sees the direct connection too')
+    await cli(homeD, ['put', 'notes', '{"_id":"from-d","title":"through the punched hole"}', '--dir', dirD])
+    await waitFor(async () => (await runCli(['get', 'notes', 'from-d', '--dir', dirA], { netns: homeA.ns })).code === 0, { timeoutMs: 20_000, message: 'the write to reach home A' })
+    // home B's NAT picks a new port for each connection: the punch with A was tried and failed
+    const viaRelay = await relayedTo(homeA, dirA, 'homeB')
+    assert.ok(viaRelay !== undefined, 'home A still reaches home B through the relay')
+    const tried = viaRelay.holePunch ?? (await status(homeB, dirB)).network.peers.find(p => p.name === 'homeA')?.holePunch
+    assert.equal(tried?.result, 'failed', 'a hole punch between A and B was tried and reported')
   })
 
   it('a device behind a NAT that forwards its port (UPnP) is reached directly', async () => {

@@ -19,12 +19,69 @@ import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { isLoopback } from '@libp2p/utils'
 import { circuitRelayServer, circuitRelayTransport, type CircuitRelayService } from '@libp2p/circuit-relay-v2'
 import { uPnPNAT } from '@libp2p/upnp-nat'
+import type { Connection, DialTransportOptions, MultiaddrConnection, Transport, Upgrader } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import { admitVerifiedPeers } from './gossip-admission.js'
 import { MAX_GOSSIP_MESSAGE } from './messages.js'
 import type { PeerGate } from './peer-gate.js'
 
 /** libp2p services of a PeakDB host (`relay` only on a relay node). */
-export type HostServices = { identify: Identify, ping: Ping, dht: KadDHT, pubsub: GossipSub, relay?: CircuitRelayService }
+export type HostServices = { identify: Identify, ping: Ping, dht: KadDHT, pubsub: GossipSub, relay?: CircuitRelayService, portDialer: PortDialer }
+
+/** Options of a dial from a chosen local port. */
+export interface PortDialOptions {
+  readonly signal: AbortSignal
+  /** The local TCP port to dial from. */
+  readonly localPort: number
+  /** False: upgrade as the accepting side (Noise responder, yamux server) although this side dialled. */
+  readonly initiator: boolean
+}
+
+/**
+ * Dials through the TCP transport directly, from a chosen local port: libp2p's dial queue keeps
+ * only its own options (and joins a dial already under way to the same peer), so a hole punch's
+ * simultaneous open goes around it. The side that is not the initiator upgrades the socket as
+ * an inbound connection (as if its listener had accepted it: Noise responder, yamux server),
+ * which the upgrader's own `initiator: false` does not do for the muxer. The connection is
+ * gated and tracked as any other.
+ */
+export interface PortDialer {
+  dial (addr: Multiaddr, options: PortDialOptions): Promise<Connection>
+}
+
+interface PortDialerComponents {
+  upgrader: Upgrader
+  connectionManager: { getConnections (): Connection[] }
+  transportManager: { dialTransportForMultiaddr (addr: Multiaddr): Transport | undefined }
+}
+
+function portDialer (): (components: PortDialerComponents) => PortDialer {
+  return (components) => {
+    const upgrader = components.upgrader
+    // the accepting side: the socket it dialled is upgraded as one its listener accepted
+    const accepting = new Proxy(upgrader, {
+      get: (target, prop, receiver) => prop !== 'upgradeOutbound'
+        ? Reflect.get(target, prop, receiver)
+        : async (maConn: MultiaddrConnection, options: { signal: AbortSignal }): Promise<Connection> => {
+          (maConn as { direction: 'inbound' | 'outbound' }).direction = 'inbound'
+          await target.upgradeInbound(maConn, options)
+          // an inbound upgrade hands its connection to the connection manager only
+          const connection = components.connectionManager.getConnections().findLast(c => c.remoteAddr.equals(maConn.remoteAddr) && c.status === 'open')
+          if (connection === undefined) throw new Error('the punched connection closed during its upgrade')
+          return connection
+        }
+    })
+    return {
+      dial: async (addr, options) => {
+        const transport = components.transportManager.dialTransportForMultiaddr(addr)
+        if (transport === undefined) throw new Error(`no transport dials ${addr.toString()}`)
+        const dialOptions: DialTransportOptions & PortDialOptions = { ...options, upgrader: options.initiator ? upgrader : accepting }
+        return await transport.dial(addr, dialOptions)
+      }
+    }
+  }
+}
+
 /** A PeakDB libp2p host. */
 export type Host = Libp2p<HostServices>
 
@@ -98,6 +155,7 @@ export async function createHost (init: { deviceSecretKey: Uint8Array, swarmId: 
     services: {
       identify: identify(),
       ping: ping(),
+      portDialer: portDialer(),
       // the DHT, like gossip, meets verified members only: a stranger gets no routing table
       dht: admitVerifiedPeers(kadDHT({
         protocol: '/peakdb/kad/1.0.0',

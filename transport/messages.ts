@@ -145,6 +145,16 @@ export function allowLargeFrames (stream: Stream, bytes: number): void {
   (stream as unknown as { maxReadBufferLength: number }).maxReadBufferLength = 2 * bytes
 }
 
+/** Hole punching: where the sender will dial from (its public IP, the local port it predicts its NAT keeps). */
+export const punchSchema = z.object({
+  t: z.literal('punch'),
+  ip: z.string().max(64),
+  port: z.number().int().min(1024).max(65535)
+}).strict()
+
+/** Hole punching: dial now. */
+export const punchSyncSchema = z.object({ t: z.literal('sync') }).strict()
+
 export const pairJoinSchema = z.object({
   t: z.literal('join'),
   invite: exactBytes(8),

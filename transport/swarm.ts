@@ -17,6 +17,7 @@ import { LogGossip } from './gossip.js'
 import { HelloProtocol } from './hello-protocol.js'
 import { createHost, type Host, type NetworkOptions } from './host.js'
 import { PeerGate } from './peer-gate.js'
+import { HolePuncher, type PunchOutcome } from './punch-protocol.js'
 import { SyncProtocol, SyncRefusedError, type SyncProgress } from './sync-protocol.js'
 import { handlePairing, type PairingBackend } from './pair-protocol.js'
 import { handleSearch, requestSearch, type SearchHandler, type SearchRequest, type SearchResponse } from './search-protocol.js'
@@ -54,6 +55,8 @@ export interface PeerInfo {
   readonly relayed: boolean
   /** The relay (its DeviceId or PeerId) of a relayed connection. */
   readonly relay?: string
+  /** The last hole punch with the peer, if one was tried (see {@link HolePuncher}). */
+  readonly holePunch?: PunchOutcome
 }
 
 /**
@@ -101,11 +104,14 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   private readonly reserveBackoff = new Map<string, number>()
   /** Relayed peers a direct dial is under way (or was tried recently) for. */
   private readonly directTries = new Set<string>()
+  private readonly puncher: HolePuncher
   private stopped = false
 
   private readonly onConnectionOpen = (evt: CustomEvent<Connection>): void => this.connectionOpened(evt.detail)
-  private readonly onIdentify = (evt: CustomEvent<{ peerId: PeerId, listenAddrs: Array<{ toString: () => string }> }>): void => {
+  private readonly onIdentify = (evt: CustomEvent<{ peerId: PeerId, listenAddrs: Array<{ toString: () => string }>, observedAddr?: { toString: () => string }, connection: Connection }>): void => {
     const id = evt.detail.peerId.toString()
+    // where a peer on a direct connection saw this device come from: its public IP, if any
+    if (evt.detail.observedAddr !== undefined && relayOf(evt.detail.connection.remoteAddr.toString()) === undefined) this.puncher.observed(id, evt.detail.observedAddr.toString())
     const name = this.gate.nameOf(id)
     if (name === undefined || !this.gate.isVerified(id)) return
     this.remember(id, name, evt.detail.listenAddrs.map(a => a.toString()))
@@ -127,6 +133,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
       onSubscribed: peer => { if (this.gate.isVerified(peer.toString())) this.scheduleHeads() }
     })
     this.discovery = new Discovery(host, backend, options, (m, f) => log('debug', m, f))
+    this.puncher = new HolePuncher(host, gate, log, (peer, connection) => this.leaveRelay(peer, connection))
   }
 
   /** Creates the host, registers the protocols and starts connecting. */
@@ -137,6 +144,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     try {
       await t.hello.start()
       await t.sync.start()
+      await t.puncher.start()
       // a joining device says hello only after it is certified: do not drop it meanwhile
       if (init.pairing !== undefined) await handlePairing(host, init.pairing, peer => t.clearVerifyTimer(peer), (m, f) => init.log('info', m, f))
       if (init.search !== undefined) await handleSearch(host, gate, init.backend.swarmId, init.search, (m, f) => init.log('debug', m, f))
@@ -180,6 +188,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
       const pull = this.pulls.get(id)
       const addrs = this.host.getConnections(peer).map(c => c.remoteAddr.toString())
       const relay = addrs.length > 0 && addrs.every(a => relayOf(a) !== undefined) ? relayOf(addrs[0] as string) : undefined
+      const holePunch = this.puncher.outcome(id)
       out.push({
         device: id,
         name: this.gate.nameOf(id),
@@ -188,7 +197,8 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
         lastSync: pull?.last,
         syncing: pull?.running === true,
         relayed: relay !== undefined,
-        ...(relay !== undefined ? { relay } : {})
+        ...(relay !== undefined ? { relay } : {}),
+        ...(holePunch !== undefined ? { holePunch } : {})
       })
     }
     return out
@@ -303,6 +313,8 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     const id = peer.toString()
     this.clearVerifyTimer(id)
     this.gate.forget(id)
+    // a new connection is a new chance to go direct (the last may have been a pairing device's)
+    this.directTries.delete(id)
     this.emit('peer:disconnected', { device: id })
   }
 
@@ -418,6 +430,8 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   private scheduleAntiEntropy (): void {
     this.antiEntropy = setTimeout(() => {
       for (const peer of this.host.getPeers()) if (this.gate.isVerified(peer.toString())) this.requestPull(peer)
+      // a member still reached only through a relay: try its addresses, or a hole punch, again
+      for (const peer of this.host.getPeers()) void this.host.peerStore.get(peer).then(p => this.goDirect(peer, p.addresses.map(a => a.multiaddr.toString())), () => {})
       for (const relay of this.relays.keys()) this.reserveOn(relay)
       void this.gossip.publishHeads(this.backend.versionVector())
       if (!this.stopped) this.scheduleAntiEntropy()
@@ -482,31 +496,46 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
   }
 
   /**
-   * A member reached only through a relay that has a public address of its own (a port its
-   * router forwards, say) is dialled there too: the direct connection then carries the
-   * protocols, and the relay is left for devices that have no other way.
+   * A member reached only through a relay is reached directly where possible: at a public
+   * address of its own (a port its router forwards, say), else through a hole punch, started
+   * by the side the relayed connection came in to (the other answers). The direct connection
+   * then carries the protocols, and the relay is left for devices that have no other way.
    */
   private goDirect (peer: PeerId, addrs: readonly string[]): void {
     const id = peer.toString()
     const connections = this.host.getConnections(peer)
     if (!this.gate.isVerified(id) || connections.length === 0 || connections.some(c => relayOf(c.remoteAddr.toString()) === undefined)) return
-    const direct = addrs.filter(isPublicDirect).map(a => multiaddr(a.endsWith(`/p2p/${id}`) ? a : `${a}/p2p/${id}`))
-    if (direct.length === 0 || this.directTries.has(id)) return
+    if (this.directTries.has(id) || this.puncher.busy(id)) return
     this.directTries.add(id)
-    this.host.dial(direct, { signal: AbortSignal.timeout(10_000), force: true }).then(
+    const direct = addrs.filter(isPublicDirect).map(a => multiaddr(a.endsWith(`/p2p/${id}`) ? a : `${a}/p2p/${id}`))
+    const dialled = direct.length > 0 ? this.host.dial(direct, { signal: AbortSignal.timeout(10_000), force: true }) : Promise.reject(new Error('no public address'))
+    dialled.then(
       connection => {
         this.log('info', 'direct connection to a device that was reached through a relay', { peer: id })
-        // the relay's circuits are for devices with no other way: leave once hello passed here
-        this.helloOnce(connection).then(() => {
-          for (const c of this.host.getConnections(peer)) if (relayOf(c.remoteAddr.toString()) !== undefined) c.close().catch(() => { /* already closing */ })
-        }, () => { /* the relayed connection stays */ })
+        this.leaveRelay(peer, connection)
       },
-      (err: Error) => this.log('debug', 'no direct connection to a relayed device', { peer: id, error: err.message })
+      async (err: Error) => {
+        this.log('debug', 'no direct connection to a relayed device at its addresses', { peer: id, error: err.message })
+        const inbound = this.host.getConnections(peer).find(c => c.direction === 'inbound' && relayOf(c.remoteAddr.toString()) !== undefined)
+        if (inbound !== undefined && !this.stopped) await this.puncher.punch(inbound).catch(() => { /* recorded, the relayed connection stays */ })
+      }
     ).finally(() => {
       if (this.stopped) return
       const again = setTimeout(() => { this.timers.delete(again); this.directTries.delete(id) }, DIRECT_RETRY_MS)
       this.timers.add(again)
     })
+  }
+
+  /**
+   * The relay's circuits are for devices with no other way: once hello passed on a direct
+   * connection this side dialled, its relayed connections to the peer close (the peer's side
+   * of them with them).
+   */
+  private leaveRelay (peer: PeerId, direct: Connection): void {
+    if (direct.direction !== 'outbound') return
+    this.helloOnce(direct).then(() => {
+      for (const c of this.host.getConnections(peer)) if (relayOf(c.remoteAddr.toString()) !== undefined) c.close().catch(() => { /* already closing */ })
+    }, () => { /* the relayed connection stays */ })
   }
 
   /** Looks up the DHT rendezvous once now; resolves with how many new peers were dialed. */

@@ -502,10 +502,10 @@ Examples:
     .description('list connected devices and devices seen before (needs a running daemon for live data)')
     .action(async (_opts: unknown, cmd: Command) => {
       const g = globals(cmd)
-      const r = await call(g, 'peers', {}) as { online: boolean, connected: Array<{ device: string, name?: string, verified: boolean, addrs: string[], lastSync?: number, syncing: boolean, relayed: boolean, relay?: string }>, known: Array<{ device: string, name: string, addrs: string[], seen: number }> }
+      const r = await call(g, 'peers', {}) as { online: boolean, connected: Array<{ device: string, name?: string, verified: boolean, addrs: string[], lastSync?: number, syncing: boolean, relayed: boolean, relay?: string, holePunch?: { result: string } }>, known: Array<{ device: string, name: string, addrs: string[], seen: number }> }
       emit(g.json, r, () => {
         if (!r.online) return `not on the network (no daemon runs on ${g.dir}); devices seen before: ${r.known.length}`
-        const lines = r.connected.map(p => `${p.device}  ${p.name ?? '?'}  ${p.verified ? 'member' : 'unverified'}  ${p.relayed ? `relayed via ${(p.relay ?? '?').slice(-8)}` : 'direct'}  ${p.syncing ? 'syncing' : p.lastSync !== undefined ? `synced ${new Date(p.lastSync).toISOString()}` : ''}  ${p.addrs.join(' ')}`)
+        const lines = r.connected.map(p => `${p.device}  ${p.name ?? '?'}  ${p.verified ? 'member' : 'unverified'}  ${p.relayed ? `relayed via ${(p.relay ?? '?').slice(-8)}` : 'direct'}${p.holePunch !== undefined ? ` (hole punch ${p.holePunch.result === 'direct' ? 'succeeded' : 'failed'})` : ''}  ${p.syncing ? 'syncing' : p.lastSync !== undefined ? `synced ${new Date(p.lastSync).toISOString()}` : ''}  ${p.addrs.join(' ')}`)
         return lines.length === 0 ? '(no connected devices)' : lines.join('\n')
       })
     })
@@ -567,7 +567,7 @@ Examples:
         pendingEntries: number
         retiredDevices?: Array<{ device: string, at: string }>
         revoked?: { at: string, by: string, after: number }
-        network?: { multiaddrs: string[], reachability: string, peers: Array<{ device: string, name?: string, verified: boolean, syncing: boolean, relayed: boolean }>, syncing: Array<{ peer: string, received: number, total: number }> }
+        network?: { multiaddrs: string[], reachability: string, peers: Array<{ device: string, name?: string, verified: boolean, syncing: boolean, relayed: boolean, holePunch?: { result: string } }>, syncing: Array<{ peer: string, received: number, total: number }> }
       }
       emit(g.json, s, () => {
         const rows: Array<[string, unknown]> = [
@@ -588,7 +588,7 @@ Examples:
         if (s.network !== undefined) {
           rows.push(['Listening', s.network.multiaddrs.join(' ')])
           rows.push(['Reachable', REACHABILITY[s.network.reachability] ?? s.network.reachability])
-          rows.push(['Peers', s.network.peers.length === 0 ? '(none)' : s.network.peers.map(p => `${p.name ?? '?'} (${p.device.slice(-8)}${p.verified ? '' : ', unverified'}${p.relayed ? ', relayed' : ''}${p.syncing ? ', syncing' : ''})`).join(', ')])
+          rows.push(['Peers', s.network.peers.length === 0 ? '(none)' : s.network.peers.map(p => `${p.name ?? '?'} (${p.device.slice(-8)}${p.verified ? '' : ', unverified'}${p.relayed ? ', relayed' : ''}${p.holePunch?.result === 'direct' ? ', hole punched' : ''}${p.syncing ? ', syncing' : ''})`).join(', ')])
           rows.push(['Sync', s.network.syncing.length === 0 ? 'idle' : s.network.syncing.map(x => `${x.peer.slice(-8)} ${x.received}/${x.total}`).join(', ')])
         }
         return table(rows)

@@ -1,8 +1,9 @@
 /**
  * Networks for tests, built from Linux network namespaces (needs root, `ip` and `nft`): a "wan"
  * bridge with a public relay host, and homes, each a private network behind its own NAT host
- * (nftables masquerade). Nothing is routed between homes or out of the test's namespaces; the
- * homes reach each other only through NAT and the relay.
+ * (nftables masquerade; its firewall drops what nobody inside asked for, as home routers do).
+ * Nothing is routed between homes or out of the test's namespaces; the homes reach each other
+ * only through NAT and the relay, or through a hole punched in both NATs.
  *
  *   relay 11.99.0.1 ── wan bridge ── nat<i> 11.99.0.(10+i) ── home<i> 192.168.(50+i).2
  */
@@ -107,6 +108,8 @@ export function buildTopology (tag: string, nats: readonly NatKind[]): Topology 
       inNs(natNs, 'sysctl', '-qw', 'net.ipv4.ip_forward=1')
       const masquerade = kind === 'random' ? 'masquerade random,fully-random' : 'masquerade'
       run(['ip', 'netns', 'exec', natNs, 'nft', '-f', '-'], `table ip nat {\n chain post {\n  type nat hook postrouting priority srcnat;\n  oifname "wan0" ${masquerade}\n }\n}\n`)
+      // like a home router's firewall: what nobody inside asked for is dropped, not answered
+      run(['ip', 'netns', 'exec', natNs, 'nft', '-f', '-'], 'table inet firewall {\n chain input {\n  type filter hook input priority filter;\n  iifname "wan0" ct state new drop\n }\n}\n')
       if (kind === 'upnp') daemons.push(startMiniupnpd(natNs, lan, join(scratch, natNs)))
       return { ns, natNs, ip: `${lan}.2`, publicIp }
     })
