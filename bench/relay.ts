@@ -1,16 +1,19 @@
 /**
  * Relayed vs direct, in one topology of network namespaces (needs root, iproute2, nftables; the
  * same topology as test/relay.test.ts): a relay node on the "wan", device A in a home behind
- * NAT, device B in another home (it reaches A only through the relay), device C on A's LAN.
+ * NAT, device B in a home whose NAT picks a random port per connection (it reaches A only
+ * through the relay: hole punching fails there), device D in a home whose NAT keeps ports (it
+ * punches a hole to A), device C on A's LAN.
  *
  *   node dist/bench/relay.js [docs]     # default 5000 documents
  *
  * - catch-up: a new device joins with an invite from A, which already holds N documents
- *   (`peakdb pair join` syncs before it returns): through the relay from the other home, and
+ *   (`peakdb pair join` syncs before it returns): through the relay from B's home, from D's
+ *   home (through the relay until a hole punch succeeds, which may happen during the join), and
  *   directly on A's LAN; the median of 3 joins each (the whole command, pairing included).
  * - live latency: A's daemon is sent one document at a time (through its local API, from a
- *   process in A's namespace); the time until a `peakdb watch` on B (or C) prints it, p50 and
- *   p95 of 20.
+ *   process in A's namespace); the time until a `peakdb watch` on B, D (once directly connected
+ *   through the punched hole) or C prints it, p50 and p95 of 20.
  *
  * Every step is a whole CLI process, as users run it. Prints one JSON object on stdout.
  */
@@ -108,8 +111,8 @@ const daemons: BenchDaemon[] = []
 const root = mkdtempSync(join(tmpdir(), 'peakdb-bench-relay-'))
 try {
   if (process.getuid?.() !== 0) throw new Error('the relay benchmark builds network namespaces: run it as root')
-  topo = buildTopology(`b${process.pid % 1000}`, ['masquerade', 'masquerade'])
-  const [homeA, homeB] = topo.homes as [typeof topo.homes[0], typeof topo.homes[0]]
+  topo = buildTopology(`b${process.pid % 1000}`, ['masquerade', 'random', 'masquerade'])
+  const [homeA, homeB, homeD] = topo.homes as [typeof topo.homes[0], typeof topo.homes[0], typeof topo.homes[0]]
   const dir = (name: string): string => join(root, name)
   const relay = await startDaemon(dir('relay'), { netns: topo.relayNs, args: ['--name', 'cloud', '--relay', '--listen', `/ip4/0.0.0.0/tcp/${PORT}`, '--announce', `/ip4/${RELAY_IP}/tcp/${PORT}`] })
   daemons.push(relay)
@@ -123,28 +126,31 @@ try {
   await until(async () => (await cli(homeA.ns, ['status', '--json', '--dir', dir('a')])).includes('"reachability":"relayed"'), 30_000, 'A to hold a reservation')
   const count = async (ns: string, d: string): Promise<number> => Number((await cli(ns, ['count', 'notes', '--dir', d])).trim())
   // a join syncs everything before it returns; the last round's devices stay for the live part
-  const relayedRuns: number[] = []
-  const directRuns: number[] = []
+  const runs = { relayed: [] as number[], punched: [] as number[], direct: [] as number[] }
   for (let round = 0; round < CATCH_UP_ROUNDS; round++) {
-    const last = round === CATCH_UP_ROUNDS - 1
-    const [r] = await timed(async () => await cli(homeB.ns, ['pair', 'join', await invite(homeA.ns, dir('a')), '--name', `homeB${round}`, '--dir', dir(last ? 'b' : `b${round}`)]))
-    const [d] = await timed(async () => await cli(homeA.ns, ['pair', 'join', await invite(homeA.ns, dir('a')), '--name', `lan${round}`, '--dir', dir(last ? 'c' : `c${round}`)]))
-    relayedRuns.push(r)
-    directRuns.push(d)
+    const name = (base: string): string => round === CATCH_UP_ROUNDS - 1 ? base : `${base}${round}`
+    const join = async (ns: string, base: string): Promise<number> => (await timed(async () => await cli(ns, ['pair', 'join', await invite(homeA.ns, dir('a')), '--name', name(base), '--dir', dir(name(base))])))[0]
+    runs.relayed.push(await join(homeB.ns, 'b'))
+    runs.punched.push(await join(homeD.ns, 'd'))
+    runs.direct.push(await join(homeA.ns, 'c'))
   }
-  const relayedMs = percentile(relayedRuns, 50)
-  const directMs = percentile(directRuns, 50)
-  const caughtUp = { relayed: await count(homeB.ns, dir('b')), direct: await count(homeA.ns, dir('c')) }
+  const catchUp = (v: number[]): { ms: number, docsPerSec: number, roundsMs: number[] } => ({ ms: round(percentile(v, 50), 0), docsPerSec: round(N / (percentile(v, 50) / 1000), 0), roundsMs: v.map(x => round(x, 0)) })
+  const caughtUp = { relayed: await count(homeB.ns, dir('b')), punched: await count(homeD.ns, dir('d')), direct: await count(homeA.ns, dir('c')) }
   const b = await startDaemon(dir('b'), { netns: homeB.ns, args: ['--listen', '/ip4/0.0.0.0/tcp/0'] })
+  const d = await startDaemon(dir('d'), { netns: homeD.ns, args: ['--listen', '/ip4/0.0.0.0/tcp/0'] })
   const c = await startDaemon(dir('c'), { netns: homeA.ns, args: ['--listen', '/ip4/0.0.0.0/tcp/0'] })
-  daemons.push(b, c)
-  await until(async () => (await cli(homeB.ns, ['status', '--json', '--dir', dir('b')])).includes('"relayed":true'), 30_000, 'B to be connected through the relay')
+  daemons.push(b, d, c)
+  const peerOf = async (ns: string, d: string, name: string): Promise<{ relayed: boolean, holePunch?: { result: string } } | undefined> =>
+    (JSON.parse(await cli(ns, ['status', '--json', '--dir', d])) as { network: { peers: Array<{ name?: string, verified: boolean, relayed: boolean, holePunch?: { result: string } }> } }).network.peers.find(p => p.name === name && p.verified)
+  await until(async () => (await peerOf(homeB.ns, dir('b'), 'homeA'))?.relayed === true, 30_000, 'B to be connected through the relay')
+  await until(async () => (await peerOf(homeD.ns, dir('d'), 'homeA'))?.holePunch?.result === 'direct' && (await peerOf(homeD.ns, dir('d'), 'homeA'))?.relayed === false, 90_000, 'D to be connected to A through a punched hole')
   const relayedLive = await liveLatency(homeB.ns, dir('b'), homeA.ns, dir('a'), 'r')
+  const punchedLive = await liveLatency(homeD.ns, dir('d'), homeA.ns, dir('a'), 'p')
   const directLive = await liveLatency(homeA.ns, dir('c'), homeA.ns, dir('a'), 'd')
   process.stdout.write(JSON.stringify({
     docs: N,
-    catchUp: { rounds: { relayedMs: relayedRuns.map(v => round(v, 0)), directMs: directRuns.map(v => round(v, 0)) }, relayedMs: round(relayedMs, 0), directMs: round(directMs, 0), relayedDocsPerSec: round(N / (relayedMs / 1000), 0), directDocsPerSec: round(N / (directMs / 1000), 0), caughtUp },
-    liveLatency: { writes: LIVE_WRITES, relayed: stats(relayedLive), direct: stats(directLive) }
+    catchUp: { relayed: catchUp(runs.relayed), punched: catchUp(runs.punched), direct: catchUp(runs.direct), caughtUp },
+    liveLatency: { writes: LIVE_WRITES, relayed: stats(relayedLive), punched: stats(punchedLive), direct: stats(directLive) }
   }) + '\n')
 } finally {
   for (const d of daemons.reverse()) await d.stop().catch(() => {})

@@ -63,6 +63,8 @@ export class HolePuncher {
   private readonly seenAs = new Map<string, string>()
   private readonly outcomes = new Map<string, PunchOutcome>()
   private readonly running = new Set<string>()
+  /** Aborted on stop: a punch under way ends at once (a short-lived node does not wait for it). */
+  private readonly stopping = new AbortController()
 
   constructor (
     private readonly host: Host,
@@ -74,6 +76,11 @@ export class HolePuncher {
 
   async start (): Promise<void> {
     await this.host.handle(PUNCH_PROTOCOL, (stream, connection) => { void this.answer(stream, connection) }, { maxInboundStreams: 2, runOnLimitedConnection: true })
+  }
+
+  /** Ends every punch under way. */
+  stop (): void {
+    this.stopping.abort(new HolePunchError('the node is stopping'))
   }
 
   /**
@@ -114,7 +121,7 @@ export class HolePuncher {
     return await this.track(peer, async () => {
       const ip = this.ownIp()
       const port = await freePort()
-      const signal = AbortSignal.timeout(STEP_MS)
+      const signal = this.within(STEP_MS)
       const stream = await relayed.newStream(PUNCH_PROTOCOL, { signal, runOnLimitedConnection: true })
       const lp = lpStream(stream, { maxDataLength: MAX_FRAME })
       try {
@@ -142,7 +149,7 @@ export class HolePuncher {
       if (relayOf(connection.remoteAddr.toString()) === undefined) throw new ProtocolError('punch: only over a relayed connection')
       // hello may still be finishing on this side
       if (!await this.gate.whenVerified(peer.toString(), STEP_MS)) throw new ProtocolError('punch: not a verified member')
-      const signal = AbortSignal.timeout(2 * STEP_MS)
+      const signal = this.within(2 * STEP_MS)
       const theirs = await readMessage(lp, punchSchema, 'punch', signal)
       const target = punchTarget(theirs)
       const ip = this.publicIp()
@@ -160,6 +167,11 @@ export class HolePuncher {
       stream.abort(err as Error)
       this.log('debug', 'hole punch not answered', { peer: peer.toString(), error: (err as Error).message })
     }
+  }
+
+  /** A signal that aborts after `ms`, or when the node stops. */
+  private within (ms: number): AbortSignal {
+    return AbortSignal.any([AbortSignal.timeout(Math.max(ms, 1)), this.stopping.signal])
   }
 
   private ownIp (): string {
@@ -194,11 +206,11 @@ export class HolePuncher {
     const addr = multiaddr(`${target}/p2p/${peer.toString()}`)
     const until = Date.now() + WINDOW_MS
     let last: Error | undefined
-    while (Date.now() < until) {
+    while (Date.now() < until && !this.stopping.signal.aborted) {
       const direct = this.host.getConnections(peer).find(c => c.status === 'open' && relayOf(c.remoteAddr.toString()) === undefined)
       if (direct !== undefined) return direct
       try {
-        return await this.host.services.portDialer.dial(addr, { localPort, initiator, signal: AbortSignal.timeout(Math.max(until - Date.now(), 1)) })
+        return await this.host.services.portDialer.dial(addr, { localPort, initiator, signal: this.within(until - Date.now()) })
       } catch (err) {
         last = err as Error
       }

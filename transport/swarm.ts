@@ -578,6 +578,7 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     this.verifyTimers.clear()
     this.discovery.stop()
     this.gossip.stop()
+    this.puncher.stop()
     this.host.removeEventListener('connection:open', this.onConnectionOpen)
     this.host.removeEventListener('peer:disconnect', this.onPeerDisconnect)
     this.host.removeEventListener('peer:identify', this.onIdentify as unknown as (evt: Event) => void)
