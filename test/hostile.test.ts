@@ -12,7 +12,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import * as varint from 'uint8-varint'
 import { createEntry, decodeEntry, encodeDataPayload, signChain } from '../crdt/index.js'
 import { seal } from '../identity/index.js'
-import { encodeMessage, HELLO_PROTOCOL, SYNC_PROTOCOL, decodeMessage, errorSchema, gossipSchema, logTopic } from '../transport/index.js'
+import { encodeMessage, HELLO_PROTOCOL, PUNCH_PROTOCOL, SYNC_PROTOCOL, decodeMessage, errorSchema, gossipSchema, logTopic } from '../transport/index.js'
 import type { PeakNode } from '../node/index.js'
 import { batchFrame, startHostilePeer, type HostilePeer } from './helpers/hostile.js'
 import { asSent } from './helpers/log.js'
@@ -181,6 +181,24 @@ describe('hostile peers', function () {
       assert.equal((await s.status()).entries, held, 'the stranger received nothing')
     } finally {
       await stranger.close()
+    }
+  })
+
+  it('a stranger asking for a hole punch gets no answer, and no dial', async () => {
+    const victim = await swarm.add({ network: { listen: ['/ip4/127.0.0.1/tcp/0'], dht: false } })
+    const plain = await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()], services: { identify: identify() } })
+    try {
+      const stream = await plain.dialProtocol(multiaddr(victim.network!.multiaddrs()[0]!), PUNCH_PROTOCOL, { signal: AbortSignal.timeout(5_000) })
+      const lp = lpStream(stream, { maxDataLength: 1024 })
+      // a public address the victim would answer (it knows no public address of its own yet) and dial
+      // refused at once (the reset may reach the write or the read), not answered
+      await assert.rejects(async () => {
+        await lp.write(encodeMessage({ t: 'punch', ip: '11.99.0.77', port: 40_001 }))
+        await lp.read({ signal: AbortSignal.timeout(5_000) })
+      }, (err: Error) => err.name !== 'TimeoutError' && err.name !== 'AbortError')
+      assert.equal(victim.network!.peers().find(p => p.device === plain.peerId.toString())?.holePunch, undefined, 'no punch was tried')
+    } finally {
+      await plain.stop()
     }
   })
 

@@ -1,6 +1,6 @@
 /**
  * transport/: the libp2p host, membership gating and PeakDB's wire protocols (hello, sync,
- * gossip, pairing, search) with discovery. Imports crdt/ and identity/ only; the node implements
+ * gossip, pairing, search, hole punching) with discovery. Imports crdt/ and identity/ only; the node implements
  * {@link ReplicaBackend}.
  */
 export * from './backend.js'
@@ -15,3 +15,4 @@ export * from './swarm.js'
 export { scopeOf, type AddressScope } from './addresses.js'
 export * from './pair-protocol.js'
 export * from './search-protocol.js'
+export { HolePunchError, PUNCH_PROTOCOL, punchTarget, type PunchOutcome } from './punch-protocol.js'
