@@ -433,6 +433,8 @@ Examples:
         dir: g.dir,
         code: text,
         network: { listen: opts.listen ?? ['/ip4/127.0.0.1/tcp/0'], dht: false },
+        // the daemon indexes what arrived; a command that indexed would wait for its batch to close
+        backgroundIndexing: false,
         lock: { kind: 'command' },
         ...(opts.name !== undefined ? { deviceName: opts.name } : {}),
         ...(pass !== undefined ? { passphrase: pass } : {})
