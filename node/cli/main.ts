@@ -590,7 +590,7 @@ Examples:
         if (s.network !== undefined) {
           rows.push(['Listening', s.network.multiaddrs.join(' ')])
           rows.push(['Reachable', REACHABILITY[s.network.reachability] ?? s.network.reachability])
-          rows.push(['Peers', s.network.peers.length === 0 ? '(none)' : s.network.peers.map(p => `${p.name ?? '?'} (${p.device.slice(-8)}${p.verified ? '' : ', unverified'}${p.relayed ? ', relayed' : ''}${p.holePunch?.result === 'direct' ? ', hole punched' : ''}${p.syncing ? ', syncing' : ''})`).join(', ')])
+          rows.push(['Peers', s.network.peers.length === 0 ? '(none)' : s.network.peers.map(p => `${p.name ?? '?'} (${p.device.slice(-8)}${p.verified ? '' : ', unverified'}${p.relayed ? ', relayed' : ''}${p.holePunch === undefined ? '' : p.holePunch.result === 'direct' ? ', hole punched' : ', hole punch failed'}${p.syncing ? ', syncing' : ''})`).join(', ')])
           rows.push(['Sync', s.network.syncing.length === 0 ? 'idle' : s.network.syncing.map(x => `${x.peer.slice(-8)} ${x.received}/${x.total}`).join(', ')])
         }
         return table(rows)
