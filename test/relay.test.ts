@@ -113,7 +113,7 @@ describe('devices behind NATs, through the swarm\'s relay node (network namespac
     assert.equal(peers.connected.find(p => p.name === 'homeA')?.relayed, true)
   })
 
-  it('a write in home A reaches home B and its live query; a swarm search from A finds a file only B holds', async () => {
+  it('a write in home A reaches home B and its live query; a swarm search and a memory recall from A find what only B holds', async () => {
     const watch = spawn('ip', ['netns', 'exec', homeB.ns, process.execPath, BIN, 'watch', 'notes', '--json', '--dir', dirB], { stdio: ['ignore', 'pipe', 'pipe'] })
     children.add(watch)
     let lines = ''
@@ -131,6 +131,12 @@ describe('devices behind NATs, through the swarm\'s relay node (network namespac
     const found = JSON.parse(await cli(homeA, ['search', 'boiler pressure valve', '--swarm', '--json', '--dir', dirA])) as { hits: Array<{ deviceName: string, doc: { name: string } }>, devices: Array<{ name: string, ok: boolean }> }
     assert.equal(found.hits[0]?.deviceName, 'homeB')
     assert.equal(found.hits[0]?.doc.name, 'boiler.txt')
+    // context memory stays on its device too: recalled from A through the relay
+    const b = await status(homeB, dirB)
+    await cli(homeB, ['memory', 'add', 'The plumber comes back on Thursday to check the boiler valve', '--agent', 'house', '--dir', dirB])
+    const recalled = JSON.parse(await cli(homeA, ['memory', 'recall', 'when does the plumber come back', '--swarm', '--json', '--dir', dirA], 120_000)) as Array<{ device?: string, memory: { content: string } }>
+    const remote = recalled.find(h => h.device === b.deviceId)
+    assert.match(remote?.memory.content ?? '', /plumber comes back on Thursday/, `recalled from home B: ${JSON.stringify(recalled)}`)
   })
 
   it('homes behind NATs that keep ports punch a hole and connect directly; behind one that does not, they stay relayed', async () => {
