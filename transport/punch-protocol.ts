@@ -20,6 +20,7 @@
  * window closes or a direct connection exists. Members only, over relayed connections only.
  */
 import { createServer, isIP, type AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { lpStream } from '@libp2p/utils'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -236,8 +237,4 @@ async function freePort (): Promise<number> {
   const { port } = server.address() as AddressInfo
   await new Promise<void>(resolve => server.close(() => resolve()))
   return port
-}
-
-async function sleep (ms: number): Promise<void> {
-  await new Promise(resolve => setTimeout(resolve, ms))
 }

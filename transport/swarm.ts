@@ -431,7 +431,9 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
     this.antiEntropy = setTimeout(() => {
       for (const peer of this.host.getPeers()) if (this.gate.isVerified(peer.toString())) this.requestPull(peer)
       // a member still reached only through a relay: try its addresses, or a hole punch, again
-      for (const peer of this.host.getPeers()) void this.host.peerStore.get(peer).then(p => this.goDirect(peer, p.addresses.map(a => a.multiaddr.toString())), () => {})
+      for (const peer of this.host.getPeers()) {
+        if (this.onlyRelayed(peer)) void this.host.peerStore.get(peer).then(p => this.goDirect(peer, p.addresses.map(a => a.multiaddr.toString())), () => {})
+      }
       for (const relay of this.relays.keys()) this.reserveOn(relay)
       void this.gossip.publishHeads(this.backend.versionVector())
       if (!this.stopped) this.scheduleAntiEntropy()
@@ -503,27 +505,37 @@ export class SwarmTransport extends EventEmitter<SwarmEvents> {
    */
   private goDirect (peer: PeerId, addrs: readonly string[]): void {
     const id = peer.toString()
-    const connections = this.host.getConnections(peer)
-    if (!this.gate.isVerified(id) || connections.length === 0 || connections.some(c => relayOf(c.remoteAddr.toString()) === undefined)) return
-    if (this.directTries.has(id) || this.puncher.busy(id)) return
+    if (!this.gate.isVerified(id) || !this.onlyRelayed(peer) || this.directTries.has(id) || this.puncher.busy(id)) return
     this.directTries.add(id)
     const direct = addrs.filter(isPublicDirect).map(a => multiaddr(a.endsWith(`/p2p/${id}`) ? a : `${a}/p2p/${id}`))
-    const dialled = direct.length > 0 ? this.host.dial(direct, { signal: AbortSignal.timeout(10_000), force: true }) : Promise.reject(new Error('no public address'))
-    dialled.then(
-      connection => {
-        this.log('info', 'direct connection to a device that was reached through a relay', { peer: id })
-        this.leaveRelay(peer, connection)
-      },
-      async (err: Error) => {
-        this.log('debug', 'no direct connection to a relayed device at its addresses', { peer: id, error: err.message })
-        const inbound = this.host.getConnections(peer).find(c => c.direction === 'inbound' && relayOf(c.remoteAddr.toString()) !== undefined)
-        if (inbound !== undefined && !this.stopped) await this.puncher.punch(inbound).catch(() => { /* recorded, the relayed connection stays */ })
-      }
-    ).finally(() => {
+    void this.reachDirectly(peer, direct).finally(() => {
       if (this.stopped) return
       const again = setTimeout(() => { this.timers.delete(again); this.directTries.delete(id) }, DIRECT_RETRY_MS)
       this.timers.add(again)
     })
+  }
+
+  /** True when the peer is connected, and only through relays. */
+  private onlyRelayed (peer: PeerId): boolean {
+    const connections = this.host.getConnections(peer)
+    return connections.length > 0 && connections.every(c => relayOf(c.remoteAddr.toString()) !== undefined)
+  }
+
+  private async reachDirectly (peer: PeerId, direct: Multiaddr[]): Promise<void> {
+    const id = peer.toString()
+    if (direct.length > 0) {
+      try {
+        const connection = await this.host.dial(direct, { signal: AbortSignal.timeout(10_000), force: true })
+        this.log('info', 'direct connection to a device that was reached through a relay', { peer: id })
+        this.leaveRelay(peer, connection)
+        return
+      } catch (err) {
+        this.log('debug', 'no direct connection to a relayed device at its addresses', { peer: id, error: (err as Error).message })
+      }
+    }
+    const inbound = this.host.getConnections(peer).find(c => c.direction === 'inbound' && relayOf(c.remoteAddr.toString()) !== undefined)
+    // the outcome is recorded; the relayed connection stays when it fails
+    if (inbound !== undefined && !this.stopped) await this.puncher.punch(inbound).catch(() => {})
   }
 
   /**

@@ -8,10 +8,10 @@ import type { Database } from 'better-sqlite3'
 import { SqliteMigrationDriver } from '../migrate/sqlite-driver.js'
 import { migrateSchema, SCHEMA_TABLE, type SqlMigration } from '../migrate/schema-source.js'
 
-/** PeakDB's SQLite schema, version by version; a release only ever appends to this list. */
 /** The tokenizer of the full-text table (query words are stemmed with the same one: rare-words.ts). */
 export const FTS_TOKENIZE = 'porter unicode61 remove_diacritics 2'
 
+/** PeakDB's SQLite schema, version by version; a release only ever appends to this list. */
 export const MIGRATIONS: readonly SqlMigration[] = [
   // log, heads, materialised documents, membership/key records, settings
   {
