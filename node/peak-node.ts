@@ -28,6 +28,7 @@ import { Indexer, type IndexProgress } from './embedding/indexer.js'
 import { UseLiteEmbedder } from './embedding/use-lite.js'
 import { SwarmSearch } from './swarm-search.js'
 import { CONTEXT_COLLECTION, Memory, type MemoryOptions } from './memory/memory.js'
+import { Placement } from './placement/placement.js'
 import { FileIndexer } from './files.js'
 import { AnnIndexes } from './embedding/ann-index.js'
 import { createLogger } from './logger.js'
@@ -255,6 +256,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   /** The user's profile and preferences, replicated and encrypted. */
   readonly profile: Profile
   private memoryApi: Memory | undefined
+  private placementApi: Placement | undefined
   private memoryOptions: MemoryOptions | undefined
   private readonly live: LiveQueries
   /** Acknowledgements of this device's writes by the others. */
@@ -512,6 +514,25 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       swarmSearch: async q => await this.swarm.search(q)
     }, this.memoryOptions)
     return this.memoryApi
+  }
+
+  /**
+   * Placement across the user's devices: each collection's policy (`replicas`, `pin`), each
+   * device's metrics, and the plan every device computes from them (see {@link Placement}).
+   */
+  get placement (): Placement {
+    this.checkOpen()
+    this.placementApi ??= new Placement({
+      deviceId: this.deviceId,
+      dataDir: this.dir,
+      policies: new Collection('_placement' as CollectionName, this.collectionContext(), { embed: false }),
+      metrics: new Collection('_device_metrics' as CollectionName, this.collectionContext(), { embed: false }),
+      members: () => this.log.membership.devices().filter(d => d.revocation === undefined).map(d => ({ device: d.device, name: d.name })),
+      replicated: async () => (await this.collectionInfos()).filter(c => c.local !== true).map(c => c.name),
+      collection: name => this.collection(name),
+      isLocal: name => this.localNames.has(name)
+    })
+    return this.placementApi
   }
 
   /** The system collections of memory: knowledge and its history replicated, context device-local. */

@@ -2,6 +2,8 @@ import { strict as assert } from 'node:assert'
 import { simulate, simulateMany } from '../bench/placement-sim.js'
 import { KeepLedger } from '../node/placement/handoff.js'
 import { plan, rank, SHARDS, shardOf, weightOf, type PlacementDevice } from '../node/placement/plan.js'
+import { InvalidOptionError } from '../node/errors.js'
+import { connect, TestSwarm, waitForConvergence } from './helpers/nodes.js'
 import { prng } from './helpers/prng.js'
 
 const MIB = 1_048_576
@@ -129,6 +131,70 @@ describe('placement', () => {
     it('catches a hand-off that trusts the plan instead of promises', () => {
       const r = simulate({ seed: 1, steps: 200, flaw: 'trust-plan' })
       assert.ok(r.violations.some(v => v.includes('fewer than 2')), `seed 1: ${r.violations.join('; ')}`)
+    })
+  })
+
+  describe('on real nodes', function () {
+    this.timeout(120_000)
+    let swarm: TestSwarm
+    beforeEach(() => { swarm = new TestSwarm() })
+    afterEach(async () => { await swarm.close() })
+
+    it('three devices see one policy and compute one plan; a revoked device leaves it', async () => {
+      const [a, b, c] = [await swarm.add({ deviceName: 'a' }), await swarm.add({ deviceName: 'b' }), await swarm.add({ deviceName: 'c' })] as const
+      await connect(a, b)
+      await connect(a, c)
+      const photos = a.collection('photos', { embed: false })
+      for (let i = 0; i < 400; i++) await photos.put({ _id: `p${i}`, title: `photo ${i}`, pixels: 'x'.repeat(200 + (i % 7) * 50) })
+      assert.deepEqual(await a.placement.setPolicy('photos', { replicas: 2 }), { replicas: 2 })
+      await waitForConvergence([a, b, c])
+      // each publishes its metrics when it first reports, then every device has every device's
+      for (const n of [a, b, c]) await n.placement.report()
+      await waitForConvergence([a, b, c])
+      assert.deepEqual(await c.placement.policy('photos'), { replicas: 2 })
+      const reports = await Promise.all([a, b, c].map(async n => await n.placement.report()))
+      const [ra, rb, rc] = reports.map(r => r.collections.find(x => x.name === 'photos'))
+      assert.ok(ra !== undefined && rb !== undefined && rc !== undefined)
+      assert.deepEqual(rb.bytesByDevice, ra.bytesByDevice, 'b plans as a does')
+      assert.deepEqual(rc.bytesByDevice, ra.bytesByDevice, 'c plans as a does')
+      assert.ok(reports.every(r => r.devices.every(d => d.metrics === 'published')), JSON.stringify(reports.map(r => r.devices)))
+      assert.equal(ra.short, 0)
+      const total = ra.bytes
+      for (const n of [a, b, c]) {
+        const share = (ra.bytesByDevice[n.deviceId] ?? 0) / total
+        assert.ok(share > 0.5 && share < 0.8, `${n.deviceName} would hold ${share.toFixed(2)} of the bytes (about 2/3 expected)`)
+      }
+      assert.equal(Object.values(ra.bytesByDevice).reduce((x, y) => x + y, 0), 2 * total, 'two copies of every byte')
+      assert.equal(ra.pending, 64, 'one shard copy of three to drop per shard')
+
+      // pinned: c holds everything, a and b share the second copies
+      await a.placement.setPolicy('photos', { pin: [c.deviceId] })
+      const pinned = (await a.placement.report()).collections.find(x => x.name === 'photos')
+      assert.deepEqual(pinned?.pin, [c.deviceId])
+      assert.equal(pinned?.bytesByDevice[c.deviceId], total)
+
+      await a.devices.revoke(b.deviceId)
+      const after = (await a.placement.report())
+      assert.ok(!after.devices.some(d => d.device === b.deviceId), 'a revoked device is no longer placed')
+      assert.deepEqual(after.collections.find(x => x.name === 'photos')?.holders, [a.deviceId, c.deviceId].sort())
+    })
+
+    it('refuses a policy it cannot keep, with a clear error', async () => {
+      const a = await swarm.add()
+      await assert.rejects(a.placement.setPolicy('photos', { replicas: 0 }), (err: Error) => err instanceof InvalidOptionError && /replicas must be a whole number from 1 to 64/.test(err.message))
+      await assert.rejects(a.placement.setPolicy('photos', { pin: ['12D3KooWB19P5J69XdmPjYJQRVZcpNfArZDoj222FJF8n7s5i5L4'] }), (err: Error) => err instanceof InvalidOptionError && /not a member/.test(err.message))
+      await assert.rejects(a.placement.setPolicy('photos', { pin: ['laptop'] }), (err: Error) => err instanceof InvalidOptionError && /not a DeviceId/.test(err.message))
+      a.collection('cache', { replicate: false })
+      await a.collection('cache').put({ _id: 'x' })
+      await assert.rejects(a.placement.setPolicy('cache', { replicas: 1 }), (err: Error) => err instanceof InvalidOptionError && /device-local/.test(err.message))
+      await assert.rejects(a.placement.setPolicy('_memory', { replicas: 1 }), (err: Error) => err.name === 'InvalidCollectionNameError')
+      // one device: every shard is short of two replicas, for want of devices
+      await a.collection('photos').put({ _id: 'p1', n: 1 })
+      await a.placement.setPolicy('photos', { replicas: 2 })
+      const r = (await a.placement.report()).collections.find(x => x.name === 'photos')
+      assert.equal(r?.short, 1)
+      assert.equal(r?.replicas, 2)
+      assert.deepEqual(await a.placement.setPolicy('photos', { replicas: null }), {})
     })
   })
 })

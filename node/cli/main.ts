@@ -22,6 +22,7 @@ import { addMigrateCommand } from './migrate-command.js'
 import { addMemoryCommand } from './memory-command.js'
 import type { DaemonOptions } from './daemon-command.js'
 import type { FolderIndexResult, FolderProgress } from '../files.js'
+import type { PlacementReport } from '../placement/placement.js'
 import { DaemonUnreachableError, callApi, callsInFlight, readApiInfo } from '../daemon/api-client.js'
 
 interface GlobalOptions { dir?: string, json?: boolean, passphraseFile?: string }
@@ -467,6 +468,26 @@ Examples:
       emit(g.json, r, () => `revoked ${r.device} (its entries up to seq ${r.keptUpTo} stay valid; new data-key epoch ${r.epoch})`)
     })
 
+  program.command('placement')
+    .description('which of your devices the plan gives each replicated collection (set with `peakdb collection <name> --replicas n`), bytes, moves pending, and why')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const g = globals(cmd)
+      const r = await call(g, 'placement', {}) as PlacementReport
+      const names = new Map(r.devices.map(d => [d.device, d.name]))
+      const who = (d: string): string => `${names.get(d) ?? '?'} (${d.slice(0, 12)}…)`
+      const mib = (b: number): string => `${(b / 1_048_576).toFixed(b < 10_485_760 ? 2 : 0)} MiB`
+      emit(g.json, { collections: r.collections.map(c => ({ name: c.name, replicas: c.replicas, pin: c.pin, holders: c.holders, pending: c.pending, bytes: c.bytes, bytesByDevice: c.bytesByDevice, short: c.short })), devices: r.devices, enacted: r.enacted }, () => [
+        ...r.collections.map(c => [
+          `${c.name}: ${c.replicas === null ? 'every device' : `${c.replicas} replica(s)`}${c.pin.length > 0 ? `, pinned to ${c.pin.map(who).join(', ')}` : ''}, ${mib(c.bytes)}`,
+          ...c.holders.map(h => `  ${who(h)}: ${mib(c.bytesByDevice[h] ?? 0)}`),
+          `  pending: ${c.pending} shard cop${c.pending === 1 ? 'y' : 'ies'} to move${c.short > 0 ? `; ${c.short} shard(s) short of replicas (too few devices or too little room)` : ''}`
+        ].join('\n')),
+        r.collections.length === 0 ? 'no replicated collections yet' : '',
+        'devices: ' + r.devices.map(d => `${who(d.device)} budget ${mib(d.budgetBytes)}${d.metrics === 'published' ? '' : ` (metrics ${d.metrics}: assumed)`}`).join('; '),
+        r.enacted ? '' : 'planned only: this release does not move data yet, every device keeps every body'
+      ].filter(l => l !== '').join('\n'))
+    })
+
   const profile = program.command('profile')
     .description('show the user\'s profile and preferences (the same on every device)')
     .action(async (_opts: unknown, cmd: Command) => {
@@ -724,14 +745,24 @@ Examples:
     .option('--ttl <duration>', 'device-local collections in a file provider: documents expire this long after their last write (90s, 10m, 1h, 7d; "none" removes it)', (v: string) => v === 'none' ? null : durationOption('--ttl', 1000, 31_536_000_000)(v))
     .option('--max-size <size>', 'device-local collections in a file provider: byte budget, least recently used documents go first (500MB, 2GB, 64KB; "none" removes it)', sizeOption('--max-size'))
     .option('--provider <name>', 'move the collection to this provider (see `peakdb providers`; "primary" is the node\'s own storage): rebuilt there from the log, then removed from the old one. With --adopt: the postgres provider that holds the table')
+    .option('--replicas <n>', 'how many of your devices hold this collection\'s full documents (1-64; "all", the default, is every device); replicated to every device', (v: string) => {
+      if (v === 'all') return null
+      const n = Number(v)
+      if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError(`a whole number from 1 to 64, or "all" (got ${JSON.stringify(v)})`)
+      return n
+    })
+    .option('--pin <device>', 'a DeviceId that always holds this collection (repeat for more; --pin none removes the pins)', (v: string, prev: string[] | undefined) => v === 'none' ? [] : [...(prev ?? []), v])
     .option('--adopt <table>', 'serve an existing PostgreSQL table (schema.table) as this collection: its primary key is _id, values are checked against column types; never in the log, never replicated')
-    .action(async (name: string, opts: { index?: string, embed?: string | boolean, wait: boolean, provider?: string, ttl?: number | null, maxSize?: number | null, adopt?: string }, cmd: Command) => {
+    .action(async (name: string, opts: { index?: string, embed?: string | boolean, wait: boolean, provider?: string, ttl?: number | null, maxSize?: number | null, adopt?: string, replicas?: number | null, pin?: string[] }, cmd: Command) => {
       const g = globals(cmd)
       if (opts.adopt !== undefined) await call(g, 'adopt', { collection: name, table: opts.adopt, ...(opts.provider !== undefined ? { provider: opts.provider } : {}) })
       else if (opts.provider !== undefined) await moveWithProgress(g, name, opts.provider)
       if (opts.ttl !== undefined || opts.maxSize !== undefined) {
         await call(g, 'setPolicy', { collection: name, ...(opts.ttl !== undefined ? { ttlMs: opts.ttl } : {}), ...(opts.maxSize !== undefined ? { maxBytes: opts.maxSize } : {}) })
       }
+      const placement = opts.replicas !== undefined || opts.pin !== undefined
+        ? await call(g, 'setPlacement', { collection: name, ...(opts.replicas !== undefined ? { replicas: opts.replicas } : {}), ...(opts.pin !== undefined ? { pin: opts.pin } : {}) }) as { replicas?: number, pin?: string[] }
+        : undefined
       for (const field of (opts.index ?? '').split(',').map(s => s.trim()).filter(s => s.length > 0)) {
         await call(g, 'createIndex', { collection: name, field })
       }
@@ -743,11 +774,12 @@ Examples:
       const info = list.find(c => c.name === name) ?? { name, count: 0, indexes: [] }
       const status = await call(g, 'indexStatus', { collection: name }) as { pending: number, embed: unknown }
       const policy = await call(g, 'policy', { collection: name }) as { ttlMs: number | null, maxBytes: number | null } | null
-      const out = { ...info, provider: info.provider ?? 'primary', embed: status.embed, pendingIndex: status.pending, ...(policy !== null ? { policy } : {}) }
+      const out = { ...info, provider: info.provider ?? 'primary', embed: status.embed, pendingIndex: status.pending, ...(policy !== null ? { policy } : {}), ...(placement !== undefined ? { placement: { replicas: placement.replicas ?? null, pin: placement.pin ?? [] } } : {}) }
       emit(g.json, out, () => table([
         ['Collection', info.name],
         ['Provider', out.provider],
         ...(policy !== null ? [['Time to live', policy.ttlMs === null ? '(none)' : `${policy.ttlMs / 1000} s`], ['Size budget', policy.maxBytes === null ? '(none)' : `${policy.maxBytes} bytes`]] as Array<[string, unknown]> : []),
+        ...(placement !== undefined ? [['Replicas', placement.replicas ?? 'all devices'], ['Pinned to', (placement.pin ?? []).join(', ') || '(none)']] as Array<[string, unknown]> : []),
         ['Documents', info.count],
         ...(out.provider.includes(':')
           // an adopted table (provider:schema.table): its own indexes, no search

@@ -74,6 +74,8 @@ export const methodParams = {
   moveStatus: z.object({ collection }).strict(),
   setPolicy: z.object({ collection, ttlMs: z.number().int().min(1000).max(31_536_000_000).nullable().optional(), maxBytes: z.number().int().min(1).max(2 ** 50).nullable().optional() }).strict(),
   policy: z.object({ collection }).strict(),
+  setPlacement: z.object({ collection, replicas: z.number().int().min(1).max(64).nullable().optional(), pin: z.array(z.string().min(1).max(128)).max(64).optional() }).strict(),
+  placement: z.object({}).strict(),
   adopt: z.object({ collection, table: z.string().min(1).max(130), provider: z.string().min(1).max(32).optional() }).strict(),
   schema: z.object({ ...schemaParams }).strict(),
   schemaTypes: z.object({ ...schemaParams, all: z.boolean().optional() }).strict(),
@@ -254,6 +256,11 @@ const handlers: { [M in MethodName]: (ctx: MethodContext, p: Params<M>) => Promi
     ...(p.maxBytes !== undefined ? { maxBytes: p.maxBytes } : {})
   }),
   policy: async ({ node }, p) => (await node.collectionPolicy(p.collection)) ?? null,
+  setPlacement: async ({ node }, p) => await node.placement.setPolicy(p.collection, {
+    ...(p.replicas !== undefined ? { replicas: p.replicas } : {}),
+    ...(p.pin !== undefined ? { pin: p.pin } : {})
+  }),
+  placement: async ({ node }) => await node.placement.report(),
   adopt: async ({ node }, p) => {
     await node.adopt(p.collection, p.table, p.provider !== undefined ? { provider: p.provider } : {})
     return { collection: p.collection, table: p.table, provider: p.provider ?? 'primary' }
