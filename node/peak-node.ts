@@ -102,6 +102,8 @@ export interface PeakNodeOptions {
   readonly annMinRecall?: number
   /** Agent memory: context time to live and budget, the consolidation decider (see {@link Memory}). */
   readonly memory?: MemoryOptions
+  /** Placement: this device's budget for document bodies (default half the free space of its disk) and a clock. */
+  readonly placement?: { readonly budgetBytes?: number, readonly now?: () => number }
   /**
    * How to take the data dir's lock (default: as a long-running owner, failing at once when
    * another process holds it). The CLI opens short-lived commands with `{ kind: 'command' }`,
@@ -258,6 +260,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
   private memoryApi: Memory | undefined
   private placementApi: Placement | undefined
   private memoryOptions: MemoryOptions | undefined
+  private placementOptions: PeakNodeOptions['placement']
   private readonly live: LiveQueries
   /** Acknowledgements of this device's writes by the others. */
   readonly confirmations: Confirmations
@@ -420,6 +423,7 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       const node = new PeakNode(log, storage, keystore, lock, paths, created?.phrase, options.confirmations ?? 1, options.embedder, options.backgroundIndexing ?? true, { minChunks: options.annMinChunks, minRecall: options.annMinRecall })
       for (const name of JSON.parse(await storage.getMeta(LOCAL_COLLECTIONS_META) ?? '[]') as string[]) node.localNames.add(name)
       node.memoryOptions = options.memory
+      node.placementOptions = options.placement
       node.chosenRoutes = JSON.parse(await storage.getMeta(CHOSEN_ROUTES_META) ?? '{}') as Record<string, string>
       node.adoptedTables = JSON.parse(await storage.getMeta(ADOPTED_META) ?? '{}') as Record<string, { table: string, provider?: string }>
       for (const [name, a] of Object.entries(node.adoptedTables)) {
@@ -530,7 +534,15 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       members: () => this.log.membership.devices().filter(d => d.revocation === undefined).map(d => ({ device: d.device, name: d.name })),
       replicated: async () => (await this.collectionInfos()).filter(c => c.local !== true).map(c => c.name),
       collection: name => this.collection(name),
-      isLocal: name => this.localNames.has(name)
+      isLocal: name => this.localNames.has(name),
+      ...(this.placementOptions?.budgetBytes !== undefined ? { budgetBytes: this.placementOptions.budgetBytes } : {}),
+      ...(this.placementOptions?.now !== undefined ? { now: this.placementOptions.now } : {}),
+      writtenBy: async (id, device) => {
+        const doc = await this.storage.getDocument('_device_metrics', id)
+        if (doc?.body === null || doc?.body === undefined) return false
+        const meta = JSON.parse(doc.meta) as { x?: string, s?: Record<string, string> }
+        return Object.keys(doc.body).every(name => (meta.s?.[name] ?? meta.x ?? '').endsWith(device))
+      }
     })
     return this.placementApi
   }

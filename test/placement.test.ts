@@ -173,10 +173,44 @@ describe('placement', () => {
       assert.deepEqual(pinned?.pin, [c.deviceId])
       assert.equal(pinned?.bytesByDevice[c.deviceId], total)
 
+      // a device cannot speak for another: metrics b did not write are not b's
+      const forger = (a.placement as unknown as { ctx: { metrics: { put: (d: object) => Promise<unknown> } } }).ctx.metrics
+      await forger.put({ _id: b.deviceId, budgetBytes: 1, freeBytes: 1, at: new Date().toISOString(), expiresAt: new Date(Date.now() + 3600_000).toISOString() })
+      await waitForConvergence([a, b, c])
+      const seen = await c.placement.report()
+      assert.equal(seen.devices.find(d => d.device === b.deviceId)?.metrics, 'forged')
+      assert.equal(seen.devices.find(d => d.device === b.deviceId)?.placed, false)
+      // b publishes its own again when it next checks
+      await b.placement.refresh()
+      await waitForConvergence([a, b, c])
+      assert.equal((await c.placement.report()).devices.find(d => d.device === b.deviceId)?.metrics, 'published')
+
       await a.devices.revoke(b.deviceId)
       const after = (await a.placement.report())
       assert.ok(!after.devices.some(d => d.device === b.deviceId), 'a revoked device is no longer placed')
       assert.deepEqual(after.collections.find(x => x.name === 'photos')?.holders, [a.deviceId, c.deviceId].sort())
+    })
+
+    it('re-places the share of devices away past the threshold (their metrics expired)', async () => {
+      let now = Date.now()
+      const a = await swarm.add({ deviceName: 'a', placement: { now: () => now, budgetBytes: 1 << 30 } })
+      const b = await swarm.add({ deviceName: 'b', placement: { budgetBytes: 1 << 30 } })
+      const c = await swarm.add({ deviceName: 'c', placement: { budgetBytes: 1 << 30 } })
+      await connect(a, b)
+      await connect(a, c)
+      for (let i = 0; i < 50; i++) await a.collection('photos', { embed: false }).put({ _id: `p${i}`, n: i })
+      await a.placement.setPolicy('photos', { replicas: 2 })
+      for (const n of [b, c]) await n.placement.report()
+      await waitForConvergence([a, b, c])
+      const before = (await a.placement.report()).collections.find(x => x.name === 'photos')
+      assert.deepEqual(before?.holders, [a.deviceId, b.deviceId, c.deviceId].sort())
+      // b and c stay away for a day: their metrics expire and a places everything on the devices left
+      now += 25 * 3600_000
+      const later = await a.placement.report()
+      assert.deepEqual(later.devices.filter(d => !d.placed).map(d => [d.device, d.metrics]).sort(), [[b.deviceId, 'expired'], [c.deviceId, 'expired']].sort())
+      const photos = later.collections.find(x => x.name === 'photos')
+      assert.deepEqual(photos?.holders, [a.deviceId])
+      assert.ok((photos?.short ?? 0) > 0, 'two replicas cannot be kept with one device placed')
     })
 
     it('refuses a policy it cannot keep, with a clear error', async () => {

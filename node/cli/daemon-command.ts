@@ -201,6 +201,11 @@ export async function runDaemon (o: DaemonOptions): Promise<void> {
     onError: err => log.warn('memory consolidation failed', { error: `${err.name}: ${err.message}` })
   })
 
+  // this device's metrics (room, budget) for placement, kept from expiring while it runs
+  const stopMemory = background.stop
+  const stopPlacement = node.placement.startRefresh({ onError: err => log.warn('could not publish placement metrics', { error: `${err.name}: ${err.message}` }) })
+  background.stop = async () => { await stopPlacement(); await stopMemory?.() }
+
   await stopped
   process.off('SIGINT', onSignal)
   process.off('SIGTERM', onSignal)

@@ -483,7 +483,7 @@ Examples:
           `  pending: ${c.pending} shard cop${c.pending === 1 ? 'y' : 'ies'} to move${c.short > 0 ? `; ${c.short} shard(s) short of replicas (too few devices or too little room)` : ''}`
         ].join('\n')),
         r.collections.length === 0 ? 'no replicated collections yet' : '',
-        'devices: ' + r.devices.map(d => `${who(d.device)} budget ${mib(d.budgetBytes)}${d.metrics === 'published' ? '' : ` (metrics ${d.metrics}: assumed)`}`).join('; '),
+        'devices: ' + r.devices.map(d => `${who(d.device)} budget ${mib(d.budgetBytes)}${d.placed ? '' : ` (not placed: ${d.metrics === 'none' ? 'no metrics published yet' : d.metrics === 'expired' ? 'away: its metrics expired' : 'its metrics were not written by itself'})`}`).join('; '),
         r.enacted ? '' : 'planned only: this release does not move data yet, every device keeps every body'
       ].filter(l => l !== '').join('\n'))
     })

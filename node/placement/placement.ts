@@ -29,6 +29,11 @@ export interface PlacementContext {
   members (): Array<{ device: string, name: string }>
   /** The user's replicated collections. */
   replicated (): Promise<string[]>
+  /**
+   * True when every visible field of a metrics document was written by `device` itself (the
+   * author is part of each field's write stamp): one device cannot speak for another.
+   */
+  writtenBy (id: string, device: string): Promise<boolean>
   /** A user collection; throws InvalidCollectionNameError for a name that is not one. */
   collection (name: string): Collection
   /** True for a device-local collection (no log, nothing to place). */
@@ -65,7 +70,12 @@ export interface CollectionPlacement {
 /** {@link Placement.report}. */
 export interface PlacementReport {
   readonly collections: CollectionPlacement[]
-  readonly devices: Array<{ device: string, name: string, budgetBytes: number, metrics: 'published' | 'expired' | 'none' }>
+  /**
+   * Members and their metrics. Only devices with metrics that count (`published`: written by the
+   * device itself and not expired) are placed: a device whose metrics expired has been away for
+   * half a day or more and the others re-place its share.
+   */
+  readonly devices: Array<{ device: string, name: string, budgetBytes: number, metrics: 'published' | 'expired' | 'none' | 'forged', placed: boolean }>
   /** False in this release: the plan is computed and reported, bodies are not moved yet. */
   readonly enacted: boolean
 }
@@ -132,14 +142,16 @@ export class Placement {
 
   /**
    * Publishes this device's metrics when it has none that count, they expire within half their
-   * lifetime, or its budget moved to another power of two (what the plan's weights see).
+   * lifetime, its budget moved to another power of two (what the plan's weights see), or
+   * another device wrote over them.
    */
   async refresh (): Promise<void> {
     const doc = await this.ctx.metrics.get(this.ctx.deviceId)
     const expires = typeof doc?.expiresAt === 'string' ? Date.parse(doc.expiresAt) : NaN
     const bucket = (b: number): number => Math.floor(Math.log2(Math.max(1, b / 1_048_576)))
     const stale = doc === null || !Number.isFinite(expires) || expires - this.now() < METRICS_TTL_MS / 2 ||
-      typeof doc.budgetBytes !== 'number' || bucket(doc.budgetBytes) !== bucket(this.measure().budgetBytes)
+      typeof doc.budgetBytes !== 'number' || bucket(doc.budgetBytes) !== bucket(this.measure().budgetBytes) ||
+      !await this.ctx.writtenBy(this.ctx.deviceId, this.ctx.deviceId)
     if (stale) await this.publish()
   }
 
@@ -148,18 +160,21 @@ export class Placement {
     await this.refresh()
     const now = this.now()
     const members = this.ctx.members()
-    const own = this.measure().budgetBytes
     const devices: PlacementDevice[] = []
     const listed: PlacementReport['devices'] = []
     for (const m of members) {
       const doc = await this.ctx.metrics.get(m.device)
       const expires = typeof doc?.expiresAt === 'string' ? Date.parse(doc.expiresAt) : NaN
-      const fresh = doc !== null && Number.isFinite(expires) && expires > now && typeof doc.budgetBytes === 'number'
-      // a device without fresh metrics is taken to offer what this one does
-      const budgetBytes = fresh ? doc.budgetBytes as number : own
-      devices.push({ device: m.device, budgetBytes })
-      listed.push({ device: m.device, name: m.name, budgetBytes, metrics: fresh ? 'published' : doc !== null ? 'expired' : 'none' })
+      const budget = typeof doc?.budgetBytes === 'number' && Number.isFinite(doc.budgetBytes) && doc.budgetBytes >= 0 ? doc.budgetBytes : 0
+      const state = doc === null
+        ? 'none'
+        : !await this.ctx.writtenBy(m.device, m.device)
+            ? 'forged'
+            : !Number.isFinite(expires) || expires <= now ? 'expired' : 'published'
+      if (state === 'published') devices.push({ device: m.device, budgetBytes: budget })
+      listed.push({ device: m.device, name: m.name, budgetBytes: budget, metrics: state, placed: state === 'published' })
     }
+    const placedCount = devices.length
     const names = await this.ctx.replicated()
     const inputs: Array<PlacementCollection & { bytes: number }> = []
     for (const name of names) {
@@ -178,7 +193,7 @@ export class Placement {
         if (k.bytes === 0) continue
         for (const h of hs) { holders.add(h); bytesByDevice[h] = (bytesByDevice[h] ?? 0) + k.bytes }
         // today every member holds every shard: the others would drop theirs
-        pending += members.length - hs.length
+        pending += placedCount - hs.length
       }
       return {
         name: c.name,
@@ -192,6 +207,25 @@ export class Placement {
       }
     })
     return { collections, devices: listed, enacted: false }
+  }
+
+  /**
+   * Keeps this device's metrics current: checks now and every `intervalMs` (default an hour),
+   * publishing only when {@link refresh} finds them stale. Returns the function that stops it.
+   */
+  startRefresh (options: { intervalMs?: number, onError?: (err: Error) => void } = {}): () => Promise<void> {
+    let running: Promise<void> | undefined
+    const tick = (): void => {
+      if (running !== undefined) return
+      running = this.refresh().catch(err => options.onError?.(err as Error)).finally(() => { running = undefined })
+    }
+    tick()
+    const timer = setInterval(tick, options.intervalMs ?? 3600_000)
+    timer.unref()
+    return async () => {
+      clearInterval(timer)
+      await running
+    }
   }
 
   /** Bytes of a collection's bodies per shard (JSON text of each document). */
