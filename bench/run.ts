@@ -66,6 +66,8 @@ process.stderr.write('bench: indexing a folder of 1,000 small text files\n')
 const folder = await folderIndexBench(1000)
 process.stderr.write('bench: relayed vs direct between devices behind NATs (network namespaces, needs root)\n')
 const relay = (() => { try { return runChild('relay.js', [String(N)]) } catch (err) { return { error: (err as Error).message.split('\n')[0] } } })()
+process.stderr.write('bench: placement and hand-off simulation, 1,000 seeded runs\n')
+const placement = runChild('placement-sim.js', ['1000', '300'])
 process.stderr.write(`bench: PostgreSQL provider next to raw pg, its pool, and pgvector over ${VECTORS} vectors (the HNSW build takes a while)\n`)
 const postgres = runChild('postgres.js', ['--vectors', String(VECTORS)])
 
@@ -94,7 +96,8 @@ const result = {
   sealing,
   replication,
   search: { quality, publicSets, embedding, vectors, swarm, folder },
-  memory
+  memory,
+  placement
 }
 const text = JSON.stringify(result, null, 2)
 process.stdout.write(text + '\n')

@@ -16,7 +16,7 @@
 import { sha256 } from '@noble/hashes/sha2.js'
 
 /** How many shards a collection's document ids are spread over. */
-export const SHARDS = 64
+export const SHARDS = 256
 
 /** A collection's placement policy. Without `replicas`, every device holds everything (the default). */
 export interface PlacementPolicy {
