@@ -12,7 +12,9 @@
  * it even while it runs a long series of writes without returning to the event loop. SQLite
  * starts the WAL over only when a write begins with every frame copied; under a steady stream of
  * writes the thread never quite catches up, so once the WAL passes {@link WAL_LIMIT_FRAMES} the
- * next write waits (without blocking the event loop) for one pass that copies everything. When
+ * next write waits (without blocking the event loop) for one pass that copies everything; and
+ * since the WAL's size is learned only when a pass begins, a writer that has committed
+ * {@link WRITES_PER_PASS} transactions during one slow pass waits for it to end. When
  * the thread cannot start or dies, the connection checkpoints itself again, as SQLite does by
  * default. The thread starts with the 256th write transaction: a database that is mostly read,
  * or written a little (most tests, a quiet device), keeps SQLite's own checkpoints and one
@@ -57,6 +59,12 @@ const PASS_INTERVAL_MS = 20
 const START_AFTER_WRITES = 256
 /** Most passes one wait of writers takes. */
 const DRAIN_PASSES = 3
+/**
+ * Most write transactions while one pass runs. The WAL's size is learned when a pass begins, so
+ * during a slow pass (a busy machine) the writer could otherwise run far past the limit unseen:
+ * past this many it waits for the pass to end (an idle machine ends a pass long before).
+ */
+const WRITES_PER_PASS = 256
 /** SQLite's own default, restored when the thread is gone. */
 const AUTOCHECKPOINT_PAGES = 1000
 /** How long closing waits for a pass in progress before ending the thread, ms. */
@@ -82,6 +90,8 @@ export class Checkpointer {
   private ended = false
   /** Writes since the last pass began. */
   private dirty = false
+  /** Write transactions since the last pass was asked for. */
+  private writesSincePass = 0
   private lastPass = -Infinity
   /** Runs a pass once writes pause (when the event loop is free again). */
   private trailing: NodeJS.Timeout | undefined
@@ -143,7 +153,11 @@ export class Checkpointer {
 
   /** Resolves at once, unless the WAL is over its limit: then after a pass that copies all of it. */
   async ready (): Promise<void> {
-    if (!this.activate() || Atomics.load(this.shared, Slot.Log) < this.threshold) return
+    if (!this.activate()) return
+    if (Atomics.load(this.shared, Slot.Log) < this.threshold) {
+      if (this.writesSincePass >= WRITES_PER_PASS && this.busy) await this.passEnded()
+      return
+    }
     this.drain ??= this.fullPass().finally(() => { this.drain = undefined })
     await this.drain
   }
@@ -183,6 +197,7 @@ export class Checkpointer {
     if (this.worker === undefined && !this.ended && ++this.writes >= this.startAfter) this.start()
     if (!this.activate()) return
     this.dirty = true
+    this.writesSincePass++
     this.schedule()
   }
 
@@ -202,6 +217,7 @@ export class Checkpointer {
 
   private pass (): void {
     this.dirty = false
+    this.writesSincePass = 0
     this.lastPass = performance.now()
     this.requested++
     this.worker?.postMessage('pass')
