@@ -298,6 +298,8 @@ function splitEntry (bytes: Uint8Array): EntryParts | undefined {
   let len: number
   let at: number
   if (first >= 0x40 && first < 0x58) { len = first - 0x40; at = 3 }
+  // a truncated length falls to the whole decode, which reports it as malformed
+  else if (rest.length < 8) return undefined
   else if (first === 0x58) { len = rest[3] as number; at = 4 }
   else if (first === 0x59) { len = view.getUint16(3); at = 5 }
   else if (first === 0x5a) { len = view.getUint32(3); at = 7 }
