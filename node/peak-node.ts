@@ -10,7 +10,7 @@ import {
   issueCertificate, keystoreIsProtected, normaliseDeviceName, parseRecoveryPhrase, publicKeyOf, readKeystore, sealingSecretKeyOf, successorKeystore, writeKeystore,
   type DeviceId, type KeystoreData, type RetiredDevice, type SwarmId
 } from '../identity/index.js'
-import { isCollectionName, vectorToJson, type CollectionName } from '../crdt/index.js'
+import { docStateFromRow, isCollectionName, vectorToJson, type CollectionName, type DocRow } from '../crdt/index.js'
 import { DataRouter, LOCAL_PREFIX, PRIMARY, type CollectionInfo, type DocChange, type RoutedStore, type StorageProvider } from '../storage/index.js'
 import { canDescribeSchema, type DescribeSchemaOptions, type SchemaDescription } from '../storage/introspect.js'
 import { forgetStorage, openProvider, openStorage, recordStorage, resolveStorage, type ProviderSpec, type StorageSpec } from './storage-binding.js'
@@ -28,7 +28,7 @@ import { Indexer, type IndexProgress } from './embedding/indexer.js'
 import { UseLiteEmbedder } from './embedding/use-lite.js'
 import { SwarmSearch } from './swarm-search.js'
 import { CONTEXT_COLLECTION, Memory, type MemoryOptions } from './memory/memory.js'
-import { Placement } from './placement/placement.js'
+import { DEVICE_METRICS, Placement } from './placement/placement.js'
 import { FileIndexer } from './files.js'
 import { AnnIndexes } from './embedding/ann-index.js'
 import { createLogger } from './logger.js'
@@ -530,18 +530,18 @@ export class PeakNode extends EventEmitter<PeakNodeEvents> {
       deviceId: this.deviceId,
       dataDir: this.dir,
       policies: new Collection('_placement' as CollectionName, this.collectionContext(), { embed: false }),
-      metrics: new Collection('_device_metrics' as CollectionName, this.collectionContext(), { embed: false }),
+      metrics: new Collection(DEVICE_METRICS as CollectionName, this.collectionContext(), { embed: false }),
       members: () => this.log.membership.devices().filter(d => d.revocation === undefined).map(d => ({ device: d.device, name: d.name })),
       replicated: async () => (await this.collectionInfos()).filter(c => c.local !== true).map(c => c.name),
       collection: name => this.collection(name),
       isLocal: name => this.localNames.has(name),
       ...(this.placementOptions?.budgetBytes !== undefined ? { budgetBytes: this.placementOptions.budgetBytes } : {}),
       ...(this.placementOptions?.now !== undefined ? { now: this.placementOptions.now } : {}),
-      writtenBy: async (id, device) => {
-        const doc = await this.storage.getDocument('_device_metrics', id)
-        if (doc?.body === null || doc?.body === undefined) return false
-        const meta = JSON.parse(doc.meta) as { x?: string, s?: Record<string, string> }
-        return Object.keys(doc.body).every(name => (meta.s?.[name] ?? meta.x ?? '').endsWith(device))
+      readMetrics: async device => {
+        const stored = await this.storage.getDocument(DEVICE_METRICS, device)
+        if (stored?.body == null) return null
+        const state = docStateFromRow({ body: stored.body, meta: JSON.parse(stored.meta) as DocRow['meta'] })
+        return { doc: stored.body, byItself: Object.values(state.f).every(field => field.s.endsWith(device)) }
       }
     })
     return this.placementApi

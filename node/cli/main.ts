@@ -476,7 +476,7 @@ Examples:
       const names = new Map(r.devices.map(d => [d.device, d.name]))
       const who = (d: string): string => `${names.get(d) ?? '?'} (${d.slice(0, 12)}…)`
       const mib = (b: number): string => `${(b / 1_048_576).toFixed(b < 10_485_760 ? 2 : 0)} MiB`
-      emit(g.json, { collections: r.collections.map(c => ({ name: c.name, replicas: c.replicas, pin: c.pin, holders: c.holders, pending: c.pending, bytes: c.bytes, bytesByDevice: c.bytesByDevice, short: c.short })), devices: r.devices, enacted: r.enacted }, () => [
+      emit(g.json, r, () => [
         ...r.collections.map(c => [
           `${c.name}: ${c.replicas === null ? 'every device' : `${c.replicas} replica(s)`}${c.pin.length > 0 ? `, pinned to ${c.pin.map(who).join(', ')}` : ''}, ${mib(c.bytes)}`,
           ...c.holders.map(h => `  ${who(h)}: ${mib(c.bytesByDevice[h] ?? 0)}`),

@@ -7,10 +7,13 @@
  */
 import { statfsSync } from 'node:fs'
 import { isDeviceId } from '../../identity/index.js'
+import type { JsonObject } from '../../crdt/index.js'
 import type { Collection } from '../collection.js'
 import { InvalidOptionError } from '../errors.js'
 import { plan, shardOf, SHARDS, type PlacementCollection, type PlacementDevice, type PlacementPolicy } from './plan.js'
 
+/** The replicated system collection of device metrics (one document per DeviceId). */
+export const DEVICE_METRICS = '_device_metrics'
 /** How long a device's published metrics count (ms). */
 export const METRICS_TTL_MS = 24 * 3600_000
 /** The most replicas a policy may ask for. */
@@ -30,10 +33,10 @@ export interface PlacementContext {
   /** The user's replicated collections. */
   replicated (): Promise<string[]>
   /**
-   * True when every visible field of a metrics document was written by `device` itself (the
-   * author is part of each field's write stamp): one device cannot speak for another.
+   * A device's metrics document, and whether every field of it was written by that device itself
+   * (the author is part of each field's write stamp): one device cannot speak for another.
    */
-  writtenBy (id: string, device: string): Promise<boolean>
+  readMetrics (device: string): Promise<{ readonly doc: JsonObject, readonly byItself: boolean } | null>
   /** A user collection; throws InvalidCollectionNameError for a name that is not one. */
   collection (name: string): Collection
   /** True for a device-local collection (no log, nothing to place). */
@@ -146,12 +149,12 @@ export class Placement {
    * another device wrote over them.
    */
   async refresh (): Promise<void> {
-    const doc = await this.ctx.metrics.get(this.ctx.deviceId)
+    const mine = await this.ctx.readMetrics(this.ctx.deviceId)
+    const doc = mine?.doc
     const expires = typeof doc?.expiresAt === 'string' ? Date.parse(doc.expiresAt) : NaN
     const bucket = (b: number): number => Math.floor(Math.log2(Math.max(1, b / 1_048_576)))
-    const stale = doc === null || !Number.isFinite(expires) || expires - this.now() < METRICS_TTL_MS / 2 ||
-      typeof doc.budgetBytes !== 'number' || bucket(doc.budgetBytes) !== bucket(this.measure().budgetBytes) ||
-      !await this.ctx.writtenBy(this.ctx.deviceId, this.ctx.deviceId)
+    const stale = doc === undefined || mine?.byItself !== true || !Number.isFinite(expires) || expires - this.now() < METRICS_TTL_MS / 2 ||
+      typeof doc.budgetBytes !== 'number' || bucket(doc.budgetBytes) !== bucket(this.measure().budgetBytes)
     if (stale) await this.publish()
   }
 
@@ -163,12 +166,13 @@ export class Placement {
     const devices: PlacementDevice[] = []
     const listed: PlacementReport['devices'] = []
     for (const m of members) {
-      const doc = await this.ctx.metrics.get(m.device)
+      const record = await this.ctx.readMetrics(m.device)
+      const doc = record?.doc
       const expires = typeof doc?.expiresAt === 'string' ? Date.parse(doc.expiresAt) : NaN
       const budget = typeof doc?.budgetBytes === 'number' && Number.isFinite(doc.budgetBytes) && doc.budgetBytes >= 0 ? doc.budgetBytes : 0
-      const state = doc === null
+      const state = record === null
         ? 'none'
-        : !await this.ctx.writtenBy(m.device, m.device)
+        : !record.byItself
             ? 'forged'
             : !Number.isFinite(expires) || expires <= now ? 'expired' : 'published'
       if (state === 'published') devices.push({ device: m.device, budgetBytes: budget })
